@@ -1,0 +1,56 @@
+"""Helpers shared by the subcommands: settings, progress, error reporting."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from semsearch.errors import SemsearchError
+
+console = Console(stderr=True)
+out = Console()
+
+
+def load_settings(**overrides: Any):  # noqa: ANN201 - Settings
+    from semsearch.config import Settings
+
+    try:
+        s = Settings()
+    except ValidationError as e:
+        fail(f"invalid settings from the environment:\n{e}")
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition("__")
+        try:
+            setattr(getattr(s, section), key, value)
+        except ValidationError as e:
+            fail(f"invalid option {key.replace('_', '-')}={value!r}: {e.errors()[0]['msg']}")
+    return s
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def errors_to_exit() -> Iterator[None]:
+    """Turn semsearch errors into a one-line message and exit code 2 (no traceback)."""
+    try:
+        yield
+    except SemsearchError as e:
+        fail(str(e))
+
+
+def progress_enabled(settings: Any) -> bool:
+    if settings.no_progress or os.environ.get("SEMSEARCH_NO_PROGRESS") == "1":
+        return False
+    return sys.stderr.isatty()

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from semsearch.cli import app
+from semsearch.cli.common import console, errors_to_exit, load_settings, out, progress_enabled
+
+
+@app.command("index")
+def index_cmd(
+    input: Annotated[list[Path], typer.Option("--input", "-i", help="JSONL, CSV/TSV file or BEIR directory; repeatable")],
+    index: Annotated[Path, typer.Option("--index", help="index directory (created if missing)")],
+    batch_size: Annotated[int | None, typer.Option(help="records per encoding batch")] = None,
+    factory: Annotated[str | None, typer.Option(help="FAISS factory string for a new index, e.g. Flat, HNSW32, IVF256,Flat")] = None,
+    on_duplicate: Annotated[str | None, typer.Option(help="'reject' (default) or 'last' for ids repeated in the input")] = None,
+    errors: Annotated[Path | None, typer.Option(help="where to write rejected records (default INDEX/errors.jsonl)")] = None,
+    no_dense: Annotated[bool, typer.Option("--no-dense", help="lexical only: skip the text encoder")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Bulk-index documents. Re-running the same command resumes an interrupted run."""
+    import json
+
+    from semsearch.indexer.index import Index
+    from semsearch.indexer.pipeline import Pipeline, TextChannel, write_errors
+
+    settings = load_settings(
+        indexing__batch_size=batch_size, vector__faiss__factory=factory, indexing__on_duplicate=on_duplicate
+    )
+    with errors_to_exit():
+        for p in input:
+            if not p.exists():
+                from semsearch.errors import BadInput
+
+                raise BadInput(f"input {p} does not exist")
+        idx = Index.create(index, settings)
+        try:
+            channels = []
+            if not no_dense:
+                from semsearch.encoders.sbert import SentenceTransformerEncoder
+
+                enc = SentenceTransformerEncoder(settings.text_encoder)
+                channels.append(TextChannel(enc, settings.text_encoder.doc_template))
+            if progress_enabled(settings):
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+                with Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as prog:
+                    task = prog.add_task("index", total=None)
+                    report = Pipeline(idx, channels, settings, on_progress=lambda n: prog.advance(task, n)).run(input)
+            else:
+                report = Pipeline(idx, channels, settings).run(input)
+        finally:
+            idx.close()
+    errors_path = errors or (index / "errors.jsonl")
+    write_errors(errors_path, report.rejected)
+    summary = report.as_dict()
+    summary["errors_file"] = str(errors_path)
+    if json_out:
+        out.print_json(json.dumps(summary))
+    else:
+        lex = report.sync.get("lexical", {})
+        if lex.get("rebuilt"):
+            console.print(
+                f"lexical index rebuilt (bm25s matrices are rebuilt on every change): "
+                f"{lex.get('docs')} docs in {lex.get('seconds', 0):.2f}s"
+            )
+        console.print(
+            f"[bold]indexed[/] {report.indexed} docs ({report.unchanged} unchanged, "
+            f"{len(report.rejected)} rejected) of {report.read} read in {report.seconds:.1f}s "
+            f"({report.docs_per_s:.1f} docs/s)"
+            + (f"; rejected records in {errors_path}" if report.rejected else ""),
+            highlight=False,
+        )
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+@app.command("delete")
+def delete_cmd(
+    ids: Annotated[list[str], typer.Argument(help="document ids to delete")],
+    index: Annotated[Path, typer.Option("--index", help="index directory")],
+) -> None:
+    """Delete documents by id."""
+    from semsearch.indexer.index import Index
+
+    settings = load_settings()
+    with errors_to_exit():
+        with Index.open(index, settings, writable=True) as idx:
+            n = idx.delete(ids)
+            idx.sync()
+    console.print(f"deleted {n} of {len(ids)} ids")

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from semsearch.cli import app
+from semsearch.cli.common import errors_to_exit, load_settings, out
+
+
+@app.command("info")
+def info_cmd(
+    index: Annotated[Path, typer.Option("--index", help="index directory")],
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Describe an index: documents, channels, backends, size, versions."""
+    from semsearch.indexer.index import Index
+
+    with errors_to_exit():
+        with Index.open(index, load_settings()) as idx:
+            info = idx.info()
+    if json_out:
+        out.print_json(json.dumps(info, default=str))
+        return
+    from rich.table import Table
+
+    t = Table(title=f"index {info['path']}", show_header=False)
+    t.add_row("documents", str(info["documents"]))
+    t.add_row("lexical", f"{info['lexical']['backend']} ({info['lexical']['count']} docs)")
+    for name, ch in info["channels"].items():
+        t.add_row(f"channel {name}", f"{ch['backend']} {ch.get('factory', '')} dim={ch['dim']} "
+                  f"count={ch['count']} encoder={ch['encoder']}")
+    t.add_row("size", f"{info['size_bytes'] / 1e6:.1f} MB")
+    t.add_row("generation", str(info["generation"]))
+    out.print(t)

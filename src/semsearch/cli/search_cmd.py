@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from semsearch.cli import app
+from semsearch.cli.common import errors_to_exit, fail, load_settings, out
+
+
+def read_queries(path: Path) -> list[tuple[str, str]]:
+    """BEIR ``queries.jsonl`` (``_id``, ``text``) or ``id<TAB>text`` TSV."""
+    from semsearch.errors import BadInput
+
+    if not path.exists():
+        raise BadInput(f"queries file {path} does not exist")
+    rows: list[tuple[str, str]] = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            if path.suffix.lower() in (".jsonl", ".json"):
+                try:
+                    obj = json.loads(line)
+                    rows.append((str(obj["_id"] if "_id" in obj else obj["id"]), str(obj["text"])))
+                except (json.JSONDecodeError, KeyError, TypeError) as e:
+                    raise BadInput(f"queries file {path} line {n}: expected a JSON object with _id and text ({e})") from e
+            else:
+                qid, sep, text = line.rstrip("\n").partition("\t")
+                if not sep:
+                    raise BadInput(f"queries file {path} line {n}: expected 'id<TAB>text'")
+                rows.append((qid, text))
+    return rows
+
+
+@app.command("search")
+def search_cmd(
+    index: Annotated[Path, typer.Option("--index", help="index directory")],
+    query: Annotated[str | None, typer.Argument(help="the query (or use --queries)")] = None,
+    k: Annotated[int, typer.Option("--k", "-k", help="number of hits")] = 10,
+    mode: Annotated[str | None, typer.Option(help="lexical, dense or hybrid")] = None,
+    fusion: Annotated[str | None, typer.Option(help="rrf or convex")] = None,
+    weights: Annotated[str | None, typer.Option(help="channel weights, e.g. lexical=0.6,dense=0.4")] = None,
+    filters: Annotated[str | None, typer.Option("--filter", help='metadata filters as JSON, e.g. {"year": {"gte": 2020}}')] = None,
+    queries: Annotated[Path | None, typer.Option(help="batch mode: BEIR queries.jsonl or id<TAB>text TSV")] = None,
+    output: Annotated[Path | None, typer.Option(help="batch mode: TREC run file to write")] = None,
+    tag: Annotated[str, typer.Option(help="run tag in the TREC file")] = "semsearch",
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Search an index with one query, or a file of queries into a TREC run file."""
+    from semsearch.errors import BadInput
+    from semsearch.indexer.index import Index
+    from semsearch.search import Searcher
+
+    if (query is None) == (queries is None):
+        fail("give either a QUERY argument or --queries FILE")
+    if queries is not None and output is None:
+        fail("--queries needs --output RUN_FILE")
+    settings = load_settings()
+    with errors_to_exit():
+        w = None
+        if weights:
+            try:
+                w = {c.split("=")[0].strip(): float(c.split("=")[1]) for c in weights.split(",")}
+            except (IndexError, ValueError) as e:
+                raise BadInput(f"--weights {weights!r}: expected name=number,name=number") from e
+        f = None
+        if filters:
+            try:
+                f = json.loads(filters)
+            except json.JSONDecodeError as e:
+                raise BadInput(f"--filter is not valid JSON: {e}") from e
+            if not isinstance(f, dict):
+                raise BadInput("--filter must be a JSON object")
+        with Index.open(index, settings) as idx:
+            searcher = Searcher(idx, settings)
+            opts = dict(k=k, mode=mode, fusion=fusion, weights=w, filters=f)
+            if queries is not None:
+                qs = read_queries(queries)
+                results = []
+                for start in range(0, len(qs), 256):
+                    chunk = qs[start : start + 256]
+                    results.extend(searcher.search_batch([t for _, t in chunk], with_documents=False, **opts))
+                with open(output, "w", encoding="utf-8") as fh:  # type: ignore[arg-type]
+                    for (qid, _), res in zip(qs, results):
+                        for h in res.hits:
+                            fh.write(f"{qid} Q0 {h.id} {h.rank} {h.score:.6f} {tag}\n")
+                out.print(f"wrote {output} ({len(qs)} queries)")
+                return
+            res = searcher.search(query, **opts)  # type: ignore[arg-type]
+    if json_out:
+        payload = {
+            "query": res.query,
+            "mode": res.mode,
+            "degraded": res.degraded,
+            "hits": [
+                {"id": h.id, "score": h.score, "rank": h.rank,
+                 "channels": {c: v.model_dump() for c, v in h.channels.items()},
+                 "title": h.document.title if h.document else None}
+                for h in res.hits
+            ],
+        }
+        out.print_json(json.dumps(payload))
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{res.mode} search: {res.query!r} ({res.took_ms:.0f} ms)")
+    for col in ("rank", "id", "score", "channels", "title / text"):
+        t.add_column(col)
+    for h in res.hits:
+        chans = " ".join(f"{c}#{v.rank}" for c, v in h.channels.items())
+        doc = h.document
+        snippet = (doc.title or doc.text[:80]) if doc else ""
+        t.add_row(str(h.rank), h.id, f"{h.score:.4f}", chans, snippet)
+    out.print(t)

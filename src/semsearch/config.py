@@ -1,0 +1,136 @@
+"""Typed settings: the one place that reads the environment.
+
+Every option can be set with an environment variable prefixed ``SEMSEARCH_`` and nested with
+``__``, e.g. ``SEMSEARCH_VECTOR__FAISS__FACTORY=HNSW32`` or
+``SEMSEARCH_LEXICAL__BACKEND=elasticsearch``. Backend-specific options live under the
+backend's name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TextEncoderSettings(_Section):
+    #: sentence-transformers model name or local path; None = bundled all-MiniLM-L6-v2
+    model: str | None = None
+    batch_size: int = Field(64, ge=1, le=4096)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: use fp16 weights on CUDA
+    fp16: bool = True
+    max_seq_length: int | None = Field(None, ge=8, le=8192)
+    #: how a document becomes the text that is embedded
+    doc_template: str = "{title} {text}"
+
+
+class EmbeddedLexicalSettings(_Section):
+    """bm25s, an inverted index in sparse matrices (see README for why bm25s)."""
+
+    method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = "lucene"
+    k1: float = Field(0.9, gt=0)
+    b: float = Field(0.4, ge=0, le=1)
+    stemmer: Literal["english", "none"] = "english"
+    stopwords: Literal["en", "none"] = "en"
+
+
+class ElasticsearchSettings(_Section):
+    url: str = "http://127.0.0.1:9200"
+    index: str = "semsearch"
+    api_key: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_certs: Path | None = None
+    verify_certs: bool = True
+    request_timeout: float = Field(30.0, gt=0)
+    analyzer: str = "english"
+    k1: float = Field(0.9, gt=0)
+    b: float = Field(0.4, ge=0, le=1)
+    shards: int = Field(1, ge=1)
+    replicas: int = Field(0, ge=0)
+    chunk_size: int = Field(500, ge=1)
+    max_retries: int = Field(5, ge=0)
+
+
+class LexicalSettings(_Section):
+    backend: Literal["embedded", "elasticsearch"] = "embedded"
+    #: per-field BM25 weights; the score is the weighted sum of the fields' scores
+    boosts: dict[str, float] = Field(default_factory=lambda: {"title": 1.0, "text": 1.0})
+    embedded: EmbeddedLexicalSettings = Field(default_factory=EmbeddedLexicalSettings)
+    elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
+
+    @field_validator("boosts")
+    @classmethod
+    def _check_boosts(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {f for f in v if f not in ("title", "text")}
+        if bad:
+            raise ValueError(f"unknown boost field(s) {sorted(bad)}; fields are 'title', 'text'")
+        if any(w < 0 for w in v.values()) or not any(w > 0 for w in v.values()):
+            raise ValueError(f"boosts must be >= 0 with at least one > 0, got {v}")
+        return v
+
+
+class FaissSettings(_Section):
+    #: FAISS index factory string: "Flat", "HNSW32", "IVF256,Flat", "IVF256,PQ16", ...
+    factory: str = "Flat"
+    #: IVF probes at query time
+    nprobe: int = Field(16, ge=1)
+    #: HNSW efSearch at query time
+    ef_search: int = Field(128, ge=1)
+    #: "auto" uses the GPU when faiss sees one
+    gpu: Literal["auto", "never", "always"] = "auto"
+    #: HNSW cannot remove ids: deleted ids are tombstoned and the index is rebuilt from the
+    #: master vectors once tombstones exceed this fraction
+    compact_ratio: float = Field(0.2, gt=0, le=1)
+
+
+class VectorSettings(_Section):
+    backend: Literal["faiss", "elasticsearch"] = "faiss"
+    faiss: FaissSettings = Field(default_factory=FaissSettings)
+
+
+class FusionSettings(_Section):
+    method: Literal["rrf", "convex"] = "convex"
+    rrf_k: int = Field(60, ge=1)
+    normalization: Literal["minmax", "zscore"] = "minmax"
+    #: channel weights; channels not named get weight 1
+    weights: dict[str, float] = Field(default_factory=lambda: {"lexical": 0.5, "dense": 0.5})
+    #: how many candidates each channel contributes before fusion
+    depth: int = Field(100, ge=1, le=10000)
+
+
+class SearchSettings(_Section):
+    default_mode: Literal["lexical", "dense", "hybrid"] = "hybrid"
+    #: when a channel fails mid-search: raise, or answer from the other channels and flag the
+    #: result as degraded
+    on_channel_failure: Literal["fail", "degrade"] = "fail"
+    max_k: int = Field(1000, ge=1)
+
+
+class IndexingSettings(_Section):
+    batch_size: int = Field(512, ge=1)
+    on_duplicate: Literal["reject", "last"] = "reject"
+    max_text_chars: int = Field(1_000_000, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SEMSEARCH_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    text_encoder: TextEncoderSettings = Field(default_factory=TextEncoderSettings)
+    lexical: LexicalSettings = Field(default_factory=LexicalSettings)
+    vector: VectorSettings = Field(default_factory=VectorSettings)
+    fusion: FusionSettings = Field(default_factory=FusionSettings)
+    indexing: IndexingSettings = Field(default_factory=IndexingSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    no_progress: bool = False
+    #: write API key for the REST API
+    api_key: SecretStr | None = None

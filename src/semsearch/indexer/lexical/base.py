@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from semsearch.config import LexicalSettings
+from semsearch.documents import Document
+from semsearch.errors import BadInput, IndexIncompatible
+
+#: Filters: ``{"field": value}`` (equality), ``{"field": [v1, v2]}`` (any of),
+#: ``{"field": {"gte": x, "lte": y}}`` (range; also gt/lt). Fields are metadata keys.
+Filters = dict[str, Any]
+
+
+@runtime_checkable
+class LexicalIndex(Protocol):
+    """A BM25 inverted index over the ``title`` and ``text`` fields of documents."""
+
+    backend: str
+
+    def upsert(self, docs: Sequence[Document]) -> None:
+        """Add documents, replacing any with the same id. Visible after :meth:`commit`."""
+        ...
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete documents by id; returns how many existed. Visible after :meth:`commit`."""
+        ...
+
+    def commit(self) -> dict[str, Any]:
+        """Make pending changes searchable; returns what it did (e.g. ``{"rebuilt": True}``)."""
+        ...
+
+    def search(
+        self,
+        query: str,
+        k: int,
+        *,
+        boosts: dict[str, float] | None = None,
+        filters: Filters | None = None,
+    ) -> list[tuple[str, float]]:
+        """Return up to ``k`` ``(id, score)`` pairs, best first; documents matching no
+        query term are not returned."""
+        ...
+
+    def count(self) -> int: ...
+
+    def save(self, path: Path) -> None:
+        """Persist into the (new, empty) directory ``path``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def create_lexical(settings: LexicalSettings) -> LexicalIndex:
+    """A new, empty lexical index of the configured backend."""
+    if settings.backend == "embedded":
+        from semsearch.indexer.lexical.embedded import EmbeddedLexicalIndex
+
+        return EmbeddedLexicalIndex(settings)
+    if settings.backend == "elasticsearch":
+        from semsearch.indexer.lexical.elasticsearch import ElasticsearchLexicalIndex
+
+        return ElasticsearchLexicalIndex(settings)
+    raise BadInput(f"unknown lexical backend {settings.backend!r}")  # pragma: no cover
+
+
+def open_lexical(path: Path, settings: LexicalSettings, backend: str) -> LexicalIndex:
+    """Open a lexical index saved by :meth:`LexicalIndex.save` with the given backend name."""
+    if backend != settings.backend:
+        raise IndexIncompatible(
+            f"index at {path} was built with lexical backend {backend!r} but settings ask "
+            f"for {settings.backend!r}; rebuild the index or set "
+            f"SEMSEARCH_LEXICAL__BACKEND={backend}"
+        )
+    if backend == "embedded":
+        from semsearch.indexer.lexical.embedded import EmbeddedLexicalIndex
+
+        return EmbeddedLexicalIndex.open(path, settings)
+    if backend == "elasticsearch":
+        from semsearch.indexer.lexical.elasticsearch import ElasticsearchLexicalIndex
+
+        return ElasticsearchLexicalIndex.open(path, settings)
+    raise IndexIncompatible(f"index at {path} uses unknown lexical backend {backend!r}")
+
+
+def match_filters(metadata: dict[str, Any], filters: Filters | None) -> bool:
+    """Whether a document's metadata satisfies ``filters`` (the embedded semantics, which the
+    Elasticsearch backend mirrors with term/terms/range queries)."""
+    if not filters:
+        return True
+    for field, cond in filters.items():
+        if field not in metadata:
+            return False
+        value = metadata[field]
+        if isinstance(cond, dict):
+            ops = {"gte": value.__ge__, "gt": value.__gt__, "lte": value.__le__, "lt": value.__lt__}
+            unknown = set(cond) - set(ops)
+            if unknown:
+                raise BadInput(
+                    f"filter on {field!r}: unknown range operator(s) {sorted(unknown)}; "
+                    "use gte, gt, lte, lt"
+                )
+            try:
+                if not all(ops[op](bound) is True for op, bound in cond.items()):
+                    return False
+            except TypeError:
+                return False
+        elif isinstance(cond, list):
+            if value not in cond:
+                return False
+        elif value != cond:
+            return False
+    return True

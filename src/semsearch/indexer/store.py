@@ -1,0 +1,207 @@
+"""The document store: the durable source of truth of an index directory (SQLite, WAL).
+
+Every accepted record is written here, with its embeddings, in one transaction per batch,
+before any derived index (BM25, FAISS) sees it. Each change gets a sequence number; the
+manifest records the last sequence number the derived indexes were built up to, so an
+interrupted run resumes by replaying the changes after it, and nothing is applied twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semsearch.documents import Document
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    text TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    image TEXT,
+    hash TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS docs_seq ON docs(seq);
+CREATE TABLE IF NOT EXISTS vectors (
+    id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    vec BLOB NOT NULL,
+    PRIMARY KEY (id, channel)
+);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class DocStore:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- state --------------------------------------------------------------------------
+    def last_seq(self) -> int:
+        row = self._conn.execute("SELECT MAX(seq) FROM docs").fetchone()
+        return int(row[0] or 0)
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        row = self._conn.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    # -- writes -------------------------------------------------------------------------
+    def hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        """Content hashes of the live documents among ``ids``."""
+        out: dict[str, str] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), 900):
+            chunk = ids[start : start + 900]
+            q = ",".join("?" * len(chunk))
+            for doc_id, h in self._conn.execute(
+                f"SELECT id, hash FROM docs WHERE deleted=0 AND id IN ({q})", chunk
+            ):
+                out[doc_id] = h
+        return out
+
+    def write(
+        self, docs: Sequence[Document], vectors: dict[str, np.ndarray] | None = None
+    ) -> int:
+        """Upsert documents and their vectors (one row each per channel) atomically.
+        Returns the sequence number of the batch."""
+        vectors = vectors or {}
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                seq = self.last_seq() + 1
+                cur.executemany(
+                    "INSERT INTO docs(id,title,text,metadata,image,hash,seq,deleted) "
+                    "VALUES (?,?,?,?,?,?,?,0) ON CONFLICT(id) DO UPDATE SET title=excluded.title,"
+                    " text=excluded.text, metadata=excluded.metadata, image=excluded.image,"
+                    " hash=excluded.hash, seq=excluded.seq, deleted=0",
+                    [
+                        (d.id, d.title, d.text, json.dumps(d.metadata), d.image,
+                         d.content_hash(), seq)
+                        for d in docs
+                    ],
+                )
+                for channel, mat in vectors.items():
+                    mat = np.ascontiguousarray(mat)
+                    cur.executemany(
+                        "INSERT OR REPLACE INTO vectors(id, channel, vec) VALUES (?,?,?)",
+                        [(d.id, channel, mat[i].tobytes()) for i, d in enumerate(docs)],
+                    )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return seq
+
+    def mark_deleted(self, ids: Sequence[str]) -> int:
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                seq = self.last_seq() + 1
+                n = 0
+                for doc_id in ids:
+                    n += cur.execute(
+                        "UPDATE docs SET deleted=1, seq=? WHERE id=? AND deleted=0", (seq, doc_id)
+                    ).rowcount
+                cur.executemany("DELETE FROM vectors WHERE id=?", [(i,) for i in ids])
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return n
+
+    def purge_deleted(self, up_to_seq: int) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM docs WHERE deleted=1 AND seq<=?", (up_to_seq,))
+
+    # -- reads --------------------------------------------------------------------------
+    def changes_since(self, seq: int, batch: int = 2048) -> Iterator[tuple[list[Document], list[str]]]:
+        """Yield ``(upserted docs, deleted ids)`` for changes with sequence > ``seq``."""
+        cur = self._conn.execute(
+            "SELECT id,title,text,metadata,image,deleted FROM docs WHERE seq>? ORDER BY seq, rowid",
+            (seq,),
+        )
+        while True:
+            rows = cur.fetchmany(batch)
+            if not rows:
+                return
+            ups = [self._row_doc(r) for r in rows if not r[5]]
+            dels = [r[0] for r in rows if r[5]]
+            yield ups, dels
+
+    def vectors(
+        self, ids: Sequence[str], channel: str, dim: int, dtype: Any = np.float32
+    ) -> np.ndarray:
+        """The stored vectors of ``ids`` in one channel (rows of zeros for ids without one)."""
+        out = np.zeros((len(ids), dim), dtype=dtype)
+        pos = {d: i for i, d in enumerate(ids)}
+        ids = list(ids)
+        for start in range(0, len(ids), 900):
+            chunk = ids[start : start + 900]
+            q = ",".join("?" * len(chunk))
+            for doc_id, blob in self._conn.execute(
+                f"SELECT id, vec FROM vectors WHERE channel=? AND id IN ({q})", [channel, *chunk]
+            ):
+                out[pos[doc_id]] = np.frombuffer(blob, dtype=dtype)
+        return out
+
+    def has_vectors(self, ids: Sequence[str], channel: str) -> set[str]:
+        found: set[str] = set()
+        ids = list(ids)
+        for start in range(0, len(ids), 900):
+            chunk = ids[start : start + 900]
+            q = ",".join("?" * len(chunk))
+            found.update(
+                r[0]
+                for r in self._conn.execute(
+                    f"SELECT id FROM vectors WHERE channel=? AND id IN ({q})", [channel, *chunk]
+                )
+            )
+        return found
+
+    @staticmethod
+    def _row_doc(r: Iterable[Any]) -> Document:
+        doc_id, title, text, metadata, image, *_ = r
+        return Document(id=doc_id, title=title, text=text, metadata=json.loads(metadata), image=image)
+
+    def get(self, ids: Sequence[str]) -> dict[str, Document]:
+        out: dict[str, Document] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), 900):
+            chunk = ids[start : start + 900]
+            q = ",".join("?" * len(chunk))
+            for r in self._conn.execute(
+                f"SELECT id,title,text,metadata,image,deleted FROM docs WHERE deleted=0 AND id IN ({q})",
+                chunk,
+            ):
+                out[r[0]] = self._row_doc(r)
+        return out
+
+    def count(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM docs WHERE deleted=0").fetchone()[0])
+
+    def iter_docs(self, batch: int = 2048) -> Iterator[Document]:
+        cur = self._conn.execute(
+            "SELECT id,title,text,metadata,image,deleted FROM docs WHERE deleted=0 ORDER BY rowid"
+        )
+        while rows := cur.fetchmany(batch):
+            yield from (self._row_doc(r) for r in rows)

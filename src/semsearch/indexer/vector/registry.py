@@ -1,0 +1,28 @@
+"""Vector backends by name: create a new one for a channel, or open a saved one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from semsearch.config import Settings
+from semsearch.errors import IndexIncompatible
+from semsearch.indexer.manifest import ChannelSpec
+from semsearch.indexer.vector.base import VectorIndex
+
+
+def create_vector(spec: ChannelSpec, settings: Settings) -> VectorIndex:
+    if spec.backend == "faiss":
+        from semsearch.config import FaissSettings
+        from semsearch.indexer.vector.faiss import FaissVectorIndex
+
+        fs = settings.vector.faiss.model_copy(update=spec.settings) if spec.settings else settings.vector.faiss
+        return FaissVectorIndex(spec.dim, FaissSettings.model_validate(fs.model_dump()))
+    raise IndexIncompatible(f"unknown vector backend {spec.backend!r}")
+
+
+def open_vector(path: Path, spec: ChannelSpec, settings: Settings) -> VectorIndex:
+    if spec.backend == "faiss":
+        from semsearch.indexer.vector.faiss import FaissVectorIndex
+
+        return FaissVectorIndex.open(path, settings.vector.faiss)
+    raise IndexIncompatible(f"index channel at {path} uses unknown vector backend {spec.backend!r}")

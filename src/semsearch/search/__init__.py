@@ -1,0 +1,5 @@
+"""Query planning, rank fusion and result assembly."""
+
+from semsearch.search.engine import Searcher
+
+__all__ = ["Searcher"]

@@ -1,0 +1,181 @@
+"""The search path: run the channels a mode needs, fuse them, attach documents."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from semsearch.config import Settings
+from semsearch.documents import ChannelScore, Hit, SearchResult
+from semsearch.encoders.base import TextEncoder
+from semsearch.errors import BadInput, ChannelFailed
+from semsearch.indexer.index import Index
+from semsearch.indexer.lexical.base import Filters
+from semsearch.search.fusion import Fused, fuse
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["lexical", "dense", "hybrid"]
+MODES: dict[str, tuple[str, ...]] = {
+    "lexical": ("lexical",),
+    "dense": ("dense",),
+    "hybrid": ("lexical", "dense"),
+}
+
+
+class Searcher:
+    """Searches one index. The text encoder is created lazily on the first dense query."""
+
+    def __init__(
+        self,
+        index: Index,
+        settings: Settings | None = None,
+        *,
+        encoder: TextEncoder | None = None,
+    ) -> None:
+        self.index = index
+        self.settings = settings or index.settings
+        self._encoder = encoder
+
+    @property
+    def encoder(self) -> TextEncoder:
+        if self._encoder is None:
+            from semsearch.encoders.sbert import SentenceTransformerEncoder
+
+            self._encoder = SentenceTransformerEncoder(self.settings.text_encoder)
+            spec = self.index.manifest.channels.get("dense")
+            if spec is not None and spec.encoder != self._encoder.name:
+                from semsearch.errors import IndexIncompatible
+
+                raise IndexIncompatible(
+                    f"index at {self.index.path} was built with text encoder {spec.encoder!r} "
+                    f"but the configured one is {self._encoder.name!r}; set "
+                    f"SEMSEARCH_TEXT_ENCODER__MODEL={spec.encoder} or rebuild"
+                )
+        return self._encoder
+
+    # -- channels -----------------------------------------------------------------------
+    def _check(self, queries: Sequence[str], k: int, offset: int, mode: str) -> None:
+        if mode not in MODES:
+            raise BadInput(f"unknown mode {mode!r}; use one of {sorted(MODES)}")
+        if k < 1 or k > self.settings.search.max_k:
+            raise BadInput(f"k must be between 1 and {self.settings.search.max_k}, got {k}")
+        if offset < 0:
+            raise BadInput(f"offset must be >= 0, got {offset}")
+        for q in queries:
+            if not isinstance(q, str) or not q.strip():
+                raise BadInput("query is empty")
+        if "dense" in MODES[mode] and "dense" not in self.index.vectors:
+            raise BadInput(f"index at {self.index.path} has no dense channel; use mode 'lexical'")
+
+    def _allowed(self, filters: Filters | None) -> set[str] | None:
+        if not filters:
+            return None
+        from semsearch.indexer.lexical.base import match_filters
+
+        return {d.id for d in self.index.store.iter_docs() if match_filters(d.metadata, filters)}
+
+    def _run_channel(self, name: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except BadInput:
+            raise
+        except Exception as e:  # noqa: BLE001 - any backend failure is a channel failure
+            raise ChannelFailed(name, e) from e
+
+    def channel_results(
+        self,
+        queries: Sequence[str],
+        depth: int,
+        mode: str,
+        *,
+        filters: Filters | None = None,
+        boosts: dict[str, float] | None = None,
+    ) -> tuple[list[dict[str, list[tuple[str, float]]]], dict[str, str]]:
+        """Per query, each channel's ranked ``(id, score)`` list; plus failed channels."""
+        out: list[dict[str, list[tuple[str, float]]]] = [{} for _ in queries]
+        failed: dict[str, str] = {}
+        for name in MODES[mode]:
+            try:
+                if name == "lexical":
+                    lex = self.index.lexical
+                    if hasattr(lex, "search_many"):
+                        res = self._run_channel(name, lambda: lex.search_many(list(queries), depth, boosts=boosts, filters=filters))
+                    else:
+                        res = [self._run_channel(name, lambda q=q: lex.search(q, depth, boosts=boosts, filters=filters)) for q in queries]
+                else:
+                    allowed = self._allowed(filters)
+                    qv = self._run_channel(name, lambda: self.encoder.encode(list(queries)))
+                    res = self._run_channel(name, lambda: self.index.vectors[name].search(qv, depth, allowed=allowed))
+            except ChannelFailed as e:
+                if self.settings.search.on_channel_failure == "fail" or len(MODES[mode]) == 1:
+                    raise
+                logger.warning("channel %s failed, answering from the others: %s", name, e.cause)
+                failed[name] = str(e.cause)
+                continue
+            for i, r in enumerate(res):
+                out[i][name] = r
+        return out, failed
+
+    # -- public API ---------------------------------------------------------------------
+    def search(self, query: str, *, k: int = 10, mode: str | None = None, **kw: Any) -> SearchResult:
+        return self.search_batch([query], k=k, mode=mode, **kw)[0]
+
+    def search_batch(
+        self,
+        queries: Sequence[str],
+        *,
+        k: int = 10,
+        mode: str | None = None,
+        offset: int = 0,
+        filters: Filters | None = None,
+        boosts: dict[str, float] | None = None,
+        fusion: str | None = None,
+        weights: dict[str, float] | None = None,
+        rrf_k: int | None = None,
+        normalization: str | None = None,
+        depth: int | None = None,
+        with_documents: bool = True,
+    ) -> list[SearchResult]:
+        t0 = time.perf_counter()
+        mode = mode or self.settings.search.default_mode
+        self._check(queries, k, offset, mode)
+        fs = self.settings.fusion
+        depth = max(depth or fs.depth, k + offset)
+        per_query, failed = self.channel_results(queries, depth, mode, filters=filters, boosts=boosts)
+        results = []
+        for q, channels in zip(queries, per_query):
+            if len(MODES[mode]) == 1:
+                (name,) = MODES[mode]
+                fused = [Fused(d, s, {name: (r, s)}) for r, (d, s) in enumerate(channels.get(name, []), 1)]
+            else:
+                fused = fuse(
+                    channels,
+                    method=fusion or fs.method,  # type: ignore[arg-type]
+                    weights=weights if weights is not None else fs.weights,
+                    rrf_k=rrf_k or fs.rrf_k,
+                    normalization=normalization or fs.normalization,  # type: ignore[arg-type]
+                )
+            page = fused[offset : offset + k]
+            hits = [
+                Hit(
+                    id=f.id,
+                    score=f.score,
+                    rank=offset + i + 1,
+                    channels={c: ChannelScore(rank=r, score=s) for c, (r, s) in f.channels.items()},
+                )
+                for i, f in enumerate(page)
+            ]
+            if with_documents and hits:
+                docs = self.index.get([h.id for h in hits])
+                for h in hits:
+                    h.document = docs.get(h.id)
+            results.append(
+                SearchResult(query=q, mode=mode, hits=hits, degraded=bool(failed), failed_channels=failed)
+            )
+        took = (time.perf_counter() - t0) * 1000 / max(1, len(queries))
+        for r in results:
+            r.took_ms = round(took, 3)
+        return results
