@@ -120,6 +120,36 @@ class IndexingSettings(_Section):
     max_text_chars: int = Field(1_000_000, ge=1)
 
 
+class ApiSettings(_Section):
+    """The REST API server (``semsearch serve``)."""
+
+    #: also require the API key on read endpoints (search, documents, stats)
+    auth_reads: bool = False
+    #: largest k (and offset + k) a search may ask for
+    max_k: int = Field(100, ge=1, le=10000)
+    #: largest request body, in bytes (JSON and uploads); larger bodies get 413
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    #: largest uploaded file, in bytes (image search)
+    max_upload_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    #: largest uploaded image, in pixels (width x height)
+    max_image_pixels: int = Field(40_000_000, ge=1)
+    #: most documents in one POST /v1/documents
+    max_batch_docs: int = Field(1000, ge=1)
+    #: longest query, in characters
+    max_query_chars: int = Field(2000, ge=1)
+    #: concurrent searches with the same options that arrive within this window are run as
+    #: one batch (one encoder call); 0 turns batching off
+    batch_window_ms: float = Field(2.0, ge=0, le=1000)
+    max_batch_queries: int = Field(32, ge=1)
+    #: dense cosine similarity at or above which two hits count as near-duplicates when a
+    #: search asks to collapse them
+    duplicate_threshold: float = Field(0.95, gt=0, le=1)
+    #: characters of document text around the matched terms in a hit's snippet
+    snippet_chars: int = Field(240, ge=20, le=5000)
+    #: directories image paths given in documents may point into (nothing outside them is read)
+    roots: list[Path] = Field(default_factory=list)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SEMSEARCH_", env_nested_delimiter="__", extra="forbid"
@@ -131,6 +161,7 @@ class Settings(BaseSettings):
     fusion: FusionSettings = Field(default_factory=FusionSettings)
     indexing: IndexingSettings = Field(default_factory=IndexingSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     no_progress: bool = False
     #: write API key for the REST API
     api_key: SecretStr | None = None

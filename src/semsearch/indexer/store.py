@@ -56,8 +56,10 @@ class DocStore:
 
     # -- state --------------------------------------------------------------------------
     def last_seq(self) -> int:
+        # purged deletions take their sequence numbers with them: the floor keeps numbers
+        # growing, so a later write never reuses a number a sync has already passed
         row = self._conn.execute("SELECT MAX(seq) FROM docs").fetchone()
-        return int(row[0] or 0)
+        return max(int(row[0] or 0), int(self.get_state("seq_floor", 0)))
 
     def get_state(self, key: str, default: Any = None) -> Any:
         row = self._conn.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
@@ -131,7 +133,19 @@ class DocStore:
 
     def purge_deleted(self, up_to_seq: int) -> None:
         with self._lock:
-            self._conn.execute("DELETE FROM docs WHERE deleted=1 AND seq<=?", (up_to_seq,))
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                floor = self.last_seq()
+                cur.execute(
+                    "INSERT OR REPLACE INTO state(key, value) VALUES ('seq_floor', ?)",
+                    (json.dumps(floor),),
+                )
+                cur.execute("DELETE FROM docs WHERE deleted=1 AND seq<=?", (up_to_seq,))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
 
     # -- reads --------------------------------------------------------------------------
     def changes_since(self, seq: int, batch: int = 2048) -> Iterator[tuple[list[Document], list[str]]]:

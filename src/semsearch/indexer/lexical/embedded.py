@@ -133,9 +133,10 @@ class EmbeddedLexicalIndex:
         import bm25s
 
         emb = self.settings.embedded
+        if not any(corpus_tokens):  # e.g. no document has a title: bm25s needs a vocabulary
+            return None
         model = bm25s.BM25(k1=emb.k1, b=emb.b, method=emb.method)
-        if corpus_tokens:
-            model.index(corpus_tokens, show_progress=False)
+        model.index(corpus_tokens, show_progress=False)
         return model
 
     # -- reads --------------------------------------------------------------------------

@@ -1,0 +1,76 @@
+"""The FastAPI application: :func:`create_app` wires the index service, the routes, the error
+handlers, the middleware and the search page together."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from semsearch import __version__
+from semsearch.config import Settings
+from semsearch.encoders.base import TextEncoder
+from semsearch.search_api import errors
+from semsearch.search_api.batching import QueryBatcher
+from semsearch.search_api.middleware import RequestContextMiddleware
+from semsearch.search_api.routes import ROUTERS
+from semsearch.search_api.service import IndexService
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(str(resources.files("semsearch.search_api") / "static"))
+
+
+def create_app(
+    index_path: Path | str,
+    settings: Settings | None = None,
+    *,
+    encoder: TextEncoder | None = None,
+) -> FastAPI:
+    """An app serving the index at ``index_path``. The index is opened (for writing: the
+    server is its single writer) when the app starts, pending changes are synced, and the
+    text model is loaded before the first request is answered."""
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = await run_in_threadpool(IndexService.open, Path(index_path), settings, encoder)
+        try:
+            await run_in_threadpool(svc.warm_up)
+            app.state.service = svc
+            app.state.batcher = QueryBatcher(
+                svc.search,
+                window_s=settings.api.batch_window_ms / 1000,
+                max_batch=settings.api.max_batch_queries,
+            )
+            logger.info("serving index %s", index_path)
+            yield
+        finally:
+            await run_in_threadpool(svc.close)
+
+    app = FastAPI(
+        title="semsearch",
+        version=__version__,
+        description="Semantic search: BM25 + dense vectors + fusion. Errors have the body "
+        '`{"error": {"status", "type", "message", "request_id"}}`.',
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.api.max_body_bytes)
+    return app

@@ -1,0 +1,67 @@
+"""Dependencies of the routes: the index service, API-key checks, media-type checks."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from semsearch.config import Settings
+from semsearch.search_api.batching import QueryBatcher
+from semsearch.search_api.errors import Forbidden, Unauthorized, UnsupportedMediaType
+from semsearch.search_api.service import IndexService
+
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
+_bearer = HTTPBearer(auto_error=False, description="the API key as a bearer token")
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_service(request: Request) -> IndexService:
+    return request.app.state.service
+
+
+def get_batcher(request: Request) -> QueryBatcher:
+    return request.app.state.batcher
+
+
+def _check_key(request: Request, what: str, key: str | None,
+               bearer: HTTPAuthorizationCredentials | None) -> None:
+    settings: Settings = request.app.state.settings
+    if settings.api_key is None:
+        raise Forbidden(f"{what} are disabled: the server has no API key (set SEMSEARCH_API_KEY)")
+    given = key or (bearer.credentials if bearer is not None else None)
+    if not given:
+        raise Unauthorized(f"{what} need an API key (header X-API-Key or Authorization: Bearer)",
+                           headers={"WWW-Authenticate": "Bearer"})
+    expected = settings.api_key.get_secret_value().encode()
+    if not hmac.compare_digest(given.encode(), expected):
+        raise Forbidden("the API key is not valid")
+
+
+async def require_write_key(
+    request: Request,
+    key: str | None = Security(_api_key_header),
+    bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
+) -> None:
+    _check_key(request, "write endpoints", key, bearer)
+
+
+async def require_read_key(
+    request: Request,
+    key: str | None = Security(_api_key_header),
+    bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
+) -> None:
+    if request.app.state.settings.api.auth_reads:
+        _check_key(request, "read endpoints", key, bearer)
+
+
+async def require_json(request: Request) -> None:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"unsupported media type {ctype or '(none)'!r}: send the body as application/json"
+        )

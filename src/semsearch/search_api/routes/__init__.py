@@ -1,0 +1,7 @@
+"""One module per resource; :data:`ROUTERS` lists the routers the app mounts."""
+
+from __future__ import annotations
+
+from semsearch.search_api.routes import documents, health, search, stats
+
+ROUTERS = [health.router, search.router, documents.router, stats.router]

@@ -1,0 +1,146 @@
+"""Request and response models of the REST API (they make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from semsearch.documents import ChannelScore
+
+Scalar = str | int | float | bool
+
+
+class RangeFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    gte: Scalar | None = None
+    gt: Scalar | None = None
+    lte: Scalar | None = None
+    lt: Scalar | None = None
+
+
+#: a metadata filter: a value (equality), a list (any of) or a range
+FilterValue = Scalar | list[Scalar] | RangeFilter
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=10000, description="the text query")
+    mode: Literal["lexical", "dense", "hybrid"] | None = Field(
+        None, description="retrieval mode; default from the server settings")
+    k: int = Field(10, ge=1, le=10000, description="hits per page (at most the server's max_k)")
+    offset: int = Field(0, ge=0, le=10000, description="hits to skip (pagination within the fused list)")
+    filters: dict[str, FilterValue] | None = Field(
+        None, description='metadata filters, e.g. {"topic": "energy", "year": {"gte": 2020}}')
+    fusion: Literal["rrf", "convex"] | None = None
+    weights: dict[str, float] | None = Field(None, description="channel weights for fusion, e.g. {\"lexical\": 0.3, \"dense\": 0.7}")
+    rrf_k: int | None = Field(None, ge=1, le=100000)
+    normalization: Literal["minmax", "zscore"] | None = None
+    depth: int | None = Field(None, ge=1, le=10000, description="candidates per channel before fusion")
+    rerank: bool | None = Field(None, description="rerank the fused candidates with the cross-encoder (when this build has one)")
+    rerank_depth: int | None = Field(None, ge=1, le=1000)
+    explain: bool = Field(True, description="include each hit's per-channel rank and score")
+    collapse: bool = Field(False, description="collapse near-duplicate hits into the best-ranked one")
+    snippets: bool = Field(True, description="include a snippet of the text with the query's words marked")
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("query is empty")
+        return v
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is not None and any(not (w >= 0) for w in v.values()):  # also rejects NaN
+            raise ValueError("weights must be >= 0")
+        return v
+
+
+class Snippet(BaseModel):
+    text: str
+    highlights: list[tuple[int, int]] = Field(description="[start, end) offsets of matched words in text")
+    truncated_start: bool = False
+    truncated_end: bool = False
+
+
+class HitOut(BaseModel):
+    id: str
+    rank: int
+    score: float
+    channels: dict[str, ChannelScore] | None = Field(None, description="per-channel rank and raw score (explain)")
+    title: str = ""
+    title_highlights: list[tuple[int, int]] = Field(default_factory=list)
+    snippet: Snippet | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    image: str | None = None
+    duplicates: list[str] = Field(default_factory=list, description="ids collapsed into this hit")
+
+
+class SearchResponse(BaseModel):
+    query: str
+    mode: str
+    k: int
+    offset: int
+    hits: list[HitOut]
+    degraded: bool = False
+    failed_channels: dict[str, str] = Field(default_factory=dict)
+    took_ms: float
+
+
+class DocumentOut(BaseModel):
+    id: str
+    title: str
+    text: str
+    metadata: dict[str, Any]
+    image: str | None = None
+
+
+class UpsertRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[dict[str, Any]] = Field(
+        min_length=1, description="records as in a JSONL file: id or _id, title, text, metadata")
+    wait: bool = Field(True, description="answer once the documents are searchable (else once stored)")
+
+
+class WriteResponse(BaseModel):
+    ids: list[str]
+    seq: int = Field(description="change sequence number of the write")
+    durable: bool = True
+    searchable: bool = Field(description="whether a sync had applied the write when the server answered")
+
+
+class RecordProblem(BaseModel):
+    index: int
+    id: str | None = None
+    reason: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    checks: dict[str, Any]
+
+
+class ErrorBody(BaseModel):
+    status: int
+    type: str
+    message: str
+    request_id: str | None = None
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the error codes a route can answer with."""
+    return {code: {"model": ErrorOut} for code in codes}
