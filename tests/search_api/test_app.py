@@ -253,3 +253,10 @@ def test_concurrent_searches_are_batched(index_dir, api_settings, minilm):
     top = asyncio.run(run())
     assert top == ["d11", "d4", "d6", "d7", "d9", "d5"]
     assert calls == [6]
+
+
+def test_a_delete_takes_effect_before_its_sync(client):
+    r = client.delete("/v1/documents/d6", params={"wait": "false"}, headers=WRITE)
+    assert r.status_code == 200
+    hits = search(client, query="sourdough yeast", mode="lexical", k=5)["hits"]
+    assert "d6" not in [h["id"] for h in hits]

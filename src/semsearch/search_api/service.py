@@ -104,15 +104,20 @@ class IndexService:
             opts.pop("rerank_depth", None)
         with self.rw.read():
             if not do_collapse:
-                return self.searcher.search_batch(list(queries), **opts)
-            k, offset = opts.pop("k"), opts.pop("offset", 0)
-            window = min(max(opts.get("depth") or self.settings.fusion.depth, offset + k),
-                         self.settings.search.max_k)
-            results = self.searcher.search_batch(list(queries), k=window, offset=0,
-                                                 with_documents=False, **opts)
-            for res in results:
-                res.hits = self._collapse_page(res.hits, k, offset)
-            return results
+                results = self.searcher.search_batch(list(queries), **opts)
+            else:
+                k, offset = opts.pop("k"), opts.pop("offset", 0)
+                window = min(max(opts.get("depth") or self.settings.fusion.depth, offset + k),
+                             self.settings.search.max_k)
+                results = self.searcher.search_batch(list(queries), k=window, offset=0,
+                                                     with_documents=False, **opts)
+                for res in results:
+                    res.hits = self._collapse_page(res.hits, k, offset)
+        for res in results:
+            # a document deleted (durably) but not yet synced out of the derived indexes is
+            # not returned: an acknowledged delete takes effect at once
+            res.hits = [h for h in res.hits if h.document is not None]
+        return results
 
     def _collapse_page(self, hits: list[Hit], k: int, offset: int) -> list[Hit]:
         spec = self.index.manifest.channels.get("dense")
