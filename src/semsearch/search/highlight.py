@@ -2,7 +2,7 @@
 
 A document word matches when its analysed form (lowercased, Snowball-stemmed, stopwords
 dropped: the embedded BM25 analysis) equals that of a query word, so "vaccines" in a query
-marks "vaccine" and "Vaccination" does not. Highlights are character offsets into the snippet
+marks "vaccine" (and "vaccination": same Snowball stem) but not "revaccinate". Highlights are character offsets into the snippet
 text; the client builds the markup (no HTML comes from the server).
 """
 

@@ -86,7 +86,7 @@ class QueryBatcher(Generic[R]):
             return None
         except Exception as e:  # noqa: BLE001 - handed to the waiting requests
             return self._fail(batch, e)
-        for (_, fut), r in zip(batch.items, results):
+        for (_, fut), r in zip(batch.items, results, strict=True):
             if not fut.done():
                 fut.set_result(r)
         return None

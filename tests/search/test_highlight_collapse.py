@@ -1,0 +1,29 @@
+import numpy as np
+
+from semsearch.documents import Hit
+from semsearch.search.collapse import collapse
+from semsearch.search.highlight import query_terms, snippet
+
+
+def test_highlights_match_stems_not_substrings():
+    terms = query_terms("vaccines training")
+    text = "A vaccine trains the immune system; vaccination and retraining differ."
+    s = snippet(text, terms)
+    # Snowball conflates vaccine/vaccination ("vaccin"); "retraining" is not "train"
+    assert [s.text[a:b] for a, b in s.highlights] == ["vaccine", "trains", "vaccination"]
+
+
+def test_snippet_window_holds_the_densest_matches():
+    text = "filler " * 100 + "black holes bend light; black holes evaporate" + " filler" * 100
+    s = snippet(text, query_terms("black holes"), max_chars=80)
+    assert len(s.text) <= 80 and s.truncated_start and s.truncated_end
+    assert [s.text[a:b].lower() for a, b in s.highlights] == ["black", "holes", "black", "holes"]
+
+
+def test_collapse_keeps_the_best_of_each_group():
+    hits = [Hit(id=i, score=1.0 - n / 10, rank=n + 1) for n, i in enumerate("abcd")]
+    v = np.array([[1, 0], [0.999, 0.0447], [0, 1], [1, 0]], dtype=np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    out = collapse(hits, v, threshold=0.95)
+    assert [h.id for h in out] == ["a", "c"]
+    assert out[0].extra["duplicates"] == ["b", "d"] and "duplicates" not in out[1].extra
