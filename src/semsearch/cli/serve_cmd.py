@@ -60,6 +60,9 @@ def serve_cmd(
     settings = load_settings()
     configure_logging(log_level.upper())
     with errors_to_exit():
+        from semsearch.indexer.manifest import read_manifest
+
+        read_manifest(index)  # a missing or unreadable index fails here, with exit code 2
         application = create_app(index, settings)
         uvicorn.run(application, host=host, port=port, log_config=None, access_log=False,
                     timeout_graceful_shutdown=10)

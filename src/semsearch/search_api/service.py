@@ -96,12 +96,11 @@ class IndexService:
         ``collapse`` (near-duplicates, over the fused window so pages stay consistent)."""
         opts = dict(opts)
         do_collapse = opts.pop("collapse", False)
-        if opts.get("rerank") is not None and not searcher_accepts("rerank"):
-            if opts["rerank"]:
-                raise BadInput("reranking is not available in this build (no reranker installed)")
-        if not searcher_accepts("rerank"):
-            opts.pop("rerank", None)
-            opts.pop("rerank_depth", None)
+        if opts.get("rerank") and not searcher_accepts("rerank"):
+            raise BadInput("reranking is not available in this build (no reranker installed)")
+        for name in ("rerank", "rerank_depth"):  # passed through only when asked for
+            if opts.get(name) is None or not searcher_accepts(name):
+                opts.pop(name, None)
         with self.rw.read():
             if not do_collapse:
                 results = self.searcher.search_batch(list(queries), **opts)
