@@ -74,6 +74,8 @@ async def run_load(url: str, body: dict, queries: list[str], clients: int, durat
     latencies: list[float] = []
     errors: dict[str, int] = {}
     counter = 0
+    first_errors: list[str] = []
+    t_start = time.perf_counter()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
 
@@ -88,6 +90,8 @@ async def run_load(url: str, body: dict, queries: list[str], clients: int, durat
                     status = str(r.status_code) if r.status_code != 200 else None
                 except httpx.HTTPError as e:
                     status = type(e).__name__
+                    if record and len(first_errors) < 5:
+                        first_errors.append(f"{time.perf_counter() - t_start:.2f}s {e!r}")
                 if record:
                     if status is None:
                         latencies.append(time.perf_counter() - t0)
@@ -107,6 +111,7 @@ async def run_load(url: str, body: dict, queries: list[str], clients: int, durat
         "ok": len(latencies),
         "errors": sum(errors.values()),
         "error_kinds": errors,
+        "first_errors": first_errors,
         "seconds": round(elapsed, 2),
         "rps": round(len(latencies) / elapsed, 1),
         "p50_ms": round(float(np.percentile(lat, 50)), 1),
@@ -127,6 +132,8 @@ def main() -> None:
     ap.add_argument("--max-queries", type=int, default=1000)
     ap.add_argument("--batch-window-ms", type=float, default=None,
                     help="server's SEMSEARCH_API__BATCH_WINDOW_MS (default: the server default)")
+    ap.add_argument("--scenarios", default="lexical,hybrid,hybrid+rerank",
+                    help="comma-separated; hybrid+rerank runs only when the server has a reranker")
     ap.add_argument("--out", type=Path, default=REPO / "bench-results" / "api_load.json")
     args = ap.parse_args()
     if not (args.index / "manifest.json").exists():
@@ -144,6 +151,8 @@ def main() -> None:
             scenarios = {"lexical": {"mode": "lexical"}, "hybrid": {"mode": "hybrid"}}
             if stats["features"].get("rerank"):
                 scenarios["hybrid+rerank"] = {"mode": "hybrid", "rerank": True}
+            wanted = args.scenarios.split(",")
+            scenarios = {k: v for k, v in scenarios.items() if k in wanted}
             results = {}
             for name, body in scenarios.items():
                 print(f"running {name}: {args.clients} clients x {args.duration:.0f}s ...", file=sys.stderr)
@@ -152,6 +161,8 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(30)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(Path(tmp) / "server.log", args.out.with_suffix(".server.log"))
     report = {
         "benchmark": "api_load",
         "index": str(args.index),
