@@ -123,7 +123,8 @@ class EmbeddedLexicalIndex:
             return {"rebuilt": False, "docs": len(self._ids)}
         t0 = time.perf_counter()
         tokens = self._ensure_tokens()
-        self._models = {f: self._build(tokens[f]) for f in FIELDS}
+        built = {f: self._build(tokens[f]) for f in FIELDS}
+        self._models = {f: m for f, m in built.items() if m is not None}
         self._dirty = False
         took = time.perf_counter() - t0
         logger.info("rebuilt bm25s matrices for %d docs in %.2fs", len(self._ids), took)
@@ -133,9 +134,10 @@ class EmbeddedLexicalIndex:
         import bm25s
 
         emb = self.settings.embedded
+        if not any(corpus_tokens):
+            return None  # e.g. no document has a title: the field scores nothing
         model = bm25s.BM25(k1=emb.k1, b=emb.b, method=emb.method)
-        if corpus_tokens:
-            model.index(corpus_tokens, show_progress=False)
+        model.index(corpus_tokens, show_progress=False)
         return model
 
     # -- reads --------------------------------------------------------------------------
