@@ -127,3 +127,15 @@ def test_crash_between_generation_and_manifest_keeps_the_old_generation(tmp_path
         assert [p.name for p in (tmp_path / "ix").iterdir() if p.name.startswith(("gen-", ".tmp"))] == [idx.manifest.generation_dir]
     with Index.open(tmp_path / "ix", settings) as idx:
         assert idx.lexical.count() == 13 and idx.vectors["dense"].count() == 13 and not idx.pending()
+
+
+def test_rebuild_lexical_applies_new_settings(tmp_path, tiny_jsonl, settings):
+    build(tmp_path / "ix", settings, [tiny_jsonl])
+    settings.lexical.embedded.stemmer = "none"
+    with Index.create(tmp_path / "ix", settings) as idx:
+        assert idx.lexical.search("pollinating", 3) == []  # no stemming on the query side now
+        info = idx.rebuild_lexical()
+        assert info["docs"] == 12
+    with Index.open(tmp_path / "ix", settings) as idx:
+        assert idx.lexical.search("pollinate", 3)[0][0] == "d11"
+        assert idx.lexical.search("pollinating", 3) == []
