@@ -44,7 +44,13 @@ def index_cmd(
                 enc = SentenceTransformerEncoder(settings.text_encoder)
                 channels.append(TextChannel(enc, settings.text_encoder.doc_template))
             if progress_enabled(settings):
-                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TextColumn,
+                    TimeElapsedColumn,
+                )
 
                 with Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as prog:
                     task = prog.add_task("index", total=None)
