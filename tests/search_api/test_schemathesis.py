@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from tests.search_api.conftest import WRITE
+
+pytestmark = pytest.mark.slow  # real server processes with the real model
 
 MAX_EXAMPLES = 25
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance]

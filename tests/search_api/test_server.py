@@ -6,8 +6,11 @@ import json
 import threading
 
 import httpx
+import pytest
 
 from tests.search_api.conftest import WRITE
+
+pytestmark = pytest.mark.slow  # real server processes with the real model
 
 
 def test_serve_end_to_end(index_dir, start_server):
