@@ -260,3 +260,11 @@ def test_a_delete_takes_effect_before_its_sync(client):
     assert r.status_code == 200
     hits = search(client, query="sourdough yeast", mode="lexical", k=5)["hits"]
     assert "d6" not in [h["id"] for h in hits]
+
+
+def test_ids_with_slashes_and_spaces_round_trip(client):
+    doc = {"id": "paper/2021 v2", "title": "Slashes", "text": "an id with a slash and a space"}
+    assert client.post("/v1/documents", json={"documents": [doc]}, headers=WRITE).status_code == 200
+    assert client.get("/v1/documents/paper/2021%20v2").json()["title"] == "Slashes"
+    assert client.delete("/v1/documents/paper/2021%20v2", headers=WRITE).status_code == 200
+    assert client.get("/v1/documents/paper/2021%20v2").status_code == 404

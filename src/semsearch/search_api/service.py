@@ -141,8 +141,10 @@ class IndexService:
         with self.rw.read():
             info = self.index.info()
         info["models"] = {"text_encoder": getattr(self.encoder, "name", None)}
+        rerank_settings = getattr(self.settings, "rerank", None)
         info["features"] = {
-            "rerank": searcher_accepts("rerank"),
+            # the Searcher takes rerank options and a cross-encoder is configured
+            "rerank": searcher_accepts("rerank") and bool(getattr(rerank_settings, "model", None)),
             "image_search": False,
             "duplicates": False,
         }

@@ -25,7 +25,7 @@ DocId = Path(min_length=1, max_length=512, description="document id")
 SYNC_WAIT_S = 120.0
 
 
-@router.get("/{doc_id}", response_model=DocumentOut, dependencies=[Depends(require_read_key)],
+@router.get("/{doc_id:path}", response_model=DocumentOut, dependencies=[Depends(require_read_key)],
             responses=error_responses(401, 403, 404, 422))
 async def get_document(doc_id: str = DocId, svc: IndexService = Depends(get_service)) -> DocumentOut:
     doc = await run_in_threadpool(svc.get, doc_id)
@@ -64,7 +64,7 @@ async def upsert_documents(
     return WriteResponse(ids=[d.id for d in docs], seq=seq, searchable=searchable)
 
 
-@router.delete("/{doc_id}", response_model=WriteResponse, dependencies=[Depends(require_write_key)],
+@router.delete("/{doc_id:path}", response_model=WriteResponse, dependencies=[Depends(require_write_key)],
                responses=error_responses(401, 403, 404, 422, 503))
 async def delete_document(
     doc_id: str = DocId, wait: bool = True, svc: IndexService = Depends(get_service)
