@@ -120,6 +120,42 @@ class IndexingSettings(_Section):
     max_text_chars: int = Field(1_000_000, ge=1)
 
 
+class ImageSettings(_Section):
+    """Image ingestion and perceptual hashing."""
+
+    #: image paths must resolve inside one of these directories (no traversal outside);
+    #: empty = the directory of the input file (or the image tree's root) only
+    roots: list[Path] = Field(default_factory=list)
+    #: decompression-bomb guard: images with more pixels are rejected before decoding
+    max_pixels: int = Field(89_478_485, ge=1)
+    #: perceptual hashes stored as binary channels (64 bits each)
+    hashes: list[Literal["phash", "dhash"]] = Field(default_factory=lambda: ["phash", "dhash"])
+    #: also store the pHash of the horizontally mirrored image (flip-robust dedup)
+    mirrored: bool = True
+    #: threads that decode and resize images off the main thread
+    workers: int = Field(2, ge=1, le=64)
+    #: binary index: "flat" (exact, IndexBinaryFlat) or "multihash" (IndexBinaryMultiHash,
+    #: for large collections; exact for radii below its bucket limit)
+    binary_index: Literal["flat", "multihash"] = "flat"
+    #: "auto" uses a GPU binary index when faiss sees a GPU
+    gpu: Literal["auto", "never"] = "auto"
+    extensions: list[str] = Field(
+        default_factory=lambda: [".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"]
+    )
+
+
+class ClipSettings(_Section):
+    """CLIP via open_clip: an architecture plus weights (a pretrained tag or a local file)."""
+
+    #: open_clip architecture name, e.g. "ViT-B-32"
+    architecture: str = "ViT-B-32"
+    #: None = random weights (tests only), a tag like "laion2b_s34b_b79k" (downloads where
+    #: there is internet) or a local path to a .pt/.bin/.safetensors weights file
+    pretrained: str | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(32, ge=1, le=4096)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SEMSEARCH_", env_nested_delimiter="__", extra="forbid"
@@ -131,6 +167,8 @@ class Settings(BaseSettings):
     fusion: FusionSettings = Field(default_factory=FusionSettings)
     indexing: IndexingSettings = Field(default_factory=IndexingSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    images: ImageSettings = Field(default_factory=ImageSettings)
+    clip: ClipSettings = Field(default_factory=ClipSettings)
     no_progress: bool = False
     #: write API key for the REST API
     api_key: SecretStr | None = None
