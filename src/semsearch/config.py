@@ -107,7 +107,7 @@ class FusionSettings(_Section):
 
 
 class SearchSettings(_Section):
-    default_mode: Literal["lexical", "dense", "hybrid"] = "hybrid"
+    default_mode: Literal["lexical", "dense", "hybrid", "image"] = "hybrid"
     #: when a channel fails mid-search: raise, or answer from the other channels and flag the
     #: result as degraded
     on_channel_failure: Literal["fail", "degrade"] = "fail"
@@ -132,6 +132,8 @@ class ImageSettings(_Section):
     hashes: list[Literal["phash", "dhash"]] = Field(default_factory=lambda: ["phash", "dhash"])
     #: also store the pHash of the horizontally mirrored image (flip-robust dedup)
     mirrored: bool = True
+    #: near-duplicate threshold (pHash Hamming distance, inclusive) for dedup and collapse
+    max_distance: int = Field(10, ge=0, le=64)
     #: threads that decode and resize images off the main thread
     workers: int = Field(2, ge=1, le=64)
     #: binary index: "flat" (exact, IndexBinaryFlat) or "multihash" (IndexBinaryMultiHash,

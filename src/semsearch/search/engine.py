@@ -22,6 +22,7 @@ MODES: dict[str, tuple[str, ...]] = {
     "lexical": ("lexical",),
     "dense": ("dense",),
     "hybrid": ("lexical", "dense"),
+    "image": ("image",),  # text-to-image through the CLIP text tower (search/images.py)
 }
 
 
@@ -34,10 +35,12 @@ class Searcher:
         settings: Settings | None = None,
         *,
         encoder: TextEncoder | None = None,
+        clip: Any = None,
     ) -> None:
         self.index = index
         self.settings = settings or index.settings
         self._encoder = encoder
+        self._clip = clip  # an ImageEncoder for the "image" channel, created lazily
 
     @property
     def encoder(self) -> TextEncoder:
@@ -56,6 +59,20 @@ class Searcher:
                 )
         return self._encoder
 
+    def _query_encoder(self, channel: str) -> TextEncoder:
+        if channel == "image":
+            from semsearch.search.images import clip_encoder
+
+            return clip_encoder(self)
+        return self.encoder
+
+    def search_by_image(self, image: Any, *, k: int = 10, channels: Sequence[str] | None = None, **kw: Any) -> SearchResult:
+        """Find images like ``image`` (a path or PIL image): CLIP and/or hash channels;
+        hash hits carry Hamming distances in ``Hit.extra`` (see search/images.py)."""
+        from semsearch.search.images import search_by_image
+
+        return search_by_image(self, image, k=k, channels=channels, **kw)
+
     # -- channels -----------------------------------------------------------------------
     def _check(self, queries: Sequence[str], k: int, offset: int, mode: str) -> None:
         if mode not in MODES:
@@ -67,8 +84,9 @@ class Searcher:
         for q in queries:
             if not isinstance(q, str) or not q.strip():
                 raise BadInput("query is empty")
-        if "dense" in MODES[mode] and "dense" not in self.index.vectors:
-            raise BadInput(f"index at {self.index.path} has no dense channel; use mode 'lexical'")
+        for ch in MODES[mode]:
+            if ch != "lexical" and ch not in self.index.vectors:
+                raise BadInput(f"index at {self.index.path} has no {ch} channel; use mode 'lexical'")
 
     def _allowed(self, filters: Filters | None) -> set[str] | None:
         if not filters:
@@ -107,7 +125,7 @@ class Searcher:
                         res = [self._run_channel(name, lambda q=q: lex.search(q, depth, boosts=boosts, filters=filters)) for q in queries]
                 else:
                     allowed = self._allowed(filters)
-                    qv = self._run_channel(name, lambda: self.encoder.encode(list(queries)))
+                    qv = self._run_channel(name, lambda: self._query_encoder(name).encode(list(queries)))
                     res = self._run_channel(name, lambda: self.index.vectors[name].search(qv, depth, allowed=allowed))
             except ChannelFailed as e:
                 if self.settings.search.on_channel_failure == "fail" or len(MODES[mode]) == 1:
@@ -138,6 +156,7 @@ class Searcher:
         normalization: str | None = None,
         depth: int | None = None,
         with_documents: bool = True,
+        collapse: bool = False,
     ) -> list[SearchResult]:
         t0 = time.perf_counter()
         mode = mode or self.settings.search.default_mode
@@ -158,6 +177,11 @@ class Searcher:
                     rrf_k=rrf_k or fs.rrf_k,
                     normalization=normalization or fs.normalization,  # type: ignore[arg-type]
                 )
+            groups: dict[str, dict[str, Any]] = {}
+            if collapse:
+                from semsearch.search.images import collapse as collapse_dups
+
+                fused, groups = collapse_dups(self.index, fused, self.settings.images.max_distance)
             page = fused[offset : offset + k]
             hits = [
                 Hit(
@@ -165,6 +189,7 @@ class Searcher:
                     score=f.score,
                     rank=offset + i + 1,
                     channels={c: ChannelScore(rank=r, score=s) for c, (r, s) in f.channels.items()},
+                    extra=groups.get(f.id, {}),
                 )
                 for i, f in enumerate(page)
             ]

@@ -218,19 +218,25 @@ class FaissBinaryIndex:
             lims, dist, lab = idx.range_search(q[s : s + chunk], max_distance + 1)
             yield lims.astype(np.int64), dist.astype(np.int64), lab.astype(np.int64)
 
-    def pairs_within(self, max_distance: int, chunk: int = 4096) -> np.ndarray:
-        """All unordered pairs of stored rows within ``max_distance``: an (m, 3) int64 array
-        of ``(row_a, row_b, distance)`` with ``row_a < row_b``; never an N x N matrix."""
+    def cross_pairs(self, queries: np.ndarray, max_distance: int, chunk: int = 4096) -> np.ndarray:
+        """(m, 3) int64 ``(query_row, stored_row, distance)`` for every stored row within
+        ``max_distance`` of each query, by chunked range searches (no N x N matrix)."""
+        q = self._check(queries)
         parts = []
-        for s in range(0, len(self._codes), chunk):
-            q = self._codes[s : s + chunk]
-            for lims, dist, lab in self._range_raw(q, max_distance, chunk):
-                qrow = np.repeat(np.arange(s, s + len(q)), np.diff(lims))
-                keep = qrow < lab
-                parts.append(np.stack([qrow[keep], lab[keep], dist[keep]], axis=1).astype(np.int64))
+        for s in range(0, len(q), chunk):
+            for lims, dist, lab in self._range_raw(q[s : s + chunk], max_distance, chunk):
+                qrow = np.repeat(np.arange(s, s + len(lims) - 1), np.diff(lims))
+                parts.append(np.stack([qrow, lab, dist], axis=1))
         pairs = np.concatenate(parts) if parts else np.zeros((0, 3), np.int64)
         alive = np.array([i is not None for i in self._ids], dtype=bool)
-        return pairs[alive[pairs[:, 0]] & alive[pairs[:, 1]]] if len(pairs) else pairs
+        return pairs[alive[pairs[:, 1]]] if len(pairs) else pairs
+
+    def pairs_within(self, max_distance: int, chunk: int = 4096) -> np.ndarray:
+        """All unordered pairs of stored rows within ``max_distance``: (m, 3) int64
+        ``(row_a, row_b, distance)`` with ``row_a < row_b``."""
+        pairs = self.cross_pairs(self._codes, max_distance, chunk)
+        alive = np.array([i is not None for i in self._ids], dtype=bool)
+        return pairs[(pairs[:, 0] < pairs[:, 1]) & alive[pairs[:, 0]]]
 
     def id_at(self, row: int) -> str:
         doc_id = self._ids[row]
