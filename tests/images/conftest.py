@@ -46,6 +46,10 @@ def photos():
 
 @pytest.fixture
 def image_tree(tmp_path: Path, photos) -> Path:
+    return make_image_tree(tmp_path, photos)
+
+
+def make_image_tree(tmp_path: Path, photos) -> Path:
     """A directory of 9 photographs and 3 drawings, with a half-size copy and a mirrored
     copy of the astronaut (near-duplicates) and a captions.tsv."""
     from PIL import ImageOps
@@ -71,6 +75,10 @@ def image_tree(tmp_path: Path, photos) -> Path:
 
 @pytest.fixture
 def image_settings(tmp_path: Path):
+    return make_settings(tmp_path)
+
+
+def make_settings(tmp_path: Path):
     from semsearch.config import Settings
 
     s = Settings()

@@ -133,9 +133,12 @@ class EmbeddedLexicalIndex:
         import bm25s
 
         emb = self.settings.embedded
+        if not any(corpus_tokens):
+            # no document has a word in this field (e.g. uncaptioned images, untitled
+            # texts): bm25s cannot index an empty vocabulary, and there is nothing to find
+            return None
         model = bm25s.BM25(k1=emb.k1, b=emb.b, method=emb.method)
-        if corpus_tokens:
-            model.index(corpus_tokens, show_progress=False)
+        model.index(corpus_tokens, show_progress=False)
         return model
 
     # -- reads --------------------------------------------------------------------------
