@@ -44,3 +44,30 @@ def dedup_cmd(
     else:
         console.print(f"{len(res.groups)} near-duplicate groups ({len(res.pairs)} pairs) among {res.images} images "
                       f"in {res.seconds:.2f}s; report in {out_dir}", highlight=False)
+
+
+@app.command("similar")
+def similar_cmd(
+    image: Annotated[Path, typer.Argument(help="query image file")],
+    index: Annotated[Path, typer.Option("--index", help="index directory with image channels")],
+    k: Annotated[int, typer.Option("--k", "-k", help="number of hits")] = 10,
+    channels: Annotated[str | None, typer.Option(help="comma-separated: image,phash,dhash (default: image,phash present in the index)")] = None,
+    max_distance: Annotated[int | None, typer.Option("--max-distance", help="hash channels: radius search instead of k-NN")] = None,
+) -> None:
+    """Find images similar to IMAGE (CLIP and/or perceptual hashes). Prints JSON."""
+    import json
+
+    from semsearch.indexer.index import Index
+    from semsearch.search import Searcher
+
+    settings = load_settings()
+    with errors_to_exit():
+        with Index.open(index, settings) as idx:
+            chans = [c.strip() for c in channels.split(",")] if channels else None
+            res = Searcher(idx, settings).search_by_image(image, k=k, channels=chans, max_distance=max_distance)
+    out.print_json(json.dumps({
+        "query": res.query,
+        "took_ms": res.took_ms,
+        "hits": [{"id": h.id, "rank": h.rank, "score": h.score, "image": h.document.image if h.document else None,
+                  "channels": {c: v.model_dump() for c, v in h.channels.items()}, **h.extra} for h in res.hits],
+    }))
