@@ -75,9 +75,9 @@ def main() -> None:
         idx._index()
         out.setdefault("build_s", {})[kind] = round(time.perf_counter() - t, 2)
         q = planted(rng, codes, args.queries, 4)
-        out["knn"][kind] = latencies(lambda x: idx.search(x, 10), q)
+        out["knn"][kind] = latencies(lambda x, idx=idx: idx.search(x, 10), q)
         for r in (4, 8, 10, 12):
-            lat = latencies(lambda x, r=r: idx.range_search(x, r), q)
+            lat = latencies(lambda x, r=r, idx=idx: idx.range_search(x, r), q)
             lat["mean_hits"] = round(float(np.mean([len(h) for h in idx.range_search(q[:50], r)])), 2)
             out["radius"].setdefault(kind, {})[str(r)] = lat
         print(f"  {kind}: knn {out['knn'][kind]}, radius {out['radius'][kind]}")
@@ -98,7 +98,7 @@ def main() -> None:
     from imagededup.methods import PHash
 
     sub = pc[: args.peer_n]
-    enc = dict(zip([str(i) for i in range(len(sub))], hashing.to_hex(sub)))
+    enc = dict(zip([str(i) for i in range(len(sub))], hashing.to_hex(sub), strict=False))
     t = time.perf_counter()
     dups = PHash(verbose=False).find_duplicates(encoding_map=enc, max_distance_threshold=10)
     peer_s = time.perf_counter() - t

@@ -24,12 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _images_common import DATA, machine, originals, save  # noqa: E402
 
 from semsearch.images import hashing  # noqa: E402
+from semsearch.images.batch import FAST_DECODE_SIDE  # noqa: E402
 from semsearch.images.io import load_image  # noqa: E402
 
 
-def ours(files, workers: int):
+def ours(files, workers: int, draft: int | None = None):
     with ThreadPoolExecutor(workers) as pool:
-        inputs = list(pool.map(lambda f: hashing.hash_inputs(load_image(f)), files))
+        inputs = list(pool.map(lambda f: hashing.hash_inputs(load_image(f, draft=draft)), files))
     return [hashing.compute("phash", inputs), hashing.compute("dhash", inputs),
             hashing.compute("phash", inputs, mirrored=True)]
 
@@ -44,6 +45,18 @@ def imagehash_one(f):
 
 def imagehash_loop(files):
     return [imagehash_one(f) for f in files]
+
+
+def imagehash_same_outputs(files):
+    """The same three hashes ours stores: pHash, dHash and the mirrored image's pHash."""
+    import imagehash
+    from PIL import Image, ImageOps
+
+    out = []
+    for f in files:
+        with Image.open(f) as im:
+            out.append((imagehash.phash(im), imagehash.dhash(im), imagehash.phash(ImageOps.mirror(im))))
+    return out
 
 
 def imagehash_pool(files):
@@ -75,8 +88,11 @@ def main() -> None:
     methods = {
         "ours (2 threads, phash+dhash+mirror)": lambda: ours(files, 2),
         "ours (1 thread, phash+dhash+mirror)": lambda: ours(files, 1),
+        "ours fast_decode (2 threads)": lambda: ours(files, 2, FAST_DECODE_SIDE),
+        "ours fast_decode (1 thread)": lambda: ours(files, 1, FAST_DECODE_SIDE),
         "imagehash loop (phash+dhash)": lambda: imagehash_loop(files),
         "imagehash 2 threads (phash+dhash)": lambda: imagehash_pool(files),
+        "imagehash loop (phash+dhash+mirror)": lambda: imagehash_same_outputs(files),
         "imagededup encode_images (phash, own pool)": lambda: imagededup_dir(files),
         "imagededup encode_image loop (phash)": lambda: imagededup_loop(files),
     }

@@ -108,7 +108,7 @@ def main() -> None:
         for m, per in results[t].items():
             cells = " ".join(f"{per[str(th)]['precision']:.3f}/{per[str(th)]['recall']:.3f}/{per[str(th)]['f1']:.3f}" for th in show)
             print(f"{t:<11} {m:<18} {cells}")
-    print(f"\nresize+jpeg30+brightness+-20+grayscale pooled (precision/recall):")
+    print("\nresize+jpeg30+brightness+-20+grayscale pooled (precision/recall):")
     for m, per in summary.items():
         print(f"  {m:<18} " + " ".join(f"t<={th}: {v['precision']:.4f}/{v['recall']:.4f}" for th, v in per.items()))
     print(f"saved {path}")

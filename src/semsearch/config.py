@@ -132,6 +132,10 @@ class ImageSettings(_Section):
     hashes: list[Literal["phash", "dhash"]] = Field(default_factory=lambda: ["phash", "dhash"])
     #: also store the pHash of the horizontally mirrored image (flip-robust dedup)
     mirrored: bool = True
+    #: decode JPEGs at a reduced scale (libjpeg DCT scaling, >= 256 px a side) before
+    #: hashing and CLIP preprocessing: much faster on large photos, but hashes are then no
+    #: longer bit-identical to ImageHash's (measured differences in docs/images.md)
+    fast_decode: bool = False
     #: near-duplicate threshold (pHash Hamming distance, inclusive) for dedup and collapse
     max_distance: int = Field(10, ge=0, le=64)
     #: threads that decode and resize images off the main thread

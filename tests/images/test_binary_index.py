@@ -39,7 +39,7 @@ def test_knn_is_exact(codes, kind):
     b = FaissBinaryIndex(8, kind=kind)
     b.upsert([str(i) for i in range(len(codes))], codes)
     hits = b.search(codes[:3], 5)
-    for q, row in zip(codes[:3], hits):
+    for q, row in zip(codes[:3], hits, strict=False):
         d = hamming(codes, q[None, :])
         assert [s for _, s in row] == sorted(d)[:5]
     assert hits[0][:2] == [("0", 0.0), ("1", 3.0)]
@@ -65,7 +65,7 @@ def test_pairs_within_matches_brute_force(codes):
     got = {tuple(p) for p in b.pairs_within(14).tolist()}
     d = hamming(codes[:, None, :], codes[None, :, :])
     ii, jj = np.nonzero(np.triu(d <= 14, 1))
-    assert got == {(int(i), int(j), int(d[i, j])) for i, j in zip(ii, jj)}
+    assert got == {(int(i), int(j), int(d[i, j])) for i, j in zip(ii, jj, strict=False)}
     assert (0, 1, 3) in got
 
 

@@ -53,7 +53,13 @@ def index_cmd(
                 roots = settings.images.roots or [p if p.is_dir() else p.parent for p in input]
                 channels += image_channels(settings, roots=roots, clip=not no_clip)
             if progress_enabled(settings):
-                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TextColumn,
+                    TimeElapsedColumn,
+                )
 
                 with Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as prog:
                     task = prog.add_task("index", total=None)

@@ -23,6 +23,9 @@ from semsearch.images.io import ImageError, load_image, resolve_image_path
 
 logger = logging.getLogger(__name__)
 
+#: smallest side kept by fast JPEG decoding: above CLIP's 224 px input and 8x pHash's 32 px
+FAST_DECODE_SIDE = 256
+
 
 @dataclass
 class Prepared:
@@ -46,7 +49,8 @@ class ImageBatchLoader:
 
     def _prepare_one(self, image: str) -> Prepared:
         path = resolve_image_path(image, self.roots)
-        img = load_image(path, max_pixels=self.settings.max_pixels)
+        img = load_image(path, max_pixels=self.settings.max_pixels,
+                         draft=FAST_DECODE_SIDE if self.settings.fast_decode else None)
         try:
             clip = self.clip_preprocess(img) if self.clip_preprocess is not None else None
         except Exception as e:  # noqa: BLE001 - a transform failure is this file's failure

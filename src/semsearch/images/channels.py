@@ -55,7 +55,7 @@ class ClipImageChannel:
         bad: list[tuple[Document, str]] = []
         for s in range(0, len(docs), bs):  # later sub-batches keep decoding meanwhile
             tensors = []
-            for d, f in zip(docs[s : s + bs], futs[s : s + bs]):
+            for d, f in zip(docs[s : s + bs], futs[s : s + bs], strict=False):
                 r = result_or_error(f)
                 if isinstance(r, Prepared):
                     tensors.append(r.clip)
@@ -87,7 +87,7 @@ class HashChannel:
 
     def encode(self, docs: Sequence[Document]) -> tuple[np.ndarray, list[tuple[Document, str]]]:
         inputs, bad = [], []
-        for d, f in zip(docs, self.loader.futures(docs)):
+        for d, f in zip(docs, self.loader.futures(docs), strict=False):
             r = result_or_error(f)
             if isinstance(r, Prepared):
                 inputs.append(r.hashes)

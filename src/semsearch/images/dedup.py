@@ -91,7 +91,7 @@ def find_duplicates(index: Any, max_distance: int, *, mirrored: bool = True, min
         vecs = index.store.vectors([ids[r] for r in rows], "image", spec.dim)
         at = {r: i for i, r in enumerate(rows)}
         cos = np.array([float(vecs[at[a]] @ vecs[at[b]]) for a, b in keys])
-        for k, c in zip(keys, cos):
+        for k, c in zip(keys, cos, strict=False):
             if c < min_cosine:
                 del best[k]
                 rejected += 1

@@ -170,6 +170,6 @@ def collapse(index: Any, fused: list[Fused], max_distance: int) -> tuple[list[Fu
     rep_ids = [present[j].id for j in reps]
     groups = vi.range_search(codes[reps], max_distance)
     mgroups = vi.range_search(mcodes[reps], max_distance) if mcodes is not None else [[] for _ in reps]
-    for rid, g, mg in zip(rep_ids, groups, mgroups):
+    for rid, g, mg in zip(rep_ids, groups, mgroups, strict=False):
         info[rid]["group_size"] = len({i for i, _ in g} | {i for i, _ in mg} | {rid})
     return [f for f in fused if f.id not in rep_of], info

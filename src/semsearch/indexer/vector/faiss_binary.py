@@ -189,9 +189,9 @@ class FaissBinaryIndex:
         with _omp_threads(len(q)):
             dist, lab = idx.search(q, min(k + dead, len(self._ids)))
         out = []
-        for drow, lrow in zip(dist, lab):
+        for drow, lrow in zip(dist, lab, strict=False):
             hits = []
-            for d, r in zip(drow.tolist(), lrow.tolist()):
+            for d, r in zip(drow.tolist(), lrow.tolist(), strict=False):
                 if r < 0 or self._ids[r] is None:
                     continue
                 hits.append((self._ids[r], float(d)))
@@ -215,7 +215,7 @@ class FaissBinaryIndex:
         q = self._check(queries)
         out = []
         for lims, dist, lab in self._range_raw(q, max_distance):
-            for a, b in zip(lims[:-1], lims[1:]):
+            for a, b in zip(lims[:-1], lims[1:], strict=False):
                 order = np.argsort(dist[a:b], kind="stable")
                 out.append([
                     (self._ids[lab[a + j]], int(dist[a + j])) for j in order
