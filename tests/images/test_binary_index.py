@@ -77,3 +77,16 @@ def test_bad_vectors_are_rejected():
         b.upsert(["a"], np.zeros((1, 4), np.uint8))
     with pytest.raises(BadInput, match="max distance"):
         b.range_search(np.zeros((1, 8), np.uint8), 65)
+
+
+@pytest.mark.gpu
+def test_gpu_binary_flat_matches_cpu(codes):
+    from semsearch.indexer.vector.faiss import gpu_count
+
+    if gpu_count() == 0:
+        pytest.skip("no GPU visible to faiss (faiss-cpu build or no CUDA device)")
+    cpu, gpu = FaissBinaryIndex(8, gpu="never"), FaissBinaryIndex(8, gpu="auto")
+    for b in (cpu, gpu):
+        b.upsert([str(i) for i in range(len(codes))], codes)
+    assert gpu.info()["gpu"] is True
+    assert [[d for _, d in r] for r in gpu.search(codes[:20], 5)] == [[d for _, d in r] for r in cpu.search(codes[:20], 5)]

@@ -55,3 +55,22 @@ def test_bad_shapes_are_rejected():
         hashing.phash_bits(np.zeros((2, 8, 8), np.uint8))
     with pytest.raises(ValueError, match="unknown hash kind"):
         hashing.compute("ahash", [hashing.hash_inputs(drawing(0))])
+
+
+def test_fast_decode_changes_large_jpeg_hashes_only_slightly(tmp_path):
+    """fast_decode (libjpeg DCT scaling) is the one documented departure from ImageHash:
+    a large JPEG decoded at 1/4 scale hashes within a few bits of the full decode; PNGs and
+    small JPEGs are decoded in full either way (identical hashes)."""
+    from semsearch.images.io import load_image
+
+    big = photo("astronaut", 512).resize((1400, 1400))
+    big.save(tmp_path / "big.jpg", quality=92)
+    big.save(tmp_path / "big.png")
+    photo("coffee", 200).save(tmp_path / "small.jpg")
+    for name, exact_equal in [("big.jpg", False), ("big.png", True), ("small.jpg", True)]:
+        full = load_image(tmp_path / name)
+        fast = load_image(tmp_path / name, draft=256)
+        assert (fast.size == full.size) == exact_equal
+        for kind in ("phash", "dhash"):
+            d = int(hashing.hamming(*hashing.hash_images([full, fast], kind)))
+            assert d == 0 if exact_equal else d <= 6, (name, kind, d)
