@@ -193,3 +193,27 @@ def test_search_by_image_errors_are_typed(built, tmp_path):
     bad.write_text("x")
     with pytest.raises(BadInput, match="not a recognised image"):
         s.search_by_image(bad)
+
+
+def test_clip_confirmation_filters_pairs_by_cosine(built):
+    _, idx, *_ = built
+    from semsearch.images.dedup import find_duplicates
+
+    loose = find_duplicates(idx, 10, min_cosine=-1.0)
+    assert loose.rejected_by_clip == 0 and len(loose.pairs) == 3
+    strict = find_duplicates(idx, 10, min_cosine=1.01)  # no pair can pass: all rejected
+    assert strict.rejected_by_clip == 3 and strict.groups == [] and strict.pairs == []
+
+
+def test_rerun_is_unchanged_and_delete_reaches_the_hash_index(tmp_path, image_tree, image_settings):
+    path = tmp_path / "idx"
+    first = build(path, [image_tree], image_settings, clip=False)
+    again = build(path, [image_tree], image_settings, clip=False)
+    assert first.indexed == 14 and again.unchanged == 14 and again.indexed == 0
+    with Index.open(path, image_settings, writable=True) as idx:
+        assert idx.delete(["photos/astronaut_small.jpg"]) == 1
+        idx.sync()
+    with Index.open(path, image_settings) as idx:
+        assert idx.vectors["phash"].count() == 13 and idx.vectors["phash_mirror"].count() == 13
+        res = Searcher(idx).search_by_image(image_tree / "photos" / "astronaut.jpg", channels=["phash"], max_distance=10)
+        assert {h.id for h in res.hits} == {"photos/astronaut.jpg", "photos/astronaut_flip.png"}
