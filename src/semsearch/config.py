@@ -61,17 +61,18 @@ class ElasticsearchSettings(_Section):
 
 class LexicalSettings(_Section):
     backend: Literal["embedded", "elasticsearch"] = "embedded"
-    #: per-field BM25 weights; the score is the weighted sum of the fields' scores
-    boosts: dict[str, float] = Field(default_factory=lambda: {"title": 1.0, "text": 1.0})
+    #: per-field BM25 weights; the score is the weighted sum of the fields' scores. Fields:
+    #: ``all`` (title and text as one field, the default), ``title``, ``text``
+    boosts: dict[str, float] = Field(default_factory=lambda: {"all": 1.0})
     embedded: EmbeddedLexicalSettings = Field(default_factory=EmbeddedLexicalSettings)
     elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
 
     @field_validator("boosts")
     @classmethod
     def _check_boosts(cls, v: dict[str, float]) -> dict[str, float]:
-        bad = {f for f in v if f not in ("title", "text")}
+        bad = {f for f in v if f not in ("all", "title", "text")}
         if bad:
-            raise ValueError(f"unknown boost field(s) {sorted(bad)}; fields are 'title', 'text'")
+            raise ValueError(f"unknown boost field(s) {sorted(bad)}; fields are 'all', 'title', 'text'")
         if any(w < 0 for w in v.values()) or not any(w > 0 for w in v.values()):
             raise ValueError(f"boosts must be >= 0 with at least one > 0, got {v}")
         return v

@@ -14,8 +14,8 @@ from rich.console import Console
 
 from semsearch.errors import SemsearchError
 
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 def load_settings(**overrides: Any):  # noqa: ANN201 - Settings

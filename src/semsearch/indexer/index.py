@@ -201,6 +201,28 @@ class Index:
         took = time.perf_counter() - t0
         return {"changed": changed, "deleted": deleted, "seconds": took, "lexical": lex_info}
 
+    def rebuild_lexical(self) -> dict[str, Any]:
+        """Rebuild the lexical index from every stored document (e.g. after changing the
+        analyzer or BM25 parameters), as a new generation."""
+        if not self.writable:
+            raise BadInput(f"index at {self.path} was opened read-only")
+        t0 = time.perf_counter()
+        self.sync()
+        fresh = create_lexical(self.settings.lexical)
+        batch: list[Document] = []
+        for doc in self.store.iter_docs():
+            batch.append(doc)
+            if len(batch) >= 2048:
+                fresh.upsert(batch)
+                batch = []
+        fresh.upsert(batch)
+        fresh.commit()
+        old, self.lexical = self.lexical, fresh
+        self.manifest.lexical_backend = self.settings.lexical.backend
+        self._write_generation(self.manifest.synced_seq)
+        old.close()
+        return {"docs": fresh.count(), "seconds": time.perf_counter() - t0}
+
     def _write_generation(self, synced_seq: int) -> None:
         m = self.manifest.model_copy(deep=True)
         m.generation += 1

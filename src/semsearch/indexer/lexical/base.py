@@ -15,7 +15,8 @@ Filters = dict[str, Any]
 
 @runtime_checkable
 class LexicalIndex(Protocol):
-    """A BM25 inverted index over the ``title`` and ``text`` fields of documents."""
+    """A BM25 inverted index over the ``title`` and ``text`` fields of documents, plus
+    ``all`` (both as one field). Boosts weight the fields' scores."""
 
     backend: str
 

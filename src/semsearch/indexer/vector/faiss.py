@@ -1,6 +1,8 @@
 """FAISS vector index: any index factory string, GPU when faiss sees one, CPU otherwise.
 
-String ids map to int64 FAISS ids through an ``IndexIDMap2``. Each upsert gets a fresh int
+String ids map to int64 FAISS ids. IVF indexes store ids natively (and remove them
+correctly); other indexes are wrapped in an ``IndexIDMap2`` (wrapping an IVF index in an
+id map would corrupt the map on removal, since IVF does not renumber on ``remove_ids``). Each upsert gets a fresh int
 id, so indexes that cannot remove ids (HNSW) stay correct: the old int id is tombstoned and
 filtered out of results, and once tombstones exceed ``compact_ratio`` of the index the index
 is rebuilt from its own stored vectors (``reconstruct``), which drops them.
@@ -50,7 +52,7 @@ class FaissVectorIndex:
             raise BadInput(
                 f"invalid FAISS factory string {self.settings.factory!r}: {e}"
             ) from e
-        self._index = faiss.IndexIDMap2(base)
+        self._index = self._wrap(base)
         self._id_of: dict[str, int] = {}
         self._key_of: dict[int, str] = {}
         self._tombstones: set[int] = set()
@@ -59,6 +61,17 @@ class FaissVectorIndex:
         self._can_remove = self._probe_remove()
 
     # -- helpers ------------------------------------------------------------------------
+    @staticmethod
+    def _wrap(base):  # noqa: ANN001, ANN205
+        import faiss
+
+        return base if faiss.try_extract_index_ivf(base) is not None else faiss.IndexIDMap2(base)
+
+    def _inner(self):  # noqa: ANN202
+        import faiss
+
+        return self._index.index if isinstance(self._index, faiss.IndexIDMap2) else self._index
+
     def _probe_remove(self) -> bool:
         import faiss
 
@@ -91,7 +104,7 @@ class FaissVectorIndex:
             return
         import faiss
 
-        ivf = faiss.try_extract_index_ivf(self._index.index)
+        ivf = faiss.try_extract_index_ivf(self._inner())
         need = ivf.nlist if ivf is not None else 1
         if v.shape[0] < need:
             raise BadInput(
@@ -105,7 +118,7 @@ class FaissVectorIndex:
     def _apply_search_params(self) -> None:
         import faiss
 
-        inner = self._index.index
+        inner = self._inner()
         ivf = faiss.try_extract_index_ivf(inner)
         if ivf is not None:
             ivf.nprobe = self.settings.nprobe
@@ -171,11 +184,11 @@ class FaissVectorIndex:
         )
         logger.info("compacting FAISS index: %d live, %d tombstones", len(live), len(self._tombstones))
         base = faiss.index_factory(self._dim, self.settings.factory, faiss.METRIC_INNER_PRODUCT)
-        old_inner = faiss.downcast_index(self._index.index)
-        fresh = faiss.IndexIDMap2(base)
-        if not fresh.is_trained and old_inner.is_trained:
-            fresh = faiss.IndexIDMap2(faiss.clone_index(old_inner))
-            fresh.reset()
+        old_inner = faiss.downcast_index(self._inner())
+        if not base.is_trained and old_inner.is_trained:
+            base = faiss.clone_index(old_inner)
+            base.reset()
+        fresh = self._wrap(base)
         if len(live):
             if not fresh.is_trained:
                 fresh.train(vecs)
@@ -287,7 +300,7 @@ class FaissVectorIndex:
             raise IndexIncompatible(f"FAISS index at {path} is unreadable: {e}") from e
         settings = (settings or FaissSettings()).model_copy(update={"factory": meta["factory"]})
         self = cls(int(meta["dim"]), settings)
-        self._index = faiss.IndexIDMap2.cast(index) if not isinstance(index, faiss.IndexIDMap2) else index  # noqa: E501
+        self._index = index
         self._id_of = {k: int(v) for k, v in meta["ids"]}
         self._key_of = {v: k for k, v in self._id_of.items()}
         self._tombstones = set(meta["tombstones"])
