@@ -49,6 +49,13 @@ def iter_image_tree(root: Path, extensions: Sequence[str]) -> Iterator[tuple[str
             if Path(f).suffix.lower() in exts:
                 files.append(Path(dirpath) / f)
     files.sort()
+    if not files:
+        from semsearch.errors import BadInput
+
+        raise BadInput(
+            f"input directory {root} has no corpus.jsonl (BEIR layout) and no image files "
+            f"({', '.join(sorted(exts))})"
+        )
     for n, f in enumerate(files, 1):
         rel = f.relative_to(root).as_posix()
         c = caps.get(rel) or by_name.get(f.name) or []
