@@ -24,7 +24,17 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import CACHE, dir_size_mb, load_queries, peak_rss_mb, percentiles, save, synth_corpus, table, time_each  # noqa: E402
+from common import (  # noqa: E402
+    CACHE,
+    dir_size_mb,
+    load_queries,
+    peak_rss_mb,
+    percentiles,
+    save,
+    synth_corpus,
+    table,
+    time_each,
+)
 
 
 def scifact_vectors(texts: list[str], encoder) -> np.ndarray:

@@ -56,17 +56,17 @@ def main() -> None:
         peer.index(tokens, show_progress=False)
         peer_build = time.perf_counter() - t
 
-        def peer_search(q):
+        def peer_search(q, peer=peer):
             qt = analyzer([q])
             return peer.retrieve(qt, k=10, show_progress=False, n_threads=1)
 
         ref = BM25Okapi(tokens, k1=0.9, b=0.4)
 
-        def ref_search(q):
+        def ref_search(q, ref=ref):
             s = ref.get_scores(analyzer([q])[0])
             return sorted(range(len(s)), key=s.__getitem__, reverse=True)[:10]
 
-        ours_qps = qps(lambda q: ours.search(q, 10), queries)
+        ours_qps = qps(lambda q, ours=ours: ours.search(q, 10), queries)
         peer_qps = qps(peer_search, queries)
         ref_qps = qps(ref_search, queries[: args.rank_bm25_queries])
         entry = {
@@ -91,11 +91,10 @@ def main() -> None:
             "corpus": size, "docs": len(corpus), "semsearch q/s": ours_qps, "bm25s q/s": peer_qps,
             "rank-bm25 q/s": ref_qps, "vs bm25s": ours_qps / peer_qps, "vs rank-bm25": ours_qps / ref_qps,
         })
-        del ours, peer, ref, tokens
         gc.collect()
     path = save("lexical", {"results": results, "targets": {"vs_bm25s": 0.8, "vs_rank_bm25": 10}})
     table(rows, "lexical queries/s, k=10, one query at a time (targets: >= 0.8x bm25s, >= 10x rank-bm25)")
-    for size, e in results.items():
+    for e in results.values():
         if "semsearch_ndcg@10" in e:
             print(f"SciFact test nDCG@10: semsearch {e['semsearch_ndcg@10']:.4f}  bm25s {e['bm25s_ndcg@10']:.4f}")
     print(f"saved {path}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Literal
 
 from semsearch.config import Settings
@@ -95,6 +96,20 @@ class Searcher:
 
         return {d.id for d in self.index.store.iter_docs() if match_filters(d.metadata, filters)}
 
+    def _channel(
+        self, name: str, queries: Sequence[str], depth: int, filters: Filters | None,
+        boosts: dict[str, float] | None,
+    ) -> list[list[tuple[str, float]]]:
+        """One channel's ranked lists for a batch of queries."""
+        if name == "lexical":
+            lex = self.index.lexical
+            if hasattr(lex, "search_many"):
+                return lex.search_many(list(queries), depth, boosts=boosts, filters=filters)
+            return [lex.search(q, depth, boosts=boosts, filters=filters) for q in queries]
+        allowed = self._allowed(filters)
+        qv = self._query_encoder(name).encode(list(queries))
+        return self.index.vectors[name].search(qv, depth, allowed=allowed)
+
     def _run_channel(self, name: str, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
@@ -117,16 +132,7 @@ class Searcher:
         failed: dict[str, str] = {}
         for name in MODES[mode]:
             try:
-                if name == "lexical":
-                    lex = self.index.lexical
-                    if hasattr(lex, "search_many"):
-                        res = self._run_channel(name, lambda: lex.search_many(list(queries), depth, boosts=boosts, filters=filters))
-                    else:
-                        res = [self._run_channel(name, lambda q=q: lex.search(q, depth, boosts=boosts, filters=filters)) for q in queries]
-                else:
-                    allowed = self._allowed(filters)
-                    qv = self._run_channel(name, lambda: self._query_encoder(name).encode(list(queries)))
-                    res = self._run_channel(name, lambda: self.index.vectors[name].search(qv, depth, allowed=allowed))
+                res = self._run_channel(name, partial(self._channel, name, queries, depth, filters, boosts))
             except ChannelFailed as e:
                 if self.settings.search.on_channel_failure == "fail" or len(MODES[mode]) == 1:
                     raise

@@ -32,12 +32,9 @@ logger = logging.getLogger(__name__)
 #: one field is what BEIR-style evaluations use and scores best on SciFact; ``title`` and
 #: ``text`` are there for per-field boosts.
 FIELDS = ("all", "title", "text")
-
-
-def field_value(doc: Document, field: str) -> str:
-    if field == "all":
-        return f"{doc.title} {doc.text}".strip()
-    return getattr(doc, field)
+#: the fields whose token lists are stored; ``all`` is their concatenation (the analyzer
+#: works token by token, so analysing "title text" gives title tokens + text tokens)
+STORED = ("title", "text")
 
 
 class Analyzer:
@@ -75,7 +72,7 @@ class EmbeddedLexicalIndex:
         self.analyzer = Analyzer(emb.stemmer, emb.stopwords)
         self._ids: list[str] = []
         self._meta: list[dict[str, Any]] = []
-        self._tokens: dict[str, list[list[str]]] | None = {f: [] for f in FIELDS}
+        self._tokens: dict[str, list[list[str]]] | None = {f: [] for f in STORED}
         self._pos: dict[str, int] = {}
         self._models: dict[str, Any] = {}
         self._dirty = False
@@ -85,12 +82,12 @@ class EmbeddedLexicalIndex:
     def _ensure_tokens(self) -> dict[str, list[list[str]]]:
         if self._tokens is None:
             assert self._path is not None
-            tokens: dict[str, list[list[str]]] = {f: [] for f in FIELDS}
+            tokens: dict[str, list[list[str]]] = {f: [] for f in STORED}
             with open(self._path / "tokens.jsonl", encoding="utf-8") as fh:
                 for line in fh:
                     row = json.loads(line)
-                    for f in FIELDS:
-                        tokens[f].append(row[f])
+                    for f, toks in zip(STORED, row):
+                        tokens[f].append(toks)
             self._tokens = tokens
         return self._tokens
 
@@ -98,18 +95,18 @@ class EmbeddedLexicalIndex:
         if not docs:
             return
         tokens = self._ensure_tokens()
-        analyzed = {f: self.analyzer([field_value(d, f) for d in docs]) for f in FIELDS}
+        analyzed = {f: self.analyzer([getattr(d, f) for d in docs]) for f in STORED}
         for i, d in enumerate(docs):
             pos = self._pos.get(d.id)
             if pos is None:
                 self._pos[d.id] = len(self._ids)
                 self._ids.append(d.id)
                 self._meta.append(dict(d.metadata))
-                for f in FIELDS:
+                for f in STORED:
                     tokens[f].append(analyzed[f][i])
             else:
                 self._meta[pos] = dict(d.metadata)
-                for f in FIELDS:
+                for f in STORED:
                     tokens[f][pos] = analyzed[f][i]
         self._dirty = True
 
@@ -121,7 +118,7 @@ class EmbeddedLexicalIndex:
         keep = [p for p in range(len(self._ids)) if p not in drop]
         self._ids = [self._ids[p] for p in keep]
         self._meta = [self._meta[p] for p in keep]
-        for f in FIELDS:
+        for f in STORED:
             tokens[f] = [tokens[f][p] for p in keep]
         self._pos = {d: p for p, d in enumerate(self._ids)}
         self._dirty = True
@@ -132,7 +129,8 @@ class EmbeddedLexicalIndex:
             return {"rebuilt": False, "docs": len(self._ids)}
         t0 = time.perf_counter()
         tokens = self._ensure_tokens()
-        built = {f: self._build(tokens[f]) for f in FIELDS}
+        fields = {**tokens, "all": [a + b for a, b in zip(tokens["title"], tokens["text"])]}
+        built = {f: self._build(fields[f]) for f in FIELDS}
         self._models = {f: m for f, m in built.items() if m is not None}
         self._dirty = False
         took = time.perf_counter() - t0
@@ -232,7 +230,7 @@ class EmbeddedLexicalIndex:
             json.dump({"backend": self.backend, "ids": self._ids, "metadata": self._meta}, fh)
         with open(path / "tokens.jsonl", "w", encoding="utf-8") as fh:
             for p in range(len(self._ids)):
-                fh.write(json.dumps({f: tokens[f][p] for f in FIELDS}) + "\n")
+                fh.write(json.dumps([tokens[f][p] for f in STORED]) + "\n")
         for f, model in self._models.items():
             if model is not None and len(self._ids):
                 model.save(str(path / f"bm25_{f}"), show_progress=False)
