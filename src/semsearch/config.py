@@ -108,7 +108,7 @@ class FusionSettings(_Section):
 
 
 class SearchSettings(_Section):
-    default_mode: Literal["lexical", "dense", "hybrid"] = "hybrid"
+    default_mode: Literal["lexical", "dense", "hybrid", "image"] = "hybrid"
     #: when a channel fails mid-search: raise, or answer from the other channels and flag the
     #: result as degraded
     on_channel_failure: Literal["fail", "degrade"] = "fail"
@@ -149,6 +149,46 @@ class ApiSettings(_Section):
     snippet_chars: int = Field(240, ge=20, le=5000)
     #: directories image paths given in documents may point into (nothing outside them is read)
     roots: list[Path] = Field(default_factory=list)
+class ImageSettings(_Section):
+    """Image ingestion and perceptual hashing."""
+
+    #: image paths must resolve inside one of these directories (no traversal outside);
+    #: empty = the directory of the input file (or the image tree's root) only
+    roots: list[Path] = Field(default_factory=list)
+    #: decompression-bomb guard: images with more pixels are rejected before decoding
+    max_pixels: int = Field(89_478_485, ge=1)
+    #: perceptual hashes stored as binary channels (64 bits each)
+    hashes: list[Literal["phash", "dhash"]] = Field(default_factory=lambda: ["phash", "dhash"])
+    #: also store the pHash of the horizontally mirrored image (flip-robust dedup)
+    mirrored: bool = True
+    #: decode JPEGs at a reduced scale (libjpeg DCT scaling, >= 256 px a side) before
+    #: hashing and CLIP preprocessing: much faster on large photos, but hashes are then no
+    #: longer bit-identical to ImageHash's (measured differences in docs/images.md)
+    fast_decode: bool = False
+    #: near-duplicate threshold (pHash Hamming distance, inclusive) for dedup and collapse
+    max_distance: int = Field(10, ge=0, le=64)
+    #: threads that decode and resize images off the main thread
+    workers: int = Field(2, ge=1, le=64)
+    #: binary index: "flat" (exact, IndexBinaryFlat) or "multihash" (IndexBinaryMultiHash,
+    #: for large collections; exact for radii below its bucket limit)
+    binary_index: Literal["flat", "multihash"] = "flat"
+    #: "auto" uses a GPU binary index when faiss sees a GPU
+    gpu: Literal["auto", "never"] = "auto"
+    extensions: list[str] = Field(
+        default_factory=lambda: [".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"]
+    )
+
+
+class ClipSettings(_Section):
+    """CLIP via open_clip: an architecture plus weights (a pretrained tag or a local file)."""
+
+    #: open_clip architecture name, e.g. "ViT-B-32"
+    architecture: str = "ViT-B-32"
+    #: None = random weights (tests only), a tag like "laion2b_s34b_b79k" (downloads where
+    #: there is internet) or a local path to a .pt/.bin/.safetensors weights file
+    pretrained: str | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(32, ge=1, le=4096)
 
 
 class Settings(BaseSettings):
@@ -163,6 +203,8 @@ class Settings(BaseSettings):
     indexing: IndexingSettings = Field(default_factory=IndexingSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    images: ImageSettings = Field(default_factory=ImageSettings)
+    clip: ClipSettings = Field(default_factory=ClipSettings)
     no_progress: bool = False
     #: write API key for the REST API
     api_key: SecretStr | None = None

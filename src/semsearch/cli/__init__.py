@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "semsearch.cli.search_cmd",
     "semsearch.cli.info_cmd",
     "semsearch.cli.serve_cmd",
+    "semsearch.cli.images_cmd",
 ]
 
 for _name in COMMAND_MODULES:

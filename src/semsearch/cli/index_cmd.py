@@ -18,6 +18,8 @@ def index_cmd(
     on_duplicate: Annotated[str | None, typer.Option(help="'reject' (default) or 'last' for ids repeated in the input")] = None,
     errors: Annotated[Path | None, typer.Option(help="where to write rejected records (default INDEX/errors.jsonl)")] = None,
     no_dense: Annotated[bool, typer.Option("--no-dense", help="lexical only: skip the text encoder")] = False,
+    images: Annotated[bool | None, typer.Option("--images/--no-images", help="image channels (CLIP + hashes); default: on when an input is an image directory or has 'image' fields")] = None,
+    no_clip: Annotated[bool, typer.Option("--no-clip", help="image hashes only: skip the CLIP channel")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Bulk-index documents. Re-running the same command resumes an interrupted run."""
@@ -43,6 +45,13 @@ def index_cmd(
 
                 enc = SentenceTransformerEncoder(settings.text_encoder)
                 channels.append(TextChannel(enc, settings.text_encoder.doc_template))
+            from semsearch.images.cli_support import wants_images
+
+            if images if images is not None else wants_images(input):
+                from semsearch.images.channels import image_channels
+
+                roots = settings.images.roots or [p if p.is_dir() else p.parent for p in input]
+                channels += image_channels(settings, roots=roots, clip=not no_clip)
             if progress_enabled(settings):
                 from rich.progress import (
                     BarColumn,

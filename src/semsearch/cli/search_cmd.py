@@ -40,7 +40,7 @@ def search_cmd(
     index: Annotated[Path, typer.Option("--index", help="index directory")],
     query: Annotated[str | None, typer.Argument(help="the query (or use --queries)")] = None,
     k: Annotated[int, typer.Option("--k", "-k", help="number of hits")] = 10,
-    mode: Annotated[str | None, typer.Option(help="lexical, dense or hybrid")] = None,
+    mode: Annotated[str | None, typer.Option(help="lexical, dense, hybrid or image (text-to-image via CLIP)")] = None,
     fusion: Annotated[str | None, typer.Option(help="rrf or convex")] = None,
     weights: Annotated[str | None, typer.Option(help="channel weights, e.g. lexical=0.6,dense=0.4")] = None,
     filters: Annotated[str | None, typer.Option("--filter", help='metadata filters as JSON, e.g. {"year": {"gte": 2020}}')] = None,

@@ -131,7 +131,11 @@ class Pipeline:
         size = self.settings.indexing.batch_size
         policy = self.settings.indexing.on_duplicate
         for path in inputs:
-            for item in iter_records(Path(path), max_text_chars=self.settings.indexing.max_text_chars):
+            for item in iter_records(
+                Path(path),
+                max_text_chars=self.settings.indexing.max_text_chars,
+                image_extensions=self.settings.images.extensions,
+            ):
                 report.read += 1
                 if isinstance(item, Rejected):
                     report.rejected.append(item)

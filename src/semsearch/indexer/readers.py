@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,9 +81,8 @@ def to_document(raw: Any, *, max_text_chars: int = 1_000_000) -> Document:
 
 def detect_format(path: Path) -> str:
     if path.is_dir():
-        if (path / "corpus.jsonl").exists():
-            return "beir"
-        raise BadInput(f"input directory {path} has no corpus.jsonl (BEIR layout expected)")
+        # a BEIR directory has corpus.jsonl; any other directory is an image tree
+        return "beir" if (path / "corpus.jsonl").exists() else "images"
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
         return "jsonl"
@@ -92,13 +91,21 @@ def detect_format(path: Path) -> str:
     raise BadInput(f"input {path}: unknown format {suffix!r}; use .jsonl, .csv/.tsv or a BEIR directory")
 
 
-def iter_raw(path: Path) -> Iterator[tuple[str, int, Any]]:
+DEFAULT_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def iter_raw(path: Path, image_extensions: Sequence[str] | None = None) -> Iterator[tuple[str, int, Any]]:
     """Yield ``(source, line, raw)`` where raw is a dict or a :class:`BadInput` for a line
     that cannot be parsed."""
     path = Path(path)
     if not path.exists():
         raise BadInput(f"input {path} does not exist")
     fmt = detect_format(path)
+    if fmt == "images":
+        from semsearch.images.tree import iter_image_tree
+
+        yield from iter_image_tree(path, image_extensions or DEFAULT_IMAGE_EXTENSIONS)
+        return
     if fmt == "beir":
         path = path / "corpus.jsonl"
         fmt = "jsonl"
@@ -138,8 +145,20 @@ def iter_raw(path: Path) -> Iterator[tuple[str, int, Any]]:
                 start = reader.line_num + 1
 
 
-def iter_records(path: Path, *, max_text_chars: int = 1_000_000) -> Iterator[Record | Rejected]:
-    for src, line, raw in iter_raw(path):
+def _absolute_image(raw: Any, source: str) -> Any:
+    """A relative ``image`` path in a JSONL/CSV row is relative to that file's directory."""
+    if isinstance(raw, dict) and isinstance(raw.get("image"), str) and raw["image"].strip():
+        p = Path(raw["image"])
+        if not p.is_absolute():
+            return {**raw, "image": str(Path(source).parent / p)}
+    return raw
+
+
+def iter_records(
+    path: Path, *, max_text_chars: int = 1_000_000, image_extensions: Sequence[str] | None = None
+) -> Iterator[Record | Rejected]:
+    for src, line, raw in iter_raw(path, image_extensions):
+        raw = _absolute_image(raw, src)
         if isinstance(raw, BadInput):
             yield Rejected(src, line, str(raw))
             continue

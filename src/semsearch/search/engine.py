@@ -23,6 +23,7 @@ MODES: dict[str, tuple[str, ...]] = {
     "lexical": ("lexical",),
     "dense": ("dense",),
     "hybrid": ("lexical", "dense"),
+    "image": ("image",),  # text-to-image through the CLIP text tower (search/images.py)
 }
 
 
@@ -35,10 +36,12 @@ class Searcher:
         settings: Settings | None = None,
         *,
         encoder: TextEncoder | None = None,
+        clip: Any = None,
     ) -> None:
         self.index = index
         self.settings = settings or index.settings
         self._encoder = encoder
+        self._clip = clip  # an ImageEncoder for the "image" channel, created lazily
 
     @property
     def encoder(self) -> TextEncoder:
@@ -57,6 +60,20 @@ class Searcher:
                 )
         return self._encoder
 
+    def _query_encoder(self, channel: str) -> TextEncoder:
+        if channel == "image":
+            from semsearch.search.images import clip_encoder
+
+            return clip_encoder(self)
+        return self.encoder
+
+    def search_by_image(self, image: Any, *, k: int = 10, channels: Sequence[str] | None = None, **kw: Any) -> SearchResult:
+        """Find images like ``image`` (a path or PIL image): CLIP and/or hash channels;
+        hash hits carry Hamming distances in ``Hit.extra`` (see search/images.py)."""
+        from semsearch.search.images import search_by_image
+
+        return search_by_image(self, image, k=k, channels=channels, **kw)
+
     # -- channels -----------------------------------------------------------------------
     def _check(self, queries: Sequence[str], k: int, offset: int, mode: str) -> None:
         if mode not in MODES:
@@ -68,8 +85,9 @@ class Searcher:
         for q in queries:
             if not isinstance(q, str) or not q.strip():
                 raise BadInput("query is empty")
-        if "dense" in MODES[mode] and "dense" not in self.index.vectors:
-            raise BadInput(f"index at {self.index.path} has no dense channel; use mode 'lexical'")
+        for ch in MODES[mode]:
+            if ch != "lexical" and ch not in self.index.vectors:
+                raise BadInput(f"index at {self.index.path} has no {ch} channel; use mode 'lexical'")
 
     def _allowed(self, filters: Filters | None) -> set[str] | None:
         if not filters:
@@ -89,7 +107,7 @@ class Searcher:
                 return lex.search_many(list(queries), depth, boosts=boosts, filters=filters)
             return [lex.search(q, depth, boosts=boosts, filters=filters) for q in queries]
         allowed = self._allowed(filters)
-        qv = self.encoder.encode(list(queries))
+        qv = self._query_encoder(name).encode(list(queries))
         return self.index.vectors[name].search(qv, depth, allowed=allowed)
 
     def _run_channel(self, name: str, fn: Callable[[], Any]) -> Any:
@@ -144,6 +162,7 @@ class Searcher:
         normalization: str | None = None,
         depth: int | None = None,
         with_documents: bool = True,
+        collapse: bool = False,
     ) -> list[SearchResult]:
         t0 = time.perf_counter()
         mode = mode or self.settings.search.default_mode
@@ -164,6 +183,11 @@ class Searcher:
                     rrf_k=rrf_k or fs.rrf_k,
                     normalization=normalization or fs.normalization,  # type: ignore[arg-type]
                 )
+            groups: dict[str, dict[str, Any]] = {}
+            if collapse:
+                from semsearch.search.images import collapse as collapse_dups
+
+                fused, groups = collapse_dups(self.index, fused, self.settings.images.max_distance)
             page = fused[offset : offset + k]
             hits = [
                 Hit(
@@ -171,6 +195,7 @@ class Searcher:
                     score=f.score,
                     rank=offset + i + 1,
                     channels={c: ChannelScore(rank=r, score=s) for c, (r, s) in f.channels.items()},
+                    extra=groups.get(f.id, {}),
                 )
                 for i, f in enumerate(page)
             ]

@@ -17,6 +17,11 @@ def create_vector(spec: ChannelSpec, settings: Settings) -> VectorIndex:
 
         fs = settings.vector.faiss.model_copy(update=spec.settings) if spec.settings else settings.vector.faiss
         return FaissVectorIndex(spec.dim, FaissSettings.model_validate(fs.model_dump()))
+    if spec.backend == "faiss-binary":
+        from semsearch.indexer.vector.faiss_binary import FaissBinaryIndex
+
+        kind = spec.settings.get("kind", settings.images.binary_index)
+        return FaissBinaryIndex(spec.dim, kind=kind, gpu=settings.images.gpu)
     raise IndexIncompatible(f"unknown vector backend {spec.backend!r}")
 
 
@@ -25,4 +30,8 @@ def open_vector(path: Path, spec: ChannelSpec, settings: Settings) -> VectorInde
         from semsearch.indexer.vector.faiss import FaissVectorIndex
 
         return FaissVectorIndex.open(path, settings.vector.faiss)
+    if spec.backend == "faiss-binary":
+        from semsearch.indexer.vector.faiss_binary import FaissBinaryIndex
+
+        return FaissBinaryIndex.open(path, gpu=settings.images.gpu)
     raise IndexIncompatible(f"index channel at {path} uses unknown vector backend {spec.backend!r}")

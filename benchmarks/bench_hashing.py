@@ -1,0 +1,122 @@
+"""Hashing throughput (images/s) on the same files: ours vs ImageHash vs imagededup.
+
+Every method starts from the file path and ends with the hashes. Ours computes pHash +
+dHash + mirrored pHash (decode and resize in a thread pool, the hash maths batched in numpy);
+ImageHash computes pHash + dHash per image (Image.open once, both hashes), single-threaded as
+usually called and in a 2-thread pool; imagededup computes its PHash only (encode_images,
+which uses its own multiprocessing pool of cpu_count workers, and a per-file loop).
+Saves bench-results/hashing.json.
+
+    python benchmarks/bench_hashing.py [--limit N] [--repeat R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _images_common import DATA, machine, originals, save  # noqa: E402
+
+from semsearch.images import hashing  # noqa: E402
+from semsearch.images.batch import FAST_DECODE_SIDE  # noqa: E402
+from semsearch.images.io import load_image  # noqa: E402
+
+
+def ours(files, workers: int, draft: int | None = None):
+    with ThreadPoolExecutor(workers) as pool:
+        inputs = list(pool.map(lambda f: hashing.hash_inputs(load_image(f, draft=draft)), files))
+    return [hashing.compute("phash", inputs), hashing.compute("dhash", inputs),
+            hashing.compute("phash", inputs, mirrored=True)]
+
+
+def imagehash_one(f):
+    import imagehash
+    from PIL import Image
+
+    with Image.open(f) as im:
+        return imagehash.phash(im), imagehash.dhash(im)
+
+
+def imagehash_loop(files):
+    return [imagehash_one(f) for f in files]
+
+
+def imagehash_same_outputs(files):
+    """The same three hashes ours stores: pHash, dHash and the mirrored image's pHash."""
+    import imagehash
+    from PIL import Image, ImageOps
+
+    out = []
+    for f in files:
+        with Image.open(f) as im:
+            out.append((imagehash.phash(im), imagehash.dhash(im), imagehash.phash(ImageOps.mirror(im))))
+    return out
+
+
+def imagehash_pool(files):
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(imagehash_one, files))
+
+
+def imagededup_dir(files):
+    from imagededup.methods import PHash
+
+    return PHash(verbose=False).encode_images(image_dir=str(Path(files[0]).parent))
+
+
+def imagededup_loop(files):
+    from imagededup.methods import PHash
+
+    ph = PHash(verbose=False)
+    return [ph.encode_image(image_file=str(f)) for f in files]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+    files = originals(args.limit)
+    if args.limit:  # imagededup_dir hashes the whole directory
+        print("note: imagededup encode_images always hashes the whole directory")
+    methods = {
+        "ours (2 threads, phash+dhash+mirror)": lambda: ours(files, 2),
+        "ours (1 thread, phash+dhash+mirror)": lambda: ours(files, 1),
+        "ours fast_decode (2 threads)": lambda: ours(files, 2, FAST_DECODE_SIDE),
+        "ours fast_decode (1 thread)": lambda: ours(files, 1, FAST_DECODE_SIDE),
+        "imagehash loop (phash+dhash)": lambda: imagehash_loop(files),
+        "imagehash 2 threads (phash+dhash)": lambda: imagehash_pool(files),
+        "imagehash loop (phash+dhash+mirror)": lambda: imagehash_same_outputs(files),
+        "imagededup encode_images (phash, own pool)": lambda: imagededup_dir(files),
+        "imagededup encode_image loop (phash)": lambda: imagededup_loop(files),
+    }
+    n_dir = len(list((DATA / "images").glob("*.jpg")))
+    imagehash_loop(files[:20])  # warm the page cache and imports
+    res = {}
+    for name, fn in methods.items():
+        best = float("inf")
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t)
+        n = n_dir if "encode_images" in name else len(files)
+        res[name] = {"images": n, "seconds": round(best, 3), "images_per_s": round(n / best, 1)}
+        print(f"  {name}: {n / best:.1f} images/s")
+    base = res["imagehash loop (phash+dhash)"]["images_per_s"]
+    for r in res.values():
+        r["x_vs_imagehash_loop"] = round(r["images_per_s"] / base, 2)
+    path = save("hashing", {"machine": machine(), "files": len(files), "repeat_best_of": args.repeat, "results": res})
+    print(f"\n{'method':<45} {'images/s':>9} {'x ImageHash':>12}")
+    for name, r in res.items():
+        print(f"{name:<45} {r['images_per_s']:>9.1f} {r['x_vs_imagehash_loop']:>12.2f}")
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Image channels for the bulk :class:`~semsearch.indexer.pipeline.Pipeline`.
+
+* ``image``: CLIP embeddings (float, the ``faiss`` backend);
+* ``phash``, ``dhash``: 64-bit perceptual hashes (8 bytes, the ``faiss-binary`` backend);
+* ``phash_mirror``: the pHash of the mirrored image (flip-robust dedup).
+
+A file that cannot be used is returned as a failure ``(doc, reason)``, which the Pipeline
+reports as a rejected record while the run goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from semsearch.config import Settings
+from semsearch.documents import Document
+from semsearch.images import hashing
+from semsearch.images.batch import ImageBatchLoader, Prepared, result_or_error
+
+HASH_VERSION = "v1"
+
+
+def _reason(err: Exception) -> str:
+    kind = getattr(err, "kind", "unreadable")
+    return f"[{kind}] {err}"
+
+
+class ClipImageChannel:
+    name = "image"
+    backend = "faiss"
+
+    def __init__(self, encoder, loader: ImageBatchLoader) -> None:  # noqa: ANN001 - ClipEncoder
+        self.encoder = encoder
+        self.loader = loader
+
+    @property
+    def encoder_name(self) -> str:
+        return self.encoder.name
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    def applies(self, doc: Document) -> bool:
+        return doc.image is not None
+
+    def encode(self, docs: Sequence[Document]) -> tuple[np.ndarray, list[tuple[Document, str]]]:
+        import torch
+
+        futs = self.loader.futures(docs)
+        bs = self.encoder.settings.batch_size
+        rows: list[np.ndarray] = []
+        bad: list[tuple[Document, str]] = []
+        for s in range(0, len(docs), bs):  # later sub-batches keep decoding meanwhile
+            tensors = []
+            for d, f in zip(docs[s : s + bs], futs[s : s + bs], strict=False):
+                r = result_or_error(f)
+                if isinstance(r, Prepared):
+                    tensors.append(r.clip)
+                    r.clip = None
+                else:
+                    bad.append((d, _reason(r)))
+            if tensors:
+                rows.append(self.encoder.encode_tensors(torch.stack(tensors)))
+        mat = np.vstack(rows) if rows else np.zeros((0, self.dim), np.float32)
+        return mat, bad
+
+
+class HashChannel:
+    backend = "faiss-binary"
+    dim = hashing.HASH_BYTES
+
+    def __init__(self, kind: str, loader: ImageBatchLoader, *, mirrored: bool = False) -> None:
+        self.kind = kind
+        self.mirrored = mirrored
+        self.name = f"{kind}_mirror" if mirrored else kind
+        self.loader = loader
+
+    @property
+    def encoder_name(self) -> str:
+        return f"{self.name}-64/{HASH_VERSION}"
+
+    def applies(self, doc: Document) -> bool:
+        return doc.image is not None
+
+    def encode(self, docs: Sequence[Document]) -> tuple[np.ndarray, list[tuple[Document, str]]]:
+        inputs, bad = [], []
+        for d, f in zip(docs, self.loader.futures(docs), strict=False):
+            r = result_or_error(f)
+            if isinstance(r, Prepared):
+                inputs.append(r.hashes)
+            else:
+                bad.append((d, _reason(r)))
+        return hashing.compute(self.kind, inputs, mirrored=self.mirrored), bad
+
+
+def image_channels(settings: Settings, *, roots: Sequence | None = None, clip: bool = True) -> list:
+    """The channels for image documents: CLIP (when ``clip``), the hashes, the mirror."""
+    enc = None
+    if clip:
+        from semsearch.encoders.clip import ClipEncoder
+
+        enc = ClipEncoder(settings.clip)
+    loader = ImageBatchLoader(settings.images, roots=roots, clip_preprocess=enc.preprocess if enc else None)
+    chans: list = [ClipImageChannel(enc, loader)] if enc is not None else []
+    chans += [HashChannel(k, loader) for k in settings.images.hashes]
+    if settings.images.mirrored and "phash" in settings.images.hashes:
+        chans.append(HashChannel("phash", loader, mirrored=True))
+    return chans

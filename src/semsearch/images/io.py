@@ -1,0 +1,148 @@
+"""Robust image loading: one typed error per bad file, never a crash of the batch.
+
+:func:`load_image` returns an 8-bit RGB :class:`PIL.Image.Image` whatever the file holds
+(CMYK, 16-bit grey, palette with transparency, alpha, animated GIF: first frame) with its
+EXIF orientation applied. The pixel count is checked from the header before decoding
+(decompression-bomb guard). :func:`resolve_image_path` keeps paths inside configured roots.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from semsearch.errors import BadInput
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+
+class ImageError(BadInput):
+    """An image file cannot be used; ``kind`` says why in one word."""
+
+    kind = "unreadable"
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"image {path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+class ImageNotFound(ImageError):
+    kind = "not-found"
+
+
+class ImageOutsideRoots(ImageError):
+    kind = "outside-roots"
+
+
+class EmptyImageFile(ImageError):
+    kind = "empty"
+
+
+class NotAnImage(ImageError):
+    kind = "not-an-image"
+
+
+class ImageTooLarge(ImageError):
+    kind = "too-large"
+
+
+class ImageUnreadable(ImageError):
+    kind = "unreadable"
+
+
+def resolve_image_path(path: str | Path, roots: Sequence[Path], *, base: Path | None = None) -> Path:
+    """Resolve ``path`` (relative paths against ``base``) and check it lies inside one of
+    ``roots`` after following symlinks and ``..``. Raises :class:`ImageOutsideRoots`."""
+    p = Path(path)
+    if not p.is_absolute() and base is not None:
+        p = base / p
+    real = Path(os.path.realpath(p))
+    allowed = [Path(os.path.realpath(r)) for r in roots]
+    if not any(real == r or r in real.parents for r in allowed):
+        raise ImageOutsideRoots(
+            path, f"resolves to {real}, outside the allowed image roots {[str(r) for r in allowed]}"
+        )
+    return real
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    from PIL import Image
+
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(im, dtype=np.float64) if mode != "I" else np.asarray(im, dtype=np.int64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        arr8 = np.clip(np.asarray(arr, np.float64) * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, "L").convert("RGB")
+    if mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(np.nan_to_num(scaled).astype(np.uint8), "L").convert("RGB")
+    if mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    elif mode == "P":
+        return im.convert("RGB")
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")  # CMYK (Pillow's inverting conversion), YCbCr, LAB, HSV, 1, L
+
+
+def load_image(path: str | Path, *, max_pixels: int = 89_478_485, draft: int | None = None) -> Image.Image:
+    """Decode one image file into 8-bit RGB, EXIF orientation applied (see module doc).
+
+    ``draft``: for JPEGs, let libjpeg decode at 1/2, 1/4 or 1/8 scale (DCT-domain scaling)
+    as long as both sides stay >= ``draft`` pixels. Several times faster on large photos;
+    pixels then differ slightly from a full decode + resize (see docs/images.md)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError as e:
+        raise ImageNotFound(path, "file does not exist") from e
+    except OSError as e:
+        raise ImageUnreadable(path, f"cannot stat: {e}") from e
+    if not path.is_file():
+        raise ImageNotFound(path, "not a regular file")
+    if size == 0:
+        raise EmptyImageFile(path, "file is empty (0 bytes)")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ImageTooLarge(
+                    path, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} (images.max_pixels)"
+                )
+            if getattr(im, "n_frames", 1) > 1:
+                im.seek(0)  # animated: first frame
+            if draft is not None and im.format == "JPEG":
+                im.draft("RGB", (draft, draft))
+            im.load()
+            out = ImageOps.exif_transpose(im)
+            out = _to_rgb(out)
+            if out is im:
+                out = im.copy()
+            return out
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageTooLarge(path, f"decompression-bomb guard: {e}") from e
+    except UnidentifiedImageError as e:
+        raise NotAnImage(path, "not a recognised image format (content does not match any decoder)") from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        # truncated data ("image file is truncated"), broken chunks, bad headers
+        raise ImageUnreadable(path, f"cannot decode: {e}") from e

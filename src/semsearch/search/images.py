@@ -1,0 +1,175 @@
+"""Image search: text-to-image through the CLIP text tower, search by example image (CLIP
+and perceptual hashes), and collapsing near-duplicates in any result list.
+
+Hash channels score by **Hamming distance** (lower is closer): their hits carry the
+distance in ``Hit.channels[name].score`` and in ``Hit.extra["hamming"]``, plus which rule
+matched (``direct`` or ``mirrored``) in ``Hit.extra["rule"]``. Several channels are fused by
+reciprocal rank fusion, which only uses ranks, so distances and cosines never mix.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from semsearch.documents import ChannelScore, Hit, SearchResult
+from semsearch.errors import BadInput, IndexIncompatible
+from semsearch.images import hashing
+from semsearch.search.fusion import Fused, rrf
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from semsearch.search.engine import Searcher
+
+logger = logging.getLogger(__name__)
+
+HASH_CHANNELS = ("phash", "dhash")
+
+
+def clip_encoder(searcher: Searcher):  # noqa: ANN201 - ClipEncoder
+    """The CLIP encoder of the index's ``image`` channel, created once per searcher."""
+    enc = getattr(searcher, "_clip", None)
+    if enc is None:
+        from semsearch.encoders.clip import ClipEncoder
+
+        enc = ClipEncoder(searcher.settings.clip)
+        searcher._clip = enc
+    spec = searcher.index.manifest.channels.get("image")
+    if spec is not None and spec.encoder != enc.name:
+        raise IndexIncompatible(
+            f"index at {searcher.index.path} was built with CLIP {spec.encoder!r} but the "
+            f"configured one is {enc.name!r}; set SEMSEARCH_CLIP__ARCHITECTURE / "
+            "SEMSEARCH_CLIP__PRETRAINED to match or rebuild"
+        )
+    return enc
+
+
+def _as_image(image: Image.Image | str | Path, max_pixels: int) -> Image.Image:
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        from semsearch.images.io import _to_rgb
+
+        return _to_rgb(image)
+    from semsearch.images.io import load_image
+
+    return load_image(Path(image), max_pixels=max_pixels)
+
+
+def hash_query(index: Any, name: str, img: Image.Image, k: int | None, max_distance: int | None):  # noqa: ANN201
+    """Hash ``img`` directly and mirrored; per id the smaller distance and its rule."""
+    vi = index.vectors[name]
+    inputs = [hashing.hash_inputs(img)]
+    best: dict[str, tuple[int, str]] = {}
+    for rule, mirrored in (("direct", False), ("mirrored", True)):
+        q = hashing.compute(name, inputs, mirrored=mirrored)
+        if max_distance is not None:
+            found = [(i, int(d)) for i, d in vi.range_search(q, max_distance)[0]]
+        else:
+            found = [(i, int(d)) for i, d in vi.search(q, k)[0]]
+        for doc_id, d in found:
+            if doc_id not in best or d < best[doc_id][0]:
+                best[doc_id] = (d, rule)
+    ranked = sorted(best.items(), key=lambda kv: (kv[1][0], kv[1][1] != "direct"))
+    return ranked if k is None else ranked[:k]
+
+
+def search_by_image(
+    searcher: Searcher,
+    image: Image.Image | str | Path,
+    *,
+    k: int = 10,
+    channels: Sequence[str] | None = None,
+    max_distance: int | None = None,
+    with_documents: bool = True,
+) -> SearchResult:
+    t0 = time.perf_counter()
+    index = searcher.index
+    if k < 1 or k > searcher.settings.search.max_k:
+        raise BadInput(f"k must be between 1 and {searcher.settings.search.max_k}, got {k}")
+    if channels is None:
+        channels = [c for c in ("image", "phash") if c in index.vectors]
+    channels = list(channels)
+    for c in channels:
+        if c not in index.vectors or (c != "image" and c not in HASH_CHANNELS):
+            have = [n for n in index.vectors if n == "image" or n in HASH_CHANNELS]
+            raise BadInput(f"index at {index.path} has no image channel {c!r}; it has {have}")
+    if not channels:
+        raise BadInput(f"index at {index.path} has no image channels")
+    img = _as_image(image, searcher.settings.images.max_pixels)
+    depth = max(k, searcher.settings.fusion.depth)
+    ranked: dict[str, list[tuple[str, float]]] = {}
+    hamming: dict[str, dict[str, int]] = {}
+    rules: dict[str, dict[str, str]] = {}
+    for c in channels:
+        if c == "image":
+            qv = clip_encoder(searcher).encode_images([img])
+            ranked[c] = index.vectors[c].search(qv, depth)[0]
+        else:
+            hits = hash_query(index, c, img, None if max_distance is not None else depth, max_distance)
+            ranked[c] = [(i, float(d)) for i, (d, _) in hits]
+            for i, (d, rule) in hits:
+                hamming.setdefault(i, {})[c] = d
+                rules.setdefault(i, {})[c] = rule
+    if len(channels) == 1:
+        fused = [Fused(d, -s if channels[0] != "image" else s, {channels[0]: (r, s)})
+                 for r, (d, s) in enumerate(ranked[channels[0]], 1)]
+    else:
+        fused = rrf(ranked, k=searcher.settings.fusion.rrf_k)
+    hits = []
+    for n, f in enumerate(fused[:k], 1):
+        extra: dict[str, Any] = {}
+        if f.id in hamming:
+            extra = {"hamming": hamming[f.id], "rule": rules[f.id]}
+        hits.append(Hit(id=f.id, score=f.score, rank=n, extra=extra,
+                        channels={c: ChannelScore(rank=r, score=s) for c, (r, s) in f.channels.items()}))
+    if with_documents and hits:
+        docs = index.get([h.id for h in hits])
+        for h in hits:
+            h.document = docs.get(h.id)
+    took = (time.perf_counter() - t0) * 1000
+    label = str(image) if not hasattr(image, "size") else "<image>"
+    return SearchResult(query=label, mode="by-image", hits=hits, took_ms=round(took, 3))
+
+
+def collapse(index: Any, fused: list[Fused], max_distance: int) -> tuple[list[Fused], dict[str, dict[str, Any]]]:
+    """Keep the best-ranked member of each near-duplicate group (pHash within
+    ``max_distance``, direct or mirrored). Returns the kept list and, per kept id,
+    ``{"group_size": n, "collapsed": [ids dropped from this list]}``, where ``group_size``
+    counts the representative and every near-duplicate of it in the whole index."""
+    if "phash" not in index.vectors:
+        raise BadInput(f"index at {index.path} has no phash channel: cannot collapse near-duplicates")
+    vi = index.vectors["phash"]
+    mirror = index.vectors.get("phash_mirror")
+    present = [f for f in fused if f.id in vi]
+    if not present:
+        return fused, {}
+    codes = vi.codes_of([f.id for f in present])
+    mcodes = mirror.codes_of([f.id for f in present]) if mirror is not None else None
+    rep_of: dict[str, str] = {}
+    info: dict[str, dict[str, Any]] = {}
+    reps: list[int] = []
+    for j, f in enumerate(present):
+        d = hashing.hamming(codes[reps], codes[j][None, :]) if reps else np.zeros(0, int)
+        if mcodes is not None and reps:
+            d = np.minimum(d, hashing.hamming(codes[reps], mcodes[j][None, :]))
+        close = np.flatnonzero(d <= max_distance)
+        if len(close):
+            rep = present[reps[int(close[0])]].id
+            rep_of[f.id] = rep
+            info[rep]["collapsed"].append(f.id)
+        else:
+            reps.append(j)
+            info[f.id] = {"collapsed": []}
+    rep_ids = [present[j].id for j in reps]
+    groups = vi.range_search(codes[reps], max_distance)
+    mgroups = vi.range_search(mcodes[reps], max_distance) if mcodes is not None else [[] for _ in reps]
+    for rid, g, mg in zip(rep_ids, groups, mgroups, strict=False):
+        info[rid]["group_size"] = len({i for i, _ in g} | {i for i, _ in mg} | {rid})
+    return [f for f in fused if f.id not in rep_of], info
