@@ -13,10 +13,10 @@ from tests.conftest import TINY_DOCS
 TEST_QUERIES = [
     ("t1", "how do vaccines help the immune system", ["d1"]),
     ("t2", "bacteria resistant to antibiotic drugs", ["d2"]),
-    ("t3", "plants sunlight sugar oxygen", ["d3"]),
+    ("t3", "how do leaves make food", ["d3"]),
     ("t4", "solar cells electricity from sunlight", ["d8", "d3"]),
     ("t5", "pollinating crops with bees", ["d11"]),
-    ("t6", "battery anode cathode lithium", ["d12"]),
+    ("t6", "storing energy for later use", ["d12", "d8"]),
 ]
 TRAIN_QUERIES = [
     ("r1", "light cannot escape gravity black hole", ["d4"]),

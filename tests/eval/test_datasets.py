@@ -61,13 +61,17 @@ def test_qrels_trec_format(tmp_path):
 
 
 def test_trec_run_roundtrip(tmp_path):
-    run = {"q1": {"a": 0.5, "b": 2.0, "c": 1.0}, "q2": {"z": 1.0}}
+    # ranked best first; c and a tie and keep the engine's order
+    run = {"q1": {"b": 2.0, "c": 0.5, "a": 0.5}, "q2": {"z": 1.0}}
     p = tmp_path / "run.trec"
     write_trec_run(p, run, tag="sys")
     lines = p.read_text().splitlines()
     assert lines[0] == "q1 Q0 b 1 2.000000 sys"
     assert lines[2] == "q1 Q0 a 3 0.500000 sys"
-    assert read_trec_run(p) == run
+    back = read_trec_run(p)
+    assert back == run and list(back["q1"]) == ["b", "c", "a"]
+    p.write_text("q1 Q0 a 2 1.0 s\nq1 Q0 b 1 1.0 s\n")
+    assert list(read_trec_run(p)["q1"]) == ["b", "a"]
     p.write_text("q1 Q0 a 1\n")
     with pytest.raises(BadInput, match="line 1: expected 'qid Q0 docid rank score tag'"):
         read_trec_run(p)

@@ -46,6 +46,12 @@ def test_query_missing_from_run_scores_zero():
     assert pq["ndcg@10"]["q1"] == 0.0 and pq[M.NO_RELEVANT]["q1"] == 1.0
 
 
+def test_ties_keep_the_engine_order():
+    qrels = {"q": {"rel": 1}}
+    assert M.per_query(qrels, {"q": {"x": 1.0, "rel": 1.0}})["mrr@10"]["q"] == 0.5
+    assert M.per_query(qrels, {"q": {"rel": 1.0, "x": 1.0}})["mrr@10"]["q"] == 1.0
+
+
 def test_recall_curve():
     curve = M.recall_curve(QRELS, RUN, [1, 2, 3, 12])
     # per query recall@1: q1 1/2, q2 0, q3 0, q4 0 -> 0.125; @2: q1 .5, q2 1 -> .375

@@ -4,6 +4,7 @@ the SVG needs no fonts or other assets)."""
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -26,7 +27,9 @@ def _svg(fig) -> str:  # noqa: ANN001
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     _plt().close(fig)
     s = buf.getvalue()
-    return s[s.index("<svg") :]
+    s = s[s.index("<svg") :]
+    # drop the RDF metadata block (namespaced URIs, creator string): not needed to render
+    return re.sub(r"<metadata>.*?</metadata>\s*", "", s, flags=re.S)
 
 
 def metric_bars(means: Mapping[str, Mapping[str, float]], metrics: Sequence[str]) -> str:

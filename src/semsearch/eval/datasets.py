@@ -176,18 +176,19 @@ def load_dataset(path: Path | str, split: str) -> EvalDataset:
 
 
 def write_trec_run(path: Path, run: Mapping[str, Mapping[str, float]], tag: str) -> None:
-    """Write ``qid Q0 docid rank score tag`` lines, best first per query (ties by id)."""
+    """Write ``qid Q0 docid rank score tag`` lines. Each query's documents must be given
+    best first (the engine's order); the rank column keeps that order even where scores tie."""
     with open(path, "w", encoding="utf-8") as fh:
         for qid in run:
-            ranked = sorted(run[qid].items(), key=lambda x: (-x[1], x[0]))
-            for rank, (doc, score) in enumerate(ranked, 1):
+            for rank, (doc, score) in enumerate(run[qid].items(), 1):
                 fh.write(f"{qid} Q0 {doc} {rank} {score:.6f} {tag}\n")
 
 
 def read_trec_run(path: Path) -> Run:
+    """Read a TREC run; each query's documents come back ordered by the rank column."""
     if not path.exists():
         raise BadInput(f"run file {path} does not exist")
-    run: Run = {}
+    rows: dict[str, list[tuple[int, str, float]]] = {}
     with open(path, encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             parts = line.split()
@@ -196,10 +197,10 @@ def read_trec_run(path: Path) -> Run:
             if len(parts) != 6:
                 raise BadInput(f"run file {path} line {n}: expected 'qid Q0 docid rank score tag'")
             try:
-                run.setdefault(parts[0], {})[parts[2]] = float(parts[4])
+                rows.setdefault(parts[0], []).append((int(parts[3]), parts[2], float(parts[4])))
             except ValueError as e:
-                raise BadInput(f"run file {path} line {n}: score {parts[4]!r} is not a number") from e
-    return run
+                raise BadInput(f"run file {path} line {n}: rank {parts[3]!r} or score {parts[4]!r} is not a number") from e
+    return {q: {d: s for _, d, s in sorted(r, key=lambda x: x[0])} for q, r in rows.items()}
 
 
 def ranked_to_run(ranked: Iterable[tuple[str, Sequence[tuple[str, float]]]]) -> Run:

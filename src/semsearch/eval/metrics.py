@@ -29,7 +29,8 @@ NO_RELEVANT = "no_relevant@100"
 RECALL_CURVE_KS = [1, 2, 3, 5, 10, 20, 30, 50, 100]
 
 EVAL_CHOICES = [
-    "relevant = qrels score > 0 (graded scores used by nDCG)",
+    "relevant = qrels score > 0; nDCG gain = the qrels score (linear, as trec_eval and BEIR)",
+    "ranking = the engine's order: ties in score keep the engine's order (TREC files carry it in the rank column)",
     "documents whose id equals the query id are kept (no ignore_identical_ids)",
     "every judged query is scored; a query with no results scores 0 (ranx make_comparable=True)",
     "queries without judgements in the split are not run",
@@ -42,11 +43,14 @@ def _ranx():  # noqa: ANN202
 
 
 def to_ranx(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]], name: str):  # noqa: ANN201
+    """ranx Qrels and Run. A run lists each query's documents best first; ranx gets
+    rank-derived scores (n, n-1, ...), so ties in the engine's scores keep the engine's order
+    (ranx's own tie order is arbitrary) and every metric here depends on ranks only."""
     ranx = _ranx()
     q = ranx.Qrels({k: dict(v) for k, v in qrels.items()})
     # ranx refuses empty result lists; a query with no results simply does not appear and
     # make_comparable=True scores it 0
-    r = ranx.Run({k: dict(v) for k, v in run.items() if v}, name=name)
+    r = ranx.Run({k: {d: float(len(v) - i) for i, d in enumerate(v)} for k, v in run.items() if v}, name=name)
     return q, r
 
 

@@ -46,9 +46,9 @@ def worst_queries(result: EvalResult, name: str, n: int = WORST_N) -> list[dict[
     out = []
     for qid in sorted(pq, key=lambda q: (pq[q], q))[:n]:
         run = result.runs[name].get(qid, {})
-        top = [d for d, _ in sorted(run.items(), key=lambda x: -x[1])[:3]]
+        top = list(run)[:3]
         rel = [d for d, r in result.dataset.qrels[qid].items() if r > 0]
-        first = next((i for i, (d, _) in enumerate(sorted(run.items(), key=lambda x: -x[1]), 1) if d in rel), None)
+        first = next((i for i, d in enumerate(run, 1) if d in rel), None)
         out.append({"qid": qid, "query": result.dataset.queries[qid], "ndcg@10": pq[qid],
                     "relevant": rel, "first_relevant_rank": first, "top3": top})
     return out
