@@ -83,5 +83,8 @@ def delta_histogram(per_query: Mapping[str, Mapping[str, float]], baseline: str,
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel(f"{metric}(config) - {metric}({baseline}) per query")
     ax.set_ylabel("queries")
-    ax.legend(fontsize=7)
+    if len(per_query) > 1:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "only the baseline was run", transform=ax.transAxes, ha="center")
     return _svg(fig)

@@ -62,6 +62,9 @@ CONFIGS: dict[str, Callable[[Settings], EvalConfig]] = {
     "lexical": lambda s: EvalConfig("lexical", "lexical"),
     "lexical-es": lambda s: EvalConfig("lexical-es", "lexical", lexical_backend="elasticsearch"),
     "dense": lambda s: EvalConfig("dense", "dense"),
+    # the default search: hybrid with whatever fusion the settings choose
+    "hybrid": lambda s: EvalConfig("hybrid", "hybrid", fusion=s.fusion.method, weights=dict(s.fusion.weights),
+                                   depth=s.fusion.depth),
     "hybrid-rrf": lambda s: _hybrid("hybrid-rrf", s, "rrf"),
     "hybrid-convex": lambda s: _hybrid("hybrid-convex", s, "convex"),
     "hybrid-convex-minmax": lambda s: _hybrid("hybrid-convex-minmax", s, "convex", normalization="minmax"),
