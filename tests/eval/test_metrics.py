@@ -91,3 +91,9 @@ def test_bad_inputs_are_named():
         M.significance(QRELS, {"a": RUN, "b": RUN}, "a", test="tukey")
     with pytest.raises(BadInput, match="no relevance judgements"):
         M.per_query({}, RUN)
+
+
+def test_values_stay_with_their_query_whatever_the_order():
+    qrels = {"zz": {"a": 1}, "aa": {"b": 1}, "mm": {"c": 1}}
+    run = {"mm": {"c": 1.0}, "aa": {"x": 2.0, "b": 1.0}, "zz": {"q": 1.0}}
+    assert M.per_query(qrels, run, ["mrr@10"])["mrr@10"] == {"zz": 0.0, "aa": 0.5, "mm": 1.0}

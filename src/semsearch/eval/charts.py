@@ -39,7 +39,7 @@ def metric_bars(means: Mapping[str, Mapping[str, float]], metrics: Sequence[str]
     rows = (len(metrics) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
     colors = plt.cm.tab10(np.arange(len(names)) % 10)
-    for ax, m in zip(axes.flat, metrics):
+    for ax, m in zip(axes.flat, metrics, strict=False):
         vals = [means[n][m] for n in names]
         ax.bar(range(len(names)), vals, color=colors)
         ax.set_title(m, fontsize=10)

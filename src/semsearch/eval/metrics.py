@@ -69,8 +69,8 @@ def per_query(
     if len(names) == 1:  # pragma: no cover - ranx returns a bare array for one metric
         scores = {names[0]: scores}
     qids = list(q.keys())
-    out = {m: dict(zip(qids, map(float, scores[m]))) for m in metrics}
-    out[NO_RELEVANT] = {qid: 1.0 - float(v) for qid, v in zip(qids, scores["hit_rate@100"])}
+    out = {m: dict(zip(qids, map(float, scores[m]), strict=True)) for m in metrics}
+    out[NO_RELEVANT] = {qid: 1.0 - float(v) for qid, v in zip(qids, scores["hit_rate@100"], strict=True)}
     return out
 
 

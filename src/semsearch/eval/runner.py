@@ -137,7 +137,7 @@ class _MemoEncoder:
     def encode(self, texts: Any, *, batch_size: int | None = None) -> np.ndarray:
         todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if todo:
-            self._cache.update(zip(todo, self.inner.encode(todo, batch_size=batch_size)))
+            self._cache.update(zip(todo, self.inner.encode(todo, batch_size=batch_size), strict=True))
         return np.stack([self._cache[t] for t in texts]) if texts else self.inner.encode(texts)
 
 
@@ -147,7 +147,7 @@ def _search(searcher: Any, cfg: EvalConfig, texts: list[str], k: int, reranker: 
         return [es.search(t, k) for t in texts]
     results = searcher.search_batch(texts, k=k, with_documents=cfg.rerank, **cfg.search_kwargs())
     out = []
-    for text, res in zip(texts, results):
+    for text, res in zip(texts, results, strict=True):
         hits = reranker.rerank(text, res.hits) if cfg.rerank else res.hits
         out.append([(h.id, h.score) for h in hits])
     return out
@@ -164,7 +164,7 @@ def run_config(searcher: Any, cfg: EvalConfig, queries: dict[str, str], *, k: in
     for start in range(0, len(texts), batch):
         ranked.extend(_search(searcher, cfg, texts[start : start + batch], k, reranker, es))
     run: Run = {}
-    for qid, hits in zip(qids, ranked):
+    for qid, hits in zip(qids, ranked, strict=True):
         d: dict[str, float] = {}
         for doc, score in hits:
             d.setdefault(doc, float(score))

@@ -61,7 +61,7 @@ def tune_fusion(searcher: Any, train: EvalDataset, grid: dict[str, Any] | None =
     per_query: dict[str, dict[str, list[tuple[str, float]]]] = {}
     for start in range(0, len(texts), 256):
         chunk, _ = searcher.channel_results(texts[start : start + 256], depth, "hybrid")
-        per_query.update(zip(qids[start : start + 256], chunk))
+        per_query.update(zip(qids[start : start + 256], chunk, strict=True))
     table: list[dict[str, Any]] = []
     best: dict[str, dict[str, Any]] = {}
     for method in ("rrf", "convex"):
