@@ -67,6 +67,7 @@ def test_results_json_schema_and_values(report):
     assert set(sig["vs_baseline"]) == set(ran) - {"lexical"}
     assert data["dataset_info"]["sha256"] and data["command"] == "semsearch eval (test)"
     assert data["index"]["build_seconds"] > 0 and data["index"]["reused"] is False
+    assert data["index"]["missing_judged"] == 0
     assert data["models"]["dense"]["name"] == "test/hashing-encoder"
     assert data["sanity"] is None  # not SciFact
     assert len(data["worst_queries"]) == 6

@@ -68,3 +68,12 @@ def test_caption_set_needs_an_image_index(tmp_path):
     ds = load_captions(_caption_set(tmp_path / "caps", [("sun.jpg", "the sun")]))
     with pytest.raises(BadInput, match="build it with the image indexer and pass --index DIR"):
         ensure_index(ds, tmp_path / "index", Settings())
+
+
+def test_judged_documents_missing_from_the_index_are_counted(tiny_beir, tmp_path):
+    with open(tiny_beir / "qrels" / "test.tsv", "a") as fh:
+        fh.write("t1\tghost-doc\t1\n")
+    ds = load_beir(tiny_beir, "test")
+    idx, info = ensure_index(ds, tmp_path / "index", Settings(), HashingEncoder(dim=64))
+    idx.close()
+    assert info.missing_judged == 1 and info.documents == 12

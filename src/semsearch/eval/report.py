@@ -121,7 +121,8 @@ def _notes(result: EvalResult, data: dict[str, Any]) -> list[str]:
         f"Dataset: {data['dataset']} split {data['split']}: {data['dataset_info']['queries']} queries, "
         f"{data['dataset_info']['judgements']} judgements; sha256 {data['dataset_info']['sha256']}",
         f"Index: {idx.path} ({idx.documents} documents, lexical {idx.lexical_backend}, channels "
-        f"{', '.join(f'{k}={v}' for k, v in idx.channels.items()) or 'none'}); {built}",
+        f"{', '.join(f'{k}={v}' for k, v in idx.channels.items()) or 'none'}); {built}"
+        + (f"; WARNING: {idx.missing_judged} judged documents are not in the index" if idx.missing_judged else ""),
         f"Significance: paired {'t-test' if result.stat_test == 'student' else 'randomisation test'} (ranx) "
         f"against baseline `{result.baseline}`, Holm-corrected over all configs x metrics, alpha {result.alpha}: "
         "▲ significantly better, ▼ significantly worse",

@@ -34,6 +34,8 @@ class IndexInfo:
     documents: int
     channels: dict[str, str]
     lexical_backend: str
+    #: judged documents of the split that the index does not hold (a wrong --index shows here)
+    missing_judged: int = 0
 
 
 @dataclass
@@ -89,6 +91,11 @@ def ensure_index(dataset: EvalDataset, path: Path, settings: Settings,
         channels={n: s.encoder for n, s in idx.manifest.channels.items()},
         lexical_backend=idx.manifest.lexical_backend,
     )
+    judged = sorted({d for rels in dataset.qrels.values() for d in rels})
+    found = idx.get(judged)
+    info.missing_judged = len(judged) - len(found)
+    if info.missing_judged:
+        logger.warning("%d of %d judged documents are not in the index at %s", info.missing_judged, len(judged), path)
     return idx, info
 
 
@@ -97,11 +104,16 @@ class _EsLexical:
     """A separate Elasticsearch lexical index of the same documents, for the ``lexical-es``
     config (built once per evaluation through the LexicalIndex protocol)."""
 
-    def __init__(self, index: Index, settings: Settings) -> None:
+    def __init__(self, index: Index, settings: Settings, dataset: str) -> None:
+        import re
+
         from semsearch.indexer.lexical import create_lexical
 
         lex_settings = settings.lexical.model_copy(deep=True)
         lex_settings.backend = "elasticsearch"
+        # a dedicated index name, so evaluation never writes into the user's own index
+        suffix = re.sub(r"[^a-z0-9_-]+", "-", dataset.lower())
+        lex_settings.elasticsearch.index = f"{lex_settings.elasticsearch.index}-eval-{suffix}"
         self.lex = create_lexical(lex_settings)
         docs = list(index.store.iter_docs())
         for i in range(0, len(docs), 1000):
@@ -211,7 +223,7 @@ def evaluate(
             result.skipped[cfg.name] = why
             continue
         if cfg.lexical_backend == "elasticsearch" and es is None:
-            es = _EsLexical(index, settings)
+            es = _EsLexical(index, settings, dataset.name)
         run, lat = run_config(searcher, cfg, dataset.queries, reranker=reranker, timing_searcher=timing,
                               es=es if cfg.lexical_backend == "elasticsearch" else None,
                               latency_queries=latency_queries)
