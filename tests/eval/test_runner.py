@@ -77,3 +77,16 @@ def test_judged_documents_missing_from_the_index_are_counted(tiny_beir, tmp_path
     idx, info = ensure_index(ds, tmp_path / "index", Settings(), HashingEncoder(dim=64))
     idx.close()
     assert info.missing_judged == 1 and info.documents == 12
+
+
+def test_reranker_path_errors(tmp_path):
+    import importlib.util
+
+    from semsearch.errors import BackendUnavailable
+    from semsearch.eval.api import load_reranker
+
+    with pytest.raises(BadInput, match="reranker .*nope does not exist"):
+        load_reranker(tmp_path / "nope", Settings())
+    if importlib.util.find_spec("semsearch.rerank") is None:
+        with pytest.raises(BackendUnavailable, match="this semsearch has no reranker"):
+            load_reranker(tmp_path, Settings())

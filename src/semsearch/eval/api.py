@@ -9,7 +9,7 @@ from typing import Any
 
 from semsearch.config import Settings
 from semsearch.encoders.base import TextEncoder
-from semsearch.errors import BadInput, MissingExtra
+from semsearch.errors import BackendUnavailable, BadInput
 from semsearch.eval import repro
 from semsearch.eval.configs import DEFAULT_CAPTION_CONFIGS, DEFAULT_TEXT_CONFIGS, resolve_configs
 from semsearch.eval.datasets import load_dataset
@@ -35,7 +35,9 @@ def load_reranker(path: Path, settings: Settings) -> Any:
     try:
         from semsearch.rerank import Reranker  # type: ignore[attr-defined]
     except ImportError as e:
-        raise MissingExtra("semsearch.rerank (the cross-encoder reranker)", "train") from e
+        raise BackendUnavailable(
+            f"--reranker {path}: this semsearch has no reranker (semsearch.rerank.Reranker): {e}"
+        ) from e
     for ctor in ("load", "from_pretrained"):
         if hasattr(Reranker, ctor):
             return getattr(Reranker, ctor)(path)
