@@ -100,7 +100,9 @@ class VectorSettings(_Section):
 class FusionSettings(_Section):
     method: Literal["rrf", "convex"] = "convex"
     rrf_k: int = Field(60, ge=1)
-    normalization: Literal["minmax", "zscore"] = "minmax"
+    #: z-score beat min-max on SciFact *train* at the default weights and depth (nDCG@10
+    #: 0.733 vs 0.731 with the default lexical `all` field; README "Quality")
+    normalization: Literal["minmax", "zscore"] = "zscore"
     #: channel weights; channels not named get weight 1
     weights: dict[str, float] = Field(default_factory=lambda: {"lexical": 0.5, "dense": 0.5})
     #: how many candidates each channel contributes before fusion

@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "semsearch.cli.info_cmd",
     "semsearch.cli.serve_cmd",
     "semsearch.cli.images_cmd",
+    "semsearch.cli.eval_cmd",
 ]
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,93 @@
+"""One call that does what ``semsearch eval`` does: load, index, tune, run, report."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from semsearch.config import Settings
+from semsearch.encoders.base import TextEncoder
+from semsearch.errors import BackendUnavailable, BadInput
+from semsearch.eval import repro
+from semsearch.eval.configs import DEFAULT_CAPTION_CONFIGS, DEFAULT_TEXT_CONFIGS, resolve_configs
+from semsearch.eval.datasets import load_dataset
+from semsearch.eval.report import write_report
+from semsearch.eval.runner import EvalResult, ensure_index, evaluate
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalOutcome:
+    result: EvalResult
+    paths: dict[str, Path]
+
+
+def load_reranker(path: Path, settings: Settings) -> Any:
+    """Hook for the cross-encoder reranker (``semsearch.rerank``, built on another branch).
+
+    Expects ``semsearch.rerank.Reranker`` with a ``load(path)`` (or ``from_pretrained``)
+    classmethod or a ``Reranker(path)`` constructor, and ``rerank(query, hits) -> hits``."""
+    if not Path(path).exists():
+        raise BadInput(f"reranker {path} does not exist")
+    try:
+        from semsearch.rerank import Reranker  # type: ignore[attr-defined]
+    except ImportError as e:
+        raise BackendUnavailable(
+            f"--reranker {path}: this semsearch has no reranker (semsearch.rerank.Reranker): {e}"
+        ) from e
+    for ctor in ("load", "from_pretrained"):
+        if hasattr(Reranker, ctor):
+            return getattr(Reranker, ctor)(path)
+    return Reranker(path)
+
+
+def run_eval(
+    dataset_dir: Path,
+    split: str,
+    out: Path,
+    settings: Settings,
+    *,
+    configs: list[str] | None = None,
+    index_dir: Path | None = None,
+    tune_on: str | None = None,
+    reranker: Path | None = None,
+    baseline: str | None = None,
+    stat_test: str = "student",
+    alpha: float = 0.05,
+    encoder: TextEncoder | None = None,
+    command: str | None = None,
+    on_config: Any = None,
+    latency_queries: int = 100,
+) -> EvalOutcome:
+    if tune_on is not None and tune_on == split:
+        raise BadInput(f"--tune-on {tune_on!r} is the split being reported: tune on another split (e.g. train)")
+    dataset = load_dataset(dataset_dir, split)
+    names = configs or (DEFAULT_CAPTION_CONFIGS if dataset.kind == "captions" else DEFAULT_TEXT_CONFIGS)
+    rr = load_reranker(reranker, settings) if reranker else None
+    cfgs = resolve_configs(names, settings, rerank=rr is not None)
+    index, info = ensure_index(dataset, index_dir or Path(out) / "index", settings, encoder)
+    try:
+        tuning = None
+        if tune_on:
+            from semsearch.eval.tune import tune_fusion, tuned_configs
+            from semsearch.search.engine import Searcher
+
+            if "dense" not in index.vectors:
+                raise BadInput("--tune-on tunes hybrid fusion, but the index has no dense channel")
+            train = load_dataset(dataset_dir, tune_on)
+            tuning = tune_fusion(Searcher(index, settings, encoder=encoder), train)
+            cfgs += tuned_configs(tuning)
+        result = evaluate(dataset, index, info, cfgs, settings, encoder=encoder, reranker=rr,
+                          baseline=baseline, stat_test=stat_test, alpha=alpha, tuning=tuning,
+                          on_config=on_config, latency_queries=latency_queries)
+    finally:
+        index.close()
+    paths = write_report(
+        result, Path(out), settings=repro.settings_dump(settings), versions=repro.versions(),
+        models=repro.models(info.channels, settings, str(reranker) if reranker else None),
+        command=command or repro.command_line(),
+    )
+    return EvalOutcome(result, paths)

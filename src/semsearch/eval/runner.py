@@ -1,0 +1,246 @@
+"""Run evaluation configurations over an index and collect runs, metrics and latencies."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semsearch.config import Settings
+from semsearch.encoders.base import TextEncoder
+from semsearch.errors import BadInput
+from semsearch.eval import metrics as M
+from semsearch.eval.configs import EvalConfig, unavailable
+from semsearch.eval.datasets import EvalDataset, Run
+from semsearch.indexer.index import Index
+
+logger = logging.getLogger(__name__)
+
+#: how many results each configuration retrieves per query (the metrics' deepest cut-off)
+RUN_DEPTH = 100
+#: how many queries are searched one at a time to measure latency
+LATENCY_QUERIES = 100
+
+
+@dataclass
+class IndexInfo:
+    path: str
+    reused: bool
+    build_seconds: float | None
+    documents: int
+    channels: dict[str, str]
+    lexical_backend: str
+    #: judged documents of the split that the index does not hold (a wrong --index shows here)
+    missing_judged: int = 0
+
+
+@dataclass
+class EvalResult:
+    dataset: EvalDataset
+    configs: list[EvalConfig]
+    index: IndexInfo
+    baseline: str
+    runs: dict[str, Run] = field(default_factory=dict)
+    per_query: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    means: dict[str, dict[str, float]] = field(default_factory=dict)
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    recall_curve: dict[str, dict[int, float]] = field(default_factory=dict)
+    significance: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    tuning: dict[str, Any] | None = None
+    stat_test: str = "student"
+    alpha: float = 0.05
+
+    @property
+    def evaluated(self) -> list[EvalConfig]:
+        return [c for c in self.configs if c.name in self.runs]
+
+
+# -- index --------------------------------------------------------------------------------
+def ensure_index(dataset: EvalDataset, path: Path, settings: Settings,
+                 encoder: TextEncoder | None = None) -> tuple[Index, IndexInfo]:
+    """Open the index at ``path`` if it exists, else build it from the dataset's corpus."""
+    path = Path(path)
+    build_seconds: float | None = None
+    reused = (path / "manifest.json").exists()
+    if not reused:
+        if dataset.kind != "beir":
+            raise BadInput(
+                f"cannot build an index for caption set {dataset.path} here: build it with the "
+                "image indexer and pass --index DIR (caption-to-image eval needs an 'image' channel)"
+            )
+        from semsearch.indexer.pipeline import Pipeline, TextChannel
+
+        if encoder is None:
+            from semsearch.encoders.sbert import SentenceTransformerEncoder
+
+            encoder = SentenceTransformerEncoder(settings.text_encoder)
+        t0 = time.perf_counter()
+        with Index.create(path, settings) as idx:
+            report = Pipeline(idx, [TextChannel(encoder, settings.text_encoder.doc_template)], settings).run(dataset.corpus_files)
+        build_seconds = time.perf_counter() - t0
+        if report.rejected:
+            logger.warning("%d corpus records were rejected while indexing", len(report.rejected))
+    idx = Index.open(path, settings)
+    info = IndexInfo(
+        path=str(path), reused=reused, build_seconds=build_seconds, documents=idx.store.count(),
+        channels={n: s.encoder for n, s in idx.manifest.channels.items()},
+        lexical_backend=idx.manifest.lexical_backend,
+    )
+    judged = sorted({d for rels in dataset.qrels.values() for d in rels})
+    found = idx.get(judged)
+    info.missing_judged = len(judged) - len(found)
+    if info.missing_judged:
+        logger.warning("%d of %d judged documents are not in the index at %s", info.missing_judged, len(judged), path)
+    return idx, info
+
+
+# -- running ------------------------------------------------------------------------------
+class _EsLexical:
+    """A separate Elasticsearch lexical index of the same documents, for the ``lexical-es``
+    config (built once per evaluation through the LexicalIndex protocol)."""
+
+    def __init__(self, index: Index, settings: Settings, dataset: str) -> None:
+        import re
+
+        from semsearch.indexer.lexical import create_lexical
+
+        lex_settings = settings.lexical.model_copy(deep=True)
+        lex_settings.backend = "elasticsearch"
+        # a dedicated index name, so evaluation never writes into the user's own index
+        suffix = re.sub(r"[^a-z0-9_-]+", "-", dataset.lower())
+        lex_settings.elasticsearch.index = f"{lex_settings.elasticsearch.index}-eval-{suffix}"
+        self.lex = create_lexical(lex_settings)
+        docs = list(index.store.iter_docs())
+        for i in range(0, len(docs), 1000):
+            self.lex.upsert(docs[i : i + 1000])
+        self.lex.commit()
+
+    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+        return self.lex.search(query, k)
+
+
+def _percentiles(times: list[float]) -> dict[str, float]:
+    a = np.asarray(times) * 1000
+    return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
+            "mean": float(a.mean()), "queries": len(times)}
+
+
+class _MemoEncoder:
+    """Encodes each distinct query once per evaluation (the dense and hybrid configs share
+    query vectors); latency is measured separately, with the real encoder."""
+
+    def __init__(self, inner: TextEncoder) -> None:
+        self.inner = inner
+        self._cache: dict[str, np.ndarray] = {}
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def encode(self, texts: Any, *, batch_size: int | None = None) -> np.ndarray:
+        todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if todo:
+            self._cache.update(zip(todo, self.inner.encode(todo, batch_size=batch_size), strict=True))
+        return np.stack([self._cache[t] for t in texts]) if texts else self.inner.encode(texts)
+
+
+def _search(searcher: Any, cfg: EvalConfig, texts: list[str], k: int, reranker: Any,
+            es: _EsLexical | None) -> list[list[tuple[str, float]]]:
+    if es is not None:
+        return [es.search(t, k) for t in texts]
+    results = searcher.search_batch(texts, k=k, with_documents=cfg.rerank, **cfg.search_kwargs())
+    out = []
+    for text, res in zip(texts, results, strict=True):
+        hits = reranker.rerank(text, res.hits) if cfg.rerank else res.hits
+        out.append([(h.id, h.score) for h in hits])
+    return out
+
+
+def run_config(searcher: Any, cfg: EvalConfig, queries: dict[str, str], *, k: int = RUN_DEPTH,
+               reranker: Any = None, es: _EsLexical | None = None, batch: int = 256,
+               timing_searcher: Any = None, latency_queries: int = LATENCY_QUERIES) -> tuple[Run, dict[str, float]]:
+    """The run (queries searched in batches) and the latency of single queries: the first
+    ``latency_queries`` queries searched one at a time with ``timing_searcher`` (query
+    encoding, channels, fusion and reranking included, as a user sees it)."""
+    qids, texts = list(queries), list(queries.values())
+    ranked: list[list[tuple[str, float]]] = []
+    for start in range(0, len(texts), batch):
+        ranked.extend(_search(searcher, cfg, texts[start : start + batch], k, reranker, es))
+    run: Run = {}
+    for qid, hits in zip(qids, ranked, strict=True):
+        d: dict[str, float] = {}
+        for doc, score in hits:
+            d.setdefault(doc, float(score))
+        run[qid] = d
+    times: list[float] = []
+    for text in texts[:latency_queries]:
+        t0 = time.perf_counter()
+        _search(timing_searcher or searcher, cfg, [text], k, reranker, es)
+        times.append(time.perf_counter() - t0)
+    return run, _percentiles(times)
+
+
+def evaluate(
+    dataset: EvalDataset,
+    index: Index,
+    index_info: IndexInfo,
+    configs: list[EvalConfig],
+    settings: Settings,
+    *,
+    encoder: TextEncoder | None = None,
+    reranker: Any = None,
+    baseline: str | None = None,
+    stat_test: str = "student",
+    alpha: float = 0.05,
+    tuning: dict[str, Any] | None = None,
+    on_config: Any = None,
+    latency_queries: int = LATENCY_QUERIES,
+) -> EvalResult:
+    from semsearch.search import engine
+    from semsearch.search.engine import Searcher
+
+    timing = Searcher(index, settings, encoder=encoder)
+    searcher = Searcher(index, settings, encoder=_MemoEncoder(timing.encoder)) if "dense" in index.vectors else timing
+    result = EvalResult(dataset, configs, index_info, baseline="", tuning=tuning,
+                        stat_test=stat_test, alpha=alpha)
+    channels = set(index.vectors)
+    modes = set(engine.MODES)
+    es = None
+    for cfg in configs:
+        why = unavailable(cfg, settings=settings, channels=channels, modes=modes,
+                          has_reranker=reranker is not None)
+        if why:
+            logger.info("skipping %s: %s", cfg.name, why)
+            result.skipped[cfg.name] = why
+            continue
+        if cfg.lexical_backend == "elasticsearch" and es is None:
+            es = _EsLexical(index, settings, dataset.name)
+        run, lat = run_config(searcher, cfg, dataset.queries, reranker=reranker, timing_searcher=timing,
+                              es=es if cfg.lexical_backend == "elasticsearch" else None,
+                              latency_queries=latency_queries)
+        result.runs[cfg.name] = run
+        result.latency_ms[cfg.name] = lat
+        pq = M.per_query(dataset.qrels, run)
+        result.per_query[cfg.name] = pq
+        result.means[cfg.name] = M.means(pq)
+        result.recall_curve[cfg.name] = M.recall_curve(dataset.qrels, run)
+        if on_config:
+            on_config(cfg, result.means[cfg.name], lat)
+    if not result.runs:
+        raise BadInput("no eval config could run here: " + "; ".join(f"{n}: {w}" for n, w in result.skipped.items()))
+    names = list(result.runs)
+    if baseline is not None and baseline not in result.runs:
+        raise BadInput(f"baseline {baseline!r} was not run (ran: {names})")
+    result.baseline = baseline or names[0]
+    result.significance = M.significance(dataset.qrels, result.runs, result.baseline,
+                                         test=stat_test, alpha=alpha)
+    return result

@@ -1,0 +1,92 @@
+"""Runner mechanics: config resolution, skipping, the reranker hook. The hashing encoder
+stands in for the model (the model is beside the point here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from semsearch.config import Settings
+from semsearch.errors import BadInput
+from semsearch.eval.configs import resolve_configs
+from semsearch.eval.datasets import load_beir
+from semsearch.eval.runner import ensure_index, evaluate
+from tests.conftest import HashingEncoder
+
+
+class ShortestFirst:
+    """A stand-in reranker with the ``rerank(query, hits)`` interface of semsearch.rerank:
+    reorders by document length, so its effect on the run is predictable."""
+
+    def rerank(self, query, hits):  # noqa: ANN001, ANN201
+        ordered = sorted(hits, key=lambda h: (len(h.document.text), h.id))
+        return [h.model_copy(update={"score": 1.0 / (i + 1), "rank": i + 1}) for i, h in enumerate(ordered)]
+
+
+@pytest.fixture
+def tiny_eval(tiny_beir, tmp_path):
+    s = Settings()
+    s.no_progress = True
+    ds = load_beir(tiny_beir, "test")
+    enc = HashingEncoder(dim=256)
+    idx, info = ensure_index(ds, tmp_path / "index", s, enc)
+    yield ds, idx, info, s, enc
+    idx.close()
+
+
+def test_rerank_variants_use_the_reranker(tiny_eval):
+    ds, idx, info, s, enc = tiny_eval
+    cfgs = resolve_configs(["lexical", "hybrid-rrf"], s, rerank=True)
+    assert [c.name for c in cfgs] == ["lexical", "lexical+rerank", "hybrid-rrf", "hybrid-rrf+rerank"]
+    res = evaluate(ds, idx, info, cfgs, s, encoder=enc, reranker=ShortestFirst(), latency_queries=2)
+    assert list(res.runs) == [c.name for c in cfgs]
+    docs = idx.get([d for r in res.runs["lexical"].values() for d in r])
+    for qid, run in res.runs["lexical+rerank"].items():
+        assert set(run) == set(res.runs["lexical"][qid])
+        lengths = [len(docs[d].text) for d in run]
+        assert lengths == sorted(lengths)
+
+
+def test_rerank_configs_are_skipped_without_a_reranker(tiny_eval):
+    ds, idx, info, s, enc = tiny_eval
+    res = evaluate(ds, idx, info, resolve_configs(["lexical", "dense+rerank"], s), s, encoder=enc, latency_queries=1)
+    assert list(res.runs) == ["lexical"]
+    assert res.skipped == {"dense+rerank": "no reranker given (--reranker DIR)"}
+
+
+def test_nothing_runnable_is_an_error(tiny_eval):
+    ds, idx, info, s, enc = tiny_eval
+    with pytest.raises(BadInput, match=r"no eval config could run here: image-by-text: .*no mode 'image'"):
+        evaluate(ds, idx, info, resolve_configs(["image-by-text"], s), s, encoder=enc)
+    with pytest.raises(BadInput, match="baseline 'dense' was not run"):
+        evaluate(ds, idx, info, resolve_configs(["lexical"], s), s, encoder=enc, baseline="dense")
+
+
+def test_caption_set_needs_an_image_index(tmp_path):
+    from semsearch.eval.datasets import load_captions
+    from tests.eval.test_datasets import _caption_set
+
+    ds = load_captions(_caption_set(tmp_path / "caps", [("sun.jpg", "the sun")]))
+    with pytest.raises(BadInput, match="build it with the image indexer and pass --index DIR"):
+        ensure_index(ds, tmp_path / "index", Settings())
+
+
+def test_judged_documents_missing_from_the_index_are_counted(tiny_beir, tmp_path):
+    with open(tiny_beir / "qrels" / "test.tsv", "a") as fh:
+        fh.write("t1\tghost-doc\t1\n")
+    ds = load_beir(tiny_beir, "test")
+    idx, info = ensure_index(ds, tmp_path / "index", Settings(), HashingEncoder(dim=64))
+    idx.close()
+    assert info.missing_judged == 1 and info.documents == 12
+
+
+def test_reranker_path_errors(tmp_path):
+    import importlib.util
+
+    from semsearch.errors import BackendUnavailable
+    from semsearch.eval.api import load_reranker
+
+    with pytest.raises(BadInput, match="reranker .*nope does not exist"):
+        load_reranker(tmp_path / "nope", Settings())
+    if importlib.util.find_spec("semsearch.rerank") is None:
+        with pytest.raises(BackendUnavailable, match="this semsearch has no reranker"):
+            load_reranker(tmp_path, Settings())
