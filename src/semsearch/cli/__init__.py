@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "semsearch.cli.index_cmd",
     "semsearch.cli.search_cmd",
     "semsearch.cli.info_cmd",
+    "semsearch.cli.train_cmd",
 ]
 
 for _name in COMMAND_MODULES:

@@ -13,6 +13,8 @@ from semsearch.encoders.base import TextEncoder
 from semsearch.errors import BadInput, ChannelFailed
 from semsearch.indexer.index import Index
 from semsearch.indexer.lexical.base import Filters
+from semsearch.rerank.apply import Reranked, rerank_candidates
+from semsearch.rerank.base import Reranker
 from semsearch.search.fusion import Fused, fuse
 
 logger = logging.getLogger(__name__)
@@ -34,10 +36,26 @@ class Searcher:
         settings: Settings | None = None,
         *,
         encoder: TextEncoder | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
         self.index = index
         self.settings = settings or index.settings
         self._encoder = encoder
+        self._reranker = reranker
+
+    @property
+    def reranker(self) -> Reranker:
+        """The cross-encoder from ``settings.rerank.model``, loaded on the first reranked query."""
+        if self._reranker is None:
+            if not self.settings.rerank.model:
+                raise BadInput(
+                    "reranking needs a trained cross-encoder: run `semsearch train-reranker` and "
+                    "set SEMSEARCH_RERANK__MODEL to its output directory"
+                )
+            from semsearch.rerank.cross_encoder import CrossEncoderReranker
+
+            self._reranker = CrossEncoderReranker(self.settings.rerank)
+        return self._reranker
 
     @property
     def encoder(self) -> TextEncoder:
@@ -138,12 +156,18 @@ class Searcher:
         normalization: str | None = None,
         depth: int | None = None,
         with_documents: bool = True,
+        rerank: bool | None = None,
+        rerank_depth: int | None = None,
     ) -> list[SearchResult]:
         t0 = time.perf_counter()
         mode = mode or self.settings.search.default_mode
         self._check(queries, k, offset, mode)
-        fs = self.settings.fusion
-        depth = max(depth or fs.depth, k + offset)
+        fs, rs = self.settings.fusion, self.settings.rerank
+        rerank = rs.enabled if rerank is None else rerank
+        rerank_depth = rerank_depth or rs.depth
+        if rerank_depth < 1:
+            raise BadInput(f"rerank_depth must be >= 1, got {rerank_depth}")
+        depth = max(depth or fs.depth, k + offset, rerank_depth if rerank else 0)
         per_query, failed = self.channel_results(queries, depth, mode, filters=filters, boosts=boosts)
         results = []
         for q, channels in zip(queries, per_query):
@@ -158,15 +182,18 @@ class Searcher:
                     rrf_k=rrf_k or fs.rrf_k,
                     normalization=normalization or fs.normalization,  # type: ignore[arg-type]
                 )
-            page = fused[offset : offset + k]
+            ranked = [Reranked(f, f.score) for f in fused]
+            if rerank:
+                ranked = rerank_candidates(q, fused, self.reranker, self.index.get, depth=rerank_depth, blend=rs.blend)
             hits = [
                 Hit(
-                    id=f.id,
-                    score=f.score,
+                    id=r.item.id,
+                    score=r.score,
                     rank=offset + i + 1,
-                    channels={c: ChannelScore(rank=r, score=s) for c, (r, s) in f.channels.items()},
+                    channels={c: ChannelScore(rank=cr, score=cs) for c, (cr, cs) in r.item.channels.items()},
+                    extra={"rerank": r.rerank} if r.rerank else {},
                 )
-                for i, f in enumerate(page)
+                for i, r in enumerate(ranked[offset : offset + k])
             ]
             if with_documents and hits:
                 docs = self.index.get([h.id for h in hits])
