@@ -105,7 +105,7 @@ def main() -> None:
             def __init__(self, h):
                 self.id, self.score, self.channels = h.id, h.score, {}
 
-        fused = {q: [F(h) for h in r.hits] for q, r in zip(qids, res)}
+        fused = {q: [F(h) for h in r.hits] for q, r in zip(qids, res, strict=True)}
         hybrid = {q: {f.id: f.score for f in fs} for q, fs in fused.items()}
         results["hybrid (no rerank)"] = {"test_ndcg@10": round(ndcg(test_q, hybrid), 4),
                                          "dev_ndcg@10": round(ndcg(dev_q, hybrid), 4) if dev_q else None}
@@ -117,7 +117,7 @@ def main() -> None:
             ce = {}
             for q, fs in fused.items():
                 head = [f.id for f in fs[: a.depth]]
-                ce[q] = dict(zip(head, rr.score(texts[q], [docs[i] for i in head])))
+                ce[q] = dict(zip(head, rr.score(texts[q], [docs[i] for i in head]), strict=True))
             secs = time.perf_counter() - t0
             per_blend = {}
             for b in BLENDS:

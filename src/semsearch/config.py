@@ -142,7 +142,8 @@ class RerankSettings(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     #: on CUDA: weights in half precision
     precision: Literal["fp32", "fp16", "bf16"] = "fp16"
-    #: "onnx" runs on onnxruntime (CPU); ``onnx_file`` picks e.g. the int8 export
+    #: "onnx" runs on onnxruntime (CPU) from ``<model>/onnx/<onnx_file>``, written by
+    #: ``semsearch.rerank.onnx.export_onnx`` (None = model_int8.onnx)
     backend: Literal["torch", "onnx"] = "torch"
     onnx_file: str | None = None
 

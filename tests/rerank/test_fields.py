@@ -12,8 +12,8 @@ LONG = " ".join(f"sentence {i} about antibodies and the immune response." for i 
 def _segments(tok, q: str, d: str) -> tuple[list[int], list[int]]:
     enc = tok(q, d, add_special_tokens=True)
     ids, types = enc["input_ids"], enc["token_type_ids"]
-    first = [i for i, t in zip(ids, types) if t == 0][1:-1]  # drop [CLS], [SEP]
-    second = [i for i, t in zip(ids, types) if t == 1][:-1]
+    first = [i for i, t in zip(ids, types, strict=True) if t == 0][1:-1]  # drop [CLS], [SEP]
+    second = [i for i, t in zip(ids, types, strict=True) if t == 1][:-1]
     return first, second
 
 

@@ -41,7 +41,7 @@ def trained(tmp_path_factory, minilm):
     out = tmp_path_factory.mktemp("ce") / "stage1"
     cfg = StageConfig(
         stage=1, out=out, max_length=48, negatives=3, epochs=6, batch_size=8,
-        learning_rate=1e-4, eval_steps=6, patience=10, dev_depth=12, fields=("text",), seed=3,
+        learning_rate=1e-4, eval_steps=12, patience=10, dev_depth=12, fields=("text",), seed=3,
     )
     card = train_stage(cfg, examples, examples, searcher)
     return card, out, docs
@@ -73,3 +73,17 @@ def test_saved_model_reloads_and_scores_identically(trained) -> None:
     b = CrossEncoderReranker(settings).score("honeybees", docs)
     assert np.allclose(a, b, atol=1e-6)
     assert int(np.argmax(a)) == [d.id for d in docs].index("d11")
+
+
+def test_onnx_export_scores_like_torch(trained) -> None:
+    pytest.importorskip("onnxruntime")
+    from semsearch.rerank.onnx import export_onnx
+
+    card, out, docs = trained
+    paths = export_onnx(out)
+    base = dict(model=str(out), max_length=48, fields=["text"], device="cpu")
+    torch_scores = CrossEncoderReranker(RerankSettings(**base)).score("honeybees", docs)
+    fp32 = CrossEncoderReranker(RerankSettings(**base, backend="onnx", onnx_file=paths["fp32"].name)).score("honeybees", docs)
+    int8 = CrossEncoderReranker(RerankSettings(**base, backend="onnx")).score("honeybees", docs)
+    assert np.allclose(torch_scores, fp32, atol=1e-4)
+    assert int(np.argmax(int8)) == int(np.argmax(torch_scores))

@@ -48,13 +48,13 @@ def rerank_candidates(
     if blend > 0 and head:
         final = [
             blend * a + (1 - blend) * b
-            for a, b in zip(_minmax([f.score for f in head]), _minmax(ce))
+            for a, b in zip(_minmax([f.score for f in head]), _minmax(ce), strict=True)
         ]
     else:
         final = list(ce)
     out = [
         Reranked(f, s, {"score": c, "pre_rank": i + 1, "fusion_score": f.score})
-        for i, (f, s, c) in enumerate(zip(head, final, ce))
+        for i, (f, s, c) in enumerate(zip(head, final, ce, strict=True))
     ]
     out.sort(key=lambda r: -r.score)
     return out + [Reranked(f, f.score) for f in tail]

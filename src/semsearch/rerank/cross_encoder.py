@@ -11,7 +11,7 @@ from typing import Any
 
 from semsearch.config import RerankSettings
 from semsearch.documents import Document
-from semsearch.errors import BadInput, MissingExtra
+from semsearch.errors import BadInput
 from semsearch.rerank.fields import FieldLayout
 
 logger = logging.getLogger(__name__)
@@ -41,15 +41,11 @@ def load_cross_encoder(
     if source is None:
         source, kwargs["num_labels"] = base_model_path(), 1
     if backend == "onnx":
-        try:
-            import onnxruntime  # noqa: F401
-            import optimum  # noqa: F401
-        except ImportError as e:
-            raise MissingExtra("optimum[onnxruntime]", "onnx") from e
-        kwargs["backend"] = "onnx"
-        if onnx_file:
-            kwargs["model_kwargs"] = {"file_name": onnx_file}
-        device = "cpu"
+        if source is None:
+            raise BadInput("the onnx rerank backend needs a trained model directory (rerank.model)")
+        from semsearch.rerank.onnx import OnnxCrossEncoder
+
+        return OnnxCrossEncoder(source, file_name=onnx_file or "model_int8.onnx", max_length=max_length)
     try:
         model = CrossEncoder(source, device=device, **kwargs)
     except OSError as e:

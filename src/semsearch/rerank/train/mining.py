@@ -87,7 +87,7 @@ class NegativeMiner:
             chunk = examples[start : start + batch]
             per_query, _ = self.searcher.channel_results([e.query for e in chunk], self.pool, mode)
             pools: list[list[str]] = []
-            for e, channels in zip(chunk, per_query):
+            for e, channels in zip(chunk, per_query, strict=True):
                 seen: dict[str, None] = {}
                 lists = [channels.get(c, []) for c in modes]
                 for ranked in itertools.zip_longest(*lists):  # interleave the channels
@@ -95,12 +95,12 @@ class NegativeMiner:
                         if doc_id not in e.positives:
                             seen.setdefault(doc_id)
                 pools.append(list(seen))
-            sims = self._dense_sims([e.query for e in chunk], [e.positives + p for e, p in zip(chunk, pools)])
-            for i, (e, cands) in enumerate(zip(chunk, pools)):
+            sims = self._dense_sims([e.query for e in chunk], [e.positives + p for e, p in zip(chunk, pools, strict=True)])
+            for i, (e, cands) in enumerate(zip(chunk, pools, strict=True)):
                 if sims is not None and cands:
                     s = sims[i]
                     threshold = float(self.fn_ratio or 0) * float(s[: len(e.positives)].min())
-                    keep = [d for d, v in zip(cands, s[len(e.positives) :]) if v < threshold]
+                    keep = [d for d, v in zip(cands, s[len(e.positives) :], strict=True) if v < threshold]
                     self.dropped_false_negatives += len(cands) - len(keep)
                     cands = keep
                 explicit = [d for d in e.negatives if d not in e.positives]

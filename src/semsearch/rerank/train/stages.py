@@ -77,7 +77,7 @@ def dev_samples(
     mode), positives marked; positives missing from the candidates count as misses."""
     results = searcher.search_batch([e.query for e in dev], k=depth, with_documents=False)
     samples = []
-    for e, res in zip(dev, results):
+    for e, res in zip(dev, results, strict=True):
         try:
             budget = layout.query_budget(e.query)
         except BadInput as err:
