@@ -191,6 +191,32 @@ class ClipSettings(_Section):
     pretrained: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(32, ge=1, le=4096)
+class RerankSettings(_Section):
+    """Cross-encoder reranking of the fused top-N (see docs/rerank.md)."""
+
+    #: rerank every search by default (a request can override it)
+    enabled: bool = False
+    #: a trained cross-encoder directory (``semsearch train-reranker --out``) or hub name;
+    #: None = the bundled MiniLM backbone with an untrained head (only useful for training)
+    model: str | None = None
+    #: how many fused hits are rescored
+    depth: int = Field(20, ge=1, le=1000)
+    #: final score = blend * normalised fusion score + (1 - blend) * normalised rerank score;
+    #: 0 = the cross-encoder alone decides
+    blend: float = Field(0.0, ge=0, le=1)
+    #: tokens of query + document; the query is never truncated, the document is
+    max_length: int = Field(192, ge=16, le=4096)
+    #: document fields in order, joined with ``separator`` (None = the tokenizer's [SEP])
+    fields: list[Literal["title", "text"]] = Field(default_factory=lambda: ["title", "text"])
+    separator: str | None = None
+    batch_size: int = Field(32, ge=1, le=4096)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: on CUDA: weights in half precision
+    precision: Literal["fp32", "fp16", "bf16"] = "fp16"
+    #: "onnx" runs on onnxruntime (CPU) from ``<model>/onnx/<onnx_file>``, written by
+    #: ``semsearch.rerank.onnx.export_onnx`` (None = model_int8.onnx)
+    backend: Literal["torch", "onnx"] = "torch"
+    onnx_file: str | None = None
 
 
 class Settings(BaseSettings):
@@ -207,6 +233,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     images: ImageSettings = Field(default_factory=ImageSettings)
     clip: ClipSettings = Field(default_factory=ClipSettings)
+    rerank: RerankSettings = Field(default_factory=RerankSettings)
     no_progress: bool = False
     #: write API key for the REST API
     api_key: SecretStr | None = None

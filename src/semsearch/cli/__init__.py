@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "semsearch.cli.serve_cmd",
     "semsearch.cli.images_cmd",
     "semsearch.cli.eval_cmd",
+    "semsearch.cli.train_cmd",
 ]
 
 for _name in COMMAND_MODULES:

@@ -14,6 +14,8 @@ from semsearch.encoders.base import TextEncoder
 from semsearch.errors import BadInput, ChannelFailed
 from semsearch.indexer.index import Index
 from semsearch.indexer.lexical.base import Filters
+from semsearch.rerank.apply import Reranked, rerank_candidates
+from semsearch.rerank.base import Reranker
 from semsearch.search.fusion import Fused, fuse
 
 logger = logging.getLogger(__name__)
@@ -37,11 +39,27 @@ class Searcher:
         *,
         encoder: TextEncoder | None = None,
         clip: Any = None,
+        reranker: Reranker | None = None,
     ) -> None:
         self.index = index
         self.settings = settings or index.settings
         self._encoder = encoder
         self._clip = clip  # an ImageEncoder for the "image" channel, created lazily
+        self._reranker = reranker
+
+    @property
+    def reranker(self) -> Reranker:
+        """The cross-encoder from ``settings.rerank.model``, loaded on the first reranked query."""
+        if self._reranker is None:
+            if not self.settings.rerank.model:
+                raise BadInput(
+                    "reranking needs a trained cross-encoder: run `semsearch train-reranker` and "
+                    "set SEMSEARCH_RERANK__MODEL to its output directory"
+                )
+            from semsearch.rerank.cross_encoder import CrossEncoderReranker
+
+            self._reranker = CrossEncoderReranker(self.settings.rerank)
+        return self._reranker
 
     @property
     def encoder(self) -> TextEncoder:
@@ -163,12 +181,18 @@ class Searcher:
         depth: int | None = None,
         with_documents: bool = True,
         collapse: bool = False,
+        rerank: bool | None = None,
+        rerank_depth: int | None = None,
     ) -> list[SearchResult]:
         t0 = time.perf_counter()
         mode = mode or self.settings.search.default_mode
         self._check(queries, k, offset, mode)
-        fs = self.settings.fusion
-        depth = max(depth or fs.depth, k + offset)
+        fs, rs = self.settings.fusion, self.settings.rerank
+        rerank = rs.enabled if rerank is None else rerank
+        rerank_depth = rerank_depth or rs.depth
+        if rerank_depth < 1:
+            raise BadInput(f"rerank_depth must be >= 1, got {rerank_depth}")
+        depth = max(depth or fs.depth, k + offset, rerank_depth if rerank else 0)
         per_query, failed = self.channel_results(queries, depth, mode, filters=filters, boosts=boosts)
         results = []
         for q, channels in zip(queries, per_query):
@@ -188,16 +212,18 @@ class Searcher:
                 from semsearch.search.images import collapse as collapse_dups
 
                 fused, groups = collapse_dups(self.index, fused, self.settings.images.max_distance)
-            page = fused[offset : offset + k]
+            ranked = [Reranked(f, f.score) for f in fused]
+            if rerank:
+                ranked = rerank_candidates(q, fused, self.reranker, self.index.get, depth=rerank_depth, blend=rs.blend)
             hits = [
                 Hit(
-                    id=f.id,
-                    score=f.score,
+                    id=r.item.id,
+                    score=r.score,
                     rank=offset + i + 1,
-                    channels={c: ChannelScore(rank=r, score=s) for c, (r, s) in f.channels.items()},
-                    extra=groups.get(f.id, {}),
+                    channels={c: ChannelScore(rank=cr, score=cs) for c, (cr, cs) in r.item.channels.items()},
+                    extra={**groups.get(r.item.id, {}), **({"rerank": r.rerank} if r.rerank else {})},
                 )
-                for i, f in enumerate(page)
+                for i, r in enumerate(ranked[offset : offset + k])
             ]
             if with_documents and hits:
                 docs = self.index.get([h.id for h in hits])

@@ -1,0 +1,94 @@
+"""The field layout shared by training and inference.
+
+A document becomes ``title [SEP] text``; the pair ``(query, document)`` must fit
+``max_length`` tokens. The query is never truncated: the document is cut (text first, then the
+title) at a token boundary of the original string, so training and inference see the same
+input for the same settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from semsearch.documents import Document
+from semsearch.errors import BadInput
+
+#: [CLS] query [SEP] document [SEP]
+_SPECIALS = 3
+
+
+def _field(doc: Document | Mapping[str, Any], name: str) -> str:
+    if isinstance(doc, Mapping):
+        return str(doc.get(name) or "")
+    return str(getattr(doc, name, "") or "")
+
+
+class FieldLayout:
+    """Turns ``(query, document)`` into the ``(query, document_text)`` pair a cross-encoder
+    scores. ``tokenizer`` is a Hugging Face fast tokenizer (the cross-encoder's)."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        *,
+        max_length: int,
+        fields: Sequence[str] = ("title", "text"),
+        separator: str | None = None,
+    ) -> None:
+        if not fields:
+            raise BadInput("rerank fields must name at least one of 'title', 'text'")
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.fields = tuple(fields)
+        self.separator = separator if separator is not None else (tokenizer.sep_token or "|")
+        self._sep_len = self._len(self.separator)
+
+    def _len(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _cut(self, text: str, n_tokens: int) -> str:
+        """The longest prefix of ``text`` that is at most ``n_tokens`` tokens."""
+        if n_tokens <= 0 or not text:
+            return ""
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = enc["offset_mapping"]
+        if len(offsets) <= n_tokens:
+            return text
+        return text[: offsets[n_tokens - 1][1]]
+
+    def query_budget(self, query: str) -> int:
+        """Tokens left for the document after the query and the special tokens."""
+        q = self._len(query)
+        left = self.max_length - q - _SPECIALS
+        if left < 1:
+            raise BadInput(
+                f"query of {q} tokens does not fit rerank max_length={self.max_length} "
+                "(the query is never truncated); shorten it or raise max_length"
+            )
+        return left
+
+    def document_text(self, doc: Document | Mapping[str, Any], budget: int) -> str:
+        parts = [p for p in (_field(doc, f).strip() for f in self.fields) if p]
+        out: list[str] = []
+        for part in parts:
+            cost = self._sep_len if out else 0
+            if budget - cost <= 0:
+                break
+            piece = self._cut(part, budget - cost)
+            if not piece:
+                break
+            if out:
+                out.append(self.separator)
+            out.append(piece)
+            budget -= cost + self._len(piece)
+            if piece != part:
+                break
+        return " ".join(out)
+
+    def pair(self, query: str, doc: Document | Mapping[str, Any]) -> tuple[str, str]:
+        return query, self.document_text(doc, self.query_budget(query))
+
+    def pairs(self, query: str, docs: Sequence[Document | Mapping[str, Any]]) -> list[tuple[str, str]]:
+        budget = self.query_budget(query)
+        return [(query, self.document_text(d, budget)) for d in docs]

@@ -1,0 +1,93 @@
+"""``semsearch train-reranker``: stage 1 (mined pseudo-queries and weak pairs), stage 2
+(judged qrels), or both in sequence (stage 2 starts from stage 1's best checkpoint)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+from semsearch.config import Settings
+from semsearch.errors import BadInput
+from semsearch.rerank.train.mining import (
+    Example,
+    NegativeMiner,
+    mine_pseudo_queries,
+    read_qrels,
+    read_weak_pairs,
+    split_dev,
+)
+from semsearch.rerank.train.stages import StageConfig, train_stage
+
+logger = logging.getLogger(__name__)
+
+
+def _cap(examples: list[Example], max_pairs: int | None, negatives: int) -> list[Example]:
+    if not max_pairs:
+        return examples
+    out, n = [], 0
+    for e in examples:
+        n += len(e.positives) + negatives
+        if n > max_pairs:
+            break
+        out.append(e)
+    return out
+
+
+def stage_examples(
+    stage: int, searcher: Any, cfg: StageConfig, *, sample: int, fn_ratio: float,
+    queries: Path | None, qrels: Path | None, weak_pairs: Path | None,
+) -> tuple[list[Example], dict[str, Any]]:
+    index = searcher.index
+    if stage == 1:
+        examples = mine_pseudo_queries(index.store.iter_docs(), sample=sample, seed=cfg.seed)
+        data: dict[str, Any] = {"source": f"pseudo-queries mined from {index.path}", "sample": sample}
+        if weak_pairs:
+            weak = read_weak_pairs(weak_pairs)
+            examples += weak
+            data["weak_pairs"] = {"path": str(weak_pairs), "queries": len(weak)}
+    else:
+        if not (queries and qrels):
+            raise BadInput("stage 2 needs --queries and --qrels (BEIR queries.jsonl and qrels TSV)")
+        examples = read_qrels(queries, qrels)
+        data = {"queries": str(queries), "qrels": str(qrels)}
+    miner = NegativeMiner(searcher, fn_ratio=fn_ratio, seed=cfg.seed)
+    miner.mine(examples, cfg.negatives)
+    data["hard_negatives"] = (
+        f"{cfg.negatives}/query sampled from the top-{miner.pool} of the lexical and dense "
+        f"channels; false-negative filter: dense similarity >= {fn_ratio} x the positive's "
+        f"({miner.dropped_false_negatives} dropped)"
+    )
+    return examples, data
+
+
+def train_reranker(
+    index_path: Path, out: Path, *, stage: Literal["1", "2", "both"], settings: Settings,
+    config: StageConfig, stage1_sample: int = 2000, fn_ratio: float = 0.95,
+    queries: Path | None = None, qrels: Path | None = None, weak_pairs: Path | None = None,
+    max_pairs: int | None = None, dev_fraction: float = 0.1, max_dev: int = 100,
+    resume: bool = False,
+) -> list[dict[str, Any]]:
+    """Run the stage(s); each writes ``out/stage<N>/`` (model, training.json, README)."""
+    from semsearch.indexer.index import Index
+    from semsearch.search import Searcher
+
+    stages = [1, 2] if stage == "both" else [int(stage)]
+    cards = []
+    base = config.base
+    with Index.open(index_path, settings) as idx:
+        searcher = Searcher(idx, settings)
+        for n in stages:
+            cfg = dataclasses.replace(config, stage=n, out=out / f"stage{n}", base=base)
+            examples, data = stage_examples(
+                n, searcher, cfg, sample=stage1_sample, fn_ratio=fn_ratio,
+                queries=queries, qrels=qrels, weak_pairs=weak_pairs,
+            )
+            train, dev = split_dev(examples, dev_fraction, max_dev=max_dev, seed=cfg.seed)
+            train = _cap(train, max_pairs, cfg.negatives)
+            cfg.data = {**data, "index": str(index_path)}
+            logger.info("stage %s: %s train / %s dev queries", n, len(train), len(dev))
+            cards.append(train_stage(cfg, train, dev, searcher, resume=resume))
+            base = str(cfg.out)
+    return cards

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from semsearch.documents import Document
+from semsearch.errors import BadInput
+from semsearch.rerank.train.mining import (
+    Example,
+    NegativeMiner,
+    mine_pseudo_queries,
+    pseudo_query,
+    read_qrels,
+    read_weak_pairs,
+    split_dev,
+)
+from semsearch.search import Searcher
+
+
+@pytest.fixture
+def searcher(tiny_index, minilm, settings) -> Searcher:
+    return Searcher(tiny_index, settings, encoder=minilm)
+
+
+def test_mining_never_emits_a_positive_as_negative(searcher, tiny_docs) -> None:
+    ids = [d.id for d in tiny_docs]
+    examples = [
+        Example(qid=f"q{i}", query=f"{d.title} {d.text}", positives=[d.id, ids[(i + 1) % len(ids)]],
+                negatives=[d.id])  # an explicit negative that is also a positive is dropped
+        for i, d in enumerate(tiny_docs)
+    ]
+    NegativeMiner(searcher, pool=12, fn_ratio=None, seed=1).mine(examples, n_negatives=12)
+    for e in examples:
+        assert e.negatives, e.qid
+        assert not set(e.negatives) & set(e.positives), e.qid
+        assert len(set(e.negatives)) == len(e.negatives)
+        assert len(e.negatives) == len(tiny_docs) - 2  # every other document, once
+
+
+def test_false_negative_filter_drops_near_positives(searcher, minilm, tiny_docs) -> None:
+    # "sunlight" documents: photosynthesis (d3) is the positive; solar panels (d8) is close
+    examples = [Example(qid="q", query="plants use sunlight to make sugar", positives=["d3"])]
+    miner = NegativeMiner(searcher, pool=12, fn_ratio=0.5, seed=0)
+    miner.mine(examples, n_negatives=12)
+    assert miner.dropped_false_negatives > 0
+    q = minilm.encode(["plants use sunlight to make sugar"])[0]
+    vecs = searcher.index.store.vectors(["d3", *examples[0].negatives], "dense", minilm.dim)
+    sims = vecs @ q
+    assert np.all(sims[1:] < 0.5 * sims[0])
+
+
+def test_pseudo_queries_remove_the_query_from_the_positive() -> None:
+    text = "Alpha beta gamma delta one. Epsilon zeta eta theta two. Iota kappa lambda mu three."
+    doc = Document(id="a", title="Short", text=text)
+    q, pos = pseudo_query(doc, random.Random(0))
+    assert q in text and q not in pos.text and pos.id == "a"
+    examples = mine_pseudo_queries([doc, Document(id="b", title="", text="Too short.")], sample=5)
+    assert [e.positives for e in examples] == [["a"]]
+
+
+def test_read_qrels_and_weak_pairs(tmp_path: Path) -> None:
+    (tmp_path / "q.jsonl").write_text('{"_id": "1", "text": "bees"}\n{"_id": "2", "text": "x"}\n')
+    (tmp_path / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\n1\td11\t1\n1\td3\t0\n")
+    ex = read_qrels(tmp_path / "q.jsonl", tmp_path / "qrels.tsv")
+    assert [(e.qid, e.query, e.positives) for e in ex] == [("1", "bees", ["d11"])]
+    weak = tmp_path / "weak.jsonl"
+    weak.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"query": "bees", "doc_id": "d11"}, {"query": "bees", "doc_id": "d7", "label": 0},
+        {"query": "only negative", "doc_id": "d1", "label": 0}]))
+    (w,) = read_weak_pairs(weak)
+    assert (w.positives, w.negatives) == (["d11"], ["d7"])
+    weak.write_text('{"query": "bees"}\n')
+    with pytest.raises(BadInput, match="line 1"):
+        read_weak_pairs(weak)
+
+
+def test_dev_split_holds_out_whole_queries() -> None:
+    ex = [Example(qid=str(i), query=str(i), positives=["d"]) for i in range(50)]
+    train, dev = split_dev(ex, 0.1, max_dev=100, seed=3)
+    assert len(dev) == 5 and not {e.qid for e in train} & {e.qid for e in dev}
