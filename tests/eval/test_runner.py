@@ -14,12 +14,11 @@ from tests.conftest import HashingEncoder
 
 
 class ShortestFirst:
-    """A stand-in reranker with the ``rerank(query, hits)`` interface of semsearch.rerank:
-    reorders by document length, so its effect on the run is predictable."""
+    """A stand-in with the ``Reranker`` protocol (``score(query, documents)``): shorter
+    documents score higher, so its effect on the run is predictable."""
 
-    def rerank(self, query, hits):  # noqa: ANN001, ANN201
-        ordered = sorted(hits, key=lambda h: (len(h.document.text), h.id))
-        return [h.model_copy(update={"score": 1.0 / (i + 1), "rank": i + 1}) for i, h in enumerate(ordered)]
+    def score(self, query, documents):  # noqa: ANN001, ANN201
+        return [-float(len(d.text)) for d in documents]
 
 
 @pytest.fixture
@@ -37,6 +36,7 @@ def test_rerank_variants_use_the_reranker(tiny_eval):
     ds, idx, info, s, enc = tiny_eval
     cfgs = resolve_configs(["lexical", "hybrid-rrf"], s, rerank=True)
     assert [c.name for c in cfgs] == ["lexical", "lexical+rerank", "hybrid-rrf", "hybrid-rrf+rerank"]
+    s.rerank.depth = 1000  # rerank every candidate of the tiny corpus
     res = evaluate(ds, idx, info, cfgs, s, encoder=enc, reranker=ShortestFirst(), latency_queries=2)
     assert list(res.runs) == [c.name for c in cfgs]
     docs = idx.get([d for r in res.runs["lexical"].values() for d in r])
@@ -80,13 +80,10 @@ def test_judged_documents_missing_from_the_index_are_counted(tiny_beir, tmp_path
 
 
 def test_reranker_path_errors(tmp_path):
-    import importlib.util
-
-    from semsearch.errors import BackendUnavailable
     from semsearch.eval.api import load_reranker
+    from semsearch.rerank.cross_encoder import CrossEncoderReranker
 
     with pytest.raises(BadInput, match="reranker .*nope does not exist"):
         load_reranker(tmp_path / "nope", Settings())
-    if importlib.util.find_spec("semsearch.rerank") is None:
-        with pytest.raises(BackendUnavailable, match="this semsearch has no reranker"):
-            load_reranker(tmp_path, Settings())
+    r = load_reranker(tmp_path, Settings())
+    assert isinstance(r, CrossEncoderReranker) and r.settings.model == str(tmp_path)

@@ -26,22 +26,15 @@ class EvalOutcome:
 
 
 def load_reranker(path: Path, settings: Settings) -> Any:
-    """Hook for the cross-encoder reranker (``semsearch.rerank``, built on another branch).
-
-    Expects ``semsearch.rerank.Reranker`` with a ``load(path)`` (or ``from_pretrained``)
-    classmethod or a ``Reranker(path)`` constructor, and ``rerank(query, hits) -> hits``."""
+    """The cross-encoder at ``path`` (a ``semsearch train-reranker`` output or any
+    sentence-transformers cross-encoder directory), with the rerank settings."""
     if not Path(path).exists():
         raise BadInput(f"reranker {path} does not exist")
     try:
-        from semsearch.rerank import Reranker  # type: ignore[attr-defined]
-    except ImportError as e:
-        raise BackendUnavailable(
-            f"--reranker {path}: this semsearch has no reranker (semsearch.rerank.Reranker): {e}"
-        ) from e
-    for ctor in ("load", "from_pretrained"):
-        if hasattr(Reranker, ctor):
-            return getattr(Reranker, ctor)(path)
-    return Reranker(path)
+        from semsearch.rerank.cross_encoder import CrossEncoderReranker
+    except ImportError as e:  # pragma: no cover - the rerank package ships with semsearch
+        raise BackendUnavailable(f"--reranker {path}: this semsearch has no reranker: {e}") from e
+    return CrossEncoderReranker(settings.rerank.model_copy(update={"model": str(path)}))
 
 
 def run_eval(

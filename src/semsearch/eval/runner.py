@@ -157,12 +157,8 @@ def _search(searcher: Any, cfg: EvalConfig, texts: list[str], k: int, reranker: 
             es: _EsLexical | None) -> list[list[tuple[str, float]]]:
     if es is not None:
         return [es.search(t, k) for t in texts]
-    results = searcher.search_batch(texts, k=k, with_documents=cfg.rerank, **cfg.search_kwargs())
-    out = []
-    for text, res in zip(texts, results, strict=True):
-        hits = reranker.rerank(text, res.hits) if cfg.rerank else res.hits
-        out.append([(h.id, h.score) for h in hits])
-    return out
+    results = searcher.search_batch(texts, k=k, with_documents=False, rerank=cfg.rerank, **cfg.search_kwargs())
+    return [[(h.id, h.score) for h in res.hits] for res in results]
 
 
 def run_config(searcher: Any, cfg: EvalConfig, queries: dict[str, str], *, k: int = RUN_DEPTH,
@@ -208,8 +204,12 @@ def evaluate(
     from semsearch.search import engine
     from semsearch.search.engine import Searcher
 
-    timing = Searcher(index, settings, encoder=encoder)
-    searcher = Searcher(index, settings, encoder=_MemoEncoder(timing.encoder)) if "dense" in index.vectors else timing
+    timing = Searcher(index, settings, encoder=encoder, reranker=reranker)
+    searcher = (
+        Searcher(index, settings, encoder=_MemoEncoder(timing.encoder), reranker=reranker)
+        if "dense" in index.vectors
+        else timing
+    )
     result = EvalResult(dataset, configs, index_info, baseline="", tuning=tuning,
                         stat_test=stat_test, alpha=alpha)
     channels = set(index.vectors)
