@@ -39,6 +39,8 @@ def index_cmd(
                 raise BadInput(f"input {p} does not exist")
         idx = Index.create(index, settings)
         try:
+            if hasattr(idx.lexical, "ping"):  # a server backend: fail before encoding anything
+                idx.lexical.ping()
             channels = []
             if not no_dense:
                 from semsearch.encoders.sbert import SentenceTransformerEncoder

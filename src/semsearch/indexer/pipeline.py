@@ -159,6 +159,12 @@ class Pipeline:
             self._flush(batch, report)
         report.encode_seconds = round(report.encode_seconds, 3)
         report.sync = self.index.sync()
+        # documents a backend rejected at sync time (e.g. an Elasticsearch mapping conflict)
+        # were taken out of the index again: report each one; a re-run retries exactly them
+        for f in report.sync.get("failed", []):
+            source, _, line = seen.get(f["id"], ":0").rpartition(":")
+            report.rejected.append(Rejected(source, int(line or 0), f"lexical backend: {f['reason']}", f["id"]))
+            report.indexed -= f["id"] in seen
         report.seconds = time.perf_counter() - t0
         return report
 
