@@ -46,7 +46,7 @@ def index_cmd(
                 from semsearch.encoders.sbert import SentenceTransformerEncoder
 
                 enc = SentenceTransformerEncoder(settings.text_encoder)
-                channels.append(TextChannel(enc, settings.text_encoder.doc_template))
+                channels.append(TextChannel(enc, settings.text_encoder.doc_template, settings.vector.backend))
             from semsearch.images.cli_support import wants_images
 
             if images if images is not None else wants_images(input):

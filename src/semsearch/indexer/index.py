@@ -143,6 +143,8 @@ class Index:
         if spec is None:
             if settings is None and backend == "faiss":
                 settings = {"factory": self.settings.vector.faiss.factory}
+            if settings is None and backend == "elasticsearch":
+                settings = {"index": f"{self.settings.lexical.elasticsearch.index}-vec-{name}"}
             spec = ChannelSpec(backend=backend, dim=dim, encoder=encoder, settings=settings or {})
             self.manifest.channels[name] = spec
             self.vectors[name] = create_vector(spec, self.settings)

@@ -53,9 +53,10 @@ class TextChannel:
     name = "dense"
     backend = "faiss"
 
-    def __init__(self, encoder: TextEncoder, template: str = "{title} {text}") -> None:
+    def __init__(self, encoder: TextEncoder, template: str = "{title} {text}", backend: str = "faiss") -> None:
         self.encoder = encoder
         self.template = template
+        self.backend = backend  # the vector backend of a new channel: faiss or elasticsearch
 
     @property
     def encoder_name(self) -> str:
