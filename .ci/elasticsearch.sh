@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # .ci/elasticsearch.sh -- obtain, start, stop a real Elasticsearch 8.x on 127.0.0.1
-# for semsearch's integration tests (no Docker, no elastic.co downloads here).
+# for semsearch's integration tests (no Docker; the zip comes from Maven Central via mvn).
 #
-#   bash .ci/elasticsearch.sh start    # download (cached) + unpack + start + wait for yellow
+#   bash .ci/elasticsearch.sh start    # fetch with mvn (cached) + unpack + start + wait for yellow
 #   bash .ci/elasticsearch.sh stop     # stop it (idempotent)
 #   bash .ci/elasticsearch.sh status   # exit 0 iff the server answers healthy (green/yellow)
 #   bash .ci/elasticsearch.sh url      # print http://127.0.0.1:$ES_PORT
@@ -18,7 +18,7 @@
 #   ES_KEEP_DATA=1    keep $ES_WORK/data across starts (default: wiped on each fresh start)
 #   ES_START_TIMEOUT  seconds to wait for yellow health (default 120)
 #   ES_HUNSPELL_DIR   dir of <locale>.aff/.dic pairs copied to config/hunspell/ (default /usr/share/hunspell)
-#   MAVEN_REPO        default <maven-central> (falls back to `mvn dependency:copy`)
+#   MVN_OPTS          extra options for `mvn` (e.g. -s settings.xml for a mirror)
 #
 # Findings (checked 2026-11-23: Debian 12, OpenJDK 17.0.15, 2 cores; details and exact
 # error messages in .ci/ELASTICSEARCH_NOTES.md):
@@ -48,7 +48,7 @@
 #     are fatal ("unknown setting [...]"), so none are set.
 #   * Bootstrap checks (vm.max_map_count = 65530 here) are not enforced: loopback binding
 #     and discovery.type=single-node.
-#   * Timings here: cold start (download 102 MB + unpack + start) 11-18 s; warm start
+#   * Timings here: cold start (fetch 102 MB + unpack + start) 11-29 s; warm start
 #     (zip cached) 8-17 s; `start` when already running 0.04 s; stop ~2 s.
 set -euo pipefail
 
@@ -59,10 +59,8 @@ ES_WORK="${ES_WORK:-/tmp/semsearch-es}"
 CACHE_DIR="${SEMSEARCH_CACHE:-$HOME/.cache/semsearch}/elasticsearch"
 ES_USER="${ES_USER:-semsearch-es}"
 ES_START_TIMEOUT="${ES_START_TIMEOUT:-120}"
-MAVEN_REPO="${MAVEN_REPO:-<maven-central>}"
 ES_JAVA_OPTS_DEFAULT="-Xms512m -Xmx1g"
 
-GROUP_PATH="org/elasticsearch/distribution/integ-test-zip/elasticsearch"
 ARTIFACT="org.elasticsearch.distribution.integ-test-zip:elasticsearch:${ES_VERSION}:zip"
 ZIP="${CACHE_DIR}/elasticsearch-${ES_VERSION}.zip"
 ES_HOME="${ES_WORK}/elasticsearch-${ES_VERSION}"
@@ -114,28 +112,16 @@ healthy() {  # cluster answers with status green/yellow within a few seconds
 # ---------------------------------------------------------------- download
 fetch_zip() {
   [[ -s "$ZIP" ]] && return 0
+  command -v mvn >/dev/null || die "mvn (Maven) is required to fetch $ARTIFACT"
   mkdir -p "$CACHE_DIR"
-  local url="${MAVEN_REPO}/${GROUP_PATH}/${ES_VERSION}/elasticsearch-${ES_VERSION}.zip"
-  local part="${ZIP}.part.$$"
-  log "downloading ${ARTIFACT} from ${url}"
-  if command -v curl >/dev/null && curl -fsSL --retry 3 --connect-timeout 20 -o "$part" "$url"; then
-    local want got
-    if want="$(curl -fsSL --retry 3 --connect-timeout 20 "${url}.sha1" 2>/dev/null | awk '{print $1}')" && [[ -n "$want" ]]; then
-      got="$(sha1sum "$part" | awk '{print $1}')"
-      [[ "$want" == "$got" ]] || { rm -f "$part"; die "sha1 mismatch for $url (want $want, got $got)"; }
-    fi
-    mv -f "$part" "$ZIP"
-  else
-    rm -f "$part"
-    command -v mvn >/dev/null || die "download failed and mvn is not installed"
-    log "curl failed; trying mvn dependency:copy (honours ~/.m2/settings.xml mirrors)"
-    local tmpd; tmpd="$(mktemp -d "${CACHE_DIR}/mvn.XXXXXX")"
-    mvn -q -B -Dstyle.color=never org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy \
-        -Dartifact="$ARTIFACT" -DoutputDirectory="$tmpd" >&2 \
-      || { rm -rf "$tmpd"; die "mvn could not fetch $ARTIFACT"; }
-    mv -f "$tmpd/elasticsearch-${ES_VERSION}.zip" "$ZIP"
-    rm -rf "$tmpd"
-  fi
+  local tmpd; tmpd="$(mktemp -d "${CACHE_DIR}/mvn.XXXXXX")"
+  log "fetching ${ARTIFACT} with mvn dependency:copy"
+  # shellcheck disable=SC2086
+  mvn -q -B -Dstyle.color=never ${MVN_OPTS:-} dependency:copy \
+      -Dartifact="$ARTIFACT" -DoutputDirectory="$tmpd" >&2 \
+    || { rm -rf "$tmpd"; die "mvn dependency:copy could not fetch $ARTIFACT"; }
+  mv -f "$tmpd/elasticsearch-${ES_VERSION}.zip" "$ZIP"
+  rm -rf "$tmpd"
   log "cached $ZIP ($(du -h "$ZIP" | cut -f1))"
 }
 

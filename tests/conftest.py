@@ -137,3 +137,55 @@ def tiny_index(tmp_path: Path, tiny_jsonl: Path, minilm, settings):
     idx = Index.open(path, settings)
     yield idx
     idx.close()
+
+
+# -- Elasticsearch (integration) ----------------------------------------------------------
+@pytest.fixture(scope="session")
+def es_url() -> str:
+    """URL of the real Elasticsearch server the integration tests use (.ci/run starts one)."""
+    url = os.environ.get("SEMSEARCH_TEST_ES_URL")
+    if not url:
+        msg = ("no Elasticsearch server: set SEMSEARCH_TEST_ES_URL "
+               "(e.g. `bash .ci/elasticsearch.sh start` then SEMSEARCH_TEST_ES_URL=http://127.0.0.1:9200)")
+        if os.environ.get("SEMSEARCH_REQUIRE_ES") == "1":
+            pytest.fail(msg + " -- SEMSEARCH_REQUIRE_ES=1 forbids skipping")
+        pytest.skip(msg)
+    return url
+
+
+@pytest.fixture
+def es_names(es_url: str):
+    """Makes unique Elasticsearch index (alias) names; deletes their indexes afterwards."""
+    import uuid
+
+    from elasticsearch import Elasticsearch
+
+    made: list[str] = []
+
+    def _new(prefix: str = "t") -> str:
+        name = f"semsearch-test-{prefix}-{uuid.uuid4().hex[:10]}"
+        made.append(name)
+        return name
+
+    yield _new
+    client = Elasticsearch(es_url, request_timeout=30)
+    try:
+        for name in made:
+            client.options(ignore_status=404).indices.delete(index=f"{name}*", expand_wildcards="all")
+    except Exception:  # noqa: BLE001 - the server may have been stopped by the test
+        pass
+    finally:
+        client.close()
+
+
+def es_lexical_settings(url: str, index: str, **es: object):
+    """LexicalSettings for the Elasticsearch backend with the test analyzer."""
+    from semsearch.config import LexicalSettings
+
+    s = LexicalSettings(backend="elasticsearch")
+    s.elasticsearch.url = url
+    s.elasticsearch.index = index
+    s.elasticsearch.analyzer = "semsearch_en"
+    for k, v in es.items():
+        setattr(s.elasticsearch, k, v)
+    return s

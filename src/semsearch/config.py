@@ -50,13 +50,27 @@ class ElasticsearchSettings(_Section):
     ca_certs: Path | None = None
     verify_certs: bool = True
     request_timeout: float = Field(30.0, gt=0)
+    #: analyzer of the title/text/all fields: a built-in one ("english" on a full
+    #: distribution, "standard") or "semsearch_en", defined in the index settings: standard
+    #: tokenizer + lowercase + English stopwords + hunspell stemming (``hunspell_locale``)
     analyzer: str = "english"
+    #: dictionary of the hunspell stemmer in "semsearch_en" (config/hunspell/<locale>/ on the
+    #: server); None = no stemming
+    hunspell_locale: str | None = "en_US"
     k1: float = Field(0.9, gt=0)
     b: float = Field(0.4, ge=0, le=1)
     shards: int = Field(1, ge=1)
     replicas: int = Field(0, ge=0)
+    #: documents per bulk request
     chunk_size: int = Field(500, ge=1)
+    #: retries of a bulk chunk (429/502/503/504), with exponential backoff from ``initial_backoff``
     max_retries: int = Field(5, ge=0)
+    initial_backoff: float = Field(1.0, gt=0)
+    #: HNSW parameters of the dense_vector fields (vector backend "elasticsearch")
+    hnsw_m: int = Field(16, ge=2)
+    hnsw_ef_construction: int = Field(100, ge=2)
+    #: kNN candidates per shard = max(k, num_candidates_factor * k)
+    num_candidates_factor: float = Field(4.0, ge=1)
 
 
 class LexicalSettings(_Section):

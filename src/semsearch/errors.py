@@ -39,6 +39,18 @@ class ChannelFailed(BackendUnavailable):
         self.cause = cause
 
 
+class BulkIndexError(SemsearchError):
+    """A backend rejected some documents of a bulk write; ``failures`` lists every one as
+    ``(id, reason)``. The documents not listed were written."""
+
+    def __init__(self, backend: str, failures: list[tuple[str, str]]) -> None:
+        shown = "; ".join(f"{i}: {r}" for i, r in failures[:3])
+        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+        super().__init__(f"{backend} rejected {len(failures)} document(s): {shown}{more}")
+        self.backend = backend
+        self.failures = failures
+
+
 class MissingExtra(SemsearchError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 

@@ -40,6 +40,9 @@ def main() -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # bm25s sets its own logger to DEBUG; the CLI shows our summaries instead
     logging.getLogger("bm25s").setLevel(max(logging.getLevelName(level), logging.WARNING))
+    # the Elasticsearch transport logs every retried connection failure with a traceback;
+    # the CLI reports the final failure as one line naming the URL instead
+    logging.getLogger("elastic_transport").setLevel(max(logging.getLevelName(level), logging.ERROR))
     if os.environ.get("SEMSEARCH_NO_PROGRESS") == "1" or not sys.stderr.isatty():
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

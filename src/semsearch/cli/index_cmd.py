@@ -39,12 +39,14 @@ def index_cmd(
                 raise BadInput(f"input {p} does not exist")
         idx = Index.create(index, settings)
         try:
+            if hasattr(idx.lexical, "ping"):  # a server backend: fail before encoding anything
+                idx.lexical.ping()
             channels = []
             if not no_dense:
                 from semsearch.encoders.sbert import SentenceTransformerEncoder
 
                 enc = SentenceTransformerEncoder(settings.text_encoder)
-                channels.append(TextChannel(enc, settings.text_encoder.doc_template))
+                channels.append(TextChannel(enc, settings.text_encoder.doc_template, settings.vector.backend))
             from semsearch.images.cli_support import wants_images
 
             if images if images is not None else wants_images(input):

@@ -95,6 +95,7 @@ def search_cmd(
             "query": res.query,
             "mode": res.mode,
             "degraded": res.degraded,
+            "failed_channels": res.failed_channels,
             "hits": [
                 {"id": h.id, "score": h.score, "rank": h.rank,
                  "channels": {c: v.model_dump() for c, v in h.channels.items()},

@@ -16,7 +16,13 @@ import numpy as np
 
 from semsearch.config import Settings
 from semsearch.documents import Document
-from semsearch.errors import BadInput, IndexIncompatible, IndexNotFound, SemsearchError
+from semsearch.errors import (
+    BadInput,
+    BulkIndexError,
+    IndexIncompatible,
+    IndexNotFound,
+    SemsearchError,
+)
 from semsearch.indexer.lexical import LexicalIndex, create_lexical, open_lexical
 from semsearch.indexer.manifest import (
     ChannelSpec,
@@ -137,6 +143,8 @@ class Index:
         if spec is None:
             if settings is None and backend == "faiss":
                 settings = {"factory": self.settings.vector.faiss.factory}
+            if settings is None and backend == "elasticsearch":
+                settings = {"index": f"{self.settings.lexical.elasticsearch.index}-vec-{name}"}
             spec = ChannelSpec(backend=backend, dim=dim, encoder=encoder, settings=settings or {})
             self.manifest.channels[name] = spec
             self.vectors[name] = create_vector(spec, self.settings)
@@ -174,7 +182,8 @@ class Index:
         t0 = time.perf_counter()
         target = self.store.last_seq()
         if target <= self.manifest.synced_seq and self.manifest.generation > 0:
-            return {"changed": 0, "deleted": 0, "seconds": 0.0, "lexical": {"rebuilt": False}}
+            return {"changed": 0, "deleted": 0, "seconds": 0.0, "lexical": {"rebuilt": False},
+                    "failed": []}
         changed = deleted = 0
         for ups, dels in self.store.changes_since(self.manifest.synced_seq):
             if dels:
@@ -195,11 +204,30 @@ class Index:
                     if with_vec:
                         dtype = np.uint8 if spec.backend.endswith("binary") else np.float32
                         vi.upsert(with_vec, self.store.vectors(with_vec, name, spec.dim, dtype))
-        lex_info = self.lexical.commit()
+        failed: list[dict[str, str]] = []
+        try:
+            lex_info = self.lexical.commit()
+        except BulkIndexError as e:
+            failed = [{"id": i, "reason": r} for i, r in e.failures]
+            lex_info, target = self._drop_rejected([i for i, _ in e.failures])
+            changed -= len({f["id"] for f in failed})
         self._write_generation(target)
         self.store.purge_deleted(target)
         took = time.perf_counter() - t0
-        return {"changed": changed, "deleted": deleted, "seconds": took, "lexical": lex_info}
+        return {"changed": changed, "deleted": deleted, "seconds": took, "lexical": lex_info,
+                "failed": failed}
+
+    def _drop_rejected(self, ids: list[str]) -> tuple[dict[str, Any], int]:
+        """Documents the lexical backend rejected leave the index everywhere (store, vector
+        channels, any older version in the lexical index), so that nothing half-indexed
+        stays and re-running the same input indexes exactly them again."""
+        ids = list(dict.fromkeys(ids))
+        logger.warning("lexical backend rejected %d document(s): %s", len(ids), ids[:10])
+        self.store.mark_deleted(ids)
+        for vi in self.vectors.values():
+            vi.delete(ids)
+        self.lexical.delete(ids)
+        return self.lexical.commit(), self.store.last_seq()
 
     def rebuild_lexical(self) -> dict[str, Any]:
         """Rebuild the lexical index from every stored document (e.g. after changing the

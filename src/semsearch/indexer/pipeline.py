@@ -53,9 +53,10 @@ class TextChannel:
     name = "dense"
     backend = "faiss"
 
-    def __init__(self, encoder: TextEncoder, template: str = "{title} {text}") -> None:
+    def __init__(self, encoder: TextEncoder, template: str = "{title} {text}", backend: str = "faiss") -> None:
         self.encoder = encoder
         self.template = template
+        self.backend = backend  # the vector backend of a new channel: faiss or elasticsearch
 
     @property
     def encoder_name(self) -> str:
@@ -159,6 +160,12 @@ class Pipeline:
             self._flush(batch, report)
         report.encode_seconds = round(report.encode_seconds, 3)
         report.sync = self.index.sync()
+        # documents a backend rejected at sync time (e.g. an Elasticsearch mapping conflict)
+        # were taken out of the index again: report each one; a re-run retries exactly them
+        for f in report.sync.get("failed", []):
+            source, _, line = seen.get(f["id"], ":0").rpartition(":")
+            report.rejected.append(Rejected(source, int(line or 0), f"lexical backend: {f['reason']}", f["id"]))
+            report.indexed -= f["id"] in seen
         report.seconds = time.perf_counter() - t0
         return report
 

@@ -22,6 +22,11 @@ def create_vector(spec: ChannelSpec, settings: Settings) -> VectorIndex:
 
         kind = spec.settings.get("kind", settings.images.binary_index)
         return FaissBinaryIndex(spec.dim, kind=kind, gpu=settings.images.gpu)
+    if spec.backend == "elasticsearch":
+        from semsearch.indexer.vector.elasticsearch import ElasticsearchVectorIndex
+
+        es = settings.lexical.elasticsearch
+        return ElasticsearchVectorIndex(spec.dim, es, spec.settings.get("index", f"{es.index}-vectors"))
     raise IndexIncompatible(f"unknown vector backend {spec.backend!r}")
 
 
@@ -34,4 +39,8 @@ def open_vector(path: Path, spec: ChannelSpec, settings: Settings) -> VectorInde
         from semsearch.indexer.vector.faiss_binary import FaissBinaryIndex
 
         return FaissBinaryIndex.open(path, gpu=settings.images.gpu)
+    if spec.backend == "elasticsearch":
+        from semsearch.indexer.vector.elasticsearch import ElasticsearchVectorIndex
+
+        return ElasticsearchVectorIndex.open(path, settings.lexical.elasticsearch)
     raise IndexIncompatible(f"index channel at {path} uses unknown vector backend {spec.backend!r}")
