@@ -21,6 +21,19 @@ def png_bytes(im: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def png_claiming(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose IHDR chunk (CRC fixed up) claims ``width`` x ``height``."""
+    import struct
+    import zlib
+
+    data = bytearray(png_bytes(Image.new("RGB", (1, 1))))
+    ihdr = bytearray(data[12:29])  # chunk type + 13 bytes of header
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    return bytes(data)
+
+
 def image_app_settings(tmp: Path):
     from pydantic import SecretStr
 
@@ -166,6 +179,14 @@ def test_upload_limits_and_media_types(iclient):
     assert r.status_code == 413
     msg = r.json()["error"]["message"]
     assert "1000x1000 = 1000000 pixels exceeds the limit of 300000" in msg and "white.png" in msg
+
+    # bombs: headers claiming 10000 x 10000 (300 MB decoded) and 50000 x 50000 pixels.
+    # Rejected from the header (413), never decoded (which would fail as truncated: 400);
+    # the second by Pillow's own guard inside Image.open, mapped to the same answer.
+    r = upload(iclient, png_claiming(10_000, 10_000), "image/png", "bomb.png")
+    assert r.status_code == 413 and "10000x10000 = 100000000 pixels exceeds the limit of 300000" in r.json()["error"]["message"]
+    r = upload(iclient, png_claiming(50_000, 50_000), "image/png", "bomb2.png")
+    assert r.status_code == 413 and "decompression-bomb guard" in r.json()["error"]["message"]
 
     r = upload(iclient, b"hello, not an image", "text/plain", "a.txt")
     assert r.status_code == 415 and "text/plain" in r.json()["error"]["message"]
