@@ -163,8 +163,8 @@ class ApiSettings(_Section):
     duplicate_threshold: float = Field(0.95, gt=0, le=1)
     #: characters of document text around the matched terms in a hit's snippet
     snippet_chars: int = Field(240, ge=20, le=5000)
-    #: directories image paths given in documents may point into (nothing outside them is read)
-    roots: list[Path] = Field(default_factory=list)
+    #: longest side of the thumbnails GET /v1/images/{id} serves
+    thumbnail_px: int = Field(256, ge=16, le=2048)
 class ImageSettings(_Section):
     """Image ingestion and perceptual hashing."""
 

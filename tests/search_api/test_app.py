@@ -108,9 +108,9 @@ def test_bad_records_reject_the_batch_and_name_each_problem(client):
     assert client.get("/v1/documents/ok1").status_code == 404
 
 
-def test_image_documents_are_refused_until_image_search_lands(client):
+def test_image_paths_are_not_read_without_image_roots(client):
     r = client.post("/v1/documents", json={"documents": [{"id": "i1", "image": "/etc/passwd"}]}, headers=WRITE)
-    assert r.status_code == 400 and "image documents are not supported" in r.json()["error"]["message"]
+    assert r.status_code == 400 and "no image roots" in r.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -107,8 +107,6 @@ def load_image(path: str | Path, *, max_pixels: int = 89_478_485, draft: int | N
     ``draft``: for JPEGs, let libjpeg decode at 1/2, 1/4 or 1/8 scale (DCT-domain scaling)
     as long as both sides stay >= ``draft`` pixels. Several times faster on large photos;
     pixels then differ slightly from a full decode + resize (see docs/images.md)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -120,12 +118,28 @@ def load_image(path: str | Path, *, max_pixels: int = 89_478_485, draft: int | N
         raise ImageNotFound(path, "not a regular file")
     if size == 0:
         raise EmptyImageFile(path, "file is empty (0 bytes)")
+    return decode_image(path, path, max_pixels=max_pixels, draft=draft)
+
+
+def decode_image(
+    source: str | Path | BinaryIO, label: str | Path, *, max_pixels: int = 89_478_485,
+    draft: int | None = None, formats: Sequence[str] | None = None,
+    limit_name: str = "images.max_pixels",
+) -> Image.Image:
+    """Decode ``source`` (a path or a binary file object, e.g. an upload) as :func:`load_image`
+    does; errors name ``label``. The pixel count is checked from the header before decoding.
+    ``formats``: Pillow format names to accept (others raise :class:`NotAnImage`)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = label
+    if formats is not None and not formats:
+        raise NotAnImage(path, "no image format is accepted")
     try:
-        with Image.open(path) as im:
+        with Image.open(source, formats=list(formats) if formats else None) as im:
             w, h = im.size
             if w * h > max_pixels:
                 raise ImageTooLarge(
-                    path, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} (images.max_pixels)"
+                    path, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} ({limit_name})"
                 )
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)  # animated: first frame

@@ -28,8 +28,9 @@ class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(min_length=1, max_length=10000, description="the text query")
-    mode: Literal["lexical", "dense", "hybrid"] | None = Field(
-        None, description="retrieval mode; default from the server settings")
+    mode: Literal["lexical", "dense", "hybrid", "image"] | None = Field(
+        None, description="retrieval mode; default from the server settings; 'image' finds images "
+        "by text through the CLIP text tower")
     k: int = Field(10, ge=1, le=10000, description="hits per page (at most the server's max_k)")
     offset: int = Field(0, ge=0, le=10000, description="hits to skip (pagination within the fused list)")
     filters: dict[str, FilterValue] | None = Field(
@@ -77,6 +78,7 @@ class HitOut(BaseModel):
     snippet: Snippet | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     image: str | None = None
+    image_url: str | None = Field(None, description="thumbnail of the hit's image on this server")
     duplicates: list[str] = Field(default_factory=list, description="ids collapsed into this hit")
 
 
@@ -91,6 +93,56 @@ class SearchResponse(BaseModel):
     took_ms: float
 
 
+class ImageHitOut(BaseModel):
+    id: str
+    rank: int
+    score: float = Field(description="fused score; with one hash channel, minus the Hamming distance")
+    channels: dict[str, ChannelScore] = Field(
+        default_factory=dict, description="per-channel rank and raw score (cosine, or Hamming distance)")
+    hamming: dict[str, int] = Field(default_factory=dict, description="Hamming distance per hash channel")
+    rule: dict[str, str] = Field(
+        default_factory=dict, description="per hash channel: 'direct' or 'mirrored' (matched the flipped query)")
+    title: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    image: str | None = None
+    image_url: str | None = Field(None, description="thumbnail of the hit's image on this server")
+
+
+class ImageSearchResponse(BaseModel):
+    filename: str
+    width: int
+    height: int
+    channels: list[str]
+    k: int
+    hits: list[ImageHitOut]
+    took_ms: float
+
+
+class DuplicatesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_distance: int | None = Field(
+        None, ge=0, le=64, description="largest pHash Hamming distance of a near-duplicate pair "
+        "(default: the server's images.max_distance)")
+    mirrored: bool = Field(True, description="also pair horizontally flipped copies")
+
+
+class DuplicatePair(BaseModel):
+    a: str
+    b: str
+    distance: int
+    rule: Literal["direct", "mirrored"]
+
+
+class DuplicatesResponse(BaseModel):
+    groups: list[list[str]] = Field(description="connected components of the near-duplicate pairs, largest first")
+    pairs: list[DuplicatePair]
+    max_distance: int
+    images: int
+    seconds: float
+    notes: list[str] = Field(default_factory=list)
+
+
 class DocumentOut(BaseModel):
     id: str
     title: str
@@ -103,7 +155,8 @@ class UpsertRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     documents: list[dict[str, Any]] = Field(
-        min_length=1, description="records as in a JSONL file: id or _id, title, text, metadata")
+        min_length=1, description="records as in a JSONL file: id or _id, title, text, metadata, "
+        "image (a path inside the server's images.roots; never a URL)")
     wait: bool = Field(True, description="answer once the documents are searchable (else once stored)")
 
 

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from semsearch.config import Settings
 from semsearch.documents import Document, Hit, SearchResult
 from semsearch.encoders.base import TextEncoder
@@ -26,6 +28,7 @@ from semsearch.errors import BackendUnavailable, BadInput, DocumentNotFound, Ind
 from semsearch.indexer.index import Index
 from semsearch.search import Searcher
 from semsearch.search.collapse import collapse
+from semsearch.search_api.imaging import ImageSide
 from semsearch.search_api.locks import RWLock
 
 logger = logging.getLogger(__name__)
@@ -49,6 +52,7 @@ class IndexService:
         self._stop = False
         self.encoder = encoder or self._default_encoder()
         self.searcher = Searcher(index, settings, encoder=self.encoder)
+        self.images = ImageSide(self)
         self._worker = threading.Thread(target=self._sync_loop, name="semsearch-sync", daemon=True)
 
     @classmethod
@@ -145,9 +149,9 @@ class IndexService:
         info["features"] = {
             # the Searcher takes rerank options and a cross-encoder is configured
             "rerank": searcher_accepts("rerank") and bool(getattr(rerank_settings, "model", None)),
-            "image_search": False,
-            "duplicates": False,
+            **self.images.features(),
         }
+        info["models"]["clip"] = (info.get("channels", {}).get("image") or {}).get("encoder")
         return info
 
     def ready(self) -> dict[str, Any]:
@@ -164,21 +168,24 @@ class IndexService:
 
     # -- writes -------------------------------------------------------------------------
     def upsert(self, docs: Sequence[Document]) -> int:
-        """Encode and durably store ``docs``; returns the change sequence to wait for."""
-        for d in docs:
-            if d.image is not None:
-                raise BadInput(f"document {d.id!r}: image documents are not supported by this server yet")
-        vectors = {}
+        """Encode and durably store ``docs`` (text and image documents, through the bulk
+        pipeline's channels); returns the change sequence to wait for."""
+        chans: dict[str, tuple[np.ndarray, list[Document]]] = {}
         if "dense" in self.index.manifest.channels:
             from semsearch.indexer.pipeline import TextChannel
 
             channel = TextChannel(self.encoder, self.settings.text_encoder.doc_template)
             with_text = [d for d in docs if channel.applies(d)]
-            if len(with_text) != len(docs):  # pragma: no cover - to_document rejects these
-                raise BadInput("every document needs a title or text")
-            vectors["dense"], _ = channel.encode(docs)
+            if with_text:
+                chans["dense"] = (channel.encode(with_text)[0], with_text)
+        chans.update(self.images.encode(docs))
+        rows = {name: {d.id: i for i, d in enumerate(ds)} for name, (_, ds) in chans.items()}
+        groups: dict[frozenset[str], list[Document]] = {}  # documents with the same channels
+        for d in docs:
+            groups.setdefault(frozenset(n for n in chans if d.id in rows[n]), []).append(d)
         with self._writer:
-            seq = self.index.write(docs, vectors)
+            for names, group in groups.items():
+                seq = self.index.write(group, {n: chans[n][0][[rows[n][d.id] for d in group]] for n in names})
         self._dirty.set()
         return seq
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends
 
 from semsearch.config import Settings
-from semsearch.documents import Hit, SearchResult
+from semsearch.documents import Document, Hit, SearchResult
 from semsearch.errors import BadInput
 from semsearch.search.highlight import matches, query_terms, snippet
 from semsearch.search_api.batching import QueryBatcher
@@ -43,6 +44,13 @@ def search_options(req: SearchRequest, settings: Settings) -> dict[str, Any]:
     }
 
 
+def image_url(doc: Document | None) -> str | None:
+    """Where the page fetches a document's image thumbnail (only indexed documents)."""
+    if doc is None or doc.image is None:
+        return None
+    return "/v1/images/" + quote(doc.id, safe="/")
+
+
 def hit_out(hit: Hit, req: SearchRequest, terms: set[str], settings: Settings) -> HitOut:
     doc = hit.document
     out = HitOut(id=hit.id, rank=hit.rank, score=hit.score,
@@ -53,6 +61,7 @@ def hit_out(hit: Hit, req: SearchRequest, terms: set[str], settings: Settings) -
         out.title = doc.title
         out.metadata = doc.metadata
         out.image = doc.image
+        out.image_url = image_url(doc)
         if req.snippets:
             out.title_highlights = matches(doc.title, terms, stemmer=stem)
             s = snippet(doc.text, terms, max_chars=settings.api.snippet_chars, stemmer=stem)
@@ -66,7 +75,7 @@ def hit_out(hit: Hit, req: SearchRequest, terms: set[str], settings: Settings) -
     response_model=SearchResponse,
     dependencies=[Depends(require_json)],
     responses=error_responses(400, 401, 403, 413, 415, 422, 503),
-    summary="Search text documents",
+    summary="Search documents by a text query (mode image: images by text)",
 )
 async def search(
     req: SearchRequest,

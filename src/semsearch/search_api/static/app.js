@@ -68,14 +68,77 @@ function renderTextHit(hit) {
 }
 
 // Image hits (documents with an image) go to a grid. The image bytes come from this server
-// only (an image route lands with image search); the caption is the title.
+// only (GET /v1/images/{id}, indexed documents only); the caption is the title.
 function renderImageHit(hit) {
   const fig = el("figure", { class: "image-hit", "data-id": hit.id });
   if (hit.image_url) fig.append(el("img", { src: hit.image_url, alt: hit.title || hit.id, loading: "lazy" }));
   fig.append(el("figcaption", {}, `${hit.title || hit.id}`));
-  if (hit.hamming !== undefined) fig.append(el("div", { class: "muted" }, `Hamming ${hit.hamming}`));
+  for (const [name, d] of Object.entries(hit.hamming || {})) {
+    const rule = (hit.rule || {})[name];
+    fig.append(el("div", { class: "muted hamming", "data-channel": name },
+      `${name} Hamming ${d}${rule === "mirrored" ? " (mirrored)" : ""}`));
+  }
   if (hit.channels) fig.append(renderChannels(hit.channels));
   return fig;
+}
+
+function clearResults() {
+  $("results").replaceChildren();
+  $("image-results").replaceChildren();
+  $("image-results").hidden = true;
+  $("duplicate-groups").hidden = true;
+  $("pager").hidden = true;
+}
+
+async function searchByImage() {
+  const file = $("image-file").files[0];
+  if (!file) return;
+  const form = new FormData();
+  form.append("file", file);
+  form.append("k", String(PAGE_SIZE));
+  if ($("image-channels").value) form.append("channels", $("image-channels").value);
+  showError("");
+  clearResults();
+  $("status").textContent = "searching by image…";
+  try {
+    const data = await api("/v1/search/image", { method: "POST", body: form });
+    for (const hit of data.hits) $("image-results").append(renderImageHit(hit));
+    $("image-results").hidden = data.hits.length === 0;
+    $("status").textContent = data.hits.length
+      ? `similar to ${data.filename} (${data.width}×${data.height}, ${data.channels.join(" + ")}): ` +
+        `${data.hits.length} images (${data.took_ms.toFixed(0)} ms)`
+      : `no images similar to ${data.filename}`;
+  } catch (e) {
+    $("status").textContent = "";
+    showError(e.message);
+  }
+}
+
+async function showDuplicates() {
+  showError("");
+  clearResults();
+  const body = { max_distance: Number($("dup-distance").value || 10) };
+  try {
+    const data = await api("/v1/duplicates", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    const list = $("duplicate-groups").querySelector("ol");
+    list.replaceChildren();
+    for (const group of data.groups) {
+      const row = el("li", { class: "dup-group grid" });
+      for (const id of group) {
+        row.append(el("figure", { class: "image-hit", "data-id": id },
+          el("img", { src: "/v1/images/" + id.split("/").map(encodeURIComponent).join("/"), alt: id, loading: "lazy" }),
+          el("figcaption", {}, id)));
+      }
+      list.append(row);
+    }
+    $("duplicate-groups").hidden = false;
+    $("status").textContent = `${data.groups.length} near-duplicate groups among ${data.images} images ` +
+      `(pHash distance ≤ ${data.max_distance}, ${data.pairs.length} pairs)`;
+  } catch (e) {
+    showError(e.message);
+  }
 }
 
 function renderHits(data) {
@@ -105,6 +168,7 @@ async function search() {
   if ($("fusion").value) body.fusion = $("fusion").value;
   if (state.features.rerank && $("rerank").checked) body.rerank = true;
   showError("");
+  $("duplicate-groups").hidden = true;
   $("status").textContent = "searching…";
   try {
     renderHits(await api("/v1/search", {
@@ -124,12 +188,16 @@ async function loadStats() {
     $("index-info").textContent = `${s.documents} documents · ${s.models.text_encoder || ""}`;
     $("rerank-label").hidden = !state.features.rerank;
     $("image-form").hidden = !state.features.image_search;
+    $("mode-image").hidden = $("mode-image").disabled = !state.features.image_text;
+    $("dup-button").hidden = $("dup-distance-label").hidden = !state.features.duplicates;
   } catch (e) {
     showError(e.message);
   }
 }
 
 $("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); state.offset = 0; search(); });
+$("image-form").addEventListener("submit", (ev) => { ev.preventDefault(); searchByImage(); });
+$("dup-button").addEventListener("click", showDuplicates);
 $("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE_SIZE); search(); });
 $("next").addEventListener("click", () => { state.offset += PAGE_SIZE; search(); });
 loadStats();
