@@ -87,3 +87,18 @@ def test_reranker_path_errors(tmp_path):
         load_reranker(tmp_path / "nope", Settings())
     r = load_reranker(tmp_path, Settings())
     assert isinstance(r, CrossEncoderReranker) and r.settings.model == str(tmp_path)
+
+
+@pytest.mark.integration
+def test_lexical_es_config_runs_against_a_real_server(tiny_eval, es_names, es_url):
+    """lexical-es indexes the same documents into a dedicated Elasticsearch index and ranks
+    like the embedded BM25 on this tiny set (same top hit for every judged query)."""
+    ds, idx, info, s, enc = tiny_eval
+    s.lexical.elasticsearch.url = es_url
+    s.lexical.elasticsearch.index = es_names("eval")
+    s.lexical.elasticsearch.analyzer = "standard"
+    res = evaluate(ds, idx, info, resolve_configs(["lexical", "lexical-es"], s), s, encoder=enc, latency_queries=1)
+    assert not res.skipped and list(res.runs) == ["lexical", "lexical-es"]
+    for qid, run in res.runs["lexical-es"].items():
+        assert run, qid
+    assert res.means["lexical-es"]["ndcg@10"] > 0.5

@@ -100,10 +100,10 @@ def unavailable(cfg: EvalConfig, *, settings: Settings, channels: set[str], mode
                 has_reranker: bool) -> str | None:
     """Why ``cfg`` cannot run here, or None when it can."""
     if cfg.lexical_backend == "elasticsearch":
-        if settings.lexical.backend != "elasticsearch":
-            return ("Elasticsearch is not configured (SEMSEARCH_LEXICAL__BACKEND is "
-                    f"{settings.lexical.backend!r}; set it to 'elasticsearch' and "
-                    "SEMSEARCH_LEXICAL__ELASTICSEARCH__URL)")
+        es_url_set = "url" in settings.lexical.elasticsearch.model_fields_set
+        if settings.lexical.backend != "elasticsearch" and not es_url_set:
+            return ("Elasticsearch is not configured (set SEMSEARCH_LEXICAL__ELASTICSEARCH__URL, "
+                    "or SEMSEARCH_LEXICAL__BACKEND=elasticsearch)")
         if importlib.util.find_spec("semsearch.indexer.lexical.elasticsearch") is None:
             return "this semsearch has no Elasticsearch lexical backend (semsearch.indexer.lexical.elasticsearch)"
         if importlib.util.find_spec("elasticsearch") is None:

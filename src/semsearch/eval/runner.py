@@ -12,7 +12,7 @@ import numpy as np
 
 from semsearch.config import Settings
 from semsearch.encoders.base import TextEncoder
-from semsearch.errors import BadInput
+from semsearch.errors import BackendUnavailable, BadInput
 from semsearch.eval import metrics as M
 from semsearch.eval.configs import EvalConfig, unavailable
 from semsearch.eval.datasets import EvalDataset, Run
@@ -223,7 +223,12 @@ def evaluate(
             result.skipped[cfg.name] = why
             continue
         if cfg.lexical_backend == "elasticsearch" and es is None:
-            es = _EsLexical(index, settings, dataset.name)
+            try:
+                es = _EsLexical(index, settings, dataset.name)
+            except BackendUnavailable as e:
+                logger.warning("skipping %s: %s", cfg.name, e)
+                result.skipped[cfg.name] = str(e)
+                continue
         run, lat = run_config(searcher, cfg, dataset.queries, reranker=reranker, timing_searcher=timing,
                               es=es if cfg.lexical_backend == "elasticsearch" else None,
                               latency_queries=latency_queries)
