@@ -87,3 +87,26 @@ def test_onnx_export_scores_like_torch(trained) -> None:
     int8 = CrossEncoderReranker(RerankSettings(**base, backend="onnx")).score("honeybees", docs)
     assert np.allclose(torch_scores, fp32, atol=1e-4)
     assert int(np.argmax(int8)) == int(np.argmax(torch_scores))
+
+
+def test_concurrent_scoring_from_threads_matches_sequential(trained) -> None:
+    """The API scores from several worker threads; a shared fast tokenizer must not be
+    used concurrently (it once gave ragged batches and HTTP 500s under load)."""
+    pytest.importorskip("onnxruntime")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from semsearch.rerank.onnx import export_onnx
+
+    card, out, docs = trained
+    export_onnx(out)
+    for backend in ("torch", "onnx"):
+        r = CrossEncoderReranker(RerankSettings(model=str(out), max_length=48, fields=["text"], device="cpu", backend=backend))
+        queries = ["honeybees", "how do plants make sugar from sunlight and water", "chess", "a much longer query " * 6]
+        # different batch sizes per query (int8 activations depend on the batch's padding, so
+        # each result is compared with the same call made sequentially)
+        subset = {q: docs[: 3 + len(q) % 5] for q in queries}
+        expected = {q: r.score(q, subset[q]) for q in queries}
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda q: (q, r.score(q, subset[q])), queries * 6))
+        for q, scores in got:
+            assert np.allclose(scores, expected[q], atol=1e-5), (backend, q)

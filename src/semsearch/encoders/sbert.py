@@ -40,6 +40,9 @@ class SentenceTransformerEncoder:
         self.settings = settings or TextEncoderSettings()
         self._model = None
         self._lock = threading.Lock()
+        #: fast tokenizers are not thread-safe: one encode call at a time (the API's worker
+        #: threads share this encoder; torch already uses every core for one call)
+        self._infer_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -86,13 +89,15 @@ class SentenceTransformerEncoder:
             raise BadInput("encode() takes a sequence of texts, not a single string")
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        emb = self.model.encode(
-            list(texts),
-            batch_size=batch_size or self.settings.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
+        model = self.model
+        with self._infer_lock:
+            emb = model.encode(
+                list(texts),
+                batch_size=batch_size or self.settings.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
         return l2_normalize(emb)
 
 

@@ -65,6 +65,9 @@ class CrossEncoderReranker:
         self._model = model
         self._layout: FieldLayout | None = None
         self._lock = threading.Lock()
+        #: Hugging Face fast tokenizers are not thread-safe (padding/truncation state is set per
+        #: call), and the API scores from several worker threads: one inference at a time
+        self._infer_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -99,8 +102,9 @@ class CrossEncoderReranker:
     def score(self, query: str, documents: Sequence[Document]) -> list[float]:
         if not documents:
             return []
-        pairs = self.layout.pairs(query, documents)
-        scores = self.model.predict(
-            pairs, batch_size=self.settings.batch_size, show_progress_bar=False, convert_to_numpy=True
-        )
+        with self._infer_lock:
+            pairs = self.layout.pairs(query, documents)
+            scores = self.model.predict(
+                pairs, batch_size=self.settings.batch_size, show_progress_bar=False, convert_to_numpy=True
+            )
         return [float(x) for x in scores]
