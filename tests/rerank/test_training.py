@@ -107,6 +107,6 @@ def test_concurrent_scoring_from_threads_matches_sequential(trained) -> None:
         subset = {q: docs[: 3 + len(q) % 5] for q in queries}
         expected = {q: r.score(q, subset[q]) for q in queries}
         with ThreadPoolExecutor(8) as pool:
-            got = list(pool.map(lambda q: (q, r.score(q, subset[q])), queries * 6))
+            got = list(pool.map(lambda q, r=r, subset=subset: (q, r.score(q, subset[q])), queries * 6))
         for q, scores in got:
             assert np.allclose(scores, expected[q], atol=1e-5), (backend, q)
