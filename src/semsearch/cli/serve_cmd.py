@@ -64,5 +64,8 @@ def serve_cmd(
 
         read_manifest(index)  # a missing or unreadable index fails here, with exit code 2
         application = create_app(index, settings)
+        # keep idle connections open longer than clients do (httpx and most clients expire
+        # theirs after 5 s, uvicorn's own default): with equal timeouts a client can reuse a
+        # connection the server is closing, which surfaced as connection resets under load
         uvicorn.run(application, host=host, port=port, log_config=None, access_log=False,
-                    timeout_graceful_shutdown=10)
+                    timeout_graceful_shutdown=10, timeout_keep_alive=75)
