@@ -50,8 +50,8 @@ def main() -> None:
     import torch
     from sentence_transformers import CrossEncoder
 
-    from semsearch.cli.search_cmd import read_queries
     from semsearch.config import RerankSettings, Settings
+    from semsearch.eval.datasets import read_beir_queries
     from semsearch.indexer.index import Index
     from semsearch.rerank.cross_encoder import CrossEncoderReranker
     from semsearch.rerank.onnx import export_onnx
@@ -59,7 +59,7 @@ def main() -> None:
 
     if not (Path(a.model) / "onnx" / "model_int8.onnx").exists():
         export_onnx(a.model)
-    texts = dict(read_queries(DATA / "queries.jsonl"))
+    texts = read_beir_queries(DATA / "queries.jsonl")
     train_q = load_qrels(DATA / "qrels" / "train.tsv")
     dev = {q: train_q[q] for q in json.loads(a.dev_card.read_text())["dev_qids"]}
     test_ids = list(load_qrels(DATA / "qrels" / "test.tsv"))[: a.reps]

@@ -80,13 +80,13 @@ def main() -> None:
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    from semsearch.cli.search_cmd import read_queries
     from semsearch.config import RerankSettings, Settings
+    from semsearch.eval.datasets import read_beir_queries
     from semsearch.indexer.index import Index
     from semsearch.rerank.cross_encoder import CrossEncoderReranker
     from semsearch.search import Searcher
 
-    texts = dict(read_queries(DATA / "queries.jsonl"))
+    texts = read_beir_queries(DATA / "queries.jsonl")
     test_q = load_qrels(DATA / "qrels" / "test.tsv")
     if a.limit:
         test_q = dict(list(test_q.items())[: a.limit])

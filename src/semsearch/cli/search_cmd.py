@@ -10,31 +10,6 @@ from semsearch.cli import app
 from semsearch.cli.common import errors_to_exit, fail, load_settings, out
 
 
-def read_queries(path: Path) -> list[tuple[str, str]]:
-    """BEIR ``queries.jsonl`` (``_id``, ``text``) or ``id<TAB>text`` TSV."""
-    from semsearch.errors import BadInput
-
-    if not path.exists():
-        raise BadInput(f"queries file {path} does not exist")
-    rows: list[tuple[str, str]] = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            if path.suffix.lower() in (".jsonl", ".json"):
-                try:
-                    obj = json.loads(line)
-                    rows.append((str(obj["_id"] if "_id" in obj else obj["id"]), str(obj["text"])))
-                except (json.JSONDecodeError, KeyError, TypeError) as e:
-                    raise BadInput(f"queries file {path} line {n}: expected a JSON object with _id and text ({e})") from e
-            else:
-                qid, sep, text = line.rstrip("\n").partition("\t")
-                if not sep:
-                    raise BadInput(f"queries file {path} line {n}: expected 'id<TAB>text'")
-                rows.append((qid, text))
-    return rows
-
-
 @app.command("search")
 def search_cmd(
     index: Annotated[Path, typer.Option("--index", help="index directory")],
@@ -78,7 +53,9 @@ def search_cmd(
             searcher = Searcher(idx, settings)
             opts = dict(k=k, mode=mode, fusion=fusion, weights=w, filters=f)
             if queries is not None:
-                qs = read_queries(queries)
+                from semsearch.eval.datasets import read_query_rows
+
+                qs = read_query_rows(queries)
                 results = []
                 for start in range(0, len(qs), 256):
                     chunk = qs[start : start + 256]

@@ -83,20 +83,32 @@ def read_qrels(path: Path) -> Qrels:
     return qrels
 
 
-def read_beir_queries(path: Path) -> dict[str, str]:
+def read_query_rows(path: Path) -> list[tuple[str, str]]:
+    """``(id, text)`` from BEIR ``queries.jsonl`` (``_id`` or ``id``, ``text``) or an
+    ``id<TAB>text`` TSV (any other suffix), in file order."""
     if not path.exists():
         raise BadInput(f"queries file {path} does not exist")
-    out: dict[str, str] = {}
+    rows: list[tuple[str, str]] = []
     with open(path, encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-                out[str(obj["_id"])] = str(obj["text"])
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise BadInput(f"queries file {path} line {n}: expected a JSON object with _id and text ({e})") from e
-    return out
+            if path.suffix.lower() in (".jsonl", ".json"):
+                try:
+                    obj = json.loads(line)
+                    rows.append((str(obj["_id"] if "_id" in obj else obj["id"]), str(obj["text"])))
+                except (json.JSONDecodeError, KeyError, TypeError) as e:
+                    raise BadInput(f"queries file {path} line {n}: expected a JSON object with _id and text ({e})") from e
+            else:
+                qid, sep, text = line.rstrip("\n").partition("\t")
+                if not sep:
+                    raise BadInput(f"queries file {path} line {n}: expected 'id<TAB>text'")
+                rows.append((qid, text))
+    return rows
+
+
+def read_beir_queries(path: Path) -> dict[str, str]:
+    return dict(read_query_rows(path))
 
 
 def beir_splits(path: Path) -> list[str]:

@@ -130,22 +130,15 @@ def mine_pseudo_queries(docs: Iterable[Document], *, sample: int, seed: int = 0)
 def read_qrels(queries_path: Path, qrels_path: Path) -> list[Example]:
     """Judged examples from BEIR ``queries.jsonl`` and a ``query-id corpus-id score`` TSV
     (score > 0 is relevant)."""
-    from semsearch.cli.search_cmd import read_queries
+    from semsearch.eval.datasets import read_beir_queries
+    from semsearch.eval.datasets import read_qrels as read_judgements
 
-    for p in (queries_path, qrels_path):
-        if not Path(p).exists():
-            raise BadInput(f"{p} does not exist")
-    texts = dict(read_queries(Path(queries_path)))
+    texts = read_beir_queries(Path(queries_path))
     rel: dict[str, list[str]] = {}
-    with open(qrels_path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            parts = line.split()
-            if not parts or (n == 1 and not parts[-1].lstrip("-").isdigit()):
-                continue
-            if len(parts) not in (3, 4):
-                raise BadInput(f"qrels {qrels_path} line {n}: expected 'query-id corpus-id score'")
-            if float(parts[-1]) > 0:
-                rel.setdefault(parts[0], []).append(parts[-2])
+    for qid, docs in read_judgements(Path(qrels_path)).items():
+        positives = [d for d, score in docs.items() if score > 0]
+        if positives:
+            rel[qid] = positives
     missing = [q for q in rel if q not in texts]
     if missing:
         raise BadInput(f"qrels {qrels_path} name {len(missing)} queries not in {queries_path}, e.g. {missing[0]!r}")
