@@ -43,9 +43,9 @@ def index_cmd(
                 idx.lexical.ping()
             channels = []
             if not no_dense:
-                from semsearch.encoders.sbert import SentenceTransformerEncoder
+                from semsearch.encoders import make_text_encoder
 
-                enc = SentenceTransformerEncoder(settings.text_encoder)
+                enc = make_text_encoder(settings.text_encoder)
                 channels.append(TextChannel(enc, settings.text_encoder.doc_template, settings.vector.backend))
             from semsearch.images.cli_support import wants_images
 

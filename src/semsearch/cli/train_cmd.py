@@ -22,7 +22,7 @@ def train_reranker_cmd(
     stage1_sample: Annotated[int, typer.Option(help="stage 1: pseudo-queries to mine")] = 2000,
     max_pairs: Annotated[int | None, typer.Option(help="cap on training pairs per stage")] = None,
     negatives: Annotated[int, typer.Option(help="hard negatives per query")] = 3,
-    max_length: Annotated[int, typer.Option(help="tokens of query + document")] = 160,
+    max_length: Annotated[int, typer.Option(help="tokens of query + document")] = 128,
     epochs: Annotated[float, typer.Option(help="epochs per stage")] = 1.0,
     batch_size: Annotated[int, typer.Option()] = 16,
     learning_rate: Annotated[float, typer.Option()] = 4e-5,

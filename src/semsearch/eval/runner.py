@@ -76,9 +76,9 @@ def ensure_index(dataset: EvalDataset, path: Path, settings: Settings,
         from semsearch.indexer.pipeline import Pipeline, TextChannel
 
         if encoder is None:
-            from semsearch.encoders.sbert import SentenceTransformerEncoder
+            from semsearch.encoders import make_text_encoder
 
-            encoder = SentenceTransformerEncoder(settings.text_encoder)
+            encoder = make_text_encoder(settings.text_encoder)
         t0 = time.perf_counter()
         with Index.create(path, settings) as idx:
             report = Pipeline(idx, [TextChannel(encoder, settings.text_encoder.doc_template)], settings).run(dataset.corpus_files)

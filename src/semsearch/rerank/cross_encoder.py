@@ -28,7 +28,7 @@ def load_cross_encoder(
     source: str | None,
     *,
     device: str = "cpu",
-    max_length: int = 192,
+    max_length: int = 128,
     backend: str = "torch",
     onnx_file: str | None = None,
     precision: str = "fp32",

@@ -53,7 +53,7 @@ class OnnxCrossEncoder:
     ONNX Runtime; scores are the sigmoid of the logit, as ``CrossEncoder.predict`` gives."""
 
     def __init__(self, model_dir: str | Path, *, file_name: str = "model_int8.onnx",
-                 max_length: int = 192, threads: int | None = None) -> None:
+                 max_length: int = 128, threads: int | None = None) -> None:
         try:
             import onnxruntime as ort
         except ImportError as e:

@@ -64,9 +64,9 @@ class Searcher:
     @property
     def encoder(self) -> TextEncoder:
         if self._encoder is None:
-            from semsearch.encoders.sbert import SentenceTransformerEncoder
+            from semsearch.encoders import make_text_encoder
 
-            self._encoder = SentenceTransformerEncoder(self.settings.text_encoder)
+            self._encoder = make_text_encoder(self.settings.text_encoder, for_queries=True)
             spec = self.index.manifest.channels.get("dense")
             if spec is not None and spec.encoder != self._encoder.name:
                 from semsearch.errors import IndexIncompatible

@@ -70,9 +70,9 @@ class IndexService:
             raise
 
     def _default_encoder(self) -> TextEncoder:
-        from semsearch.encoders.sbert import SentenceTransformerEncoder
+        from semsearch.encoders import make_text_encoder
 
-        enc = SentenceTransformerEncoder(self.settings.text_encoder)
+        enc = make_text_encoder(self.settings.text_encoder, for_queries=True)
         spec = self.index.manifest.channels.get("dense")
         if spec is not None and spec.encoder != enc.name:
             raise IndexIncompatible(

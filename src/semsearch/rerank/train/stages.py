@@ -28,7 +28,7 @@ class StageConfig:
     out: Path
     #: model to start from: a directory or hub name; None = the MiniLM backbone, fresh head
     base: str | None = None
-    max_length: int = 160
+    max_length: int = 128
     negatives: int = 3
     epochs: float = 1.0
     batch_size: int = 16
