@@ -18,6 +18,7 @@ from semsearch.config import Settings
 from semsearch.documents import Document
 from semsearch.images import hashing
 from semsearch.images.batch import ImageBatchLoader, Prepared, result_or_error
+from semsearch.indexer.pipeline import EncoderChannel
 
 HASH_VERSION = "v1"
 
@@ -27,21 +28,12 @@ def _reason(err: Exception) -> str:
     return f"[{kind}] {err}"
 
 
-class ClipImageChannel:
+class ClipImageChannel(EncoderChannel):
     name = "image"
-    backend = "faiss"
 
     def __init__(self, encoder, loader: ImageBatchLoader) -> None:  # noqa: ANN001 - ClipEncoder
-        self.encoder = encoder
+        super().__init__(encoder)
         self.loader = loader
-
-    @property
-    def encoder_name(self) -> str:
-        return self.encoder.name
-
-    @property
-    def dim(self) -> int:
-        return self.encoder.dim
 
     def applies(self, doc: Document) -> bool:
         return doc.image is not None

@@ -47,16 +47,13 @@ class ChannelEncoder(Protocol):
         ...
 
 
-class TextChannel:
-    """The ``dense`` channel: sentence embeddings of the document's title and text."""
+class EncoderChannel:
+    """What channels backed by one encoder share: its name (for the manifest) and dimension."""
 
-    name = "dense"
-    backend = "faiss"
+    backend = "faiss"  # the vector backend of a new channel
 
-    def __init__(self, encoder: TextEncoder, template: str = "{title} {text}", backend: str = "faiss") -> None:
+    def __init__(self, encoder: Any) -> None:  # a TextEncoder or ImageEncoder
         self.encoder = encoder
-        self.template = template
-        self.backend = backend  # the vector backend of a new channel: faiss or elasticsearch
 
     @property
     def encoder_name(self) -> str:
@@ -65,6 +62,17 @@ class TextChannel:
     @property
     def dim(self) -> int:
         return self.encoder.dim
+
+
+class TextChannel(EncoderChannel):
+    """The ``dense`` channel: sentence embeddings of the document's title and text."""
+
+    name = "dense"
+
+    def __init__(self, encoder: TextEncoder, template: str = "{title} {text}", backend: str = "faiss") -> None:
+        super().__init__(encoder)
+        self.template = template
+        self.backend = backend  # faiss or elasticsearch
 
     def applies(self, doc: Document) -> bool:
         return bool(doc.title.strip() or doc.text.strip())
