@@ -30,7 +30,7 @@ class TextEncoderSettings(_Section):
     #: how a document becomes the text that is embedded
     doc_template: str = "{title} {text}"
     #: "torch" = sentence-transformers; "onnx" = the same model exported once to ONNX and run
-    #: with ONNX Runtime on CPU (extra [onnx]). ``backend`` encodes documents in bulk (PyTorch is
+    #: with ONNX Runtime on CPU. ``backend`` encodes documents in bulk (PyTorch is
     #: a little faster on long batches); ``query_backend`` encodes search queries, where ONNX
     #: Runtime is ~3x faster per short query on 2 cores. "auto" = onnx on CPU when onnxruntime
     #: is installed (falling back to torch if the model cannot be exported), torch otherwise.
