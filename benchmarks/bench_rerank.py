@@ -35,6 +35,8 @@ CONFIGS = [  # name, backend, max_length, onnx file
     ("onnx fp32 @128", "onnx", 128, "model.onnx"),
     ("onnx int8 @128", "onnx", 128, "model_int8.onnx"),
     ("onnx int8 @96", "onnx", 96, "model_int8.onnx"),
+    ("onnx int8 @80", "onnx", 80, "model_int8.onnx"),
+    ("onnx int8 @64", "onnx", 64, "model_int8.onnx"),
 ]
 
 
@@ -44,7 +46,7 @@ def main() -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--dev-card", type=Path, required=True)
     ap.add_argument("--top", type=int, default=20)
-    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--out", type=Path, default=REPO / "bench-results" / "bench_rerank.json")
     a = ap.parse_args()
     import torch

@@ -72,6 +72,8 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=20)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--dev-card", type=Path, help="stage-2 training.json whose dev_qids pick the blend")
+    ap.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    ap.add_argument("--onnx-file", default="model_int8.onnx", help="with --backend onnx (exported if missing)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="first N test queries only (smoke runs)")
     ap.add_argument("--out", type=Path, default=REPO / "bench-results" / "rerank_scifact.json")
@@ -111,7 +113,12 @@ def main() -> None:
                                          "dev_ndcg@10": round(ndcg(dev_q, hybrid), 4) if dev_q else None}
         for spec in a.model:
             name, _, path = spec.partition("=")
-            rr = CrossEncoderReranker(RerankSettings(model=path, max_length=a.max_length, device="cpu", batch_size=64))
+            if a.backend == "onnx" and not (Path(path) / "onnx" / a.onnx_file).exists():
+                from semsearch.rerank.onnx import export_onnx
+
+                export_onnx(path)
+            rr = CrossEncoderReranker(RerankSettings(model=path, max_length=a.max_length, device="cpu", batch_size=64,
+                                                     backend=a.backend, onnx_file=a.onnx_file))
             docs = idx.get(sorted({f.id for fs in fused.values() for f in fs[: a.depth]}))
             t0 = time.perf_counter()
             ce = {}
@@ -127,6 +134,7 @@ def main() -> None:
             best = max(BLENDS, key=lambda b: per_blend[b]["dev"] or 0) if dev_q else 0.0
             results[name] = {
                 "model": path, "depth": a.depth, "max_length": a.max_length,
+                "backend": a.backend if a.backend == "torch" else f"onnx ({a.onnx_file})",
                 "test_ndcg@10_rerank_only": round(per_blend[0.0]["test"], 4),
                 "blend_chosen_on_dev": best,
                 "test_ndcg@10_blend": round(per_blend[best]["test"], 4),

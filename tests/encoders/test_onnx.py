@@ -122,3 +122,17 @@ def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert default_cache_dir() == type(tmp_path).home() / ".cache" / "semsearch" / "onnx"
     assert os.sep in str(default_cache_dir())
+
+
+def test_an_export_racing_a_finished_one_keeps_the_finished_one(onnx_encoder, tmp_path):
+    import shutil
+
+    from semsearch.encoders.onnx import export_text_encoder
+    from semsearch.encoders.sbert import default_model_path
+
+    done = tmp_path / "export"
+    shutil.copytree(onnx_encoder.export_dir, done)  # what another process renamed into place
+    before = {p.name: p.stat().st_mtime_ns for p in done.iterdir()}
+    assert export_text_encoder(default_model_path(), done) == done
+    assert {p.name: p.stat().st_mtime_ns for p in done.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no temporary directory left

@@ -101,10 +101,12 @@ def export_text_encoder(source: str, out_dir: Path) -> Path:
             "pad_token_id": int(tok.pad_token_id),
         }
         (tmp / _META).write_text(json.dumps(meta, indent=2))
-        if out_dir.exists():  # another process finished first: keep theirs
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, out_dir)
+        try:
+            os.rename(tmp, out_dir)
+        except OSError:
+            if not (out_dir / _META).exists():
+                raise
+            shutil.rmtree(tmp)  # another process finished the same export first: keep theirs
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
