@@ -46,6 +46,45 @@ def test_rerank_variants_use_the_reranker(tiny_eval):
         assert lengths == sorted(lengths)
 
 
+class LongestFirst(ShortestFirst):
+    def score(self, query, documents):  # noqa: ANN001, ANN201
+        return [float(len(d.text)) for d in documents]
+
+
+def test_named_rerankers_make_one_variant_each_and_each_uses_its_own(tiny_eval):
+    ds, idx, info, s, enc = tiny_eval
+    cfgs = resolve_configs(["lexical", "lexical+rerank:long"], s, rerankers=["short", "long"])
+    assert [c.name for c in cfgs] == ["lexical", "lexical+rerank:short", "lexical+rerank:long"]
+    assert cfgs[1].describe()["rerank"] == "short"
+    s.rerank.depth = 1000
+    res = evaluate(ds, idx, info, cfgs, s, encoder=enc, latency_queries=1,
+                   reranker={"short": ShortestFirst(), "long": LongestFirst()})
+    docs = idx.get([d for r in res.runs["lexical"].values() for d in r])
+    for qid in res.runs["lexical"]:
+        short = [len(docs[d].text) for d in res.runs["lexical+rerank:short"][qid]]
+        long_ = [len(docs[d].text) for d in res.runs["lexical+rerank:long"][qid]]
+        assert short == sorted(short) and long_ == sorted(long_, reverse=True)
+    res = evaluate(ds, idx, info, resolve_configs(["lexical+rerank:other"], s) + cfgs[:1], s, encoder=enc,
+                   latency_queries=1, reranker={"short": ShortestFirst()})
+    assert res.skipped == {"lexical+rerank:other": "no reranker named 'other' given (--reranker NAME=DIR; given: short)"}
+
+
+def test_reranker_specs_are_parsed_and_bad_ones_named(tmp_path):
+    from semsearch.eval.api import parse_rerankers
+
+    assert parse_rerankers(None) == {}
+    assert parse_rerankers(tmp_path) == {"": tmp_path}
+    assert parse_rerankers([f"s1={tmp_path}/a", f"s1+2={tmp_path}/b"]) == {"s1": tmp_path / "a", "s1+2": tmp_path / "b"}
+    with pytest.raises(BadInput, match="name each one"):
+        parse_rerankers([str(tmp_path), f"x={tmp_path}"])
+    with pytest.raises(BadInput, match="given twice"):
+        parse_rerankers([f"x={tmp_path}", f"x={tmp_path}"])
+    with pytest.raises(BadInput, match="NAME in NAME=DIR"):
+        parse_rerankers([f"a b={tmp_path}"])
+    with pytest.raises(BadInput, match=r"unknown eval config 'lexical\+rerankx'"):
+        resolve_configs(["lexical+rerankx"], Settings())
+
+
 def test_rerank_configs_are_skipped_without_a_reranker(tiny_eval):
     ds, idx, info, s, enc = tiny_eval
     res = evaluate(ds, idx, info, resolve_configs(["lexical", "dense+rerank"], s), s, encoder=enc, latency_queries=1)

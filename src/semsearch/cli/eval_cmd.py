@@ -17,7 +17,7 @@ def eval_cmd(
     configs: Annotated[str | None, typer.Option(help="comma-separated configs, e.g. lexical,dense,hybrid-rrf,hybrid-convex (default: all that apply)")] = None,
     index: Annotated[Path | None, typer.Option("--index", help="index to reuse (default OUT/index, built when missing)")] = None,
     tune_on: Annotated[str | None, typer.Option("--tune-on", help="split to choose fusion parameters on (e.g. train); never the reported split")] = None,
-    reranker: Annotated[Path | None, typer.Option("--reranker", help="trained reranker directory: adds +rerank variants")] = None,
+    reranker: Annotated[list[str] | None, typer.Option("--reranker", help="trained reranker directory: adds +rerank variants; repeat as NAME=DIR to compare several (+rerank:NAME)")] = None,
     baseline: Annotated[str | None, typer.Option(help="config the others are tested against (default: the first)")] = None,
     stat_test: Annotated[str, typer.Option("--stat-test", help="student (paired t-test) or fisher (randomisation)")] = "student",
     alpha: Annotated[float, typer.Option(help="significance level after Holm correction")] = 0.05,

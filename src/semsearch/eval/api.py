@@ -37,6 +37,27 @@ def load_reranker(path: Path, settings: Settings) -> Any:
     return CrossEncoderReranker(settings.rerank.model_copy(update={"model": str(path)}))
 
 
+def parse_rerankers(specs: Path | str | list[Path | str] | None) -> dict[str, Path]:
+    """``--reranker`` values: one ``DIR`` (configs ``X+rerank``) or several ``NAME=DIR``
+    (configs ``X+rerank:NAME``, an ablation of rerankers in one report)."""
+    if specs is None:
+        return {}
+    items = [specs] if isinstance(specs, (str, Path)) else list(specs)
+    out: dict[str, Path] = {}
+    for spec in items:
+        name, sep, path = str(spec).partition("=")
+        if not sep:
+            name, path = "", str(spec)
+        elif not name or not all(c.isalnum() or c in "-_.+" for c in name):
+            raise BadInput(f"--reranker {spec!r}: NAME in NAME=DIR must be letters, digits, '-', '_', '.' or '+'")
+        if name in out:
+            raise BadInput(f"--reranker {spec!r}: the name {name or '(unnamed)'!r} is given twice")
+        out[name] = Path(path)
+    if "" in out and len(out) > 1:
+        raise BadInput("several --reranker values: name each one (--reranker NAME=DIR)")
+    return out
+
+
 def run_eval(
     dataset_dir: Path,
     split: str,
@@ -46,7 +67,7 @@ def run_eval(
     configs: list[str] | None = None,
     index_dir: Path | None = None,
     tune_on: str | None = None,
-    reranker: Path | None = None,
+    reranker: Path | str | list[Path | str] | None = None,
     baseline: str | None = None,
     stat_test: str = "student",
     alpha: float = 0.05,
@@ -59,8 +80,9 @@ def run_eval(
         raise BadInput(f"--tune-on {tune_on!r} is the split being reported: tune on another split (e.g. train)")
     dataset = load_dataset(dataset_dir, split)
     names = configs or (DEFAULT_CAPTION_CONFIGS if dataset.kind == "captions" else DEFAULT_TEXT_CONFIGS)
-    rr = load_reranker(reranker, settings) if reranker else None
-    cfgs = resolve_configs(names, settings, rerank=rr is not None)
+    rr_paths = parse_rerankers(reranker)
+    rr = {name: load_reranker(p, settings) for name, p in rr_paths.items()}
+    cfgs = resolve_configs(names, settings, rerankers=list(rr))
     index, info = ensure_index(dataset, index_dir or Path(out) / "index", settings, encoder)
     try:
         tuning = None
@@ -73,14 +95,14 @@ def run_eval(
             train = load_dataset(dataset_dir, tune_on)
             tuning = tune_fusion(Searcher(index, settings, encoder=encoder), train)
             cfgs += tuned_configs(tuning)
-        result = evaluate(dataset, index, info, cfgs, settings, encoder=encoder, reranker=rr,
+        result = evaluate(dataset, index, info, cfgs, settings, encoder=encoder, reranker=rr or None,
                           baseline=baseline, stat_test=stat_test, alpha=alpha, tuning=tuning,
                           on_config=on_config, latency_queries=latency_queries)
     finally:
         index.close()
     paths = write_report(
         result, Path(out), settings=repro.settings_dump(settings), versions=repro.versions(),
-        models=repro.models(info.channels, settings, str(reranker) if reranker else None),
+        models=repro.models(info.channels, settings, {n: str(p) for n, p in rr_paths.items()}),
         command=command or repro.command_line(),
     )
     return EvalOutcome(result, paths)

@@ -30,6 +30,8 @@ class EvalConfig:
     #: "elasticsearch": query a separate Elasticsearch lexical index of the same documents
     lexical_backend: str | None = None
     rerank: bool = False
+    #: which reranker (a ``--reranker NAME=DIR`` name; "" = the only, unnamed one)
+    reranker: str = ""
     #: where the parameters came from ("settings", "tuned on train", ...)
     origin: str = "settings"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -44,7 +46,7 @@ class EvalConfig:
         if self.lexical_backend:
             d["lexical_backend"] = self.lexical_backend
         if self.rerank:
-            d["rerank"] = True
+            d["rerank"] = self.reranker or True
         return d
 
 
@@ -76,28 +78,41 @@ DEFAULT_TEXT_CONFIGS = ["lexical", "lexical-es", "dense", "hybrid-rrf", "hybrid-
 DEFAULT_CAPTION_CONFIGS = ["image-by-text"]
 
 
-def resolve_configs(names: list[str], settings: Settings, *, rerank: bool = False) -> list[EvalConfig]:
-    """Configs by name; with ``rerank`` every config also gets a ``+rerank`` variant."""
+def rerank_suffix(reranker: str) -> str:
+    """``+rerank`` for the unnamed reranker, ``+rerank:NAME`` for a named one."""
+    return RERANK_SUFFIX + (f":{reranker}" if reranker else "")
+
+
+def resolve_configs(names: list[str], settings: Settings, *, rerank: bool = False,
+                    rerankers: list[str] | None = None) -> list[EvalConfig]:
+    """Configs by name; every config also gets a ``+rerank`` variant with ``rerank``, or one
+    ``+rerank:NAME`` variant per name in ``rerankers`` (an ablation of several rerankers).
+    A name may itself end in ``+rerank`` or ``+rerank:NAME``."""
+    variants = list(rerankers) if rerankers is not None else ([""] if rerank else [])
+    wanted = {n.strip() for n in names}
     out: list[EvalConfig] = []
     for raw in names:
         name = raw.strip()
-        base = name.removesuffix(RERANK_SUFFIX)
-        if base not in CONFIGS:
-            raise BadInput(f"unknown eval config {name!r}; known: {', '.join(CONFIGS)} (each may end in {RERANK_SUFFIX})")
+        base, sep, which = name.partition(RERANK_SUFFIX)
+        if base not in CONFIGS or (sep and which and not which.startswith(":")):
+            raise BadInput(f"unknown eval config {name!r}; known: {', '.join(CONFIGS)} "
+                           f"(each may end in {RERANK_SUFFIX} or {RERANK_SUFFIX}:NAME)")
         cfg = CONFIGS[base](settings)
-        if name.endswith(RERANK_SUFFIX):
-            out.append(replace(cfg, name=name, rerank=True))
+        if sep:
+            out.append(replace(cfg, name=name, rerank=True, reranker=which.removeprefix(":")))
             continue
         out.append(cfg)
-        if rerank and not any(n.strip() == name + RERANK_SUFFIX for n in names):
-            out.append(replace(cfg, name=name + RERANK_SUFFIX, rerank=True))
+        for r in variants:
+            if name + rerank_suffix(r) not in wanted:
+                out.append(replace(cfg, name=name + rerank_suffix(r), rerank=True, reranker=r))
     if not out:
         raise BadInput("no eval configs given")
     return out
 
 
 def unavailable(cfg: EvalConfig, *, settings: Settings, channels: set[str], modes: set[str],
-                has_reranker: bool) -> str | None:
+                has_reranker: bool | set[str]) -> str | None:
+    """``has_reranker``: whether a reranker was given, or the names of those given."""
     """Why ``cfg`` cannot run here, or None when it can."""
     if cfg.lexical_backend == "elasticsearch":
         es_url_set = "url" in settings.lexical.elasticsearch.model_fields_set
@@ -116,4 +131,7 @@ def unavailable(cfg: EvalConfig, *, settings: Settings, channels: set[str], mode
         return f"the index has no {', '.join(sorted(missing))} channel (it has {sorted(channels) or 'none'})"
     if cfg.rerank and not has_reranker:
         return "no reranker given (--reranker DIR)"
+    if cfg.rerank and isinstance(has_reranker, set) and cfg.reranker not in has_reranker:
+        given = ", ".join(sorted(n or "(unnamed)" for n in has_reranker))
+        return f"no reranker named {cfg.reranker or '(unnamed)'!r} given (--reranker NAME=DIR; given: {given})"
     return None

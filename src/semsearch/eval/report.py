@@ -211,7 +211,7 @@ def write_report(result: EvalResult, out: Path, *, settings: dict[str, Any], ver
     paths = {"results": out / "results.json", "markdown": out / "report.md", "html": out / "report.html"}
     paths["results"].write_text(json.dumps(data, indent=2), encoding="utf-8")
     for name, run in result.runs.items():
-        write_trec_run(out / "runs" / f"{name}.trec", run, tag=name)
+        write_trec_run(out / "runs" / (name.replace(':', '@') + ".trec"), run, tag=name)  # ':' is not portable in file names
     svgs = {
         "metrics": charts.metric_bars(result.means, SUMMARY_METRICS),
         "recall": charts.recall_curve(result.recall_curve),

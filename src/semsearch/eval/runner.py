@@ -153,7 +153,7 @@ class _MemoEncoder:
         return np.stack([self._cache[t] for t in texts]) if texts else self.inner.encode(texts)
 
 
-def _search(searcher: Any, cfg: EvalConfig, texts: list[str], k: int, reranker: Any,
+def _search(searcher: Any, cfg: EvalConfig, texts: list[str], k: int,
             es: _EsLexical | None) -> list[list[tuple[str, float]]]:
     if es is not None:
         return [es.search(t, k) for t in texts]
@@ -162,7 +162,7 @@ def _search(searcher: Any, cfg: EvalConfig, texts: list[str], k: int, reranker: 
 
 
 def run_config(searcher: Any, cfg: EvalConfig, queries: dict[str, str], *, k: int = RUN_DEPTH,
-               reranker: Any = None, es: _EsLexical | None = None, batch: int = 256,
+               es: _EsLexical | None = None, batch: int = 256,
                timing_searcher: Any = None, latency_queries: int = LATENCY_QUERIES) -> tuple[Run, dict[str, float]]:
     """The run (queries searched in batches) and the latency of single queries: the first
     ``latency_queries`` queries searched one at a time with ``timing_searcher`` (query
@@ -170,7 +170,7 @@ def run_config(searcher: Any, cfg: EvalConfig, queries: dict[str, str], *, k: in
     qids, texts = list(queries), list(queries.values())
     ranked: list[list[tuple[str, float]]] = []
     for start in range(0, len(texts), batch):
-        ranked.extend(_search(searcher, cfg, texts[start : start + batch], k, reranker, es))
+        ranked.extend(_search(searcher, cfg, texts[start : start + batch], k, es))
     run: Run = {}
     for qid, hits in zip(qids, ranked, strict=True):
         d: dict[str, float] = {}
@@ -180,7 +180,7 @@ def run_config(searcher: Any, cfg: EvalConfig, queries: dict[str, str], *, k: in
     times: list[float] = []
     for text in texts[:latency_queries]:
         t0 = time.perf_counter()
-        _search(timing_searcher or searcher, cfg, [text], k, reranker, es)
+        _search(timing_searcher or searcher, cfg, [text], k, es)
         times.append(time.perf_counter() - t0)
     return run, _percentiles(times)
 
@@ -193,7 +193,7 @@ def evaluate(
     settings: Settings,
     *,
     encoder: TextEncoder | None = None,
-    reranker: Any = None,
+    reranker: Any = None,  # a Reranker, or {name: Reranker} for named +rerank:NAME configs
     baseline: str | None = None,
     stat_test: str = "student",
     alpha: float = 0.05,
@@ -204,12 +204,21 @@ def evaluate(
     from semsearch.search import engine
     from semsearch.search.engine import Searcher
 
-    timing = Searcher(index, settings, encoder=encoder, reranker=reranker)
-    searcher = (
-        Searcher(index, settings, encoder=_MemoEncoder(timing.encoder), reranker=reranker)
-        if "dense" in index.vectors
-        else timing
-    )
+    rerankers = reranker if isinstance(reranker, dict) else ({"": reranker} if reranker is not None else {})
+    timing = Searcher(index, settings, encoder=encoder)
+    memo = _MemoEncoder(timing.encoder) if "dense" in index.vectors else None
+    searchers: dict[str, tuple[Any, Any]] = {}
+
+    def searchers_for(cfg: EvalConfig) -> tuple[Any, Any]:
+        """(batch searcher, timing searcher) with the config's reranker; one pair per reranker."""
+        key = cfg.reranker if cfg.rerank else None
+        if key not in searchers:
+            rr = rerankers.get(key) if key is not None else None
+            t = timing if rr is None else Searcher(index, settings, encoder=timing.encoder, reranker=rr)
+            b = Searcher(index, settings, encoder=memo, reranker=rr) if memo is not None else t
+            searchers[key] = (b, t)
+        return searchers[key]
+
     result = EvalResult(dataset, configs, index_info, baseline="", tuning=tuning,
                         stat_test=stat_test, alpha=alpha)
     channels = set(index.vectors)
@@ -217,7 +226,7 @@ def evaluate(
     es = None
     for cfg in configs:
         why = unavailable(cfg, settings=settings, channels=channels, modes=modes,
-                          has_reranker=reranker is not None)
+                          has_reranker=set(rerankers))
         if why:
             logger.info("skipping %s: %s", cfg.name, why)
             result.skipped[cfg.name] = why
@@ -229,7 +238,8 @@ def evaluate(
                 logger.warning("skipping %s: %s", cfg.name, e)
                 result.skipped[cfg.name] = str(e)
                 continue
-        run, lat = run_config(searcher, cfg, dataset.queries, reranker=reranker, timing_searcher=timing,
+        searcher, timing_searcher = searchers_for(cfg)
+        run, lat = run_config(searcher, cfg, dataset.queries, timing_searcher=timing_searcher,
                               es=es if cfg.lexical_backend == "elasticsearch" else None,
                               latency_queries=latency_queries)
         result.runs[cfg.name] = run
