@@ -37,6 +37,7 @@ def test_rerank_variants_use_the_reranker(tiny_eval):
     cfgs = resolve_configs(["lexical", "hybrid-rrf"], s, rerank=True)
     assert [c.name for c in cfgs] == ["lexical", "lexical+rerank", "hybrid-rrf", "hybrid-rrf+rerank"]
     s.rerank.depth = 1000  # rerank every candidate of the tiny corpus
+    s.rerank.blend = 0.0  # and let the reranker alone order them
     res = evaluate(ds, idx, info, cfgs, s, encoder=enc, reranker=ShortestFirst(), latency_queries=2)
     assert list(res.runs) == [c.name for c in cfgs]
     docs = idx.get([d for r in res.runs["lexical"].values() for d in r])
@@ -56,7 +57,7 @@ def test_named_rerankers_make_one_variant_each_and_each_uses_its_own(tiny_eval):
     cfgs = resolve_configs(["lexical", "lexical+rerank:long"], s, rerankers=["short", "long"])
     assert [c.name for c in cfgs] == ["lexical", "lexical+rerank:short", "lexical+rerank:long"]
     assert cfgs[1].describe()["rerank"] == "short"
-    s.rerank.depth = 1000
+    s.rerank.depth, s.rerank.blend = 1000, 0.0
     res = evaluate(ds, idx, info, cfgs, s, encoder=enc, latency_queries=1,
                    reranker={"short": ShortestFirst(), "long": LongestFirst()})
     docs = idx.get([d for r in res.runs["lexical"].values() for d in r])

@@ -19,6 +19,7 @@ def reranker(fresh_cross_encoder):
 
 
 def test_rerank_orders_by_cross_encoder_and_keeps_explanations(tiny_index, minilm, settings, reranker) -> None:
+    settings.rerank.blend = 0.0  # the cross-encoder alone orders the top N
     s = Searcher(tiny_index, settings, encoder=minilm, reranker=reranker)
     plain = s.search("sunlight energy", k=12, mode="hybrid")
     rr = s.search("sunlight energy", k=12, mode="hybrid", rerank=True, rerank_depth=6)
