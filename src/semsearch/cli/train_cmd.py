@@ -65,5 +65,8 @@ def train_reranker_cmd(
         out.print(f"stage {c['stage']}: {c['counts']['train_pairs']} pairs, dev nDCG@10 "
                   f"{m['dev_ndcg@10_before']} -> {m['dev_ndcg@10_best']}")
     pairs = sum(c["counts"]["train_pairs"] for c in cards)
-    out.print(f"trained {pairs} pairs in {secs:.0f} s ({pairs / secs:.1f} pairs/s); "
+    # pairs passed through the model: steps x batch, at most every pair once per epoch
+    seen = sum(min(c["metrics"].get("steps", 0) * batch_size, c["counts"]["train_pairs"] * epochs) for c in cards)
+    out.print(f"trained {pairs} pairs ({seen:.0f} seen over up to {epochs:g} epoch(s)) in {secs:.0f} s ({seen / secs:.1f} pairs/s, "
+              "mining and dev evaluation included); "
               f"model: {out_dir / ('stage' + str(cards[-1]['stage']))}")
