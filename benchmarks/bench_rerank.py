@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from eval_rerank_scifact import DATA, load_qrels, ndcg  # noqa: E402
+from eval_rerank_scifact import DATA, ndcg  # noqa: E402
 
 CONFIGS = [  # name, backend, max_length, onnx file
     ("torch fp32 @256", "torch", 256, None),
@@ -53,7 +53,7 @@ def main() -> None:
     from sentence_transformers import CrossEncoder
 
     from semsearch.config import RerankSettings, Settings
-    from semsearch.eval.datasets import read_beir_queries
+    from semsearch.eval.datasets import read_beir_queries, read_qrels
     from semsearch.indexer.index import Index
     from semsearch.rerank.cross_encoder import CrossEncoderReranker
     from semsearch.rerank.onnx import export_onnx
@@ -62,9 +62,9 @@ def main() -> None:
     if not (Path(a.model) / "onnx" / "model_int8.onnx").exists():
         export_onnx(a.model)
     texts = read_beir_queries(DATA / "queries.jsonl")
-    train_q = load_qrels(DATA / "qrels" / "train.tsv")
+    train_q = read_qrels(DATA / "qrels" / "train.tsv")
     dev = {q: train_q[q] for q in json.loads(a.dev_card.read_text())["dev_qids"]}
-    test_ids = list(load_qrels(DATA / "qrels" / "test.tsv"))[: a.reps]
+    test_ids = list(read_qrels(DATA / "qrels" / "test.tsv"))[: a.reps]
     settings = Settings(no_progress=True)
     settings.text_encoder.device = "cpu"
     with Index.open(a.index, settings) as idx:

@@ -24,16 +24,6 @@ DATA = Path(os.environ.get("SEMSEARCH_SCIFACT", REPO.parent / "shared" / "data" 
 BLENDS = [round(0.1 * i, 1) for i in range(11)]
 
 
-def load_qrels(path: Path) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for n, line in enumerate(path.read_text().splitlines()):
-        p = line.split("\t")
-        if n == 0 and not p[-1].isdigit():
-            continue
-        out.setdefault(p[0], {})[p[1]] = int(p[2])
-    return out
-
-
 def ndcg(qrels: dict, run: dict) -> float:
     from ranx import Qrels, Run, evaluate
 
@@ -83,16 +73,16 @@ def main() -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     from semsearch.config import RerankSettings, Settings
-    from semsearch.eval.datasets import read_beir_queries
+    from semsearch.eval.datasets import read_beir_queries, read_qrels
     from semsearch.indexer.index import Index
     from semsearch.rerank.cross_encoder import CrossEncoderReranker
     from semsearch.search import Searcher
 
     texts = read_beir_queries(DATA / "queries.jsonl")
-    test_q = load_qrels(DATA / "qrels" / "test.tsv")
+    test_q = read_qrels(DATA / "qrels" / "test.tsv")
     if a.limit:
         test_q = dict(list(test_q.items())[: a.limit])
-    train_q = load_qrels(DATA / "qrels" / "train.tsv")
+    train_q = read_qrels(DATA / "qrels" / "train.tsv")
     dev_ids = json.loads(a.dev_card.read_text())["dev_qids"] if a.dev_card else []
     dev_q = {q: train_q[q] for q in dev_ids}
     settings = Settings(no_progress=True)

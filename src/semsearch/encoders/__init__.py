@@ -21,7 +21,7 @@ def make_text_encoder(settings: TextEncoderSettings, *, for_queries: bool = Fals
     if backend == "auto":
         from semsearch.encoders.sbert import resolve_device
 
-        on_cpu = settings.device == "cpu" or (settings.device == "auto" and resolve_device("auto") == "cpu")
+        on_cpu = resolve_device(settings.device) == "cpu"
         fallback = on_cpu and importlib.util.find_spec("onnxruntime") is not None
         backend = "onnx" if fallback else "torch"
     if backend == "onnx":

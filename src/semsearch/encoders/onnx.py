@@ -26,12 +26,22 @@ import numpy as np
 from semsearch.config import TextEncoderSettings
 from semsearch.encoders.base import l2_normalize
 from semsearch.encoders.sbert import DEFAULT_MODEL_NAME, default_model_path
-from semsearch.errors import BadInput, MissingExtra
+from semsearch.errors import BadInput, require
 
 logger = logging.getLogger(__name__)
 
 EXPORT_FORMAT = 1
 _META = "semsearch-onnx.json"
+
+
+def cpu_session(path: Path, threads: int | None = None):  # noqa: ANN201 - an onnxruntime.InferenceSession
+    """An ONNX Runtime CPU session for ``path`` (``threads`` intra-op threads; None = ORT's default).
+    Shared by the text encoder and the ONNX reranker (``rerank/onnx.py``)."""
+    ort = require("onnxruntime", "onnx")
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def default_cache_dir() -> Path:
@@ -132,20 +142,22 @@ class OnnxTextEncoder:
         return self.settings.model or DEFAULT_MODEL_NAME
 
     @property
+    def source(self) -> str:
+        """The configured model, or the bundled MiniLM's local path."""
+        return self.settings.model or default_model_path()
+
+    @property
     def export_dir(self) -> Path:
-        source = self.settings.model or default_model_path()
         root = self.settings.onnx_dir or default_cache_dir()
-        return Path(root) / _model_key(source)
+        return Path(root) / _model_key(self.source)
 
     def _load(self) -> None:
-        try:
-            import onnxruntime as ort
-            from tokenizers import Tokenizer
-        except ImportError as e:
-            raise MissingExtra("onnxruntime", "onnx") from e
+        from tokenizers import Tokenizer
+
+        require("onnxruntime", "onnx")  # before an export that would be of no use
         d = self.export_dir
         if not (d / _META).exists():
-            export_text_encoder(self.settings.model or default_model_path(), d)
+            export_text_encoder(self.source, d)
         meta = json.loads((d / _META).read_text())
         if meta.get("format") != EXPORT_FORMAT:
             raise BadInput(f"ONNX export at {d} has format {meta.get('format')}, expected {EXPORT_FORMAT}; delete it")
@@ -153,10 +165,7 @@ class OnnxTextEncoder:
         max_len = self.settings.max_seq_length or meta["max_seq_length"]
         tok.enable_truncation(max_length=max_len)
         tok.enable_padding(pad_id=meta["pad_token_id"], pad_token=meta["pad_token"])
-        opts = ort.SessionOptions()
-        if self.settings.onnx_threads:
-            opts.intra_op_num_threads = self.settings.onnx_threads
-        self._session = ort.InferenceSession(str(d / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+        self._session = cpu_session(d / "model.onnx", self.settings.onnx_threads)
         self._tokenizer, self._meta = tok, meta
         logger.info("text encoder %s on ONNX Runtime from %s", self.name, d)
 

@@ -111,9 +111,9 @@ def resolve_configs(names: list[str], settings: Settings, *, rerank: bool = Fals
 
 
 def unavailable(cfg: EvalConfig, *, settings: Settings, channels: set[str], modes: set[str],
-                has_reranker: bool | set[str]) -> str | None:
-    """``has_reranker``: whether a reranker was given, or the names of those given."""
-    """Why ``cfg`` cannot run here, or None when it can."""
+                rerankers: set[str]) -> str | None:
+    """Why ``cfg`` cannot run here, or None when it can. ``rerankers``: the names of the
+    rerankers given ("" = the only, unnamed one)."""
     if cfg.lexical_backend == "elasticsearch":
         es_url_set = "url" in settings.lexical.elasticsearch.model_fields_set
         if settings.lexical.backend != "elasticsearch" and not es_url_set:
@@ -129,9 +129,9 @@ def unavailable(cfg: EvalConfig, *, settings: Settings, channels: set[str], mode
     missing = needed - channels
     if missing:
         return f"the index has no {', '.join(sorted(missing))} channel (it has {sorted(channels) or 'none'})"
-    if cfg.rerank and not has_reranker:
+    if cfg.rerank and not rerankers:
         return "no reranker given (--reranker DIR)"
-    if cfg.rerank and isinstance(has_reranker, set) and cfg.reranker not in has_reranker:
-        given = ", ".join(sorted(n or "(unnamed)" for n in has_reranker))
+    if cfg.rerank and cfg.reranker not in rerankers:
+        given = ", ".join(sorted(n or "(unnamed)" for n in rerankers))
         return f"no reranker named {cfg.reranker or '(unnamed)'!r} given (--reranker NAME=DIR; given: {given})"
     return None

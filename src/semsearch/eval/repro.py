@@ -55,14 +55,14 @@ def file_hashes(path: Path) -> dict[str, str]:
     return out
 
 
-def models(channels: dict[str, str], settings: Settings, reranker: str | dict[str, str] | None = None) -> dict[str, Any]:
-    """Model names, paths and weight hashes; ``reranker``: a path, or {name: path} for several."""
+def models(channels: dict[str, str], settings: Settings, rerankers: dict[str, str] | None = None) -> dict[str, Any]:
+    """Model names, paths and weight hashes; ``rerankers``: {name: path} ("" = unnamed)."""
     out: dict[str, Any] = {}
     for channel, name in channels.items():
         p = model_path(name, settings) if channel == "dense" else (Path(name) if Path(name).exists() else None)
         out[channel] = {"name": name, "path": str(p) if p else None,
                         "sha256": file_hashes(p) if p else "not a local path: not hashed"}
-    for name, path in (reranker.items() if isinstance(reranker, dict) else [("", reranker)] if reranker else []):
+    for name, path in (rerankers or {}).items():
         p = Path(path)
         out["reranker" + (f":{name}" if name else "")] = {
             "name": str(path), "path": str(p), "sha256": file_hashes(p) if p.exists() else {}}

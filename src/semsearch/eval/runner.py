@@ -226,7 +226,7 @@ def evaluate(
     es = None
     for cfg in configs:
         why = unavailable(cfg, settings=settings, channels=channels, modes=modes,
-                          has_reranker=set(rerankers))
+                          rerankers=set(rerankers))
         if why:
             logger.info("skipping %s: %s", cfg.name, why)
             result.skipped[cfg.name] = why

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from semsearch.errors import BadInput, MissingExtra
+from semsearch.errors import BadInput
 
 logger = logging.getLogger(__name__)
 
@@ -54,19 +54,14 @@ class OnnxCrossEncoder:
 
     def __init__(self, model_dir: str | Path, *, file_name: str = "model_int8.onnx",
                  max_length: int = 128, threads: int | None = None) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as e:
-            raise MissingExtra("onnxruntime", "onnx") from e
         from transformers import AutoTokenizer
+
+        from semsearch.encoders.onnx import cpu_session
 
         path = Path(model_dir) / "onnx" / file_name
         if not path.exists():
             raise BadInput(f"{path} does not exist; run semsearch.rerank.onnx.export_onnx({str(model_dir)!r}) first")
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(path, threads)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.max_length = max_length
 
