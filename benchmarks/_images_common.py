@@ -7,6 +7,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SEMSEARCH_FLICKR500", REPO / ".." / "shared" / "data" / "flickr500"))
@@ -15,6 +16,25 @@ RESULTS = REPO / "bench-results"
 TRANSFORMS = [
     "resize50", "jpeg30", "crop10", "bright+20", "bright-20", "grayscale", "hflip", "rotate5", "text",
 ]
+
+
+def hash_files(files: list[Path], *, workers: int = 2, fast_decode: bool = False) -> dict[str, Any]:
+    """Ours, as `semsearch index` runs it: the ImageBatchLoader's worker threads decode and
+    resize, then pHash, dHash and the mirrored pHash are computed for the whole batch."""
+    from semsearch.config import ImageSettings
+    from semsearch.documents import Document
+    from semsearch.images import hashing
+    from semsearch.images.batch import ImageBatchLoader
+
+    roots = sorted({f.resolve().parent for f in files})
+    loader = ImageBatchLoader(ImageSettings(workers=workers, fast_decode=fast_decode), roots=roots)
+    try:
+        docs = [Document(id=str(i), image=str(f)) for i, f in enumerate(files)]
+        inputs = [fut.result().hashes for fut in loader.futures(docs)]
+    finally:
+        loader.close()
+    return {"phash": hashing.compute("phash", inputs), "phash_mirror": hashing.compute("phash", inputs, mirrored=True),
+            "dhash": hashing.compute("dhash", inputs)}
 
 
 def originals(limit: int | None = None) -> list[Path]:

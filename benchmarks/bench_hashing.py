@@ -1,7 +1,8 @@
 """Hashing throughput (images/s) on the same files: ours vs ImageHash vs imagededup.
 
 Every method starts from the file path and ends with the hashes. Ours computes pHash +
-dHash + mirrored pHash (decode and resize in a thread pool, the hash maths batched in numpy);
+dHash + mirrored pHash through the indexer's own ImageBatchLoader (decode and resize in its
+worker threads, the hash maths batched in numpy);
 ImageHash computes pHash + dHash per image (Image.open once, both hashes), single-threaded as
 usually called and in a 2-thread pool; imagededup computes its PHash only (encode_images,
 which uses its own multiprocessing pool of cpu_count workers, and a per-file loop).
@@ -21,18 +22,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _images_common import DATA, machine, originals, save  # noqa: E402
-
-from semsearch.images import hashing  # noqa: E402
-from semsearch.images.batch import FAST_DECODE_SIDE  # noqa: E402
-from semsearch.images.io import load_image  # noqa: E402
+from _images_common import DATA, hash_files, machine, originals, save  # noqa: E402
 
 
-def ours(files, workers: int, draft: int | None = None):
-    with ThreadPoolExecutor(workers) as pool:
-        inputs = list(pool.map(lambda f: hashing.hash_inputs(load_image(f, draft=draft)), files))
-    return [hashing.compute("phash", inputs), hashing.compute("dhash", inputs),
-            hashing.compute("phash", inputs, mirrored=True)]
+def ours(files, workers: int, fast_decode: bool = False):
+    return hash_files(files, workers=workers, fast_decode=fast_decode)
 
 
 def imagehash_one(f):
@@ -88,8 +82,8 @@ def main() -> None:
     methods = {
         "ours (2 threads, phash+dhash+mirror)": lambda: ours(files, 2),
         "ours (1 thread, phash+dhash+mirror)": lambda: ours(files, 1),
-        "ours fast_decode (2 threads)": lambda: ours(files, 2, FAST_DECODE_SIDE),
-        "ours fast_decode (1 thread)": lambda: ours(files, 1, FAST_DECODE_SIDE),
+        "ours fast_decode (2 threads)": lambda: ours(files, 2, fast_decode=True),
+        "ours fast_decode (1 thread)": lambda: ours(files, 1, fast_decode=True),
         "imagehash loop (phash+dhash)": lambda: imagehash_loop(files),
         "imagehash 2 threads (phash+dhash)": lambda: imagehash_pool(files),
         "imagehash loop (phash+dhash+mirror)": lambda: imagehash_same_outputs(files),

@@ -22,22 +22,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _images_common import RESULTS, TRANSFORMS, machine, make_variants, originals, save  # noqa: E402
+from _images_common import RESULTS, TRANSFORMS, hash_files, machine, make_variants, originals, save  # noqa: E402
 
 from semsearch.images import hashing  # noqa: E402
-from semsearch.images.io import load_image  # noqa: E402
 
 
 def our_hashes(files: list[Path]) -> dict[str, np.ndarray]:
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(2) as pool:
-        inputs = list(pool.map(lambda f: hashing.hash_inputs(load_image(f)), files))
-    return {
-        "phash": hashing.compute("phash", inputs),
-        "phash_mirror": hashing.compute("phash", inputs, mirrored=True),
-        "dhash": hashing.compute("dhash", inputs),
-    }
+    return hash_files(files)
 
 
 def imagededup_hashes(files: list[Path]) -> np.ndarray:

@@ -20,6 +20,7 @@ from semsearch.config import ImageSettings
 from semsearch.documents import Document
 from semsearch.images.hashing import HashInputs, hash_inputs
 from semsearch.images.io import ImageError, load_image, resolve_image_path
+from semsearch.images.resample import NumpyBlasThreads
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class ImageBatchLoader:
         self.roots = list(roots or self.settings.roots or [Path.cwd()])
         self.clip_preprocess = clip_preprocess
         self._pool: ThreadPoolExecutor | None = None
+        self._blas = NumpyBlasThreads(1)  # the workers are the parallelism (see resample.py)
         self._batch: dict[tuple[str, str], Future[Prepared]] = {}
 
     def _prepare_one(self, image: str) -> Prepared:
@@ -60,6 +62,7 @@ class ImageBatchLoader:
     def futures(self, docs: Sequence[Document]) -> list[Future[Prepared]]:
         """One future per doc (same order); reused across channels for the same batch."""
         if self._pool is None:
+            self._blas.__enter__()
             self._pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="semsearch-img")
         batch = {}
         for d in docs:
@@ -74,6 +77,7 @@ class ImageBatchLoader:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+            self._blas.__exit__(None, None, None)
         self._batch = {}
 
 

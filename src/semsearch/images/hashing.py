@@ -1,8 +1,9 @@
 """64-bit perceptual hashes (pHash, dHash), vectorised over batches.
 
-Per image only the two Pillow steps that must match ImageHash run (greyscale conversion and
-a LANCZOS resize to 32x32 and 9x8, in C, in worker threads); the DCT, the medians, the
-comparisons and the bit packing run once per batch in numpy/scipy.
+Per image: Pillow's greyscale conversion, then the LANCZOS resizes to 32x32 and 9x8 as
+matrix products that reproduce Pillow's byte for byte (:mod:`semsearch.images.resample`,
+about 3x faster than Pillow's two resize calls); the DCT, the medians, the comparisons and
+the bit packing run once per batch in numpy/scipy.
 
 Bit-identical to ``imagehash.phash``/``imagehash.dhash`` given the same PIL image (tested):
 pHash = ``scipy.fftpack`` DCT-II of the 32x32 grey pixels along rows then columns, the top
@@ -38,11 +39,9 @@ class HashInputs:
 
 
 def hash_inputs(img: Image.Image) -> HashInputs:
-    from PIL import Image
+    from semsearch.images.resample import resize_grey
 
-    g = img.convert("L")
-    p32 = np.asarray(g.resize((PHASH_SIZE, PHASH_SIZE), Image.Resampling.LANCZOS))
-    d98 = np.asarray(g.resize((9, 8), Image.Resampling.LANCZOS))
+    p32, d98 = resize_grey(np.asarray(img.convert("L")), [(PHASH_SIZE, PHASH_SIZE), (9, 8)])
     return HashInputs(p32, d98)
 
 
