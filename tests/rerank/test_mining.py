@@ -82,3 +82,32 @@ def test_dev_split_holds_out_whole_queries() -> None:
     ex = [Example(qid=str(i), query=str(i), positives=["d"]) for i in range(50)]
     train, dev = split_dev(ex, 0.1, max_dev=100, seed=3)
     assert len(dev) == 5 and not {e.qid for e in train} & {e.qid for e in dev}
+
+
+def test_false_negative_filter_is_stage_1_only_by_default(tiny_index, tmp_path, monkeypatch) -> None:
+    """train_reranker filters stage 1's mined negatives (fn_ratio) but not stage 2's judged
+    ones unless stage2_fn_ratio is given; the card says which."""
+    from semsearch.rerank.train import runner
+    from semsearch.rerank.train.stages import StageConfig
+
+    qdir = tmp_path / "beir"
+    qdir.mkdir()
+    (qdir / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "plants use sunlight to make sugar"}) + "\n")
+    (qdir / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td3\t1\n")
+    seen = []
+
+    def fake_train(cfg, train, dev, searcher, *, resume):  # noqa: ANN001 - training is not under test
+        seen.append((cfg.stage, cfg.data["hard_negatives"]))
+        return {"stage": cfg.stage}
+
+    monkeypatch.setattr(runner, "train_stage", fake_train)
+    monkeypatch.setattr(runner, "split_dev", lambda ex, *a, **k: (ex, []))
+    kw = dict(stage="both", settings=tiny_index.settings, config=StageConfig(stage=0, out=tmp_path),
+              stage1_sample=4, queries=qdir / "queries.jsonl", qrels=qdir / "qrels.tsv")
+    runner.train_reranker(tiny_index.path, tmp_path / "o", fn_ratio=0.5, **kw)
+    assert [s for s, _ in seen] == [1, 2]
+    assert "filter: dense similarity >= 0.5" in seen[0][1] and "no false-negative filter" in seen[1][1]
+    seen.clear()
+    runner.train_reranker(tiny_index.path, tmp_path / "o", fn_ratio=0.5, stage2_fn_ratio=0.6, stage="2",
+                          **{k: v for k, v in kw.items() if k != "stage"})
+    assert "filter: dense similarity >= 0.6" in seen[0][1]

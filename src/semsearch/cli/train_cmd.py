@@ -28,7 +28,9 @@ def train_reranker_cmd(
     learning_rate: Annotated[float, typer.Option()] = 4e-5,
     eval_steps: Annotated[int | None, typer.Option(help="evaluate/checkpoint every N steps")] = None,
     patience: Annotated[int, typer.Option(help="early stopping: evaluations without gain")] = 3,
-    fn_ratio: Annotated[float, typer.Option(help="false-negative filter ratio")] = 0.95,
+    fn_ratio: Annotated[float, typer.Option(help="stage 1: false-negative filter ratio")] = 0.95,
+    stage2_fn_ratio: Annotated[float | None, typer.Option(
+        help="stage 2: false-negative filter ratio (default: off, qrels are judged)")] = None,
     max_dev: Annotated[int, typer.Option(help="dev queries held out per stage")] = 100,
     dev_depth: Annotated[int, typer.Option(help="dev: rerank the engine's top-N")] = 20,
     seed: Annotated[int, typer.Option()] = 12,
@@ -56,7 +58,8 @@ def train_reranker_cmd(
     with errors_to_exit():
         cards = train_reranker(
             index, out_dir, stage=stage, settings=settings, config=cfg,  # type: ignore[arg-type]
-            stage1_sample=stage1_sample, fn_ratio=fn_ratio, queries=queries, qrels=qrels,
+            stage1_sample=stage1_sample, fn_ratio=fn_ratio, stage2_fn_ratio=stage2_fn_ratio,
+            queries=queries, qrels=qrels,
             weak_pairs=weak_pairs, max_pairs=max_pairs, max_dev=max_dev, resume=resume,
         )
     secs = time.perf_counter() - t0
