@@ -23,7 +23,8 @@ def train_reranker_cmd(
     max_pairs: Annotated[int | None, typer.Option(help="cap on training pairs per stage")] = None,
     negatives: Annotated[int, typer.Option(help="hard negatives per query")] = 3,
     max_length: Annotated[int, typer.Option(help="tokens of query + document")] = 128,
-    epochs: Annotated[float, typer.Option(help="epochs per stage")] = 1.0,
+    epochs: Annotated[float, typer.Option(help="stage 1 epochs")] = 1.0,
+    stage2_epochs: Annotated[float, typer.Option(help="stage 2 epochs (small data: more passes)")] = 3.0,
     batch_size: Annotated[int, typer.Option()] = 16,
     learning_rate: Annotated[float, typer.Option()] = 4e-5,
     eval_steps: Annotated[int | None, typer.Option(help="evaluate/checkpoint every N steps")] = None,
@@ -59,6 +60,7 @@ def train_reranker_cmd(
         cards = train_reranker(
             index, out_dir, stage=stage, settings=settings, config=cfg,  # type: ignore[arg-type]
             stage1_sample=stage1_sample, fn_ratio=fn_ratio, stage2_fn_ratio=stage2_fn_ratio,
+            stage2_epochs=stage2_epochs,
             queries=queries, qrels=qrels,
             weak_pairs=weak_pairs, max_pairs=max_pairs, max_dev=max_dev, resume=resume,
         )
@@ -69,7 +71,8 @@ def train_reranker_cmd(
                   f"{m['dev_ndcg@10_before']} -> {m['dev_ndcg@10_best']}")
     pairs = sum(c["counts"]["train_pairs"] for c in cards)
     # pairs passed through the model: steps x batch, at most every pair once per epoch
-    seen = sum(min(c["metrics"].get("steps", 0) * batch_size, c["counts"]["train_pairs"] * epochs) for c in cards)
-    out.print(f"trained {pairs} pairs ({seen:.0f} seen over up to {epochs:g} epoch(s)) in {secs:.0f} s ({seen / secs:.1f} pairs/s, "
+    seen = sum(min(c["metrics"].get("steps", 0) * batch_size,
+                   c["counts"]["train_pairs"] * c["hyperparameters"]["epochs"]) for c in cards)
+    out.print(f"trained {pairs} pairs ({seen:.0f} seen) in {secs:.0f} s ({seen / secs:.1f} pairs/s, "
               "mining and dev evaluation included); "
               f"model: {out_dir / ('stage' + str(cards[-1]['stage']))}")
