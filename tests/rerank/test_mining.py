@@ -86,7 +86,8 @@ def test_dev_split_holds_out_whole_queries() -> None:
 
 def test_per_stage_filter_and_epochs(tiny_index, tmp_path, monkeypatch) -> None:
     """train_reranker filters stage 1's mined negatives (fn_ratio) but not stage 2's judged
-    ones unless stage2_fn_ratio is given (the card says which); stage2_epochs is stage 2's."""
+    ones unless stage2_fn_ratio is given (the card says which); stage2_epochs and
+    stage2_negatives are stage 2's."""
     from semsearch.rerank.train import runner
     from semsearch.rerank.train.stages import StageConfig
 
@@ -97,15 +98,16 @@ def test_per_stage_filter_and_epochs(tiny_index, tmp_path, monkeypatch) -> None:
     seen = []
 
     def fake_train(cfg, train, dev, searcher, *, resume):  # noqa: ANN001 - training is not under test
-        seen.append((cfg.stage, cfg.data["hard_negatives"], cfg.epochs))
+        seen.append((cfg.stage, cfg.data["hard_negatives"], (cfg.epochs, cfg.negatives)))
         return {"stage": cfg.stage}
 
     monkeypatch.setattr(runner, "train_stage", fake_train)
     monkeypatch.setattr(runner, "split_dev", lambda ex, *a, **k: (ex, []))
     kw = dict(stage="both", settings=tiny_index.settings, config=StageConfig(stage=0, out=tmp_path),
               stage1_sample=4, queries=qdir / "queries.jsonl", qrels=qdir / "qrels.tsv")
-    runner.train_reranker(tiny_index.path, tmp_path / "o", fn_ratio=0.5, stage2_epochs=3.0, **kw)
-    assert [(s, e) for s, _, e in seen] == [(1, 1.0), (2, 3.0)]
+    runner.train_reranker(tiny_index.path, tmp_path / "o", fn_ratio=0.5, stage2_epochs=3.0, stage2_negatives=7, **kw)
+    assert [(s, e) for s, _, e in seen] == [(1, (1.0, 3)), (2, (3.0, 7))]
+    assert seen[0][1].startswith("3/query") and seen[1][1].startswith("7/query")
     assert "filter: dense similarity >= 0.5" in seen[0][1] and "no false-negative filter" in seen[1][1]
     seen.clear()
     runner.train_reranker(tiny_index.path, tmp_path / "o", fn_ratio=0.5, stage2_fn_ratio=0.6, stage="2",

@@ -21,7 +21,8 @@ def train_reranker_cmd(
     base: Annotated[str | None, typer.Option(help="start from this cross-encoder (default: MiniLM backbone)")] = None,
     stage1_sample: Annotated[int, typer.Option(help="stage 1: pseudo-queries to mine")] = 2000,
     max_pairs: Annotated[int | None, typer.Option(help="cap on training pairs per stage")] = None,
-    negatives: Annotated[int, typer.Option(help="hard negatives per query")] = 3,
+    negatives: Annotated[int, typer.Option(help="stage 1: hard negatives per query")] = 3,
+    stage2_negatives: Annotated[int, typer.Option(help="stage 2: hard negatives per query")] = 7,
     max_length: Annotated[int, typer.Option(help="tokens of query + document")] = 128,
     epochs: Annotated[float, typer.Option(help="stage 1 epochs")] = 1.0,
     stage2_epochs: Annotated[float, typer.Option(help="stage 2 epochs (small data: more passes)")] = 3.0,
@@ -60,7 +61,7 @@ def train_reranker_cmd(
         cards = train_reranker(
             index, out_dir, stage=stage, settings=settings, config=cfg,  # type: ignore[arg-type]
             stage1_sample=stage1_sample, fn_ratio=fn_ratio, stage2_fn_ratio=stage2_fn_ratio,
-            stage2_epochs=stage2_epochs,
+            stage2_epochs=stage2_epochs, stage2_negatives=stage2_negatives,
             queries=queries, qrels=qrels,
             weak_pairs=weak_pairs, max_pairs=max_pairs, max_dev=max_dev, resume=resume,
         )

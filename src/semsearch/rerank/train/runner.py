@@ -66,6 +66,7 @@ def train_reranker(
     index_path: Path, out: Path, *, stage: Literal["1", "2", "both"], settings: Settings,
     config: StageConfig, stage1_sample: int = 2000, fn_ratio: float | None = 0.95,
     stage2_fn_ratio: float | None = None, stage2_epochs: float | None = None,
+    stage2_negatives: int | None = None,
     queries: Path | None = None, qrels: Path | None = None, weak_pairs: Path | None = None,
     max_pairs: int | None = None, dev_fraction: float = 0.1, max_dev: int = 100,
     resume: bool = False,
@@ -89,6 +90,8 @@ def train_reranker(
             cfg = dataclasses.replace(config, stage=n, out=out / f"stage{n}", base=base)
             if n == 2 and stage2_epochs is not None:
                 cfg.epochs = stage2_epochs
+            if n == 2 and stage2_negatives is not None:
+                cfg.negatives = stage2_negatives
             examples, data = stage_examples(
                 n, searcher, cfg, sample=stage1_sample, fn_ratio=fn_ratio if n == 1 else stage2_fn_ratio,
                 queries=queries, qrels=qrels, weak_pairs=weak_pairs,
