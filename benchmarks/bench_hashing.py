@@ -25,10 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _images_common import DATA, hash_files, machine, originals, save  # noqa: E402
 
 
-def ours(files, workers: int, fast_decode: bool = False):
-    return hash_files(files, workers=workers, fast_decode=fast_decode)
-
-
 def imagehash_one(f):
     import imagehash
     from PIL import Image
@@ -80,10 +76,10 @@ def main() -> None:
     if args.limit:  # imagededup_dir hashes the whole directory
         print("note: imagededup encode_images always hashes the whole directory")
     methods = {
-        "ours (2 threads, phash+dhash+mirror)": lambda: ours(files, 2),
-        "ours (1 thread, phash+dhash+mirror)": lambda: ours(files, 1),
-        "ours fast_decode (2 threads)": lambda: ours(files, 2, fast_decode=True),
-        "ours fast_decode (1 thread)": lambda: ours(files, 1, fast_decode=True),
+        "ours (2 threads, phash+dhash+mirror)": lambda: hash_files(files, workers=2),
+        "ours (1 thread, phash+dhash+mirror)": lambda: hash_files(files, workers=1),
+        "ours fast_decode (2 threads)": lambda: hash_files(files, workers=2, fast_decode=True),
+        "ours fast_decode (1 thread)": lambda: hash_files(files, workers=1, fast_decode=True),
         "imagehash loop (phash+dhash)": lambda: imagehash_loop(files),
         "imagehash 2 threads (phash+dhash)": lambda: imagehash_pool(files),
         "imagehash loop (phash+dhash+mirror)": lambda: imagehash_same_outputs(files),

@@ -27,10 +27,6 @@ from _images_common import RESULTS, TRANSFORMS, hash_files, machine, make_varian
 from semsearch.images import hashing  # noqa: E402
 
 
-def our_hashes(files: list[Path]) -> dict[str, np.ndarray]:
-    return hash_files(files)
-
-
 def imagededup_hashes(files: list[Path]) -> np.ndarray:
     from imagededup.methods import PHash
 
@@ -65,10 +61,10 @@ def main() -> None:
     t0 = time.perf_counter()
     variants = make_variants(files, RESULTS / "flickr500-variants")
     print(f"{len(files)} originals x {len(TRANSFORMS)} transformations ready in {time.perf_counter() - t0:.0f}s")
-    base_ours, base_dd = our_hashes(files), imagededup_hashes(files)
+    base_ours, base_dd = hash_files(files), imagededup_hashes(files)
     results: dict = {}
     for t in TRANSFORMS:
-        ours, dd = our_hashes(variants[t]), imagededup_hashes(variants[t])
+        ours, dd = hash_files(variants[t]), imagededup_hashes(variants[t])
         methods = {
             "ours-phash": dist_matrix(base_ours["phash"], ours["phash"]),
             "ours-phash+mirror": np.minimum(dist_matrix(base_ours["phash"], ours["phash"]),

@@ -87,3 +87,11 @@ def test_numpy_blas_threads_are_limited_and_restored():
     with resample.NumpyBlasThreads(1):
         assert numpy_blas() == [1] * len(before)
     assert numpy_blas() == before
+    # overlapping users (two loaders): the first one out must not restore under the second
+    a, b = resample.NumpyBlasThreads(1), resample.NumpyBlasThreads(1)
+    a.__enter__()
+    b.__enter__()
+    a.__exit__(None, None, None)
+    assert numpy_blas() == [1] * len(before)
+    b.__exit__(None, None, None)
+    assert numpy_blas() == before

@@ -30,6 +30,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
+import threading
 from collections.abc import Sequence
 from typing import Literal
 
@@ -90,31 +92,36 @@ def _vertical_first(h: int, w: int, size: tuple[int, int], rule: Rule) -> bool:
     return rule == "vertical-when-taller" and (h - oh) > 0 and (h - oh) > 2 * (w - ow)
 
 
+def _horizontal_first(x: np.ndarray, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+    """Horizontal pass (one product for every target width that changes), then vertical;
+    a pass is skipped where its side does not change, as Pillow skips it."""
+    h, w = x.shape
+    changed = [ow for ow, _ in sizes if ow != w]
+    first = _to_byte(x @ np.concatenate([lanczos_weights(w, ow) for ow in changed]).T) if changed else x
+    out, col = [], 0
+    for ow, oh in sizes:
+        part = x
+        if ow != w:
+            part, col = first[:, col : col + ow], col + ow
+        out.append((_to_byte(lanczos_weights(h, oh) @ part) if oh != h else part).astype(np.uint8))
+    return out
+
+
 def _resize_exact(grey: np.ndarray, sizes: Sequence[tuple[int, int]], rule: Rule) -> list[np.ndarray]:
     h, w = grey.shape
     x = grey.astype(np.float64)
+    vertical = [_vertical_first(h, w, s, rule) for s in sizes]
     out: list[np.ndarray] = [np.empty(0)] * len(sizes)
-    groups: dict[bool, list[int]] = {False: [], True: []}
-    for i, s in enumerate(sizes):
-        groups[_vertical_first(h, w, s, rule)].append(i)
-    if groups[False]:  # horizontal pass first: one product for all target widths
-        idx = groups[False]
-        first = _to_byte(x @ np.concatenate([lanczos_weights(w, sizes[i][0]) for i in idx]).T)
-        col = 0
-        for i in idx:
-            ow, oh = sizes[i]
-            part = first[:, col : col + ow] if ow != w else x
-            col += ow
-            out[i] = (_to_byte(lanczos_weights(h, oh) @ part) if oh != h else part).astype(np.uint8)
-    if groups[True]:  # vertical pass first (h != oh here by construction)
-        idx = groups[True]
-        first = _to_byte(np.concatenate([lanczos_weights(h, sizes[i][1]) for i in idx]) @ x)
-        row = 0
-        for i in idx:
-            ow, oh = sizes[i]
-            part = first[row : row + oh]
-            row += oh
-            out[i] = (_to_byte(part @ lanczos_weights(w, ow).T) if ow != w else part).astype(np.uint8)
+    for v in (False, True):  # vertical first = horizontal first on the transposed image
+        idx = [i for i, vf in enumerate(vertical) if vf == v]
+        if not idx:
+            continue
+        if v:
+            results = [np.ascontiguousarray(r.T) for r in _horizontal_first(x.T, [sizes[i][::-1] for i in idx])]
+        else:
+            results = _horizontal_first(x, [sizes[i] for i in idx])
+        for i, r in zip(idx, results, strict=True):
+            out[i] = r
     return out
 
 
@@ -157,33 +164,52 @@ def resize_grey(grey: np.ndarray, sizes: Sequence[tuple[int, int]]) -> list[np.n
     return _resize_exact(g, sizes, rule) if rule is not None else _resize_pillow(g, sizes)
 
 
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_saved: list[tuple[object, int]] = []
+
+
 class NumpyBlasThreads:
     """While open, numpy's BLAS runs ``threads`` threads (other libraries' untouched).
 
     The image workers already run one resize per core; letting OpenBLAS split each small
     product over the same cores again made hashing slower (measured: 975 vs 750 us per
-    image). A no-op when threadpoolctl is not installed or numpy's BLAS is not found."""
+    image). The setting is process-wide, so overlapping users share it: the first to enter
+    sets it, the last to leave restores the original. A no-op when threadpoolctl is not
+    installed or numpy's BLAS is not found."""
 
     def __init__(self, threads: int = 1) -> None:
         self.threads = threads
-        self._saved: list[tuple[object, int]] = []
 
     def __enter__(self) -> NumpyBlasThreads:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:
-            return self
-        import os
-
-        pkg = os.path.dirname(os.path.realpath(np.__file__))
-        owned = {pkg, pkg + ".libs"}  # a wheel's bundled OpenBLAS lives in numpy.libs/
-        for lib in ThreadpoolController().lib_controllers:
-            if lib.user_api == "blas" and os.path.dirname(os.path.realpath(lib.filepath or "")) in owned:
-                self._saved.append((lib, lib.num_threads))
-                lib.set_num_threads(self.threads)
+        global _blas_users
+        with _blas_lock:
+            _blas_users += 1
+            if _blas_users == 1:
+                _blas_saved[:] = _limit_numpy_blas(self.threads)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for lib, n in self._saved:
-            lib.set_num_threads(n)  # type: ignore[attr-defined]
-        self._saved = []
+        global _blas_users
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                for lib, n in _blas_saved:
+                    lib.set_num_threads(n)  # type: ignore[attr-defined]
+                _blas_saved.clear()
+
+
+def _limit_numpy_blas(threads: int) -> list[tuple[object, int]]:
+    """Set numpy's own BLAS libraries to ``threads``; returns (library, previous threads)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return []
+    pkg = os.path.dirname(os.path.realpath(np.__file__))
+    owned = {pkg, pkg + ".libs"}  # a wheel's bundled OpenBLAS lives in numpy.libs/
+    saved = []
+    for lib in ThreadpoolController().lib_controllers:
+        if lib.user_api == "blas" and os.path.dirname(os.path.realpath(lib.filepath or "")) in owned:
+            saved.append((lib, lib.num_threads))
+            lib.set_num_threads(threads)
+    return saved

@@ -54,10 +54,10 @@ def stage_examples(
         data = {"queries": str(queries), "qrels": str(qrels)}
     miner = NegativeMiner(searcher, fn_ratio=fn_ratio, seed=cfg.seed)
     miner.mine(examples, cfg.negatives)
+    fn_filter = (f"false-negative filter: dense similarity >= {fn_ratio} x the positive's "
+                 f"({miner.dropped_false_negatives} dropped)" if fn_ratio is not None else "no false-negative filter")
     data["hard_negatives"] = (
-        f"{cfg.negatives}/query sampled from the top-{miner.pool} of the lexical and dense "
-        + (f"channels; false-negative filter: dense similarity >= {fn_ratio} x the positive's "
-           f"({miner.dropped_false_negatives} dropped)" if fn_ratio is not None else "channels; no false-negative filter")
+        f"{cfg.negatives}/query sampled from the top-{miner.pool} of the lexical and dense channels; {fn_filter}"
     )
     return examples, data
 
@@ -87,11 +87,9 @@ def train_reranker(
     with Index.open(index_path, settings) as idx:
         searcher = Searcher(idx, settings)
         for n in stages:
-            cfg = dataclasses.replace(config, stage=n, out=out / f"stage{n}", base=base)
-            if n == 2 and stage2_epochs is not None:
-                cfg.epochs = stage2_epochs
-            if n == 2 and stage2_negatives is not None:
-                cfg.negatives = stage2_negatives
+            stage2 = {"epochs": stage2_epochs, "negatives": stage2_negatives} if n == 2 else {}
+            cfg = dataclasses.replace(config, stage=n, out=out / f"stage{n}", base=base,
+                                      **{k: v for k, v in stage2.items() if v is not None})
             examples, data = stage_examples(
                 n, searcher, cfg, sample=stage1_sample, fn_ratio=fn_ratio if n == 1 else stage2_fn_ratio,
                 queries=queries, qrels=qrels, weak_pairs=weak_pairs,
