@@ -62,14 +62,21 @@ def main() -> None:
     variants = make_variants(files, RESULTS / "flickr500-variants")
     print(f"{len(files)} originals x {len(TRANSFORMS)} transformations ready in {time.perf_counter() - t0:.0f}s")
     base_ours, base_dd = hash_files(files), imagededup_hashes(files)
+    base_fast = hash_files(files, fast_decode=True)
     results: dict = {}
     for t in TRANSFORMS:
         ours, dd = hash_files(variants[t]), imagededup_hashes(variants[t])
+        fast = hash_files(variants[t], fast_decode=True)
         methods = {
             "ours-phash": dist_matrix(base_ours["phash"], ours["phash"]),
             "ours-phash+mirror": np.minimum(dist_matrix(base_ours["phash"], ours["phash"]),
                                             dist_matrix(base_ours["phash_mirror"], ours["phash"])),
             "ours-dhash": dist_matrix(base_ours["dhash"], ours["dhash"]),
+            # images.fast_decode (hashes only): luma decoded at 1/2-1/8 scale, not bit-identical
+            "ours-phash fast": dist_matrix(base_fast["phash"], fast["phash"]),
+            "ours-phash+mirror fast": np.minimum(dist_matrix(base_fast["phash"], fast["phash"]),
+                                                 dist_matrix(base_fast["phash_mirror"], fast["phash"])),
+            "ours-dhash fast": dist_matrix(base_fast["dhash"], fast["dhash"]),
             "imagededup-phash": dist_matrix(base_dd, dd),
         }
         results[t] = {m: {str(th): prf(d, th) for th in thresholds} for m, d in methods.items()}
@@ -90,14 +97,14 @@ def main() -> None:
     path = save("images_dedup", data)
     show = [t for t in thresholds if t in (4, 8, 10, 12)] or thresholds
     print(f"\nP/R/F1 per transformation (positives {len(files)}, negatives {len(files) * (len(files) - 1)} each)")
-    print(f"{'transform':<11} {'method':<18} " + " ".join(f"{'t<=' + str(t):>17}" for t in show))
+    print(f"{'transform':<11} {'method':<22} " + " ".join(f"{'t<=' + str(t):>17}" for t in show))
     for t in TRANSFORMS:
         for m, per in results[t].items():
             cells = " ".join(f"{per[str(th)]['precision']:.3f}/{per[str(th)]['recall']:.3f}/{per[str(th)]['f1']:.3f}" for th in show)
-            print(f"{t:<11} {m:<18} {cells}")
+            print(f"{t:<11} {m:<22} {cells}")
     print("\nresize+jpeg30+brightness+-20+grayscale pooled (precision/recall):")
     for m, per in summary.items():
-        print(f"  {m:<18} " + " ".join(f"t<={th}: {v['precision']:.4f}/{v['recall']:.4f}" for th, v in per.items()))
+        print(f"  {m:<22} " + " ".join(f"t<={th}: {v['precision']:.4f}/{v['recall']:.4f}" for th, v in per.items()))
     print(f"saved {path}")
 
 

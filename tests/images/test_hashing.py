@@ -74,3 +74,42 @@ def test_fast_decode_changes_large_jpeg_hashes_only_slightly(tmp_path):
         for kind in ("phash", "dhash"):
             d = int(hashing.hamming(*hashing.hash_images([full, fast], kind)))
             assert d == 0 if exact_equal else d <= 6, (name, kind, d)
+
+
+def test_hash_only_fast_decode_reads_luma_at_reduced_scale(tmp_path):
+    """With no CLIP model, images.fast_decode decodes a colour JPEG's luma only, at the
+    smallest DCT scale that keeps 64 px a side: grey pixels, a fraction of the decode, and
+    hashes within a few bits of the exact ones. PNGs are decoded in full (identical hashes);
+    with a CLIP preprocess the draft stays RGB at >= 256 px."""
+    from semsearch.config import ImageSettings
+    from semsearch.documents import Document
+    from semsearch.images.batch import FAST_HASH_DECODE_SIDE, ImageBatchLoader
+    from semsearch.images.io import load_image
+
+    photo("astronaut", 512).save(tmp_path / "a.jpg", quality=92)
+    photo("coffee", 512).save(tmp_path / "c.png")
+    grey = load_image(tmp_path / "a.jpg", draft=FAST_HASH_DECODE_SIDE, draft_grey=True)
+    assert grey.mode == "RGB" and min(grey.size) == FAST_HASH_DECODE_SIDE  # 512 / 8
+    px = np.asarray(grey)
+    assert (px[..., 0] == px[..., 1]).all() and (px[..., 1] == px[..., 2]).all()
+
+    def loader_hashes(fast: bool, clip=None):
+        loader = ImageBatchLoader(ImageSettings(fast_decode=fast), roots=[tmp_path], clip_preprocess=clip)
+        seen = []
+        if clip is not None:
+            loader.clip_preprocess = lambda im: seen.append((im.size, im.mode))
+        try:
+            docs = [Document(id=n, image=str(tmp_path / n)) for n in ("a.jpg", "c.png")]
+            inputs = [f.result().hashes for f in loader.futures(docs)]
+        finally:
+            loader.close()
+        return {k: hashing.compute(k, inputs) for k in ("phash", "dhash")}, seen
+
+    exact, _ = loader_hashes(False)
+    fast, _ = loader_hashes(True)
+    for kind in ("phash", "dhash"):
+        assert int(hashing.hamming(exact[kind][1], fast[kind][1])) == 0
+        assert 0 <= int(hashing.hamming(exact[kind][0], fast[kind][0])) <= 6, kind
+    _, seen = loader_hashes(True, clip=object())
+    # with CLIP: the 512 px JPEG decodes at 1/2 (256 px, in colour); the PNG in full
+    assert sorted(seen) == [((256, 256), "RGB"), ((512, 341), "RGB")]

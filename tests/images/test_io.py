@@ -122,3 +122,33 @@ def test_paths_must_stay_inside_the_roots(tmp_path):
         resolve_image_path(root / "link.png", [root])
     (root / "ok.png").write_bytes(b"x")
     assert resolve_image_path("ok.png", [root], base=root) == (root / "ok.png").resolve()
+
+
+def test_root_guard_agrees_with_realpath_and_caches_only_directories(tmp_path):
+    """The loader's cached resolver gives os.path.realpath's answer for plain files, file
+    symlinks, symlinked directories, '..' and '.' names, and refuses the same paths."""
+    import os
+    from pathlib import Path
+
+    from semsearch.images.io import RootGuard
+
+    root, out = tmp_path / "root", tmp_path / "out"
+    (root / "sub").mkdir(parents=True)
+    out.mkdir()
+    for f in (root / "a.png", root / "sub" / "b.png", out / "c.png"):
+        f.write_bytes(b"x")
+    (root / "inner-link").symlink_to(root / "sub")
+    (root / "outer-link").symlink_to(out)
+    guard = RootGuard([root])
+    inside = [root / "a.png", root / "sub" / "b.png", root / "inner-link" / "b.png", root / "sub" / ".." / "a.png",
+              root / "sub" / "..", root / "sub" / "."]
+    for _ in range(2):  # the second pass answers from the directory cache
+        for p in inside:
+            assert guard.resolve(p) == Path(os.path.realpath(p)), p
+        for p in (root / "outer-link" / "c.png", root / "sub" / ".." / ".." / "out" / "c.png"):
+            with pytest.raises(ImageOutsideRoots):
+                guard.resolve(p)
+    (root / "sub" / "swap.png").symlink_to(out / "c.png")  # a new file symlink in a cached directory
+    with pytest.raises(ImageOutsideRoots):
+        guard.resolve(root / "sub" / "swap.png")
+    assert guard.resolve("b.png", base=root / "sub") == root.resolve() / "sub" / "b.png"

@@ -19,13 +19,15 @@ from typing import Any
 from semsearch.config import ImageSettings
 from semsearch.documents import Document
 from semsearch.images.hashing import HashInputs, hash_inputs
-from semsearch.images.io import ImageError, load_image, resolve_image_path
+from semsearch.images.io import ImageError, RootGuard, load_image
 from semsearch.images.resample import NumpyBlasThreads
 
 logger = logging.getLogger(__name__)
 
 #: smallest side kept by fast JPEG decoding: above CLIP's 224 px input and 8x pHash's 32 px
 FAST_DECODE_SIDE = 256
+#: the same when only hashes are computed (no CLIP): 2x pHash's 32 px, luma only
+FAST_HASH_DECODE_SIDE = 64
 
 
 @dataclass
@@ -44,15 +46,18 @@ class ImageBatchLoader:
     ) -> None:
         self.settings = settings or ImageSettings()
         self.roots = list(roots or self.settings.roots or [Path.cwd()])
+        self._guard = RootGuard(self.roots)
         self.clip_preprocess = clip_preprocess
         self._pool: ThreadPoolExecutor | None = None
         self._blas = NumpyBlasThreads(1)  # the workers are the parallelism (see resample.py)
         self._batch: dict[tuple[str, str], Future[Prepared]] = {}
 
     def _prepare_one(self, image: str) -> Prepared:
-        path = resolve_image_path(image, self.roots)
-        img = load_image(path, max_pixels=self.settings.max_pixels,
-                         draft=FAST_DECODE_SIDE if self.settings.fast_decode else None)
+        path = self._guard.resolve(image)
+        draft, grey = None, False
+        if self.settings.fast_decode:  # hashes only: decode just enough grey pixels for them
+            draft, grey = (FAST_DECODE_SIDE, False) if self.clip_preprocess else (FAST_HASH_DECODE_SIDE, True)
+        img = load_image(path, max_pixels=self.settings.max_pixels, draft=draft, draft_grey=grey)
         try:
             clip = self.clip_preprocess(img) if self.clip_preprocess is not None else None
         except Exception as e:  # noqa: BLE001 - a transform failure is this file's failure

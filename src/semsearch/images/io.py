@@ -62,16 +62,35 @@ class ImageUnreadable(ImageError):
 def resolve_image_path(path: str | Path, roots: Sequence[Path], *, base: Path | None = None) -> Path:
     """Resolve ``path`` (relative paths against ``base``) and check it lies inside one of
     ``roots`` after following symlinks and ``..``. Raises :class:`ImageOutsideRoots`."""
-    p = Path(path)
-    if not p.is_absolute() and base is not None:
-        p = base / p
-    real = Path(os.path.realpath(p))
-    allowed = [Path(os.path.realpath(r)) for r in roots]
-    if not any(real == r or r in real.parents for r in allowed):
-        raise ImageOutsideRoots(
-            path, f"resolves to {real}, outside the allowed image roots {[str(r) for r in allowed]}"
-        )
-    return real
+    return RootGuard(roots).resolve(path, base=base)
+
+
+class RootGuard:
+    """:func:`resolve_image_path` for many files: the roots are resolved once, and each
+    directory's real path once (a bulk run's files share few directories). A file name that
+    is itself a symlink, ``.`` or ``..`` is resolved in full, so the answer is always that of
+    ``os.path.realpath``."""
+
+    def __init__(self, roots: Sequence[Path]) -> None:
+        self.roots = [os.path.realpath(r) for r in roots]
+        self._dirs: dict[str, str] = {}
+
+    def resolve(self, path: str | Path, *, base: Path | None = None) -> Path:
+        p = os.fspath(path)
+        if not os.path.isabs(p) and base is not None:
+            p = os.path.join(base, p)
+        head, name = os.path.split(p)
+        real_dir = self._dirs.get(head)
+        if real_dir is None:
+            real_dir = self._dirs[head] = os.path.realpath(head or ".")
+        real = os.path.join(real_dir, name)
+        if name in ("", ".", "..") or os.path.islink(real):
+            real = os.path.realpath(p)
+        if not any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in self.roots):
+            raise ImageOutsideRoots(
+                path, f"resolves to {real}, outside the allowed image roots {self.roots}"
+            )
+        return Path(real)
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -101,12 +120,16 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")  # CMYK (Pillow's inverting conversion), YCbCr, LAB, HSV, 1, L
 
 
-def load_image(path: str | Path, *, max_pixels: int = 89_478_485, draft: int | None = None) -> Image.Image:
+def load_image(
+    path: str | Path, *, max_pixels: int = 89_478_485, draft: int | None = None, draft_grey: bool = False,
+) -> Image.Image:
     """Decode one image file into 8-bit RGB, EXIF orientation applied (see module doc).
 
     ``draft``: for JPEGs, let libjpeg decode at 1/2, 1/4 or 1/8 scale (DCT-domain scaling)
     as long as both sides stay >= ``draft`` pixels. Several times faster on large photos;
-    pixels then differ slightly from a full decode + resize (see docs/images.md)."""
+    pixels then differ slightly from a full decode + resize (see docs/images.md).
+    ``draft_grey``: with ``draft``, decode a colour JPEG's luma channel only (no colour
+    conversion; the RGB returned is that grey on all three channels)."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -118,12 +141,12 @@ def load_image(path: str | Path, *, max_pixels: int = 89_478_485, draft: int | N
         raise ImageNotFound(path, "not a regular file")
     if size == 0:
         raise EmptyImageFile(path, "file is empty (0 bytes)")
-    return decode_image(path, path, max_pixels=max_pixels, draft=draft)
+    return decode_image(path, path, max_pixels=max_pixels, draft=draft, draft_grey=draft_grey)
 
 
 def decode_image(
     source: str | Path | BinaryIO, label: str | Path, *, max_pixels: int = 89_478_485,
-    draft: int | None = None, formats: Sequence[str] | None = None,
+    draft: int | None = None, draft_grey: bool = False, formats: Sequence[str] | None = None,
     limit_name: str = "images.max_pixels",
 ) -> Image.Image:
     """Decode ``source`` (a path or a binary file object, e.g. an upload) as :func:`load_image`
@@ -145,7 +168,7 @@ def decode_image(
             if animated:
                 im.seek(0)  # animated: first frame
             if draft is not None and im.format == "JPEG":
-                im.draft("RGB", (draft, draft))
+                im.draft("L" if draft_grey else "RGB", (draft, draft))
             im.load()
             # in place: the copy exif_transpose makes otherwise cost ~15% of hashing a thumbnail
             ImageOps.exif_transpose(im, in_place=True)
