@@ -36,6 +36,7 @@ CONFIGS = [  # name, backend, max_length, onnx file
     ("onnx int8 @128", "onnx", 128, "model_int8.onnx"),
     ("onnx int8 @96", "onnx", 96, "model_int8.onnx"),
     ("onnx int8 @80", "onnx", 80, "model_int8.onnx"),
+    ("onnx int8 @72", "onnx", 72, "model_int8.onnx"),
     ("onnx int8 @64", "onnx", 64, "model_int8.onnx"),
 ]
 
@@ -47,8 +48,13 @@ def main() -> None:
     ap.add_argument("--dev-card", type=Path, required=True)
     ap.add_argument("--top", type=int, default=20)
     ap.add_argument("--reps", type=int, default=50)
+    ap.add_argument("--configs", default="", help="comma-separated config names to run (default: all + the peer)")
     ap.add_argument("--out", type=Path, default=REPO / "bench-results" / "bench_rerank.json")
     a = ap.parse_args()
+    wanted = [c.strip() for c in a.configs.split(",") if c.strip()]
+    unknown = sorted(set(wanted) - {c[0] for c in CONFIGS} - {"peer"})
+    if unknown:
+        raise SystemExit(f"--configs: unknown {unknown}; choose from {['peer'] + [c[0] for c in CONFIGS]}")
     import torch
     from sentence_transformers import CrossEncoder
 
@@ -92,10 +98,13 @@ def main() -> None:
         print(f"{name:28} p50 {rows[-1]['p50_ms']:8.1f} ms  p95 {rows[-1]['p95_ms']:8.1f} ms  "
               f"dev nDCG@10 {rows[-1]['dev_ndcg@10']:.4f}", flush=True)
 
-    peer = CrossEncoder(a.model, device="cpu", max_length=256)
-    measure("peer: CrossEncoder @256", lambda q, ds: peer.predict(
-        [(q, f"{d.title} {d.text}") for d in ds], batch_size=32, show_progress_bar=False))
+    if not wanted or "peer" in wanted:
+        peer = CrossEncoder(a.model, device="cpu", max_length=256)
+        measure("peer: CrossEncoder @256", lambda q, ds: peer.predict(
+            [(q, f"{d.title} {d.text}") for d in ds], batch_size=32, show_progress_bar=False))
     for name, backend, max_len, onnx_file in CONFIGS:
+        if wanted and name not in wanted:
+            continue
         rr = CrossEncoderReranker(RerankSettings(model=a.model, backend=backend, max_length=max_len,
                                                  onnx_file=onnx_file, device="cpu", batch_size=32))
         measure(name, rr.score)

@@ -234,6 +234,10 @@ class RerankSettings(_Section):
     blend: float = Field(0.6, ge=0, le=1)
     #: tokens of query + document; the query is never truncated, the document is
     max_length: int = Field(128, ge=16, le=4096)
+    #: a query too long to leave 16 document tokens within max_length: "extend" scores that
+    #: query's pairs at its own length (up to the model's limit; slower, never an error),
+    #: "error" refuses it (BadInput)
+    long_queries: Literal["extend", "error"] = "extend"
     #: document fields in order, joined with ``separator`` (None = the tokenizer's [SEP])
     fields: list[Literal["title", "text"]] = Field(default_factory=lambda: ["title", "text"])
     separator: str | None = None

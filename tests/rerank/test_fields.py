@@ -48,3 +48,22 @@ def test_query_that_cannot_fit_is_rejected(fresh_cross_encoder) -> None:
     layout = FieldLayout(fresh_cross_encoder.tokenizer, max_length=16)
     with pytest.raises(BadInput, match="never truncated"):
         layout.pair("a query much longer than sixteen tokens " * 3, {"title": "t", "text": "x"})
+
+
+def test_long_query_extends_the_pair_instead_of_failing(fresh_cross_encoder) -> None:
+    """Search's rule (extend=True): a query that leaves fewer than min_document_tokens gets a
+    longer pair for itself alone, query intact; beyond the model's own limit it is refused."""
+    tok = fresh_cross_encoder.tokenizer
+    layout = FieldLayout(tok, max_length=16, extend=True, min_document_tokens=6, model_max_length=64)
+    query = "a query much longer than sixteen tokens " * 3
+    q_len = len(tok(query, add_special_tokens=False)["input_ids"])
+    pairs, length = layout.pairs_and_length(query, [{"title": "Vaccines", "text": LONG}])
+    assert length == layout.pair_length(query) == q_len + 3 + 6 > 16
+    (q, d), = pairs
+    first, second = _segments(tok, q, d)
+    assert q == query and first == tok(query, add_special_tokens=False)["input_ids"]
+    assert len(tok(q, d)["input_ids"]) <= length and len(second) >= 5  # the document keeps its share
+    short_pairs, short_len = layout.pairs_and_length("bees", [{"title": "Vaccines", "text": LONG}])
+    assert short_len == 16 and len(tok(*short_pairs[0])["input_ids"]) <= 16  # usual queries unchanged
+    with pytest.raises(BadInput, match="the model's 64 tokens"):
+        layout.pair_length("word " * 70)

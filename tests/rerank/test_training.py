@@ -89,6 +89,33 @@ def test_onnx_export_scores_like_torch(trained) -> None:
     assert int(np.argmax(int8)) == int(np.argmax(torch_scores))
 
 
+def test_long_query_is_scored_at_its_own_length_on_both_backends(trained) -> None:
+    """A query too long for max_length is scored with longer pairs for that call only: the
+    same scores as a reranker set to that length, and the next query is back at max_length.
+    With long_queries="error" it is refused, as training refuses it."""
+    pytest.importorskip("onnxruntime")
+    from semsearch.errors import BadInput
+    from semsearch.rerank.onnx import export_onnx
+
+    card, out, docs = trained
+    export_onnx(out)
+    query = "which insects pollinate crops and make honey in hives " * 3
+    for backend in ("torch", "onnx"):
+        base = dict(model=str(out), fields=["text"], device="cpu", backend=backend)
+        r = CrossEncoderReranker(RerankSettings(**base, max_length=32))
+        length = r.layout.pair_length(query)
+        assert length > 32
+        got = r.score(query, docs)
+        wide = CrossEncoderReranker(RerankSettings(**base, max_length=length))
+        assert wide.layout.pair_length(query) == length
+        assert np.allclose(got, wide.score(query, docs), atol=1e-5), backend
+        after = r.score("honeybees", docs)  # back at 32 tokens
+        assert np.allclose(after, CrossEncoderReranker(RerankSettings(**base, max_length=32)).score("honeybees", docs),
+                           atol=1e-5), backend
+        with pytest.raises(BadInput, match="never truncated"):
+            CrossEncoderReranker(RerankSettings(**base, max_length=32, long_queries="error")).score(query, docs)
+
+
 def test_concurrent_scoring_from_threads_matches_sequential(trained) -> None:
     """The API scores from several worker threads; a shared fast tokenizer must not be
     used concurrently (it once gave ragged batches and HTTP 500s under load)."""

@@ -94,8 +94,12 @@ class CrossEncoderReranker:
     def layout(self) -> FieldLayout:
         if self._layout is None:
             s = self.settings
+            # the model's own limit (its position embeddings), not the tokenizer's
+            # model_max_length, which CrossEncoder sets to max_length
+            limit = getattr(getattr(self.model, "config", None), "max_position_embeddings", None) or 512
             self._layout = FieldLayout(
-                self.model.tokenizer, max_length=s.max_length, fields=s.fields, separator=s.separator
+                self.model.tokenizer, max_length=s.max_length, fields=s.fields, separator=s.separator,
+                extend=s.long_queries == "extend", model_max_length=int(limit),
             )
         return self._layout
 
@@ -103,8 +107,17 @@ class CrossEncoderReranker:
         if not documents:
             return []
         with self._infer_lock:
-            pairs = self.layout.pairs(query, documents)
-            scores = self.model.predict(
-                pairs, batch_size=self.settings.batch_size, show_progress_bar=False, convert_to_numpy=True
-            )
+            pairs, length = self.layout.pairs_and_length(query, documents)
+            model = self.model
+            # a long query's pairs are longer than max_length: let the model take them whole
+            attr = "max_seq_length" if hasattr(model, "max_seq_length") else "max_length"
+            usual = getattr(model, attr)
+            if length > self.settings.max_length:
+                setattr(model, attr, length)
+            try:
+                scores = model.predict(
+                    pairs, batch_size=self.settings.batch_size, show_progress_bar=False, convert_to_numpy=True
+                )
+            finally:
+                setattr(model, attr, usual)
         return [float(x) for x in scores]

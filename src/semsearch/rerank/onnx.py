@@ -54,7 +54,7 @@ class OnnxCrossEncoder:
 
     def __init__(self, model_dir: str | Path, *, file_name: str = "model_int8.onnx",
                  max_length: int = 128, threads: int | None = None) -> None:
-        from transformers import AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         from semsearch.encoders.onnx import cpu_session
 
@@ -63,14 +63,15 @@ class OnnxCrossEncoder:
             raise BadInput(f"{path} does not exist; run semsearch.rerank.onnx.export_onnx({str(model_dir)!r}) first")
         self.session = cpu_session(path, threads)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.max_length = max_length
+        self.config = AutoConfig.from_pretrained(model_dir)
+        self.max_seq_length = max_length
 
     def predict(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32, **_: Any) -> np.ndarray:
         out = []
         for i in range(0, len(pairs), batch_size):
             chunk = pairs[i : i + batch_size]
             enc = self.tokenizer([p[0] for p in chunk], [p[1] for p in chunk], padding=True,
-                                 truncation=True, max_length=self.max_length, return_tensors="np")
+                                 truncation=True, max_length=self.max_seq_length, return_tensors="np")
             feed = {k: enc[k].astype(np.int64) for k in _INPUTS}
             logits = self.session.run(["logits"], feed)[0][:, 0]
             out.append(1.0 / (1.0 + np.exp(-logits)))
