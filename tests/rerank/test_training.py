@@ -116,6 +116,26 @@ def test_long_query_is_scored_at_its_own_length_on_both_backends(trained) -> Non
             CrossEncoderReranker(RerankSettings(**base, max_length=32, long_queries="error")).score(query, docs)
 
 
+def test_onnx_backend_exports_on_first_use_and_leaves_no_partial_files(trained, tmp_path) -> None:
+    """backend=onnx on a model directory with no export writes one (the int8 file asked for
+    and its fp32 source) through a temporary directory, then scores like an explicit export."""
+    pytest.importorskip("onnxruntime")
+    import shutil
+
+    card, out, docs = trained
+    copy = tmp_path / "model"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("onnx", "checkpoints"))
+    assert not (copy / "onnx").exists()
+    base = dict(fields=["text"], device="cpu", max_length=48, backend="onnx")
+    got = CrossEncoderReranker(RerankSettings(model=str(copy), **base)).score("honeybees", docs)
+    assert sorted(p.name for p in (copy / "onnx").iterdir()) == ["model.onnx", "model_int8.onnx"]
+    from semsearch.rerank.onnx import export_onnx
+
+    export_onnx(out)
+    assert np.allclose(got, CrossEncoderReranker(RerankSettings(model=str(out), **base)).score("honeybees", docs),
+                       atol=1e-5)
+
+
 def test_concurrent_scoring_from_threads_matches_sequential(trained) -> None:
     """The API scores from several worker threads; a shared fast tokenizer must not be
     used concurrently (it once gave ragged batches and HTTP 500s under load)."""

@@ -8,6 +8,9 @@ transformers < 4.58 (this project runs transformers 5), so the export here uses
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,10 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def export_onnx(model_dir: str | Path, *, quantize: bool = True) -> dict[str, Path]:
-    """Write ``onnx/model.onnx`` (and ``onnx/model_int8.onnx``) into a trained model dir."""
+    """Write ``onnx/model.onnx`` (and ``onnx/model_int8.onnx``) into a trained model dir.
+
+    Both are written in a temporary directory beside them and renamed into place, so an
+    interrupted export never leaves a half-written model that a later run would load."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -36,16 +42,22 @@ def export_onnx(model_dir: str | Path, *, quantize: bool = True) -> dict[str, Pa
     enc = tok(["a query"], ["a document"], return_tensors="pt")
     args = tuple(enc[k] for k in _INPUTS)
     axes = {k: {0: "batch", 1: "seq"} for k in _INPUTS} | {"logits": {0: "batch"}}
-    with torch.no_grad():
-        torch.onnx.export(hf, args, str(out / "model.onnx"), input_names=list(_INPUTS),
-                          output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False)
-    paths = {"fp32": out / "model.onnx"}
-    if quantize:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    try:
+        with torch.no_grad():
+            torch.onnx.export(hf, args, str(tmp / "model.onnx"), input_names=list(_INPUTS),
+                              output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False)
+        names = {"fp32": "model.onnx"}
+        if quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(str(out / "model.onnx"), str(out / "model_int8.onnx"), weight_type=QuantType.QInt8)
-        paths["int8"] = out / "model_int8.onnx"
-    return paths
+            quantize_dynamic(str(tmp / "model.onnx"), str(tmp / "model_int8.onnx"), weight_type=QuantType.QInt8)
+            names["int8"] = "model_int8.onnx"
+        for name in names.values():
+            os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {kind: out / name for kind, name in names.items()}
 
 
 class OnnxCrossEncoder:
@@ -59,6 +71,12 @@ class OnnxCrossEncoder:
         from semsearch.encoders.onnx import cpu_session
 
         path = Path(model_dir) / "onnx" / file_name
+        if not path.exists() and file_name in ("model.onnx", "model_int8.onnx"):
+            logger.info("exporting %s to ONNX (first use of the onnx rerank backend)", model_dir)
+            try:
+                export_onnx(model_dir, quantize=file_name == "model_int8.onnx")
+            except OSError as e:
+                raise BadInput(f"cannot export {model_dir} to ONNX: {e}") from e
         if not path.exists():
             raise BadInput(f"{path} does not exist; run semsearch.rerank.onnx.export_onnx({str(model_dir)!r}) first")
         self.session = cpu_session(path, threads)
