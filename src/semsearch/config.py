@@ -245,9 +245,10 @@ class RerankSettings(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     #: on CUDA: weights in half precision
     precision: Literal["fp32", "fp16", "bf16"] = "fp16"
-    #: "onnx" runs on onnxruntime (CPU) from ``<model>/onnx/<onnx_file>``, written by
-    #: ``semsearch.rerank.onnx.export_onnx`` (None = model_int8.onnx)
-    backend: Literal["torch", "onnx"] = "torch"
+    #: "onnx" runs on onnxruntime (CPU) from ``<model>/onnx/<onnx_file>`` (None =
+    #: model_int8.onnx), exported on first use; "auto" = onnx for a trained model directory on
+    #: CPU (falling back to torch if it cannot be exported), torch on CUDA or for hub names
+    backend: Literal["auto", "torch", "onnx"] = "auto"
     onnx_file: str | None = None
 
 

@@ -68,11 +68,12 @@ def test_model_card_records_the_run(trained) -> None:
 
 def test_saved_model_reloads_and_scores_identically(trained) -> None:
     card, out, docs = trained
-    settings = RerankSettings(model=str(out), max_length=48, fields=["text"], device="cpu")
-    a = CrossEncoderReranker(settings).score("honeybees", docs)
-    b = CrossEncoderReranker(settings).score("honeybees", docs)
-    assert np.allclose(a, b, atol=1e-6)
-    assert int(np.argmax(a)) == [d.id for d in docs].index("d11")
+    for backend in ("torch", "auto"):  # auto = int8 ONNX on CPU
+        settings = RerankSettings(model=str(out), max_length=48, fields=["text"], device="cpu", backend=backend)
+        a = CrossEncoderReranker(settings).score("honeybees", docs)
+        b = CrossEncoderReranker(settings).score("honeybees", docs)
+        assert np.allclose(a, b, atol=1e-6)
+        assert int(np.argmax(a)) == [d.id for d in docs].index("d11")
 
 
 def test_onnx_export_scores_like_torch(trained) -> None:
@@ -82,11 +83,16 @@ def test_onnx_export_scores_like_torch(trained) -> None:
     card, out, docs = trained
     paths = export_onnx(out)
     base = dict(model=str(out), max_length=48, fields=["text"], device="cpu")
-    torch_scores = CrossEncoderReranker(RerankSettings(**base)).score("honeybees", docs)
+    torch_scores = CrossEncoderReranker(RerankSettings(**base, backend="torch")).score("honeybees", docs)
     fp32 = CrossEncoderReranker(RerankSettings(**base, backend="onnx", onnx_file=paths["fp32"].name)).score("honeybees", docs)
     int8 = CrossEncoderReranker(RerankSettings(**base, backend="onnx")).score("honeybees", docs)
     assert np.allclose(torch_scores, fp32, atol=1e-4)
     assert int(np.argmax(int8)) == int(np.argmax(torch_scores))
+    auto = CrossEncoderReranker(RerankSettings(**base))  # the default: int8 ONNX for a trained model on CPU
+    assert np.allclose(auto.score("honeybees", docs), int8, atol=1e-6) and auto.backend == "onnx"
+    untrained = CrossEncoderReranker(RerankSettings(max_length=48, device="cpu"))
+    untrained.score("honeybees", docs[:2])
+    assert untrained.backend == "torch"  # the untrained head has no directory to export
 
 
 def test_long_query_is_scored_at_its_own_length_on_both_backends(trained) -> None:
@@ -134,6 +140,26 @@ def test_onnx_backend_exports_on_first_use_and_leaves_no_partial_files(trained, 
     export_onnx(out)
     assert np.allclose(got, CrossEncoderReranker(RerankSettings(model=str(out), **base)).score("honeybees", docs),
                        atol=1e-5)
+
+
+def test_auto_backend_falls_back_to_torch_when_export_fails(trained, tmp_path, caplog) -> None:
+    import shutil
+
+    card, out, docs = trained
+    copy = tmp_path / "model"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("onnx", "checkpoints"))
+    (copy / "onnx").write_text("not a directory")  # the export cannot write here
+    base = dict(max_length=48, fields=["text"], device="cpu")
+    auto = CrossEncoderReranker(RerankSettings(model=str(copy), **base))
+    with caplog.at_level("WARNING"):
+        got = auto.score("honeybees", docs)
+    assert auto.backend == "torch" and "using PyTorch" in caplog.text
+    torch_scores = CrossEncoderReranker(RerankSettings(model=str(copy), backend="torch", **base)).score("honeybees", docs)
+    assert np.allclose(got, torch_scores, atol=1e-6)
+    from semsearch.errors import BadInput
+
+    with pytest.raises(BadInput, match="cannot export"):  # asked for explicitly: no fallback
+        CrossEncoderReranker(RerankSettings(model=str(copy), backend="onnx", **base)).score("honeybees", docs)
 
 
 def test_concurrent_scoring_from_threads_matches_sequential(trained) -> None:

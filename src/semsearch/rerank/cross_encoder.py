@@ -68,6 +68,8 @@ class CrossEncoderReranker:
         #: Hugging Face fast tokenizers are not thread-safe (padding/truncation state is set per
         #: call), and the API scores from several worker threads: one inference at a time
         self._infer_lock = threading.Lock()
+        #: the backend in use once the model is loaded ("torch" or "onnx"; "auto" resolved)
+        self.backend: str | None = None
 
     @property
     def name(self) -> str:
@@ -83,11 +85,22 @@ class CrossEncoderReranker:
                     s = self.settings
                     if s.model is not None and not Path(s.model).exists() and "/" not in s.model:
                         raise BadInput(f"rerank model {s.model!r} is not a directory")
-                    self._model = load_cross_encoder(
-                        s.model, device=resolve_device(s.device), max_length=s.max_length,
-                        backend=s.backend, onnx_file=s.onnx_file, precision=s.precision,
-                    )
-                    logger.info("loaded cross-encoder %s", self.name)
+                    device = resolve_device(s.device)
+                    backend = s.backend
+                    if backend == "auto":  # ONNX int8 for a trained model on CPU, else PyTorch
+                        local = s.model is not None and (Path(s.model) / "config.json").exists()
+                        backend = "onnx" if device == "cpu" and local else "torch"
+                    kwargs = dict(device=device, max_length=s.max_length, onnx_file=s.onnx_file, precision=s.precision)
+                    try:
+                        self._model = load_cross_encoder(s.model, backend=backend, **kwargs)
+                    except (BadInput, ImportError) as e:
+                        if s.backend != "auto" or backend == "torch":
+                            raise
+                        logger.warning("ONNX reranking unavailable (%s); using PyTorch", e)
+                        backend = "torch"
+                        self._model = load_cross_encoder(s.model, backend=backend, **kwargs)
+                    self.backend = backend
+                    logger.info("loaded cross-encoder %s (%s on %s)", self.name, backend, device)
         return self._model
 
     @property
