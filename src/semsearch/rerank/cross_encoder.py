@@ -93,7 +93,7 @@ class CrossEncoderReranker:
                     kwargs = dict(device=device, max_length=s.max_length, onnx_file=s.onnx_file, precision=s.precision)
                     try:
                         self._model = load_cross_encoder(s.model, backend=backend, **kwargs)
-                    except (BadInput, ImportError) as e:
+                    except Exception as e:  # noqa: BLE001 - auto: any ONNX failure (export, runtime, corrupt file) falls back
                         if s.backend != "auto" or backend == "torch":
                             raise
                         logger.warning("ONNX reranking unavailable (%s); using PyTorch", e)
@@ -125,12 +125,13 @@ class CrossEncoderReranker:
             # a long query's pairs are longer than max_length: let the model take them whole
             attr = "max_seq_length" if hasattr(model, "max_seq_length") else "max_length"
             usual = getattr(model, attr)
-            if length > self.settings.max_length:
+            if length > usual:
                 setattr(model, attr, length)
             try:
                 scores = model.predict(
                     pairs, batch_size=self.settings.batch_size, show_progress_bar=False, convert_to_numpy=True
                 )
             finally:
-                setattr(model, attr, usual)
+                if length > usual:
+                    setattr(model, attr, usual)
         return [float(x) for x in scores]
