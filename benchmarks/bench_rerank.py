@@ -62,11 +62,8 @@ def main() -> None:
     from semsearch.eval.datasets import read_beir_queries, read_qrels
     from semsearch.indexer.index import Index
     from semsearch.rerank.cross_encoder import CrossEncoderReranker
-    from semsearch.rerank.onnx import export_onnx
     from semsearch.search import Searcher
 
-    if not (Path(a.model) / "onnx" / "model_int8.onnx").exists():
-        export_onnx(a.model)
     texts = read_beir_queries(DATA / "queries.jsonl")
     train_q = read_qrels(DATA / "qrels" / "train.tsv")
     dev = {q: train_q[q] for q in json.loads(a.dev_card.read_text())["dev_qids"]}

@@ -63,7 +63,7 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--dev-card", type=Path, help="stage-2 training.json whose dev_qids pick the blend")
     ap.add_argument("--backend", choices=["torch", "onnx"], default="torch")
-    ap.add_argument("--onnx-file", default="model_int8.onnx", help="with --backend onnx (exported if missing)")
+    ap.add_argument("--onnx-file", default="model_int8.onnx", help="with --backend onnx (the reranker exports it on first use)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="first N test queries only (smoke runs)")
     ap.add_argument("--out", type=Path, default=REPO / "bench-results" / "rerank_scifact.json")
@@ -103,10 +103,6 @@ def main() -> None:
                                          "dev_ndcg@10": round(ndcg(dev_q, hybrid), 4) if dev_q else None}
         for spec in a.model:
             name, _, path = spec.partition("=")
-            if a.backend == "onnx" and not (Path(path) / "onnx" / a.onnx_file).exists():
-                from semsearch.rerank.onnx import export_onnx
-
-                export_onnx(path)
             rr = CrossEncoderReranker(RerankSettings(model=path, max_length=a.max_length, device="cpu", batch_size=64,
                                                      backend=a.backend, onnx_file=a.onnx_file))
             docs = idx.get(sorted({f.id for fs in fused.values() for f in fs[: a.depth]}))

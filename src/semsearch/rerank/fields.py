@@ -114,8 +114,7 @@ class FieldLayout:
         return query, self.document_text(doc, self.query_budget(query))
 
     def pairs(self, query: str, docs: Sequence[Document | Mapping[str, Any]]) -> list[tuple[str, str]]:
-        budget = self.query_budget(query)
-        return [(query, self.document_text(d, budget)) for d in docs]
+        return self.pairs_and_length(query, docs)[0]
 
     def pairs_and_length(
         self, query: str, docs: Sequence[Document | Mapping[str, Any]]

@@ -73,8 +73,8 @@ class OnnxCrossEncoder:
         path = Path(model_dir) / "onnx" / file_name
         if not path.exists() and file_name in ("model.onnx", "model_int8.onnx"):
             logger.info("exporting %s to ONNX (first use of the onnx rerank backend)", model_dir)
-            try:
-                export_onnx(model_dir, quantize=file_name == "model_int8.onnx")
+            try:  # both files, so a later fp32 or int8 use finds its own
+                export_onnx(model_dir)
             except OSError as e:
                 raise BadInput(f"cannot export {model_dir} to ONNX: {e}") from e
         if not path.exists():
