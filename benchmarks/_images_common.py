@@ -18,7 +18,9 @@ TRANSFORMS = [
 ]
 
 
-def hash_files(files: list[Path], *, workers: int = 2, fast_decode: bool = False) -> dict[str, Any]:
+def hash_files(
+    files: list[Path], *, workers: int = 2, fast_decode: bool = False, jpeg_decoder: str = "auto",
+) -> dict[str, Any]:
     """Ours, as `semsearch index` runs it: the ImageBatchLoader's worker threads decode and
     resize, then pHash, dHash and the mirrored pHash are computed for the whole batch."""
     from semsearch.config import ImageSettings
@@ -27,7 +29,8 @@ def hash_files(files: list[Path], *, workers: int = 2, fast_decode: bool = False
     from semsearch.images.batch import ImageBatchLoader
 
     roots = sorted({f.resolve().parent for f in files})
-    loader = ImageBatchLoader(ImageSettings(workers=workers, fast_decode=fast_decode), roots=roots)
+    settings = ImageSettings(workers=workers, fast_decode=fast_decode, jpeg_decoder=jpeg_decoder)
+    loader = ImageBatchLoader(settings, roots=roots)
     try:
         docs = [Document(id=str(i), image=str(f)) for i, f in enumerate(files)]
         inputs = [fut.result().hashes for fut in loader.futures(docs)]

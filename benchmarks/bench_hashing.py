@@ -2,7 +2,8 @@
 
 Every method starts from the file path and ends with the hashes. Ours computes pHash +
 dHash + mirrored pHash through the indexer's own ImageBatchLoader (decode and resize in its
-worker threads, the hash maths batched in numpy);
+worker threads, the hash maths batched in numpy), with JPEGs decoded by libjpeg-turbo
+through simplejpeg (the default, images.jpeg_decoder=auto) and, for attribution, by Pillow;
 ImageHash computes pHash + dHash per image (Image.open once, both hashes), single-threaded as
 usually called and in a 2-thread pool; imagededup computes its PHash only (encode_images,
 which uses its own multiprocessing pool of cpu_count workers, and a per-file loop).
@@ -80,6 +81,9 @@ def main() -> None:
         "ours (1 thread, phash+dhash+mirror)": lambda: hash_files(files, workers=1),
         "ours fast_decode (2 threads)": lambda: hash_files(files, workers=2, fast_decode=True),
         "ours fast_decode (1 thread)": lambda: hash_files(files, workers=1, fast_decode=True),
+        "ours, Pillow decoder (2 threads)": lambda: hash_files(files, workers=2, jpeg_decoder="pillow"),
+        "ours fast_decode, Pillow decoder (2 threads)": lambda: hash_files(
+            files, workers=2, fast_decode=True, jpeg_decoder="pillow"),
         "imagehash loop (phash+dhash)": lambda: imagehash_loop(files),
         "imagehash 2 threads (phash+dhash)": lambda: imagehash_pool(files),
         "imagehash loop (phash+dhash+mirror)": lambda: imagehash_same_outputs(files),

@@ -18,8 +18,8 @@ from typing import Any
 
 from semsearch.config import ImageSettings
 from semsearch.documents import Document
-from semsearch.images.hashing import HashInputs, hash_inputs
-from semsearch.images.io import ImageError, RootGuard, load_image
+from semsearch.images.hashing import HashInputs, grey_hash_inputs, hash_inputs
+from semsearch.images.io import ImageError, RootGuard, load_grey, load_image
 from semsearch.images.resample import NumpyBlasThreads
 
 logger = logging.getLogger(__name__)
@@ -54,12 +54,13 @@ class ImageBatchLoader:
 
     def _prepare_one(self, image: str) -> Prepared:
         path = self._guard.resolve(image)
-        draft, grey = None, False
-        if self.settings.fast_decode:  # hashes only: decode just enough grey pixels for them
-            draft, grey = (FAST_DECODE_SIDE, False) if self.clip_preprocess else (FAST_HASH_DECODE_SIDE, True)
-        img = load_image(path, max_pixels=self.settings.max_pixels, draft=draft, draft_grey=grey)
+        fast, turbo, limit = self.settings.fast_decode, self.settings.jpeg_decoder == "auto", self.settings.max_pixels
+        if self.clip_preprocess is None:  # hashes only: the grey pixels, at >= 64 px with fast_decode
+            grey = load_grey(path, max_pixels=limit, draft=FAST_HASH_DECODE_SIDE if fast else None, turbo=turbo)
+            return Prepared(grey_hash_inputs(grey))
+        img = load_image(path, max_pixels=limit, draft=FAST_DECODE_SIDE if fast else None, turbo=turbo)
         try:
-            clip = self.clip_preprocess(img) if self.clip_preprocess is not None else None
+            clip = self.clip_preprocess(img)
         except Exception as e:  # noqa: BLE001 - a transform failure is this file's failure
             raise ImageError(image, f"CLIP preprocessing failed: {e}") from e
         return Prepared(hash_inputs(img), clip)

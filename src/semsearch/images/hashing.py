@@ -39,9 +39,14 @@ class HashInputs:
 
 
 def hash_inputs(img: Image.Image) -> HashInputs:
+    return grey_hash_inputs(np.asarray(img.convert("L")))
+
+
+def grey_hash_inputs(grey: np.ndarray) -> HashInputs:
+    """:func:`hash_inputs` of the image whose ``convert("L")`` pixels are ``grey``."""
     from semsearch.images.resample import resize_grey
 
-    p32, d98 = resize_grey(np.asarray(img.convert("L")), [(PHASH_SIZE, PHASH_SIZE), (9, 8)])
+    p32, d98 = resize_grey(grey, [(PHASH_SIZE, PHASH_SIZE), (9, 8)])
     return HashInputs(p32, d98)
 
 

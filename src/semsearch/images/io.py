@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -120,8 +121,37 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")  # CMYK (Pillow's inverting conversion), YCbCr, LAB, HSV, 1, L
 
 
+def _check_file(path: Path) -> None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError as e:
+        raise ImageNotFound(path, "file does not exist") from e
+    except OSError as e:
+        raise ImageUnreadable(path, f"cannot stat: {e}") from e
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageNotFound(path, "not a regular file")
+    if st.st_size == 0:
+        raise EmptyImageFile(path, "file is empty (0 bytes)")
+
+
+def _read_jpeg(path: Path) -> bytes | None:
+    """The whole file when it starts like a JPEG and libjpeg-turbo is there; else None
+    (without reading more than the magic bytes)."""
+    from semsearch.images import jpeg
+
+    if not jpeg.available():
+        return None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(jpeg.JPEG_MAGIC))
+            return head + f.read() if head == jpeg.JPEG_MAGIC else None
+    except OSError:
+        return None  # Pillow's path reports it
+
+
 def load_image(
     path: str | Path, *, max_pixels: int = 89_478_485, draft: int | None = None, draft_grey: bool = False,
+    turbo: bool = True,
 ) -> Image.Image:
     """Decode one image file into 8-bit RGB, EXIF orientation applied (see module doc).
 
@@ -129,19 +159,41 @@ def load_image(
     as long as both sides stay >= ``draft`` pixels. Several times faster on large photos;
     pixels then differ slightly from a full decode + resize (see docs/images.md).
     ``draft_grey``: with ``draft``, decode a colour JPEG's luma channel only (no colour
-    conversion; the RGB returned is that grey on all three channels)."""
+    conversion; the RGB returned is that grey on all three channels).
+    ``turbo``: decode plain JPEGs with libjpeg-turbo through simplejpeg, which gives the
+    same pixels with less Python (:mod:`semsearch.images.jpeg`); others go to Pillow."""
+    from PIL import Image
+
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError as e:
-        raise ImageNotFound(path, "file does not exist") from e
-    except OSError as e:
-        raise ImageUnreadable(path, f"cannot stat: {e}") from e
-    if not path.is_file():
-        raise ImageNotFound(path, "not a regular file")
-    if size == 0:
-        raise EmptyImageFile(path, "file is empty (0 bytes)")
+    _check_file(path)
+    data = _read_jpeg(path) if turbo else None
+    if data is not None:
+        from semsearch.images import jpeg
+
+        mode = "luma" if draft is not None and draft_grey else "RGB"
+        px = jpeg.decode(data, max_pixels=max_pixels, draft=draft, mode=mode)
+        if px is not None:
+            return Image.fromarray(np.repeat(px[:, :, None], 3, axis=2) if px.ndim == 2 else px, "RGB")
     return decode_image(path, path, max_pixels=max_pixels, draft=draft, draft_grey=draft_grey)
+
+
+def load_grey(
+    path: str | Path, *, max_pixels: int = 89_478_485, draft: int | None = None, turbo: bool = True,
+) -> np.ndarray:
+    """The 8-bit grey pixels (h, w) perceptual hashes are computed from:
+    ``load_image(path, draft=draft, draft_grey=draft is not None).convert("L")``, without
+    the round trip through RGB when libjpeg-turbo decodes the file."""
+    path = Path(path)
+    _check_file(path)
+    data = _read_jpeg(path) if turbo else None
+    if data is not None:
+        from semsearch.images import jpeg
+
+        px = jpeg.decode(data, max_pixels=max_pixels, draft=draft, mode="luma" if draft is not None else "L")
+        if px is not None:
+            return px
+    img = decode_image(path, path, max_pixels=max_pixels, draft=draft, draft_grey=draft is not None)
+    return np.asarray(img.convert("L"))
 
 
 def decode_image(

@@ -79,6 +79,14 @@ def lanczos_weights(in_size: int, out_size: int) -> np.ndarray:
     return m
 
 
+@functools.lru_cache(maxsize=4096)
+def _stacked_weights_t(in_size: int, out_sizes: tuple[int, ...]) -> np.ndarray:
+    """The weights of several target widths side by side, transposed: one product for all."""
+    m = np.ascontiguousarray(np.concatenate([lanczos_weights(in_size, o) for o in out_sizes]).T)
+    m.setflags(write=False)
+    return m
+
+
 def _to_byte(acc: np.ndarray) -> np.ndarray:
     """Pillow's ``clip8(acc + 2**21)`` on exact integer sums held in float64 (in place)."""
     acc += _ROUND
@@ -96,8 +104,8 @@ def _horizontal_first(x: np.ndarray, sizes: Sequence[tuple[int, int]]) -> list[n
     """Horizontal pass (one product for every target width that changes), then vertical;
     a pass is skipped where its side does not change, as Pillow skips it."""
     h, w = x.shape
-    changed = [ow for ow, _ in sizes if ow != w]
-    first = _to_byte(x @ np.concatenate([lanczos_weights(w, ow) for ow in changed]).T) if changed else x
+    changed = tuple(ow for ow, _ in sizes if ow != w)
+    first = _to_byte(x @ _stacked_weights_t(w, changed)) if changed else x
     out, col = [], 0
     for ow, oh in sizes:
         part = x
