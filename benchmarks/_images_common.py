@@ -33,7 +33,7 @@ def hash_files(
     loader = ImageBatchLoader(settings, roots=roots)
     try:
         docs = [Document(id=str(i), image=str(f)) for i, f in enumerate(files)]
-        inputs = [fut.result().hashes for fut in loader.futures(docs)]
+        inputs = [r.hashes for r in loader.prepared(docs)]  # as HashChannel.encode reads them
     finally:
         loader.close()
     return {"phash": hashing.compute("phash", inputs), "phash_mirror": hashing.compute("phash", inputs, mirrored=True),

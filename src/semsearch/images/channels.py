@@ -79,8 +79,7 @@ class HashChannel:
 
     def encode(self, docs: Sequence[Document]) -> tuple[np.ndarray, list[tuple[Document, str]]]:
         inputs, bad = [], []
-        for d, f in zip(docs, self.loader.futures(docs), strict=False):
-            r = result_or_error(f)
+        for d, r in zip(docs, self.loader.prepared(docs), strict=True):
             if isinstance(r, Prepared):
                 inputs.append(r.hashes)
             else:
