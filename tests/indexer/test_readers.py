@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +76,19 @@ def test_to_document_limits():
         to_document({"_id": "  ", "text": "x"})
     with pytest.raises(BadInput, match="'metadata' must be an object"):
         to_document({"_id": "a", "text": "x", "metadata": [1]})
+
+
+def test_image_tree_given_as_a_relative_path_points_at_its_files(tmp_path, monkeypatch):
+    """`semsearch index --input ../d1/d2/photos`: each image path must name the file itself,
+    not the tree's path joined to itself (which named the file only by luck)."""
+    from PIL import Image
+
+    tree = tmp_path / "d1" / "d2" / "photos" / "sub"
+    tree.mkdir(parents=True)
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(tree / "a.jpg")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    items = list(iter_records(Path("../d1/d2/photos")))
+    assert [i.doc.id for i in items] == ["sub/a.jpg"]
+    assert Path(items[0].doc.image).samefile(tree / "a.jpg")

@@ -59,7 +59,9 @@ def iter_image_tree(root: Path, extensions: Sequence[str]) -> Iterator[tuple[str
     for n, f in enumerate(files, 1):
         rel = f.relative_to(root).as_posix()
         c = caps.get(rel) or by_name.get(f.name) or []
-        raw: dict[str, Any] = {"id": rel, "image": str(f)}
+        # absolute: the reader joins relative image paths to the source's parent, which is
+        # right for a JSONL/CSV file but not for a tree (its source is the root itself)
+        raw: dict[str, Any] = {"id": rel, "image": os.path.abspath(f)}
         if c:
             raw["title"] = c[0]
             raw["text"] = " ".join(c)
