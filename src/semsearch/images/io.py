@@ -13,7 +13,7 @@ import os
 import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 import numpy as np
 
@@ -134,9 +134,12 @@ def _check_file(path: Path) -> None:
         raise EmptyImageFile(path, "file is empty (0 bytes)")
 
 
-def _read_jpeg(path: Path) -> bytes | None:
-    """The whole file when it starts like a JPEG and libjpeg-turbo is there; else None
-    (without reading more than the magic bytes)."""
+def _turbo_pixels(
+    path: Path, *, max_pixels: int, draft: int | None, mode: Literal["L", "RGB", "luma"],
+) -> np.ndarray | None:
+    """What :func:`semsearch.images.jpeg.decode` gives for ``path`` when it is a plain JPEG
+    and libjpeg-turbo is there; else None, and Pillow decodes it. Only the magic bytes are
+    read of a file that is not a JPEG."""
     from semsearch.images import jpeg
 
     if not jpeg.available():
@@ -144,9 +147,12 @@ def _read_jpeg(path: Path) -> bytes | None:
     try:
         with open(path, "rb") as f:
             head = f.read(len(jpeg.JPEG_MAGIC))
-            return head + f.read() if head == jpeg.JPEG_MAGIC else None
+            if head != jpeg.JPEG_MAGIC:
+                return None
+            data = head + f.read()
     except OSError:
         return None  # Pillow's path reports it
+    return jpeg.decode(data, max_pixels=max_pixels, draft=draft, mode=mode)
 
 
 def load_image(
@@ -164,16 +170,14 @@ def load_image(
     same pixels with less Python (:mod:`semsearch.images.jpeg`); others go to Pillow."""
     from PIL import Image
 
+    from semsearch.images.jpeg import grey_to_rgb
+
     path = Path(path)
     _check_file(path)
-    data = _read_jpeg(path) if turbo else None
-    if data is not None:
-        from semsearch.images import jpeg
-
-        mode = "luma" if draft is not None and draft_grey else "RGB"
-        px = jpeg.decode(data, max_pixels=max_pixels, draft=draft, mode=mode)
-        if px is not None:
-            return Image.fromarray(np.repeat(px[:, :, None], 3, axis=2) if px.ndim == 2 else px, "RGB")
+    mode: Literal["luma", "RGB"] = "luma" if draft is not None and draft_grey else "RGB"
+    px = _turbo_pixels(path, max_pixels=max_pixels, draft=draft, mode=mode) if turbo else None
+    if px is not None:
+        return Image.fromarray(grey_to_rgb(px) if px.ndim == 2 else px, "RGB")
     return decode_image(path, path, max_pixels=max_pixels, draft=draft, draft_grey=draft_grey)
 
 
@@ -185,13 +189,10 @@ def load_grey(
     the round trip through RGB when libjpeg-turbo decodes the file."""
     path = Path(path)
     _check_file(path)
-    data = _read_jpeg(path) if turbo else None
-    if data is not None:
-        from semsearch.images import jpeg
-
-        px = jpeg.decode(data, max_pixels=max_pixels, draft=draft, mode="luma" if draft is not None else "L")
-        if px is not None:
-            return px
+    mode: Literal["luma", "L"] = "luma" if draft is not None else "L"
+    px = _turbo_pixels(path, max_pixels=max_pixels, draft=draft, mode=mode) if turbo else None
+    if px is not None:
+        return px
     img = decode_image(path, path, max_pixels=max_pixels, draft=draft, draft_grey=draft is not None)
     return np.asarray(img.convert("L"))
 

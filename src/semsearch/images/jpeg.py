@@ -141,6 +141,11 @@ def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(op(pixels)) if op is not None else pixels
 
 
+def grey_to_rgb(grey: np.ndarray) -> np.ndarray:
+    """(h, w) grey -> (h, w, 3), the grey on every channel (Pillow's ``L`` -> ``RGB``)."""
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
 def rgb_to_l(rgb: np.ndarray) -> np.ndarray:
     """Pillow's ``convert("L")`` of 8-bit RGB (ITU-R 601-2 luma, its fixed-point rounding)."""
     from PIL import Image
@@ -187,7 +192,7 @@ def decode(
         return None
     if colour == "GRAY":
         grey = pixels[:, :, 0]
-        out = np.repeat(grey[:, :, None], 3, axis=2) if mode == "RGB" else grey
+        out = grey_to_rgb(grey) if mode == "RGB" else grey
     else:
         out = rgb_to_l(pixels) if mode in ("L", "luma") else pixels
     return orient(out, orientation)
