@@ -146,6 +146,9 @@ class IndexingSettings(_Section):
     batch_size: int = Field(512, ge=1)
     on_duplicate: Literal["reject", "last"] = "reject"
     max_text_chars: int = Field(1_000_000, ge=1)
+    #: seconds between the background refreshes that make acknowledged writes searchable
+    #: (like Elasticsearch's ``refresh_interval``); writes may also ask to wait for one
+    refresh_interval: float = Field(1.0, ge=0, le=3600)
 
 
 class ApiSettings(_Section):

@@ -67,13 +67,9 @@ def test_collapse_folds_near_duplicates(client):
     assert [h["rank"] for h in collapsed["hits"]] == [1, 2, 3]
 
 
-def test_rerank_request_is_refused_when_the_build_has_no_reranker(client):
-    from semsearch.search_api.service import searcher_accepts
-
-    if searcher_accepts("rerank"):
-        pytest.skip("this build has a reranker")
+def test_rerank_request_without_a_trained_model_is_refused(client):
     r = client.post("/v1/search", json={"query": "bees", "rerank": True})
-    assert r.status_code == 400 and "reranking is not available" in r.json()["error"]["message"]
+    assert r.status_code == 400 and "train-reranker" in r.json()["error"]["message"]
     assert client.post("/v1/search", json={"query": "bees", "rerank": False}).status_code == 200
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -15,13 +16,14 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from semsearch import __version__
+from semsearch.collection import Collection, SearchRequest
 from semsearch.config import Settings
 from semsearch.encoders.base import TextEncoder
 from semsearch.search_api import errors
 from semsearch.search_api.batching import QueryBatcher
+from semsearch.search_api.imaging import ImageSide
 from semsearch.search_api.middleware import RequestContextMiddleware
 from semsearch.search_api.routes import ROUTERS
-from semsearch.search_api.service import IndexService
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +43,14 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        svc = await run_in_threadpool(IndexService.open, Path(index_path), settings, encoder)
+        svc = await run_in_threadpool(
+            partial(Collection.open, Path(index_path), settings, writable=True, encoder=encoder))
         try:
             await run_in_threadpool(svc.warm_up)
             app.state.service = svc
+            app.state.images = ImageSide(svc)
             app.state.batcher = QueryBatcher(
-                svc.search,
+                lambda queries, opts: svc.search_batch([SearchRequest(query=q, **opts) for q in queries]),
                 window_s=settings.api.batch_window_ms / 1000,
                 max_batch=settings.api.max_batch_queries,
             )

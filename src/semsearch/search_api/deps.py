@@ -7,10 +7,11 @@ import hmac
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from semsearch.collection import Collection
 from semsearch.config import Settings
 from semsearch.search_api.batching import QueryBatcher
 from semsearch.search_api.errors import Forbidden, Unauthorized, UnsupportedMediaType
-from semsearch.search_api.service import IndexService
+from semsearch.search_api.imaging import ImageSide
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
 _bearer = HTTPBearer(auto_error=False, description="the API key as a bearer token")
@@ -20,8 +21,12 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_service(request: Request) -> IndexService:
+def get_service(request: Request) -> Collection:
     return request.app.state.service
+
+
+def get_images(request: Request) -> ImageSide:
+    return request.app.state.images
 
 
 def get_batcher(request: Request) -> QueryBatcher:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Depends, Path
 from starlette.concurrency import run_in_threadpool
 
+from semsearch.collection import Collection
 from semsearch.config import Settings
 from semsearch.errors import BadInput
 from semsearch.indexer.readers import to_document
@@ -16,7 +19,6 @@ from semsearch.search_api.deps import (
     require_write_key,
 )
 from semsearch.search_api.schemas import DocumentOut, UpsertRequest, WriteResponse, error_responses
-from semsearch.search_api.service import IndexService
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
@@ -27,7 +29,7 @@ SYNC_WAIT_S = 120.0
 
 @router.get("/{doc_id:path}", response_model=DocumentOut, dependencies=[Depends(require_read_key)],
             responses=error_responses(401, 403, 404, 422))
-async def get_document(doc_id: str = DocId, svc: IndexService = Depends(get_service)) -> DocumentOut:
+async def get_document(doc_id: str = DocId, svc: Collection = Depends(get_service)) -> DocumentOut:
     doc = await run_in_threadpool(svc.get, doc_id)
     return DocumentOut(**doc.model_dump())
 
@@ -37,7 +39,7 @@ async def get_document(doc_id: str = DocId, svc: IndexService = Depends(get_serv
              responses=error_responses(400, 401, 403, 413, 415, 422, 503))
 async def upsert_documents(
     req: UpsertRequest,
-    svc: IndexService = Depends(get_service),
+    svc: Collection = Depends(get_service),
     settings: Settings = Depends(get_settings),
 ) -> WriteResponse:
     """Validate, embed and durably store a batch of documents (new ids are added, existing
@@ -59,16 +61,14 @@ async def upsert_documents(
         docs.append(doc)
     if problems:
         raise BadInput(f"{len(problems)} invalid record(s), nothing was written: " + "; ".join(problems[:20]))
-    seq = await run_in_threadpool(svc.upsert, docs)
-    searchable = await run_in_threadpool(svc.wait_searchable, seq, SYNC_WAIT_S if req.wait else 0.0)
-    return WriteResponse(ids=[d.id for d in docs], seq=seq, searchable=searchable)
+    res = await run_in_threadpool(partial(svc.upsert, docs, wait_for=req.wait, timeout=SYNC_WAIT_S))
+    return WriteResponse(**res.model_dump())
 
 
 @router.delete("/{doc_id:path}", response_model=WriteResponse, dependencies=[Depends(require_write_key)],
                responses=error_responses(401, 403, 404, 422, 503))
 async def delete_document(
-    doc_id: str = DocId, wait: bool = True, svc: IndexService = Depends(get_service)
+    doc_id: str = DocId, wait: bool = True, svc: Collection = Depends(get_service)
 ) -> WriteResponse:
-    seq = await run_in_threadpool(svc.delete, doc_id)
-    searchable = await run_in_threadpool(svc.wait_searchable, seq, SYNC_WAIT_S if wait else 0.0)
-    return WriteResponse(ids=[doc_id], seq=seq, searchable=searchable)
+    res = await run_in_threadpool(partial(svc.delete, doc_id, wait_for=wait, timeout=SYNC_WAIT_S))
+    return WriteResponse(**res.model_dump())

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 
+from semsearch.collection import Collection
 from semsearch.search_api.deps import get_service
 from semsearch.search_api.schemas import Health, Ready, error_responses
-from semsearch.search_api.service import IndexService
 
 router = APIRouter(tags=["health"])
 
@@ -18,5 +18,5 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Ready, responses=error_responses(503))
-async def readyz(svc: IndexService = Depends(get_service)) -> Ready:
+async def readyz(svc: Collection = Depends(get_service)) -> Ready:
     return Ready(status="ready", checks=await run_in_threadpool(svc.ready))

@@ -4,6 +4,7 @@ of an indexed document's image)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
@@ -11,11 +12,18 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from semsearch.collection import Collection
 from semsearch.config import Settings
 from semsearch.errors import BadInput
-from semsearch.search_api.deps import get_service, get_settings, require_json, require_read_key
+from semsearch.search_api.deps import (
+    get_images,
+    get_service,
+    get_settings,
+    require_json,
+    require_read_key,
+)
 from semsearch.search_api.errors import PayloadTooLarge
-from semsearch.search_api.imaging import decode_upload
+from semsearch.search_api.imaging import ImageSide, decode_upload
 from semsearch.search_api.routes.search import image_url
 from semsearch.search_api.schemas import (
     DuplicatePair,
@@ -25,7 +33,6 @@ from semsearch.search_api.schemas import (
     ImageSearchResponse,
     error_responses,
 )
-from semsearch.search_api.service import IndexService
 
 router = APIRouter(prefix="/v1", tags=["images"], dependencies=[Depends(require_read_key)])
 
@@ -56,7 +63,7 @@ async def search_image(
         max_length=200, description="comma-separated channels: image (CLIP), phash, dhash; default image,phash")] = None,
     max_distance: Annotated[int | None, Form(
         ge=0, le=64, description="hash channels: every image within this Hamming distance instead of the k nearest")] = None,
-    svc: IndexService = Depends(get_service),
+    svc: Collection = Depends(get_service),
     settings: Settings = Depends(get_settings),
 ) -> ImageSearchResponse:
     """Hits from hash channels carry the Hamming distance per channel (``hamming``) and the
@@ -71,7 +78,7 @@ async def search_image(
     data = await read_limited(file, settings.api.max_upload_bytes)
     name = file.filename or "upload"
     img = await run_in_threadpool(decode_upload, data, name, file.content_type, svc)
-    res = await run_in_threadpool(svc.images.search, img, k=k, channels=chans, max_distance=max_distance)
+    res = await run_in_threadpool(svc.search_by_image, img, k=k, channels=chans, max_distance=max_distance)
     used = sorted({c for h in res.hits for c in h.channels}) or (chans or [])
     hits = [
         ImageHitOut(id=h.id, rank=h.rank, score=h.score, channels=h.channels,
@@ -90,13 +97,13 @@ async def search_image(
              summary="Near-duplicate image groups (pHash Hamming distance)")
 async def duplicates(
     req: DuplicatesRequest,
-    svc: IndexService = Depends(get_service),
+    svc: Collection = Depends(get_service),
     settings: Settings = Depends(get_settings),
 ) -> DuplicatesResponse:
     """Groups are connected components of the pairs within ``max_distance`` (direct pHash,
     or one image's mirrored pHash against another's: ``rule`` says which)."""
     dist = settings.images.max_distance if req.max_distance is None else req.max_distance
-    out = await run_in_threadpool(svc.images.duplicates, dist, req.mirrored)
+    out = await run_in_threadpool(partial(svc.duplicates, dist, mirrored=req.mirrored))
     pairs = [DuplicatePair(a=a, b=b, distance=d, rule=r) for (a, b, d), r in zip(out["pairs"], out["rules"], strict=True)]
     return DuplicatesResponse(groups=out["groups"], pairs=pairs, max_distance=dist, images=out["images"],
                               seconds=out["seconds"], notes=out["notes"])
@@ -109,10 +116,10 @@ async def duplicates(
 async def image(
     doc_id: str = PathParam(min_length=1, max_length=512, description="document id"),
     size: int | None = Query(None, ge=16, le=2048, description="longest side in pixels (default api.thumbnail_px)"),
-    svc: IndexService = Depends(get_service),
+    images: ImageSide = Depends(get_images),
     settings: Settings = Depends(get_settings),
 ) -> Response:
     """Only images of documents in the index are served, and only from inside
     ``images.roots``: the route takes a document id, never a path."""
-    data = await run_in_threadpool(svc.images.thumbnail, doc_id, size or settings.api.thumbnail_px)
+    data = await run_in_threadpool(images.thumbnail, doc_id, size or settings.api.thumbnail_px)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"})

@@ -1,0 +1,427 @@
+"""The public Python API: a :class:`Collection` is one index opened for searching (and, by
+one process at a time, for writing). It owns concurrency: any number of threads may search
+while one writes; writes are durable when they return and become searchable after a
+refresh (every ``indexing.refresh_interval`` seconds in the background, on :meth:`refresh`,
+or before a write returns when it asks ``wait_for=True``).
+
+::
+
+    import semsearch
+
+    with semsearch.Collection.create("my-index") as col:
+        col.upsert([semsearch.Document(id="1", title="Photosynthesis", text="Plants ...")],
+                   wait_for=True)
+        for hit in col.search("how do plants make food", k=5).hits:
+            print(hit.id, hit.score)
+
+Read-only opens (``Collection.open(path)``) take no lock: several processes may search one
+index while another writes to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from semsearch.config import Settings
+from semsearch.documents import Document, Hit, SearchResult
+from semsearch.encoders.base import TextEncoder
+from semsearch.errors import BackendUnavailable, BadInput, DocumentNotFound, IndexIncompatible
+from semsearch.indexer.index import Index
+from semsearch.locks import RWLock
+
+logger = logging.getLogger(__name__)
+
+#: image channels written from a document's ``image`` (CLIP and perceptual hashes)
+HASH_CHANNELS = ("phash", "dhash", "phash_mirror")
+
+
+class SearchRequest(BaseModel):
+    """One search. Every option left as None takes the index's (or the settings') default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str
+    k: int = Field(10, ge=1)
+    offset: int = Field(0, ge=0)
+    mode: Literal["lexical", "dense", "hybrid", "image"] | None = None
+    #: metadata filter (see :mod:`semsearch.filters` for the language)
+    filters: dict[str, Any] | None = None
+    #: lexical field boosts, e.g. {"title": 2, "text": 1}
+    boosts: dict[str, float] | None = None
+    fusion: Literal["rrf", "convex"] | None = None
+    weights: dict[str, float] | None = None
+    rrf_k: int | None = Field(None, ge=1)
+    normalization: Literal["minmax", "zscore"] | None = None
+    #: candidates each channel contributes before fusion
+    depth: int | None = Field(None, ge=1)
+    rerank: bool | None = None
+    rerank_depth: int | None = Field(None, ge=1)
+    with_documents: bool = True
+    #: collapse near-duplicate hits (dense cosine >= api.duplicate_threshold) into the best one
+    collapse: bool = False
+
+    def options(self) -> dict[str, Any]:
+        """Everything but the query: requests with equal options are searched as one batch."""
+        return self.model_dump(exclude={"query"})
+
+
+class WriteResult(BaseModel):
+    """What a write did: the ids it touched, its change sequence number, and whether it is
+    already searchable (always durable: it is committed to the document store)."""
+
+    ids: list[str]
+    seq: int
+    searchable: bool
+
+
+class Collection:
+    """Use :meth:`create` (open for writing, creating an empty index if there is none) or
+    :meth:`open` (an existing index; read-only unless ``writable=True``)."""
+
+    def __init__(self, index: Index, settings: Settings, *, encoder: TextEncoder | None = None) -> None:
+        from semsearch.search import Searcher
+
+        self.index = index
+        self.settings = settings
+        self.writable = index.writable
+        self.rw = RWLock()  # searches share it; applying changes to the derived indexes is exclusive
+        self._writer = threading.Lock()  # store writes and syncs, one at a time
+        self._synced = threading.Condition()
+        self._sync_error: BaseException | None = None
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._encoder = encoder
+        self._image_channels: list | None = None
+        self._image_init = threading.Lock()
+        self._image_encoding = threading.Lock()  # one image batch at a time per loader
+        self.searcher = Searcher(index, settings, encoder=encoder)
+        self._worker: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: Path | str, settings: Settings | None = None, *,
+               encoder: TextEncoder | None = None) -> Collection:
+        """Open the index at ``path`` for writing, creating an empty one if there is none."""
+        settings = settings or Settings()
+        return cls._start(Index.create(path, settings), settings, encoder)
+
+    @classmethod
+    def open(cls, path: Path | str, settings: Settings | None = None, *, writable: bool = False,
+             encoder: TextEncoder | None = None) -> Collection:
+        """Open an existing index (:class:`~semsearch.errors.IndexNotFound` if there is none)."""
+        settings = settings or Settings()
+        return cls._start(Index.open(path, settings, writable=writable), settings, encoder)
+
+    @classmethod
+    def _start(cls, index: Index, settings: Settings, encoder: TextEncoder | None) -> Collection:
+        try:
+            col = cls(index, settings, encoder=encoder)
+            if index.writable:
+                if index.pending() or index.manifest.generation == 0:
+                    info = index.sync()  # apply writes acknowledged before a crash
+                    logger.info("startup sync applied %s changes", info["changed"] + info["deleted"])
+                col._worker = threading.Thread(target=col._sync_loop, name="semsearch-refresh", daemon=True)
+                col._worker.start()
+            return col
+        except BaseException:
+            index.close()
+            raise
+
+    def close(self) -> None:
+        self._stop.set()
+        self._dirty.set()
+        if self._worker is not None and self._worker.is_alive():
+            self._worker.join(timeout=60)
+        with self._writer:
+            self.index.close()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def path(self) -> Path:
+        return self.index.path
+
+    @property
+    def encoder(self) -> TextEncoder:
+        """The query/document text encoder, loaded on first use."""
+        if self._encoder is None:
+            from semsearch.encoders import make_text_encoder
+
+            enc = make_text_encoder(self.settings.text_encoder, for_queries=True)
+            spec = self.index.manifest.channels.get("dense")
+            if spec is not None and spec.encoder != enc.name:
+                raise IndexIncompatible(
+                    f"index at {self.index.path} was built with text encoder {spec.encoder!r} but "
+                    f"the configured one is {enc.name!r}; set SEMSEARCH_TEXT_ENCODER__MODEL={spec.encoder}"
+                )
+            self._encoder = enc
+            self.searcher._encoder = enc
+        return self._encoder
+
+    def warm_up(self) -> None:
+        """Load the text model now rather than on the first query."""
+        if "dense" in self.index.manifest.channels:
+            self.encoder.encode(["warm up"])
+
+    # -- reads --------------------------------------------------------------------------
+    def search(self, request: SearchRequest | str, **options: Any) -> SearchResult:
+        """Search with a :class:`SearchRequest`, or a query string plus its options."""
+        if isinstance(request, str):
+            request = SearchRequest(query=request, **options)
+        elif options:
+            request = request.model_copy(update=options)
+        return self.search_batch([request])[0]
+
+    def search_batch(self, requests: Sequence[SearchRequest]) -> list[SearchResult]:
+        """Search several requests; those with equal options run as one batch (one encoder
+        call, one lexical pass). Results come back in the order of ``requests``."""
+        groups: dict[str, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(repr(sorted(r.options().items())), []).append(i)
+        out: list[SearchResult | None] = [None] * len(requests)
+        for idx in groups.values():
+            opts = requests[idx[0]].options()
+            for i, res in zip(idx, self._search_same([requests[i].query for i in idx], opts)):
+                out[i] = res
+        return out  # type: ignore[return-value]
+
+    def _search_same(self, queries: list[str], opts: dict[str, Any]) -> list[SearchResult]:
+        do_collapse = opts.pop("collapse", False)
+        with self.rw.read():
+            if not do_collapse:
+                results = self.searcher.search_batch(queries, **opts)
+            else:
+                k, offset = opts.pop("k"), opts.pop("offset", 0)
+                with_docs = opts.pop("with_documents", True)
+                window = min(max(opts.get("depth") or self.settings.fusion.depth, offset + k),
+                             self.settings.search.max_k)
+                results = self.searcher.search_batch(queries, k=window, offset=0,
+                                                     with_documents=False, **opts)
+                for res in results:
+                    res.hits = self._collapse_page(res.hits, k, offset, with_docs)
+        if opts.get("with_documents", True):
+            for res in results:
+                # a document deleted (durably) but not yet synced out of the derived indexes
+                # is not returned: an acknowledged delete takes effect at once
+                res.hits = [h for h in res.hits if h.document is not None]
+        return results
+
+    def _collapse_page(self, hits: list[Hit], k: int, offset: int, with_docs: bool) -> list[Hit]:
+        from semsearch.search.collapse import collapse
+
+        spec = self.index.manifest.channels.get("dense")
+        if spec is None:
+            raise BadInput("collapsing near-duplicates needs a dense channel; this index has none")
+        vecs = self.index.store.vectors([h.id for h in hits], "dense", spec.dim)
+        kept = collapse(hits, vecs, self.settings.api.duplicate_threshold)
+        page = kept[offset : offset + k]
+        docs = self.index.get([h.id for h in page]) if with_docs else {}
+        for rank, h in enumerate(page, start=offset + 1):
+            h.rank = rank
+            h.document = docs.get(h.id)
+        return page
+
+    def search_by_image(self, image: Any, *, k: int = 10, channels: Sequence[str] | None = None,
+                        max_distance: int | None = None) -> SearchResult:
+        """Images like ``image`` (a path or PIL image) by CLIP and/or perceptual hashes."""
+        with self.rw.read():
+            res = self.searcher.search_by_image(image, k=k, channels=channels, max_distance=max_distance)
+        res.hits = [h for h in res.hits if h.document is not None]  # deleted, not yet synced
+        return res
+
+    def duplicates(self, max_distance: int, *, mirrored: bool = True) -> dict[str, Any]:
+        """Groups of near-duplicate images (perceptual-hash Hamming distance)."""
+        from semsearch.images.dedup import find_duplicates
+
+        # find_duplicates compacts the hash index in place: exclusive, like a sync
+        with self.rw.write():
+            return find_duplicates(self.index, max_distance, mirrored=mirrored).as_json()
+
+    def get(self, ids: str | Iterable[str]) -> Any:
+        """One document by id (:class:`DocumentNotFound` if absent), or a dict for several."""
+        if isinstance(ids, str):
+            doc = self.index.get([ids]).get(ids)
+            if doc is None:
+                raise DocumentNotFound(f"document {ids!r} is not in the index")
+            return doc
+        return self.index.get(list(ids))
+
+    def stats(self) -> dict[str, Any]:
+        with self.rw.read():
+            info = self.index.info()
+        info["models"] = {"text_encoder": getattr(self._encoder, "name", None),
+                          "clip": (info.get("channels", {}).get("image") or {}).get("encoder")}
+        return info
+
+    def ready(self) -> dict[str, Any]:
+        """Raises :class:`BackendUnavailable` when the index cannot answer."""
+        checks: dict[str, Any] = {"generation": self.index.manifest.generation}
+        if self.writable and (self._worker is None or not self._worker.is_alive()):
+            raise BackendUnavailable("the index refresh worker is not running")
+        ping = getattr(self.index.lexical, "ping", None)
+        if ping is not None:
+            ping()  # e.g. Elasticsearch: raises BackendUnavailable naming the URL
+            checks["lexical"] = "reachable"
+        return checks
+
+    # -- writes -------------------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if not self.writable:
+            raise BadInput(f"index at {self.index.path} was opened read-only")
+
+    def add(self, docs: Sequence[Document], *, wait_for: bool = False) -> WriteResult:
+        """Add new documents; an id already in the index is an error (nothing is written)."""
+        self._check_writable()
+        taken = sorted(self.index.store.hashes([d.id for d in docs]))
+        if taken:
+            raise BadInput(f"{len(taken)} id(s) already in the index (use upsert to replace): {taken[:10]}")
+        return self.upsert(docs, wait_for=wait_for)
+
+    def upsert(self, docs: Sequence[Document], *, wait_for: bool = False,
+               timeout: float = 60.0) -> WriteResult:
+        """Encode and durably store ``docs`` (text and image documents), replacing any with
+        the same ids. With ``wait_for`` the call returns once they are searchable (or after
+        ``timeout`` seconds, with ``searchable=False``)."""
+        self._check_writable()
+        docs = list(docs)
+        ids = [d.id for d in docs]
+        if len(set(ids)) != len(ids):
+            raise BadInput("a batch repeats a document id")
+        chans: dict[str, tuple[np.ndarray, list[Document]]] = {}
+        with_text = [d for d in docs if d.title.strip() or d.text.strip()]
+        if with_text and ("dense" in self.index.manifest.channels or self._encoder is not None):
+            from semsearch.indexer.pipeline import TextChannel
+
+            channel = TextChannel(self.encoder, self.settings.text_encoder.doc_template)
+            with self._writer:
+                self.index.ensure_channel("dense", dim=channel.dim, encoder=channel.encoder_name)
+            chans["dense"] = (channel.encode(with_text)[0], with_text)
+        chans.update(self._encode_images(docs))
+        rows = {name: {d.id: i for i, d in enumerate(ds)} for name, (_, ds) in chans.items()}
+        groups: dict[frozenset[str], list[Document]] = {}  # documents with the same channels
+        for d in docs:
+            groups.setdefault(frozenset(n for n in chans if d.id in rows[n]), []).append(d)
+        seq = self.index.store.last_seq()
+        with self._writer:
+            for names, group in groups.items():
+                seq = self.index.write(group, {n: chans[n][0][[rows[n][d.id] for d in group]] for n in names})
+        self._dirty.set()
+        return WriteResult(ids=ids, seq=seq, searchable=self.wait_for(seq, timeout if wait_for else 0.0))
+
+    def delete(self, ids: str | Sequence[str], *, wait_for: bool = False, missing_ok: bool = False,
+               timeout: float = 60.0) -> WriteResult:
+        """Delete documents by id; an id not in the index is an error unless ``missing_ok``."""
+        self._check_writable()
+        ids = [ids] if isinstance(ids, str) else list(ids)
+        with self._writer:
+            if not missing_ok:
+                absent = sorted(set(ids) - set(self.index.store.hashes(ids)))
+                if absent:
+                    raise DocumentNotFound(f"document(s) not in the index: {absent[:10]}")
+            self.index.delete(ids)
+            seq = self.index.store.last_seq()
+        self._dirty.set()
+        return WriteResult(ids=ids, seq=seq, searchable=self.wait_for(seq, timeout if wait_for else 0.0))
+
+    def refresh(self) -> dict[str, Any]:
+        """Make every acknowledged write searchable now."""
+        self._check_writable()
+        with self._writer, self.rw.write():
+            info = self.index.sync()
+        with self._synced:
+            self._synced.notify_all()
+        return info
+
+    def wait_for(self, seq: int, timeout: float) -> bool:
+        """Block until change ``seq`` is searchable (True) or ``timeout`` passes (False)."""
+        deadline = time.monotonic() + timeout
+        with self._synced:
+            while self.index.manifest.synced_seq < seq:
+                if self._sync_error is not None:
+                    raise BackendUnavailable(
+                        f"the write is stored but not yet searchable: refresh failed: {self._sync_error}"
+                    ) from self._sync_error
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._synced.wait(left)
+        return True
+
+    def _sync_loop(self) -> None:
+        interval = self.settings.indexing.refresh_interval
+        while not self._stop.is_set():
+            self._dirty.wait()
+            if self._stop.is_set():
+                return
+            self._stop.wait(interval)  # gather the writes of one refresh interval
+            self._dirty.clear()
+            try:
+                with self._writer, self.rw.write():
+                    info = self.index.sync()
+                err = None
+                logger.info("refreshed %s changes in %.3f s", info["changed"] + info["deleted"], info["seconds"])
+            except Exception as e:  # noqa: BLE001 - reported to waiting writers and readyz
+                logger.exception("index refresh failed")
+                err = e
+            with self._synced:
+                self._sync_error = err
+                self._synced.notify_all()
+
+    # -- images -------------------------------------------------------------------------
+    def _image_roots(self) -> list[Path]:
+        roots = self.settings.images.roots
+        if not roots:
+            raise BadInput("no image roots are set (SEMSEARCH_IMAGES__ROOTS): image files are not read")
+        return list(roots)
+
+    def image_channels(self) -> list:
+        """The bulk pipeline's image channels (CLIP when the index has a CLIP channel or no
+        image channel yet, as ``semsearch index`` does), declared on the index."""
+        with self._image_init:
+            if self._image_channels is None:
+                from semsearch.images.channels import image_channels
+
+                have = self.index.manifest.channels
+                clip = "image" in have or not any(h in have for h in HASH_CHANNELS)
+                chans = image_channels(self.settings, roots=self._image_roots(), clip=clip)
+                with self._writer, self.rw.write():
+                    for ch in chans:
+                        self.index.ensure_channel(ch.name, dim=ch.dim, encoder=ch.encoder_name,
+                                                  backend=ch.backend)
+                clip_enc = next((c.encoder for c in chans if c.name == "image"), None)
+                if clip_enc is not None and self.searcher._clip is None:
+                    self.searcher._clip = clip_enc  # one CLIP model for writes and searches
+                self._image_channels = chans
+            return self._image_channels
+
+    def _encode_images(self, docs: Sequence[Document]) -> dict[str, tuple[np.ndarray, list[Document]]]:
+        """Vectors of the image documents among ``docs`` in every image channel; a file that
+        cannot be used rejects the batch with a message naming each document and problem."""
+        with_image = [d for d in docs if d.image is not None]
+        if not with_image:
+            return {}
+        self._image_roots()
+        out: dict[str, tuple[np.ndarray, list[Document]]] = {}
+        problems: dict[str, str] = {}
+        for ch in self.image_channels():
+            with self._image_encoding:
+                mat, bad = ch.encode(with_image)
+            for d, reason in bad:
+                problems.setdefault(d.id, reason)
+            out[ch.name] = (mat, [d for d in with_image if d.id not in {b.id for b, _ in bad}])
+        if problems:
+            listed = "; ".join(f"document {i!r}: {r}" for i, r in list(problems.items())[:20])
+            raise BadInput(f"{len(problems)} image(s) cannot be used, nothing was written: {listed}")
+        return out
