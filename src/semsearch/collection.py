@@ -344,6 +344,11 @@ class Collection:
             self._synced.notify_all()
         return info
 
+    @property
+    def searchable_seq(self) -> int:
+        """The last change sequence number that searches see."""
+        return self.index.manifest.synced_seq
+
     def wait_for(self, seq: int, timeout: float) -> bool:
         """Block until change ``seq`` is searchable (True) or ``timeout`` passes (False)."""
         deadline = time.monotonic() + timeout
