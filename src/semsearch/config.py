@@ -115,6 +115,9 @@ class FaissSettings(_Section):
     #: HNSW cannot remove ids: deleted ids are tombstoned and the index is rebuilt from the
     #: master vectors once tombstones exceed this fraction
     compact_ratio: float = Field(0.2, gt=0, le=1)
+    #: segments with fewer vectors than this are searched exactly (one matrix product) and
+    #: get no ANN structure: a refresh of a few documents builds no graph; merges build it
+    exact_below: int = Field(20_000, ge=0)
 
 
 class VectorSettings(_Section):
@@ -149,6 +152,13 @@ class IndexingSettings(_Section):
     #: seconds between the background refreshes that make acknowledged writes searchable
     #: (like Elasticsearch's ``refresh_interval``); writes may also ask to wait for one
     refresh_interval: float = Field(1.0, ge=0, le=3600)
+    #: a refresh writes one segment per this many changed documents (a bulk load becomes
+    #: several segments that background merges fold together)
+    segment_docs: int = Field(50_000, ge=1)
+    #: tiered merge policy: this many segments of similar size (within a factor of it) merge
+    merge_factor: int = Field(10, ge=2, le=100)
+    #: run merges in a background thread of a writable Collection
+    background_merges: bool = True
 
 
 class ApiSettings(_Section):

@@ -3,16 +3,17 @@
 ::
 
     INDEX_DIR/
-      manifest.json        what the index is (see :class:`Manifest`); replaced atomically
+      manifest.json        the commit point (see :class:`Manifest`); replaced atomically
       docs.sqlite          the document store (source of truth, see store.py)
-      gen-000007/          the derived indexes of the current generation
-        lexical/           the lexical backend's files
-        dense/             one folder per vector channel (vectors.faiss, ids.json)
+      segments/seg-000042/ immutable segments (see segments/segment.py)
+      deletes/             per-segment deletion bitmaps, one file per segment and commit
+      templates/           trained, empty FAISS indexes (IVF/PQ) cloned by new segments
       .lock                held by the one writer
 
-A new generation is written to ``.tmp-gen-*``, renamed to ``gen-*``, and only then does the
-manifest (written to ``manifest.json.tmp`` and renamed over the old one) point at it: a crash
-at any moment leaves the previous generation intact and readable.
+A refresh or a merge writes its new files first (temporary name, fsync, rename) and then
+the manifest (written to ``manifest.json.tmp`` and renamed over the old one): a crash at any
+moment leaves the previous commit intact and readable. Files the manifest no longer names
+are removed once no open snapshot of this process uses them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ from pydantic import BaseModel, Field
 
 from semsearch.errors import IndexIncompatible, IndexNotFound
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: older formats this version opens for writing and upgrades (derived data is rebuilt from
+#: the document store, which every format shares)
+UPGRADABLE = (1,)
 MANIFEST = "manifest.json"
 
 
@@ -42,12 +46,32 @@ class ChannelSpec(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
+class SegmentRef(BaseModel):
+    """A live segment of a commit: its folder name, size and current deletion file."""
+
+    name: str
+    n_docs: int
+    deletes: str | None = None
+    n_deleted: int = 0
+
+    @property
+    def live(self) -> int:
+        return self.n_docs - self.n_deleted
+
+
 class Manifest(BaseModel):
     format_version: int = FORMAT_VERSION
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
+    #: commit counter: +1 for every refresh or merge that changed the index
     generation: int = 0
     synced_seq: int = 0
+    segments: list[SegmentRef] = Field(default_factory=list)
+    next_segment: int = 1
+    #: channel -> {"file": ..., "trained_on": n} for FAISS factories that need training
+    templates: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: settings tuned for this index (e.g. by ``semsearch adapt``), used unless a request overrides
+    tuned: dict[str, Any] = Field(default_factory=dict)
     lexical_backend: str = "embedded"
     lexical_settings: dict[str, Any] = Field(default_factory=dict)
     channels: dict[str, ChannelSpec] = Field(default_factory=dict)
@@ -55,9 +79,11 @@ class Manifest(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
     build: dict[str, Any] = Field(default_factory=dict)
 
-    @property
-    def generation_dir(self) -> str:
-        return f"gen-{self.generation:06d}"
+    def segment_name(self) -> str:
+        """Allocate the next segment folder name."""
+        name = f"seg-{self.next_segment:06d}"
+        self.next_segment += 1
+        return name
 
 
 def read_manifest(path: Path) -> Manifest:
@@ -72,6 +98,12 @@ def read_manifest(path: Path) -> Manifest:
     except (OSError, json.JSONDecodeError) as e:
         raise IndexIncompatible(f"{f} is unreadable: {e}") from e
     version = data.get("format_version")
+    if version in UPGRADABLE:
+        # the derived data of older formats is rebuilt from the document store on the first
+        # writable open; its channels and settings carry over
+        keep = {k: data[k] for k in ("created_at", "lexical_backend", "lexical_settings", "channels",
+                                     "versions", "build") if k in data}
+        return Manifest.model_validate({**keep, "format_version": version})
     if version != FORMAT_VERSION:
         raise IndexIncompatible(
             f"index at {path} has format version {version}; this semsearch reads version "

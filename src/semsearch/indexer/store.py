@@ -38,28 +38,107 @@ CREATE TABLE IF NOT EXISTS vectors (
     PRIMARY KEY (id, channel)
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rejected (
+    id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (id, seq)
+);
 """
 
 
 class DocStore:
-    def __init__(self, path: Path) -> None:
+    """Writes go through one connection under a lock; every reading thread has a connection of
+    its own, so a reader never sees a writer's uncommitted rows (SQLite WAL isolation)."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(SCHEMA)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._writer: sqlite3.Connection | None = None
+        if not readonly:
+            self._writer = self._connect()
+            self._writer.execute("PRAGMA journal_mode=WAL")
+            self._writer.execute("PRAGMA synchronous=FULL")
+            self._writer.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.readonly:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
+                                   isolation_level=None)
+        else:
+            conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=10000")
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's reading connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def _write_conn(self) -> sqlite3.Connection:
+        if self._writer is None:
+            from semsearch.errors import BadInput
+
+            raise BadInput(f"document store {self.path} was opened read-only")
+        return self._writer
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+            self._local = threading.local()
 
     # -- state --------------------------------------------------------------------------
     def last_seq(self) -> int:
+        return self._last_seq(self._conn)
+
+    @staticmethod
+    def _last_seq(conn: sqlite3.Connection | sqlite3.Cursor) -> int:
         # purged deletions take their sequence numbers with them: the floor keeps numbers
         # growing, so a later write never reuses a number a sync has already passed
-        row = self._conn.execute("SELECT MAX(seq) FROM docs").fetchone()
-        return max(int(row[0] or 0), int(self.get_state("seq_floor", 0)))
+        row = conn.execute("SELECT MAX(seq) FROM docs").fetchone()
+        floor = conn.execute("SELECT value FROM state WHERE key='seq_floor'").fetchone()
+        return max(int(row[0] or 0), int(json.loads(floor[0]) if floor else 0))
+
+    def record_rejected(self, rejected: Sequence[tuple[str, int, str]]) -> None:
+        """Documents a backend refused while they were being made searchable: (id, seq, reason)."""
+        with self._lock:
+            self._write_conn().executemany(
+                "INSERT OR REPLACE INTO rejected(id, seq, reason) VALUES (?,?,?)", list(rejected))
+
+    def rejected(self, since_seq: int = 0) -> list[tuple[str, int, str]]:
+        return [tuple(r) for r in self._conn.execute(
+            "SELECT id, seq, reason FROM rejected WHERE seq>? ORDER BY seq, id", (since_seq,))]
+
+    def seqs(self, ids: Sequence[str]) -> dict[str, int]:
+        """The change sequence number of each stored id (live or deleted, not purged)."""
+        out: dict[str, int] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), 900):
+            chunk = ids[start : start + 900]
+            q = ",".join("?" * len(chunk))
+            out.update(self._conn.execute(f"SELECT id, seq FROM docs WHERE id IN ({q})", chunk).fetchall())
+        return out
+
+    def sample_vectors(self, channel: str, n: int, dim: int) -> np.ndarray:
+        """Up to ``n`` stored vectors of a channel, drawn at random (FAISS training)."""
+        rows = self._conn.execute(
+            "SELECT vec FROM vectors WHERE channel=? ORDER BY random() LIMIT ?", (channel, n)).fetchall()
+        if not rows:
+            return np.zeros((0, dim), np.float32)
+        return np.vstack([np.frombuffer(r[0], dtype=np.float32) for r in rows])
+
+    def count_vectors(self, channel: str) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM vectors WHERE channel=?", (channel,)).fetchone()[0])
 
     def get_state(self, key: str, default: Any = None) -> Any:
         row = self._conn.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
@@ -86,10 +165,10 @@ class DocStore:
         Returns the sequence number of the batch."""
         vectors = vectors or {}
         with self._lock:
-            cur = self._conn.cursor()
+            cur = self._write_conn().cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
-                seq = self.last_seq() + 1
+                seq = self._last_seq(cur) + 1
                 cur.executemany(
                     "INSERT INTO docs(id,title,text,metadata,image,hash,seq,deleted) "
                     "VALUES (?,?,?,?,?,?,?,0) ON CONFLICT(id) DO UPDATE SET title=excluded.title,"
@@ -101,6 +180,9 @@ class DocStore:
                         for d in docs
                     ],
                 )
+                # a new version replaces every channel's vector: one it has no vector for
+                # (text replaced by an image, say) is gone
+                cur.executemany("DELETE FROM vectors WHERE id=?", [(d.id,) for d in docs])
                 for channel, mat in vectors.items():
                     mat = np.ascontiguousarray(mat)
                     cur.executemany(
@@ -115,10 +197,10 @@ class DocStore:
 
     def mark_deleted(self, ids: Sequence[str]) -> int:
         with self._lock:
-            cur = self._conn.cursor()
+            cur = self._write_conn().cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
-                seq = self.last_seq() + 1
+                seq = self._last_seq(cur) + 1
                 n = 0
                 for doc_id in ids:
                     n += cur.execute(
@@ -133,10 +215,10 @@ class DocStore:
 
     def purge_deleted(self, up_to_seq: int) -> None:
         with self._lock:
-            cur = self._conn.cursor()
+            cur = self._write_conn().cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
-                floor = self.last_seq()
+                floor = self._last_seq(cur)
                 cur.execute(
                     "INSERT OR REPLACE INTO state(key, value) VALUES ('seq_floor', ?)",
                     (json.dumps(floor),),

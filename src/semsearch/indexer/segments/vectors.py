@@ -1,0 +1,176 @@
+"""One vector channel of one immutable segment: the raw rows (``<channel>.npy``, memory-mapped)
+plus, for segments large enough to need one, an ANN index built once (``<channel>.faiss``).
+
+Row ``i`` belongs to the segment's ordinal ``i``; ``present`` says which ordinals have a vector
+in this channel (a text-only document has none in an image channel). Searches take an
+``allow`` mask (live documents and the filter, per ordinal) and are:
+
+* exact (one matrix product over the allowed rows) when the segment is below
+  ``vector.faiss.exact_below`` documents, when the factory is ``Flat``, or when the mask
+  selects few rows (Lucene does the same for a selective filter: exact search over the
+  filtered set beats a graph walk that rejects most of what it visits);
+* otherwise an ANN search with the mask pushed into FAISS as an ``IDSelectorBitmap``.
+
+ANN ids are ordinals (``IndexIDMap`` over the present rows). IVF/PQ factories are trained once
+per channel on a sample of the whole store (see :func:`train_template`), and the trained but
+empty template is cloned for each segment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semsearch.config import FaissSettings
+from semsearch.errors import BadInput, IndexIncompatible
+
+logger = logging.getLogger(__name__)
+
+#: below this many selected rows a filtered search is exact over those rows
+EXACT_SELECTED = 20_000
+
+
+def resolve_factory(factory: str, n_vectors: int) -> str:
+    """``{nlist}`` in a factory string becomes a list count fit for ``n_vectors``
+    (4 * sqrt(n), a power of two between 16 and 65536, the usual FAISS guidance)."""
+    if "{nlist}" not in factory:
+        return factory
+    nlist = int(min(65536, max(16, 2 ** round(np.log2(4 * np.sqrt(max(n_vectors, 1)))))))
+    return factory.replace("{nlist}", str(nlist))
+
+
+def needs_training(factory: str) -> bool:
+    return bool(re.search(r"IVF|PQ|SQ|LSH|RaBitQ", factory))
+
+
+def train_template(dim: int, factory: str, sample: np.ndarray) -> Any:
+    """A trained, empty FAISS index of ``factory`` (inner product) from ``sample``."""
+    import faiss
+
+    try:
+        idx = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as e:
+        raise BadInput(f"invalid FAISS factory string {factory!r}: {e}") from e
+    ivf = faiss.try_extract_index_ivf(idx)
+    need = max(ivf.nlist if ivf is not None else 1, 1)
+    if len(sample) < need:
+        raise BadInput(
+            f"FAISS index {factory!r} must be trained on at least {need} vectors but the index "
+            f"holds {len(sample)}: choose a smaller nlist (or '{{nlist}}')"
+        )
+    idx.train(np.ascontiguousarray(sample, dtype=np.float32))
+    return idx
+
+
+class VectorSegment:
+    def __init__(self, vectors: np.ndarray, present: np.ndarray, ann: Any = None) -> None:
+        self.vectors = vectors
+        self.present = present
+        self.ann = ann
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.present)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, present: np.ndarray, settings: FaissSettings,
+              template: Any = None) -> VectorSegment:
+        """``template``: a trained empty index to clone (IVF/PQ), or None."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if not np.isfinite(vectors).all():
+            raise BadInput("vectors contain NaN or infinity")
+        seg = cls(vectors, np.asarray(present, dtype=bool))
+        n = int(seg.present.sum())
+        factory = settings.factory
+        if n >= settings.exact_below and factory != "Flat":
+            import faiss
+
+            if template is not None:
+                base = faiss.clone_index(template)
+            elif needs_training(factory):
+                raise BadInput(f"FAISS factory {factory!r} needs a trained template")
+            else:
+                base = faiss.index_factory(seg.dim, factory, faiss.METRIC_INNER_PRODUCT)
+            ann = faiss.IndexIDMap(base)
+            rows = np.flatnonzero(seg.present)
+            ann.add_with_ids(vectors[rows], rows.astype(np.int64))
+            seg.ann = ann
+        return seg
+
+    # -- persistence --------------------------------------------------------------------
+    def save(self, path: Path, name: str) -> None:
+        np.save(path / f"{name}.npy", self.vectors, allow_pickle=False)
+        np.save(path / f"{name}.present.npy", self.present, allow_pickle=False)
+        if self.ann is not None:
+            import faiss
+
+            faiss.write_index(self.ann, str(path / f"{name}.faiss"))
+
+    @classmethod
+    def load(cls, path: Path, name: str) -> VectorSegment:
+        try:
+            vectors = np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            present = np.load(path / f"{name}.present.npy", allow_pickle=False)
+            ann = None
+            if os.path.exists(path / f"{name}.faiss"):
+                import faiss
+
+                ann = faiss.read_index(str(path / f"{name}.faiss"))
+        except (OSError, ValueError, RuntimeError) as e:
+            raise IndexIncompatible(f"vector segment {path}/{name} is unreadable: {e}") from e
+        return cls(vectors, present, ann)
+
+    def nbytes(self) -> int:
+        return int(self.vectors.nbytes + self.present.nbytes)
+
+    # -- search -------------------------------------------------------------------------
+    def search(self, queries: np.ndarray, k: int, allow: np.ndarray | None,
+               settings: FaissSettings) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, ordinals)``, each (nq, <= k), best first; ordinal -1 pads."""
+        mask = self.present if allow is None else (self.present & allow)
+        selected = np.flatnonzero(mask)
+        nq = len(queries)
+        if len(selected) == 0:
+            return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
+        k = min(k, len(selected))
+        if self.ann is None or len(selected) <= EXACT_SELECTED:
+            scores = np.asarray(queries, dtype=np.float32) @ np.asarray(self.vectors[selected]).T
+            if k < len(selected):
+                part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            else:
+                part = np.tile(np.arange(len(selected)), (nq, 1))
+            top = np.take_along_axis(scores, part, axis=1)
+            order = np.argsort(-top, axis=1, kind="stable")
+            cols = np.take_along_axis(part, order, axis=1)
+            return np.take_along_axis(scores, cols, axis=1), selected[cols]
+        return self._ann_search(queries, k, mask, len(selected), settings)
+
+    def _ann_search(self, queries: np.ndarray, k: int, mask: np.ndarray, n_selected: int,
+                    settings: FaissSettings) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        inner = faiss.downcast_index(self.ann.index)
+        params: Any
+        sel = None
+        if n_selected < int(self.present.sum()):
+            bits = np.packbits(mask, bitorder="little")
+            sel = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
+        if hasattr(inner, "hnsw"):
+            params = faiss.SearchParametersHNSW(efSearch=max(settings.ef_search, k))
+        elif faiss.try_extract_index_ivf(inner) is not None:
+            params = faiss.SearchParametersIVF(nprobe=settings.nprobe)
+        else:
+            params = faiss.SearchParameters()
+        if sel is not None:
+            params.sel = sel
+        # ``bits`` stays referenced until the search returns: the selector points into it
+        return self.ann.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
