@@ -42,11 +42,11 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from semsearch.errors import BadInput
 
-Scalar = Union[str, int, float, bool]
+Scalar = str | int | float | bool
 #: the value types a field can hold
 ValueType = Literal["string", "number", "bool", "date"]
 TYPE_WORDS = {"string": "strings", "number": "numbers", "bool": "booleans", "date": "dates"}
@@ -111,10 +111,10 @@ class Or:
     children: tuple[Filter, ...]
 
 
-Filter = Union[Eq, AnyOf, Range, Exists, Not, And, Or]
+Filter = Eq | AnyOf | Range | Exists | Not | And | Or
 _NODES = (Eq, AnyOf, Range, Exists, Not, And, Or)
 #: what search methods accept: a parsed :data:`Filter` or its JSON form
-FilterInput = Union[Filter, Mapping[str, Any]]
+FilterInput = Filter | Mapping[str, Any]
 
 
 # -- dates --------------------------------------------------------------------------------
