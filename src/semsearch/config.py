@@ -143,6 +143,8 @@ class SearchSettings(_Section):
     #: result as degraded
     on_channel_failure: Literal["fail", "degrade"] = "fail"
     max_k: int = Field(1000, ge=1)
+    #: largest metadata filter: values plus clauses (see semsearch.filters)
+    max_filter_values: int = Field(1024, ge=1)
 
 
 class IndexingSettings(_Section):

@@ -2,12 +2,20 @@
 
 Each record yields either a :class:`Document` or a :class:`Rejected` that names the file,
 the line and the reason, so a bulk run can keep every good record and report every bad one.
+
+Metadata types: JSON values keep their JSON type (``"2020"`` stays a string). A CSV/TSV cell
+is always text, so metadata cells are converted (:func:`csv_value`): an integer (``2020``,
+``-3``; not ``007``, which stays a string like a zip code), a decimal number (``1.5``,
+``2e3``; not ``nan``/``inf``) and ``true``/``false`` (any case) become numbers and booleans,
+everything else stays a string. The columns ``id``, ``_id``, ``title``, ``text`` and
+``image`` are never converted.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +87,28 @@ def to_document(raw: Any, *, max_text_chars: int = 1_000_000) -> Document:
     return Document(id=doc_id, title=fields["title"], text=fields["text"], metadata=metadata, image=image)
 
 
+_INT = re.compile(r"^[+-]?(0|[1-9][0-9]*)$")
+_FLOAT = re.compile(r"^[+-]?(0|[1-9][0-9]*)?\.[0-9]+([eE][+-]?[0-9]+)?$|^[+-]?(0|[1-9][0-9]*)(\.[0-9]*)?[eE][+-]?[0-9]+$|^[+-]?(0|[1-9][0-9]*)\.$")
+
+
+def csv_value(cell: str) -> str | int | float | bool:
+    """A CSV/TSV metadata cell as the JSON value it spells: int, float, bool, else the
+    string unchanged (leading zeros, spaces, ``nan``, ``1_000`` stay strings)."""
+    if _INT.match(cell):
+        return int(cell)
+    if _FLOAT.match(cell):
+        return float(cell)
+    low = cell.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    return cell
+
+
+def _csv_row(row: dict[str, str]) -> dict[str, Any]:
+    return {k: (v if k in RESERVED else csv_value(v))
+            for k, v in row.items() if v != "" or k in ("title", "text")}
+
+
 def detect_format(path: Path) -> str:
     if path.is_dir():
         # a BEIR directory has corpus.jsonl; any other directory is an image tree
@@ -141,7 +171,7 @@ def iter_raw(path: Path, image_extensions: Sequence[str] | None = None) -> Itera
                         f"{len(reader.fieldnames)}"
                     )
                 else:
-                    yield src, start, {k: v for k, v in row.items() if v != "" or k in ("title", "text")}
+                    yield src, start, _csv_row(row)
                 start = reader.line_num + 1
 
 

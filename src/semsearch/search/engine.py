@@ -12,6 +12,7 @@ from semsearch.config import Settings
 from semsearch.documents import ChannelScore, Hit, SearchResult
 from semsearch.encoders.base import TextEncoder
 from semsearch.errors import BadInput, ChannelFailed
+from semsearch.filters import check_types, field_types, matches, parse_filter
 from semsearch.indexer.index import Index
 from semsearch.indexer.lexical.base import Filters
 from semsearch.rerank.apply import Reranked, rerank_candidates
@@ -108,11 +109,12 @@ class Searcher:
                 raise BadInput(f"index at {self.index.path} has no {ch} channel; use mode 'lexical'")
 
     def _allowed(self, filters: Filters | None) -> set[str] | None:
-        if not filters:
+        flt = parse_filter(filters)
+        if flt is None:
             return None
-        from semsearch.indexer.lexical.base import match_filters
-
-        return {d.id for d in self.index.store.iter_docs() if match_filters(d.metadata, filters)}
+        docs = [(d.id, d.metadata) for d in self.index.store.iter_docs()]
+        check_types(flt, field_types(m for _, m in docs))
+        return {i for i, m in docs if matches(flt, m)}
 
     def _channel(
         self, name: str, queries: Sequence[str], depth: int, filters: Filters | None,
@@ -193,7 +195,8 @@ class Searcher:
         if rerank_depth < 1:
             raise BadInput(f"rerank_depth must be >= 1, got {rerank_depth}")
         depth = max(depth or fs.depth, k + offset, rerank_depth if rerank else 0)
-        per_query, failed = self.channel_results(queries, depth, mode, filters=filters, boosts=boosts)
+        flt = parse_filter(filters, max_values=self.settings.search.max_filter_values)
+        per_query, failed = self.channel_results(queries, depth, mode, filters=flt, boosts=boosts)
         results = []
         for q, channels in zip(queries, per_query):
             if len(MODES[mode]) == 1:

@@ -7,10 +7,11 @@ from typing import Any, Protocol, runtime_checkable
 from semsearch.config import LexicalSettings
 from semsearch.documents import Document
 from semsearch.errors import BadInput, IndexIncompatible
+from semsearch.filters import FilterInput
 
-#: Filters: ``{"field": value}`` (equality), ``{"field": [v1, v2]}`` (any of),
-#: ``{"field": {"gte": x, "lte": y}}`` (range; also gt/lt). Fields are metadata keys.
-Filters = dict[str, Any]
+#: a metadata filter: its JSON form or a parsed tree; the language (equality, any-of, ranges,
+#: exists, not/and/or) and its semantics are in :mod:`semsearch.filters`
+Filters = FilterInput
 
 
 @runtime_checkable
@@ -83,33 +84,3 @@ def open_lexical(path: Path, settings: LexicalSettings, backend: str) -> Lexical
 
         return ElasticsearchLexicalIndex.open(path, settings)
     raise IndexIncompatible(f"index at {path} uses unknown lexical backend {backend!r}")
-
-
-def match_filters(metadata: dict[str, Any], filters: Filters | None) -> bool:
-    """Whether a document's metadata satisfies ``filters`` (the embedded semantics, which the
-    Elasticsearch backend mirrors with term/terms/range queries)."""
-    if not filters:
-        return True
-    for field, cond in filters.items():
-        if field not in metadata:
-            return False
-        value = metadata[field]
-        if isinstance(cond, dict):
-            ops = {"gte": value.__ge__, "gt": value.__gt__, "lte": value.__le__, "lt": value.__lt__}
-            unknown = set(cond) - set(ops)
-            if unknown:
-                raise BadInput(
-                    f"filter on {field!r}: unknown range operator(s) {sorted(unknown)}; "
-                    "use gte, gt, lte, lt"
-                )
-            try:
-                if not all(ops[op](bound) is True for op, bound in cond.items()):
-                    return False
-            except TypeError:
-                return False
-        elif isinstance(cond, list):
-            if value not in cond:
-                return False
-        elif value != cond:
-            return False
-    return True

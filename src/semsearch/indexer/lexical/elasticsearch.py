@@ -24,6 +24,13 @@ from typing import Any
 from semsearch.config import ElasticsearchSettings, LexicalSettings
 from semsearch.documents import Document
 from semsearch.errors import BadInput, BulkIndexError, IndexIncompatible
+from semsearch.filters import (
+    check_types,
+    es_field_types,
+    metadata_mapping,
+    parse_filter,
+    to_elasticsearch,
+)
 from semsearch.indexer.es_common import AliasedIndex, EsConnection, item_reason
 from semsearch.indexer.lexical.base import Filters
 
@@ -56,9 +63,7 @@ def index_body(s: ElasticsearchSettings) -> dict[str, Any]:
         },
         "mappings": {
             "dynamic": "strict",
-            "dynamic_templates": [{"metadata_strings": {
-                "path_match": "metadata.*", "match_mapping_type": "string",
-                "mapping": {"type": "keyword"}}}],
+            **metadata_mapping(),
             "properties": {
                 "title": {**text, "copy_to": "all"},
                 "text": {**text, "copy_to": "all"},
@@ -67,26 +72,6 @@ def index_body(s: ElasticsearchSettings) -> dict[str, Any]:
             },
         },
     }
-
-
-def filter_clauses(filters: Filters | None) -> list[dict[str, Any]]:
-    """The embedded filter semantics (``match_filters``) as Elasticsearch filter clauses."""
-    out: list[dict[str, Any]] = []
-    for field, cond in (filters or {}).items():
-        f = f"metadata.{field}"
-        if isinstance(cond, dict):
-            unknown = set(cond) - {"gte", "gt", "lte", "lt"}
-            if unknown:
-                raise BadInput(
-                    f"filter on {field!r}: unknown range operator(s) {sorted(unknown)}; "
-                    "use gte, gt, lte, lt"
-                )
-            out.append({"range": {f: cond}})
-        elif isinstance(cond, list):
-            out.append({"terms": {f: cond}})
-        else:
-            out.append({"term": {f: cond}})
-    return out
 
 
 class ElasticsearchLexicalIndex:
@@ -102,6 +87,8 @@ class ElasticsearchLexicalIndex:
         self._physical: str | None = None
         self._fresh = True
         self._failures: list[tuple[str, str]] = []
+        #: filter value types per metadata field, from the mapping (reset by writes)
+        self._types: dict[str, set[str]] | None = None
 
     @property
     def url(self) -> str:
@@ -117,6 +104,7 @@ class ElasticsearchLexicalIndex:
         if not docs:
             return
         target = self._target()
+        self._types = None
         actions = (
             {"_op_type": "index", "_index": target, "_id": d.id,
              "_source": {"title": d.title, "text": d.text, "metadata": d.metadata}}
@@ -162,6 +150,7 @@ class ElasticsearchLexicalIndex:
         new = self.aliased.create_next(index_body(self.es))
         old_state = (self._physical, self._fresh, self._failures)
         self._physical, self._fresh, self._failures = new, True, []
+        self._types = None
         try:
             chunk: list[Document] = []
             for d in docs:
@@ -177,6 +166,7 @@ class ElasticsearchLexicalIndex:
         except BaseException:
             self.aliased.drop(new)
             self._physical, self._fresh, self._failures = old_state
+            self._types = None
             raise
 
     # -- reads --------------------------------------------------------------------------
@@ -184,8 +174,31 @@ class ElasticsearchLexicalIndex:
         target = self._physical or self.aliased.alias
         return int(self.conn.call(f"count {target}", lambda c: c.count(index=target))["count"])
 
+    def field_types(self) -> dict[str, set[str]]:
+        """Filter value types of the metadata fields, from the index's mapping (cached until
+        the next write)."""
+        if self._types is None:
+            target = self._physical or self.aliased.alias
+            got = self.conn.call(f"get mapping of {target}",
+                                 lambda c: c.indices.get_mapping(index=target))
+            types: dict[str, set[str]] = {}
+            for m in got.values():
+                props = m["mappings"].get("properties", {}).get("metadata", {}).get("properties", {})
+                for f, ts in es_field_types(props).items():
+                    types.setdefault(f, set()).update(ts)
+            self._types = types
+        return self._types
+
+    def _filter(self, filters: Filters | None) -> list[dict[str, Any]]:
+        flt = parse_filter(filters)
+        if flt is None:
+            return []
+        types = self.field_types()
+        check_types(flt, types)
+        return [to_elasticsearch(flt, types=types)]
+
     def _query(self, query: str, k: int, boosts: dict[str, float] | None,
-               filters: Filters | None) -> dict[str, Any]:
+               filter_clauses: list[dict[str, Any]]) -> dict[str, Any]:
         boosts = boosts or self.settings.boosts
         unknown = set(boosts) - set(FIELDS)
         if unknown:
@@ -195,7 +208,7 @@ class ElasticsearchLexicalIndex:
             raise BadInput(f"boosts must have at least one field > 0, got {boosts}")
         must = {"multi_match": {"query": query, "type": "most_fields", "fields": fields}}
         return {"size": k, "_source": False, "track_total_hits": False,
-                "query": {"bool": {"must": [must], "filter": filter_clauses(filters)}}}
+                "query": {"bool": {"must": [must], "filter": filter_clauses}}}
 
     def search(self, query: str, k: int, *, boosts: dict[str, float] | None = None,
                filters: Filters | None = None) -> list[tuple[str, float]]:
@@ -209,9 +222,10 @@ class ElasticsearchLexicalIndex:
         if not queries:
             return []
         target = self._physical or self.aliased.alias
+        clauses = self._filter(filters)
         searches: list[dict[str, Any]] = []
         for q in queries:
-            searches += [{"index": target}, self._query(q, k, boosts, filters)]
+            searches += [{"index": target}, self._query(q, k, boosts, clauses)]
         resp = self.conn.call(f"search {target}", lambda c: c.msearch(searches=searches))
         out = []
         for q, r in zip(queries, resp["responses"]):

@@ -24,7 +24,9 @@ import numpy as np
 from semsearch.config import LexicalSettings
 from semsearch.documents import Document
 from semsearch.errors import BadInput, IndexIncompatible
-from semsearch.indexer.lexical.base import Filters, match_filters
+from semsearch.filters import check_types, parse_filter
+from semsearch.indexer.lexical.base import Filters
+from semsearch.indexer.segments.meta import MetadataIndex
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ class EmbeddedLexicalIndex:
         self._tokens: dict[str, list[list[str]]] | None = {f: [] for f in STORED}
         self._pos: dict[str, int] = {}
         self._models: dict[str, Any] = {}
+        self._metaidx: MetadataIndex | None = None  # built on the first filtered search
         self._dirty = False
         self._path: Path | None = None
 
@@ -109,6 +112,7 @@ class EmbeddedLexicalIndex:
                 for f in STORED:
                     tokens[f][pos] = analyzed[f][i]
         self._dirty = True
+        self._metaidx = None
 
     def delete(self, ids: Sequence[str]) -> int:
         drop = {self._pos[i] for i in ids if i in self._pos}
@@ -122,6 +126,7 @@ class EmbeddedLexicalIndex:
             tokens[f] = [tokens[f][p] for p in keep]
         self._pos = {d: p for p, d in enumerate(self._ids)}
         self._dirty = True
+        self._metaidx = None
         return len(drop)
 
     def commit(self) -> dict[str, Any]:
@@ -201,11 +206,13 @@ class EmbeddedLexicalIndex:
         return out
 
     def _filter_mask(self, filters: Filters | None) -> np.ndarray | None:
-        if not filters:
+        flt = parse_filter(filters)
+        if flt is None:
             return None
-        return np.fromiter(
-            (match_filters(m, filters) for m in self._meta), dtype=bool, count=len(self._meta)
-        )
+        if self._metaidx is None:
+            self._metaidx = MetadataIndex.build(self._meta)
+        check_types(flt, self._metaidx.field_types())
+        return self._metaidx.mask(flt)
 
     def _top(self, scores: np.ndarray | None, k: int, mask: np.ndarray | None):  # noqa: ANN202
         if scores is None:
