@@ -110,7 +110,7 @@ def main() -> None:
     rss_ours = peak_rss_mb()
 
     # the peer pipeline, assembled by hand from the same libraries
-    from semsearch.indexer.lexical.embedded import Analyzer
+    from semsearch.indexer.lexical.analysis import Analyzer
 
     analyzer = Analyzer()
     peer_bm25 = bm25s.BM25(k1=0.9, b=0.4)

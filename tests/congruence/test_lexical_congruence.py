@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from semsearch.config import LexicalSettings
+from semsearch.config import Settings
 from semsearch.documents import Document
+from semsearch.indexer.index import Index
 from semsearch.indexer.lexical.elasticsearch import ElasticsearchLexicalIndex
-from semsearch.indexer.lexical.embedded import EmbeddedLexicalIndex
 from tests.conftest import REPO, es_lexical_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -45,13 +45,15 @@ def _ndcg(runs: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]]) -
     return float(evaluate(Qrels(qrels), Run(runs), "ndcg@10"))
 
 
-def test_embedded_and_elasticsearch_agree_on_scifact(es_url, es_names):
+def test_embedded_and_elasticsearch_agree_on_scifact(es_url, es_names, tmp_path):
     docs, queries, qrels = _load()
     qids, texts = list(queries), list(queries.values())
 
-    emb = EmbeddedLexicalIndex(LexicalSettings())
-    emb.upsert(docs)
-    emb.commit()
+    index = Index.create(tmp_path / "ix", Settings())
+    for start in range(0, len(docs), 2000):  # three segments, scored with corpus-wide statistics
+        index.write(docs[start : start + 2000])
+        index.sync()
+    emb = index.lexical
     es = ElasticsearchLexicalIndex(es_lexical_settings(es_url, es_names("scifact"), chunk_size=1000))
     es.upsert(docs)
     es.commit()
@@ -72,3 +74,4 @@ def test_embedded_and_elasticsearch_agree_on_scifact(es_url, es_names):
     assert abs(nd["embedded"] - nd["elasticsearch"]) <= 0.02, nd
     assert overlap >= 0.7, overlap
     es.close()
+    index.close()

@@ -21,10 +21,11 @@ def test_manifest_records_what_the_index_is(tmp_path, tiny_jsonl, settings):
     assert m.format_version == FORMAT_VERSION
     assert m.channels["dense"].encoder == "test/hashing-encoder" and m.channels["dense"].dim == 64
     assert m.channels["dense"].settings["factory"] == "Flat"
-    assert m.counts == {"docs": 12, "lexical": 12, "dense": 12}
+    assert m.counts == {"docs": 12, "lexical": 12, "dense": 12, "segments": 1}
     assert "faiss-cpu" in m.versions and "bm25s" in m.versions
     files = {p.name for p in (tmp_path / "ix").iterdir()}
-    assert {"manifest.json", "docs.sqlite", m.generation_dir} <= files
+    assert {"manifest.json", "docs.sqlite", "segments"} <= files
+    assert [p.name for p in (tmp_path / "ix" / "segments").iterdir()] == [r.name for r in m.segments]
     assert not [f for f in files if f.startswith(".tmp")]
 
 
@@ -106,7 +107,7 @@ def test_single_writer_lock(tmp_path, settings):
             Index.create(tmp_path / "ix", settings)
 
 
-def test_crash_between_generation_and_manifest_keeps_the_old_generation(tmp_path, tiny_jsonl, settings, monkeypatch):
+def test_crash_between_segment_and_manifest_keeps_the_old_commit(tmp_path, tiny_jsonl, settings, monkeypatch):
     build(tmp_path / "ix", settings, [tiny_jsonl])
     import semsearch.indexer.index as index_mod
 
@@ -119,12 +120,16 @@ def test_crash_between_generation_and_manifest_keeps_the_old_generation(tmp_path
         with pytest.raises(KeyboardInterrupt):
             idx.sync()
         monkeypatch.undo()
-    # the manifest still points at the intact previous generation; the new doc is pending
+    # the manifest still points at the intact previous commit; the new doc is pending and
+    # the segment written for it is an orphan
+    assert len(list((tmp_path / "ix" / "segments").iterdir())) == 2
     with Index.open(tmp_path / "ix", settings) as idx:
         assert idx.lexical.count() == 12 and idx.pending()
     with Index.create(tmp_path / "ix", settings) as idx:  # the next writer replays it
         idx.sync()
-        assert [p.name for p in (tmp_path / "ix").iterdir() if p.name.startswith(("gen-", ".tmp"))] == [idx.manifest.generation_dir]
+        on_disk = sorted(p.name for p in (tmp_path / "ix" / "segments").iterdir())
+        assert on_disk == sorted(r.name for r in idx.manifest.segments) and len(on_disk) == 2
+        assert not [p for p in (tmp_path / "ix").iterdir() if p.name.startswith(".tmp")]
     with Index.open(tmp_path / "ix", settings) as idx:
         assert idx.lexical.count() == 13 and idx.vectors["dense"].count() == 13 and not idx.pending()
 
@@ -132,8 +137,12 @@ def test_crash_between_generation_and_manifest_keeps_the_old_generation(tmp_path
 def test_rebuild_lexical_applies_new_settings(tmp_path, tiny_jsonl, settings):
     build(tmp_path / "ix", settings, [tiny_jsonl])
     settings.lexical.embedded.stemmer = "none"
-    with Index.create(tmp_path / "ix", settings) as idx:
-        assert idx.lexical.search("pollinating", 3) == []  # no stemming on the query side now
+    # the analysis an index was built with is recorded: another one is refused on open...
+    with pytest.raises(IndexIncompatible, match="stemmer='english'.*semsearch reindex"):
+        Index.create(tmp_path / "ix", settings)
+    # ...until a reindex applies it
+    with Index.create(tmp_path / "ix", settings, reindex=True) as idx:
+        assert idx.lexical.search("pollinating", 3)[0][0] == "d11"  # still the old analysis
         info = idx.rebuild_lexical()
         assert info["docs"] == 12
     with Index.open(tmp_path / "ix", settings) as idx:

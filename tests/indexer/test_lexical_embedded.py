@@ -1,23 +1,73 @@
+"""The embedded lexical channel (segments with corpus-wide BM25, inside a real Index): the
+shared lexical conformance suite, parity with rank-bm25, and input errors."""
+
 import pytest
 from rank_bm25 import BM25Okapi
 
-from semsearch.config import LexicalSettings
+from semsearch.config import LexicalSettings, Settings
 from semsearch.documents import Document
 from semsearch.errors import BadInput
-from semsearch.indexer.lexical.embedded import Analyzer, EmbeddedLexicalIndex
+from semsearch.filters import parse_filter
+from semsearch.indexer.index import Index
+from semsearch.indexer.lexical.analysis import Analyzer
 from tests.conformance.lexical_suite import LexicalIndexSuite
+
+
+class SegmentedLexical:
+    """The embedded lexical channel seen through the LexicalIndex protocol: writes go to the
+    real Index's store, ``commit`` is its refresh (a new segment), searches its snapshot."""
+
+    backend = "embedded"
+
+    def __init__(self, path, lexical: LexicalSettings | None = None) -> None:
+        self.path = path
+        settings = Settings()
+        if lexical is not None:
+            settings.lexical = lexical
+        self.index = Index.create(path, settings)
+
+    def upsert(self, docs):
+        self.index.write(list(docs))
+
+    def delete(self, ids):
+        n = len(self.index.store.hashes(list(ids)))
+        self.index.delete(list(ids))
+        return n
+
+    def commit(self):
+        return self.index.sync()
+
+    def search(self, query, k, *, boosts=None, filters=None):
+        return self.index.lexical.search(query, k, boosts=boosts, filters=parse_filter(filters))
+
+    def count(self):
+        return self.index.snapshot().count()
+
+    def save(self, path):
+        self.index.sync()  # the index directory is its own commit point
+
+    def close(self):
+        self.index.close()
 
 
 class TestEmbeddedConformance(LexicalIndexSuite):
     @pytest.fixture
-    def make(self):
-        return lambda: EmbeddedLexicalIndex(LexicalSettings())
+    def make(self, tmp_path):
+        made = []
+
+        def _make():
+            made.append(SegmentedLexical(tmp_path / f"ix{len(made)}"))
+            return made[-1]
+
+        yield _make
+        for idx in made:
+            idx.close()
 
     @pytest.fixture
-    def reopen(self, tmp_path):
+    def reopen(self):
         def _reopen(idx):
-            idx.save(tmp_path / "lex")
-            return EmbeddedLexicalIndex.open(tmp_path / "lex", LexicalSettings())
+            idx.close()
+            return SegmentedLexical(idx.path)
 
         return _reopen
 
@@ -37,14 +87,18 @@ PARITY_CORPUS = [
 PARITY_QUERIES = ["cat", "brown fox", "happy dog", "mailman letters", "sleep sofa cat", "wild forest animals"]
 
 
-def test_bm25_ranking_matches_rank_bm25():
+def test_bm25_ranking_matches_rank_bm25(tmp_path):
     """Same analyzer, Robertson BM25 (rank-bm25's BM25Okapi formula): same scores, same order."""
     settings = LexicalSettings(boosts={"text": 1.0, "title": 0.0})
     settings.embedded.method = "robertson"
     settings.embedded.k1, settings.embedded.b = 1.5, 0.75
-    idx = EmbeddedLexicalIndex(settings)
-    idx.upsert([Document(id=str(i), text=t) for i, t in enumerate(PARITY_CORPUS)])
-    idx.commit()
+    idx = SegmentedLexical(tmp_path / "ix", settings)
+    # three segments: parity holds with corpus-wide statistics
+    docs = [Document(id=str(i), text=t) for i, t in enumerate(PARITY_CORPUS)]
+    for part in (docs[:3], docs[3:7], docs[7:]):
+        idx.upsert(part)
+        idx.commit()
+    assert len(idx.index.manifest.segments) == 3
     analyzer = Analyzer()
     # rank-bm25 floors negative idf at epsilon * mean idf; no term of these queries is in
     # more than half the documents, so that case does not arise
@@ -61,17 +115,19 @@ def test_bm25_ranking_matches_rank_bm25():
         assert [s * 2.5 for _, s in got] == pytest.approx([s for _, s in expected], rel=1e-5), q
 
 
-def test_unknown_boost_field_is_rejected():
-    idx = EmbeddedLexicalIndex(LexicalSettings())
+def test_unknown_boost_field_is_rejected(tmp_path):
+    idx = SegmentedLexical(tmp_path / "ix")
     idx.upsert([Document(id="a", text="x y")])
+    idx.commit()
     with pytest.raises(BadInput, match="unknown boost field"):
         idx.search("x", 3, boosts={"body": 1.0})
 
 
-def test_bad_range_operator_names_itself():
-    idx = EmbeddedLexicalIndex(LexicalSettings())
+def test_bad_range_operator_names_itself(tmp_path):
+    idx = SegmentedLexical(tmp_path / "ix")
     idx.upsert([Document(id="a", text="bees", metadata={"year": 1})])
-    with pytest.raises(BadInput, match="unknown range operator"):
+    idx.commit()
+    with pytest.raises(BadInput, match=r"filter on .year.: unknown operator\(s\) \[.near.\]"):
         idx.search("bees", 3, filters={"year": {"gt": 0, "near": 3}})
 
 

@@ -73,7 +73,8 @@ def lexical_record(settings: Settings) -> dict[str, Any]:
 class Index:
     """Use :meth:`open` (existing index) or :meth:`create` (new or existing, for writing)."""
 
-    def __init__(self, path: Path, settings: Settings, *, writable: bool, create: bool = False) -> None:
+    def __init__(self, path: Path, settings: Settings, *, writable: bool, create: bool = False,
+                 reindex: bool = False) -> None:
         self.path = Path(path)
         self.settings = settings
         self.writable = writable
@@ -94,7 +95,8 @@ class Index:
                     f"index at {self.path} was written by an older semsearch (format "
                     f"{self.manifest.format_version}): open it once for writing (e.g. `semsearch "
                     "reindex --index DIR`) to upgrade it")
-            self._check_lexical_settings()
+            if not reindex:
+                self._check_lexical_settings()
             self.store = DocStore(self.path / "docs.sqlite", readonly=not writable)
             self._commit_lock = threading.RLock()
             self._merge_lock = threading.Lock()
@@ -119,11 +121,14 @@ class Index:
 
     # -- lifecycle ----------------------------------------------------------------------
     @classmethod
-    def open(cls, path: Path | str, settings: Settings | None = None, *, writable: bool = False) -> Index:
-        return cls(Path(path), settings or Settings(), writable=writable)
+    def open(cls, path: Path | str, settings: Settings | None = None, *, writable: bool = False,
+             reindex: bool = False) -> Index:
+        """``reindex``: open although the settings' analysis differs from the index's (for
+        :meth:`reindex`, which applies the new one; until then the recorded one is used)."""
+        return cls(Path(path), settings or Settings(), writable=writable, reindex=reindex)
 
     @classmethod
-    def create(cls, path: Path | str, settings: Settings | None = None) -> Index:
+    def create(cls, path: Path | str, settings: Settings | None = None, *, reindex: bool = False) -> Index:
         """Open the index at ``path`` for writing, creating an empty one if there is none."""
         settings = settings or Settings()
         path = Path(path)
@@ -133,7 +138,7 @@ class Index:
                 and any(p.name != ".lock" for p in path.iterdir())):
             raise BadInput(f"index path {path} is a non-empty directory that holds no index")
         path.mkdir(parents=True, exist_ok=True)
-        return cls(path, settings, writable=True, create=True)
+        return cls(path, settings, writable=True, create=True, reindex=reindex)
 
     def close(self) -> None:
         if self.lexical_external is not None:
@@ -187,9 +192,13 @@ class Index:
 
     @property
     def lexical_params(self) -> Any:
+        """The embedded lexical settings the index was built with (analysis, BM25)."""
+        return self._lexical_params(self.manifest)
+
+    def _lexical_params(self, m: Manifest) -> Any:
         from semsearch.config import EmbeddedLexicalSettings
 
-        rec = self.manifest.lexical_settings.get("embedded")
+        rec = m.lexical_settings.get("embedded")
         return EmbeddedLexicalSettings.model_validate(rec) if rec else self.settings.lexical.embedded
 
     def _open_es_lexical(self) -> Any:
@@ -230,7 +239,7 @@ class Index:
             deleted.append(read_deletes(self.path / DELETES / ref.deletes, seg.n_docs) if ref.deletes else None)
         self._segments = {s.name: s for s in segs}  # drop segments this commit no longer names
         snap = Snapshot(segs, deleted, m.synced_seq, self.settings, dict(m.channels),
-                        es_lexical=self.lexical_external, lexical_params=self.lexical_params)
+                        es_lexical=self.lexical_external, lexical_params=self._lexical_params(m))
         return snap
 
     def snapshot(self) -> Snapshot:
@@ -261,8 +270,12 @@ class Index:
             self.manifest, self._snapshot, self._stamp = m, snap, stamp
 
     def _publish(self, m: Manifest) -> None:
-        write_manifest(self.path, m)
         snap = self._load_snapshot(m)
+        m.counts = {"docs": snap.count(), "segments": len(m.segments),
+                    **{name: ch.count() for name, ch in snap.vectors.items()}}
+        if self.lexical_external is None:
+            m.counts["lexical"] = m.counts["docs"]
+        write_manifest(self.path, m)
         with self._snap_lock:
             self.manifest, self._snapshot = m, snap
             self._stamp = self._manifest_stamp()
@@ -443,8 +456,8 @@ class Index:
             changed -= len(failed)
         where.update(new_where)
         m.segments = self._with_deletes(m.segments + new_refs, dead, m.generation + 1)
-        self._commit(m, target)
         self._upgrading = False
+        self._commit(m, target)
         self.store.purge_deleted(target)
         took = time.perf_counter() - t0
         return {"changed": changed, "deleted": deleted, "seconds": took, "segments": len(new_refs),
@@ -475,8 +488,6 @@ class Index:
         m.generation += 1
         m.updated_at = time.time()
         m.versions = library_versions()
-        live = sum(r.live for r in m.segments)
-        m.counts = {"docs": live, "segments": len(m.segments)}
         if self.lexical_external is not None:
             self.lexical_external.save(self.path / "lexical-es")
         for name, ext in self._external.items():
@@ -506,7 +517,7 @@ class Index:
             vectors[name] = (rows, present)
         tokens = None
         if m.lexical_backend == "embedded":
-            from semsearch.indexer.lexical.embedded import Analyzer
+            from semsearch.indexer.lexical.analysis import Analyzer
 
             p = self.lexical_params
             analyzer = Analyzer(p.stemmer, p.stopwords)
@@ -735,7 +746,7 @@ class Index:
             return {"docs": info["docs"], "seconds": info["seconds"]}
 
     def _reanalyse(self, segs: list[Segment], keep: list[np.ndarray]) -> Any:
-        from semsearch.indexer.lexical.embedded import Analyzer
+        from semsearch.indexer.lexical.analysis import Analyzer
         from semsearch.indexer.segments.lexical import LexicalSegment
 
         emb = self.settings.lexical.embedded

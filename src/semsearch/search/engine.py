@@ -8,13 +8,16 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Literal
 
+import numpy as np
+
 from semsearch.config import Settings
 from semsearch.documents import ChannelScore, Hit, SearchResult
 from semsearch.encoders.base import TextEncoder
 from semsearch.errors import BadInput, ChannelFailed
-from semsearch.filters import check_types, field_types, matches, parse_filter
+from semsearch.filters import Filter, check_types, parse_filter
 from semsearch.indexer.index import Index
 from semsearch.indexer.lexical.base import Filters
+from semsearch.indexer.segments.snapshot import Masks, SegmentLexical, Snapshot
 from semsearch.rerank.apply import Reranked, rerank_candidates
 from semsearch.rerank.base import Reranker
 from semsearch.search.fusion import Fused, fuse
@@ -28,6 +31,31 @@ MODES: dict[str, tuple[str, ...]] = {
     "hybrid": ("lexical", "dense"),
     "image": ("image",),  # text-to-image through the CLIP text tower (search/images.py)
 }
+
+
+class _Scope:
+    """What every channel of one search shares: the snapshot and the parsed filter, whose
+    per-segment masks are computed once (after a type check against the indexed values)."""
+
+    def __init__(self, snap: Snapshot, flt: Filter | None) -> None:
+        self.snap = snap
+        self.flt = flt
+        self._masks: Masks | None = None
+
+    def masks(self) -> Masks | None:
+        if self.flt is None:
+            return None
+        if self._masks is None:
+            check_types(self.flt, self.snap.field_types())
+            self._masks = self.snap.masks(self.flt)
+        return self._masks
+
+    def allowed_ids(self) -> set[str] | None:
+        masks = self.masks()
+        if masks is None:
+            return None
+        return {seg.ids[o] for seg, m in zip(self.snap.segments, masks)
+                for o in (np.flatnonzero(m).tolist() if m is not None else range(seg.n_docs))}
 
 
 class Searcher:
@@ -105,30 +133,25 @@ class Searcher:
             if not isinstance(q, str) or not q.strip():
                 raise BadInput("query is empty")
         for ch in MODES[mode]:
-            if ch != "lexical" and ch not in self.index.vectors:
+            if ch != "lexical" and ch not in self.index.manifest.channels:
                 raise BadInput(f"index at {self.index.path} has no {ch} channel; use mode 'lexical'")
 
-    def _allowed(self, filters: Filters | None) -> set[str] | None:
-        flt = parse_filter(filters)
-        if flt is None:
-            return None
-        docs = [(d.id, d.metadata) for d in self.index.store.iter_docs()]
-        check_types(flt, field_types(m for _, m in docs))
-        return {i for i, m in docs if matches(flt, m)}
-
     def _channel(
-        self, name: str, queries: Sequence[str], depth: int, filters: Filters | None,
+        self, name: str, queries: Sequence[str], depth: int, scope: _Scope,
         boosts: dict[str, float] | None,
     ) -> list[list[tuple[str, float]]]:
-        """One channel's ranked lists for a batch of queries."""
+        """One channel's ranked lists for a batch of queries, within one snapshot."""
         if name == "lexical":
-            lex = self.index.lexical
-            if hasattr(lex, "search_many"):
-                return lex.search_many(list(queries), depth, boosts=boosts, filters=filters)
-            return [lex.search(q, depth, boosts=boosts, filters=filters) for q in queries]
-        allowed = self._allowed(filters)
+            lex = scope.snap.lexical
+            if isinstance(lex, SegmentLexical):
+                return lex.search_many(list(queries), depth, boosts=boosts, masks=scope.masks())
+            return lex.search_many(list(queries), depth, boosts=boosts, filters=scope.flt)
         qv = self._query_encoder(name).encode(list(queries))
-        return self.index.vectors[name].search(qv, depth, allowed=allowed)
+        local = scope.snap.vectors.get(name)
+        if local is not None:
+            return local.search(qv, depth, masks=scope.masks() if scope.flt is not None else None)
+        # an external vector index (Elasticsearch): the filter as the ids it allows
+        return self.index.vectors[name].search(qv, depth, allowed=scope.allowed_ids())
 
     def _run_channel(self, name: str, fn: Callable[[], Any]) -> Any:
         try:
@@ -146,13 +169,17 @@ class Searcher:
         *,
         filters: Filters | None = None,
         boosts: dict[str, float] | None = None,
+        snapshot: Snapshot | None = None,
     ) -> tuple[list[dict[str, list[tuple[str, float]]]], dict[str, str]]:
-        """Per query, each channel's ranked ``(id, score)`` list; plus failed channels."""
+        """Per query, each channel's ranked ``(id, score)`` list; plus failed channels. Every
+        channel reads the same snapshot (``snapshot``, or the index's current one)."""
+        scope = _Scope(snapshot or self.index.snapshot(),
+                       parse_filter(filters, max_values=self.settings.search.max_filter_values))
         out: list[dict[str, list[tuple[str, float]]]] = [{} for _ in queries]
         failed: dict[str, str] = {}
         for name in MODES[mode]:
             try:
-                res = self._run_channel(name, partial(self._channel, name, queries, depth, filters, boosts))
+                res = self._run_channel(name, partial(self._channel, name, queries, depth, scope, boosts))
             except ChannelFailed as e:
                 if self.settings.search.on_channel_failure == "fail" or len(MODES[mode]) == 1:
                     raise
@@ -195,8 +222,7 @@ class Searcher:
         if rerank_depth < 1:
             raise BadInput(f"rerank_depth must be >= 1, got {rerank_depth}")
         depth = max(depth or fs.depth, k + offset, rerank_depth if rerank else 0)
-        flt = parse_filter(filters, max_values=self.settings.search.max_filter_values)
-        per_query, failed = self.channel_results(queries, depth, mode, filters=flt, boosts=boosts)
+        per_query, failed = self.channel_results(queries, depth, mode, filters=filters, boosts=boosts)
         results = []
         for q, channels in zip(queries, per_query):
             if len(MODES[mode]) == 1:

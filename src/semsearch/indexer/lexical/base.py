@@ -55,30 +55,24 @@ class LexicalIndex(Protocol):
 
 
 def create_lexical(settings: LexicalSettings) -> LexicalIndex:
-    """A new, empty lexical index of the configured backend."""
-    if settings.backend == "embedded":
-        from semsearch.indexer.lexical.embedded import EmbeddedLexicalIndex
-
-        return EmbeddedLexicalIndex(settings)
+    """A new, empty lexical index on a server (Elasticsearch). The embedded lexical channel
+    is not a separate index: its postings live in the index's segments
+    (:mod:`semsearch.indexer.segments.lexical`)."""
     if settings.backend == "elasticsearch":
         from semsearch.indexer.lexical.elasticsearch import ElasticsearchLexicalIndex
 
         return ElasticsearchLexicalIndex(settings)
-    raise BadInput(f"unknown lexical backend {settings.backend!r}")  # pragma: no cover
+    raise BadInput(f"lexical backend {settings.backend!r} has no separate index")
 
 
 def open_lexical(path: Path, settings: LexicalSettings, backend: str) -> LexicalIndex:
-    """Open a lexical index saved by :meth:`LexicalIndex.save` with the given backend name."""
+    """Open a server lexical index saved by :meth:`LexicalIndex.save`."""
     if backend != settings.backend:
         raise IndexIncompatible(
             f"index at {path} was built with lexical backend {backend!r} but settings ask "
             f"for {settings.backend!r}; rebuild the index or set "
             f"SEMSEARCH_LEXICAL__BACKEND={backend}"
         )
-    if backend == "embedded":
-        from semsearch.indexer.lexical.embedded import EmbeddedLexicalIndex
-
-        return EmbeddedLexicalIndex.open(path, settings)
     if backend == "elasticsearch":
         from semsearch.indexer.lexical.elasticsearch import ElasticsearchLexicalIndex
 

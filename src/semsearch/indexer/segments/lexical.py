@@ -8,7 +8,7 @@ snapshot) over the live segments; it scores with the statistics of the live docu
 its segments together, so a document scores the same whichever segment holds it, and the
 scores equal, bit for bit, those of one ``bm25s.BM25`` index built over the live documents
 (same ``k1``, ``b``, ``method``, bm25s's default ``delta`` = 0.5), summed over fields with the
-per-field boosts exactly as :class:`~semsearch.indexer.lexical.embedded.EmbeddedLexicalIndex`
+per-field boosts exactly as the bm25s index it replaced (one ``bm25s.BM25`` per field)
 does. The tests pin that parity for every method.
 
 Why not bm25s's own matrices: bm25s stores ``idf * tf-part`` precomputed at index time, and

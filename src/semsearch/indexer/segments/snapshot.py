@@ -116,7 +116,7 @@ class SegmentLexical:
 
     @cached_property
     def analyzer(self) -> Any:
-        from semsearch.indexer.lexical.embedded import Analyzer
+        from semsearch.indexer.lexical.analysis import Analyzer
 
         emb = self.snap._lexical_params
         return Analyzer(emb.stemmer, emb.stopwords)
@@ -240,6 +240,15 @@ class BinaryChannel:
             if len(rows):
                 idx.upsert([seg.ids[r] for r in rows.tolist()], np.asarray(codes[rows]))
         return idx
+
+    def count(self) -> int:
+        total = 0
+        for i, seg in enumerate(self.snap.segments):
+            present = seg.binary_present.get(self.name)
+            if present is not None:
+                live = self.snap.live(i)
+                total += int((present if live is None else present & live).sum())
+        return total
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name in ("snap", "spec"):
