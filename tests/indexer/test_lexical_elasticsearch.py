@@ -43,7 +43,7 @@ def test_physical_index_is_versioned_behind_the_alias(es_index):
     assert list(client.indices.get_alias(name=alias)) == [f"{alias}-v1"]
     mapping = client.indices.get_mapping(index=alias)[f"{alias}-v1"]["mappings"]
     assert mapping["properties"]["metadata"]["properties"]["topic"]["type"] == "keyword"
-    assert mapping["properties"]["metadata"]["properties"]["year"]["type"] == "long"
+    assert mapping["properties"]["metadata"]["properties"]["year"]["type"] == "double"
     settings = client.indices.get_settings(index=alias)[f"{alias}-v1"]["settings"]["index"]
     assert settings["similarity"]["semsearch_bm25"] == {"type": "BM25", "k1": "0.9", "b": "0.4"}
 
@@ -55,7 +55,7 @@ def test_filters_translate_to_term_terms_range(es_index):
     hits = es_index.search("bees electricity", 10, filters={"topic": ["bio"], "year": {"lte": 2016}})
     assert {d for d, _ in hits} == {"e"}
     assert es_index.search("bees", 10, filters={"missing_field": 1}) == []
-    with pytest.raises(BadInput, match="unknown range operator"):
+    with pytest.raises(BadInput, match="unknown operator"):
         es_index.search("bees", 3, filters={"year": {"near": 3}})
 
 
