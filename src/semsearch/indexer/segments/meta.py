@@ -43,7 +43,6 @@ from semsearch.filters import (
     Scalar,
     field_values,
     parse_date,
-    value_type,
 )
 
 FORMAT = 1
@@ -169,15 +168,16 @@ class MetadataIndex:
         return ords[a:b] if b > a else _EMPTY
 
     def _eq(self, fld: _Field, v: Scalar) -> np.ndarray:
-        t = value_type(v)
-        if t == "string":
-            i = fld.string_pos().get(v)  # type: ignore[arg-type]
-            return _EMPTY if i is None else fld.str_ords[fld.str_offsets[i]:fld.str_offsets[i + 1]]
-        if t == "date":
-            lo, hi = parse_date(v)  # type: ignore[arg-type,misc]
-            return self._slice(fld, "date", lo, hi, "left", "right")
-        x = int(v) if t == "bool" else float(v)
-        return self._slice(fld, t or "", x, x, "left", "right")
+        if isinstance(v, str):
+            i = fld.string_pos().get(v)
+            exact = _EMPTY if i is None else fld.str_ords[fld.str_offsets[i]:fld.str_offsets[i + 1]]
+            period = parse_date(v, year=True)
+            if period is None:
+                return exact
+            return np.concatenate([exact, self._slice(fld, "date", *period, "left", "right")])
+        if isinstance(v, bool):
+            return self._slice(fld, "bool", int(v), int(v), "left", "right")
+        return self._slice(fld, "number", float(v), float(v), "left", "right")
 
     def _range(self, fld: _Field, r: Range) -> np.ndarray:
         b = r.bounds()
@@ -197,13 +197,13 @@ class MetadataIndex:
         parts = []
         if kind == "date":  # Elasticsearch's rounding: gte/lt round down, gt/lte up
             if "gte" in b:
-                lo, lo_side = parse_date(b["gte"])[0], "left"  # type: ignore[arg-type,index]
+                lo, lo_side = parse_date(b["gte"], year=True)[0], "left"  # type: ignore[arg-type,index]
             if "gt" in b:
-                lo, lo_side = parse_date(b["gt"])[1], "right"  # type: ignore[arg-type,index]
+                lo, lo_side = parse_date(b["gt"], year=True)[1], "right"  # type: ignore[arg-type,index]
             if "lte" in b:
-                hi, hi_side = parse_date(b["lte"])[1], "right"  # type: ignore[arg-type,index]
+                hi, hi_side = parse_date(b["lte"], year=True)[1], "right"  # type: ignore[arg-type,index]
             if "lt" in b:
-                hi, hi_side = parse_date(b["lt"])[0], "left"  # type: ignore[arg-type,index]
+                hi, hi_side = parse_date(b["lt"], year=True)[0], "left"  # type: ignore[arg-type,index]
             parts.append(self._slice(fld, "date", lo, hi, lo_side, hi_side))
         # string values compare lexicographically (also with ISO-date bounds)
         s = fld.strings
