@@ -261,3 +261,17 @@ def test_to_elasticsearch_shapes():
                   "minimum_should_match": 1}},
     ]}}
     assert to_elasticsearch(parse_filter({"t": [1, 2]}), types={"t": {"string"}}) == {"match_none": {}}
+
+
+@pytest.mark.parametrize("obj", [
+    {"topic": ["medicine", "energy"]},
+    {"year": {"gte": 2020}, "not": {"topic": "energy"}},
+    {"or": [{"topic": "biology"}, {"year": {"lt": 2015}}]},
+])
+def test_searcher_dense_filter_returns_exactly_the_matching_documents(tiny_index, settings, obj):
+    from semsearch.search.engine import Searcher
+    from tests.conftest import TINY_DOCS
+
+    want = {d["_id"] for d in TINY_DOCS if matches(parse_filter(obj), d["metadata"])}
+    hits = Searcher(tiny_index, settings).search("science", k=12, mode="dense", filters=obj).hits
+    assert {h.id for h in hits} == want and want
