@@ -134,6 +134,8 @@ def parse_date(s: str, *, year: bool = False) -> tuple[int, int] | None:
     year (``"2019"``) is a date only with ``year=True``: in a filter's bounds and values, as
     Elasticsearch reads them on a date field, never as a stored value (Elasticsearch maps a
     ``"2019"`` string as a keyword)."""
+    if len(s) < 4 or not s[:4].isdigit():  # fast path for most strings
+        return None
     m = _DATE.match(s)
     if m is None:
         return None
