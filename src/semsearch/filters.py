@@ -440,8 +440,11 @@ ES_TYPES: dict[str, ValueType] = {
 def metadata_mapping() -> dict[str, Any]:
     """The mapping pieces that make Elasticsearch agree with :func:`matches`: strings as
     ``keyword`` (exact), every number as ``double`` (no truncation of a later 1.5 into a
-    field first seen as 2), ISO dates (and only those: not ``2020/01/05``, not ``"2020"``)
-    as ``date``. Returns ``{"dynamic_date_formats": ..., "dynamic_templates": [...]}`` to
+    field first seen as 2) that does not coerce (a later ``"2021"`` string is rejected at
+    indexing, where embedded it would stay a string), ISO dates (and only those: not
+    ``2020/01/05``, not ``"2020"``) as ``date``. Elasticsearch maps a field once: a value of
+    another type than the field's first is rejected (a bulk failure naming the document),
+    except that a keyword field takes numbers and booleans as strings. Returns ``{"dynamic_date_formats": ..., "dynamic_templates": [...]}`` to
     merge into an index's ``mappings``."""
     return {
         "dynamic_date_formats": ["strict_date_optional_time"],
@@ -451,9 +454,9 @@ def metadata_mapping() -> dict[str, Any]:
             {"metadata_strings": {"path_match": "metadata.*", "match_mapping_type": "string",
                                   "mapping": {"type": "keyword"}}},
             {"metadata_longs": {"path_match": "metadata.*", "match_mapping_type": "long",
-                                "mapping": {"type": "double"}}},
+                                "mapping": {"type": "double", "coerce": False}}},
             {"metadata_doubles": {"path_match": "metadata.*", "match_mapping_type": "double",
-                                  "mapping": {"type": "double"}}},
+                                  "mapping": {"type": "double", "coerce": False}}},
         ],
     }
 

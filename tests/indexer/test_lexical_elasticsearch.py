@@ -96,11 +96,13 @@ def test_bulk_failures_are_reported_per_document(es_url, es_names):
         Document(id="bad1", text="second", metadata={"year": "not a number"}),
         Document(id="ok2", text="third", metadata={"year": 2003}),
         Document(id="bad2", text="fourth", metadata={"year": {"nested": "object"}}),
+        # a numeric string is a string (as embedded), not coerced into the number field
+        Document(id="bad3", text="fifth", metadata={"year": "2005"}),
     ])
     with pytest.raises(BulkIndexError) as ei:
         idx.commit()
     failures = dict(ei.value.failures)
-    assert set(failures) == {"bad1", "bad2"}
+    assert set(failures) == {"bad1", "bad2", "bad3"}
     assert "year" in failures["bad1"] and "parse" in failures["bad1"]
     assert idx.count() == 2  # the good ones were written and are searchable
     assert {d for d, _ in idx.search("first third second", 5)} == {"ok1", "ok2"}
