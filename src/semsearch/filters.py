@@ -15,6 +15,9 @@ JSON syntax (backward compatible with the earlier ``{"field": value}`` form)::
     {"or": [{...}, {...}]}                  any of the sub-filters
     {"and": [{...}, {...}]}                 all of them (also implicit between fields)
 
+``not``, ``and`` and ``or`` are reserved at the top level of a filter object (a metadata
+field of that name cannot be filtered).
+
 Values and their types:
 
 * strings compare exactly; numbers (int and float) compare numerically; booleans are their
