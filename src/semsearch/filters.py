@@ -15,17 +15,23 @@ JSON syntax (backward compatible with the earlier ``{"field": value}`` form)::
     {"or": [{...}, {...}]}                  any of the sub-filters
     {"and": [{...}, {...}]}                 all of them (also implicit between fields)
 
+``not``, ``and`` and ``or`` are reserved at the top level of a filter object (a metadata
+field of that name cannot be filtered).
+
 Values and their types:
 
 * strings compare exactly; numbers (int and float) compare numerically; booleans are their
   own type (``true`` is not ``1``); a JSON string is a string even when it looks like a
   number (``"2020"`` is not ``2020``);
-* dates: a string in ISO-8601 form (``2020``-less: ``YYYY-MM``, ``YYYY-MM-DD``, optionally
-  ``THH[:MM[:SS[.fff]]]`` and ``Z``/``+HH:MM``; the ``strict_date_optional_time`` of
-  Elasticsearch) is a date; times without a zone are UTC. A date in a filter stands for the
-  whole period it names, as in Elasticsearch: ``{"day": "2020-01-05"}`` matches any time
-  that day, ``{"lte": "2020-01"}`` includes all of January, ``{"gt": "2020-01-05"}`` starts
-  the day after;
+* dates: a metadata string in ISO-8601 form (``YYYY-MM``, ``YYYY-MM-DD``, optionally
+  ``THH[:MM[:SS[.fff]]]`` and ``Z``/``+HH:MM``: Elasticsearch's ``strict_date_optional_time``)
+  is a date; times without a zone are UTC. In a filter a bare year (``"2019"``) is a date
+  too. A date in a filter is read as Elasticsearch reads it: a missing month or day is 01,
+  and missing time fields make it stand for the whole period: ``{"day": "2020-01-05"}``
+  matches any time that day, ``{"gt": "2020-01-05"}`` starts the day after,
+  ``{"lte": "2020-01-05T10:00"}`` includes 10:00:59.999; but ``{"lte": "2020-01"}`` ends
+  with January the 1st (``{"lt": "2020-02"}`` is "up to the end of January"). Against string
+  values the same filter compares strings (exactly, or lexicographically for ranges);
 * a list value matches when any element matches; ``exists`` is true for a non-empty list;
   ``null`` and ``[]`` count as no value; nested objects are not filterable.
 
@@ -36,7 +42,6 @@ result. A field no document has matches nothing (``exists: false`` matches every
 
 from __future__ import annotations
 
-import calendar
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -88,7 +93,7 @@ class Range:
         b = list(self.bounds().values())
         if isinstance(b[0], (int, float)):
             return "number"
-        return "date" if all(parse_date(x) is not None for x in b) else "string"  # type: ignore[arg-type]
+        return "date" if all(parse_date(x, year=True) is not None for x in b) else "string"  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -119,18 +124,27 @@ FilterInput = Filter | Mapping[str, Any]
 
 # -- dates --------------------------------------------------------------------------------
 _DATE = re.compile(
-    r"^(\d{4})-(\d{2})(?:-(\d{2})(?:T(\d{2})(?::(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
-    r"(Z|[+-]\d{2}(?::?\d{2})?)?)?)?$"
+    r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2})(?::(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
+    r"(Z|[+-]\d{2}(?::?\d{2})?)?)?)?)?$"
 )
 
 
-def parse_date(s: str) -> tuple[int, int] | None:
+def parse_date(s: str, *, year: bool = False) -> tuple[int, int] | None:
     """``(first, last)`` millisecond since the epoch of the period an ISO date string names,
-    or None when ``s`` is not one (Elasticsearch's round-down / round-up parsing)."""
+    or None when ``s`` is not one: Elasticsearch's round-down / round-up parsing (missing
+    month and day are 01, missing time fields span their range: ``"2020-02"`` is
+    2020-02-01T00:00:00.000 to 2020-02-01T23:59:59.999). A bare
+    year (``"2019"``) is a date only with ``year=True``: in a filter's bounds and values, as
+    Elasticsearch reads them on a date field, never as a stored value (Elasticsearch maps a
+    ``"2019"`` string as a keyword)."""
+    if len(s) < 4 or not s[:4].isdigit():  # fast path for most strings
+        return None
     m = _DATE.match(s)
     if m is None:
         return None
     y, mo, d, hh, mi, ss, frac, tz = m.groups()
+    if mo is None and not year:
+        return None
     try:
         offset = timezone.utc
         if tz and tz != "Z":
@@ -138,13 +152,11 @@ def parse_date(s: str) -> tuple[int, int] | None:
             digits = tz[1:].replace(":", "")
             offset = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0)))
         ms = int((frac or "0").ljust(3, "0")[:3])
-        start = datetime(int(y), int(mo), int(d or 1), int(hh or 0), int(mi or 0), int(ss or 0),
+        start = datetime(int(y), int(mo or 1), int(d or 1), int(hh or 0), int(mi or 0), int(ss or 0),
                          ms * 1000, tzinfo=offset)
     except ValueError:  # month 13, hour 25, ...
         return None
-    if d is None:
-        span = timedelta(days=calendar.monthrange(int(y), int(mo))[1])
-    elif hh is None:
+    if hh is None:  # also a bare year or month: Elasticsearch fills month and day with 01
         span = timedelta(days=1)
     elif mi is None:
         span = timedelta(hours=1)
@@ -191,11 +203,14 @@ def field_types(metas: Iterable[Mapping[str, Any]]) -> dict[str, set[str]]:
     return out
 
 
-def _compat(v: Scalar) -> ValueType:
-    """The field value type an equality value can match."""
-    t = value_type(v)
-    assert t is not None  # parse_filter admits only typed scalars
-    return t
+def compat(v: Scalar) -> set[str]:
+    """The field value types an equality value can match: a string that names a date (a
+    bare year included) matches dates (as a period) and strings (exactly)."""
+    if isinstance(v, bool):
+        return {"bool"}
+    if isinstance(v, (int, float)):
+        return {"number"}
+    return {"string", "date"} if parse_date(v, year=True) is not None else {"string"}
 
 
 # -- parsing ------------------------------------------------------------------------------
@@ -238,7 +253,7 @@ def _operators(field: str, cond: dict[str, Any]) -> Filter:
         if "gt" in bounds and "gte" in bounds or "lt" in bounds and "lte" in bounds:
             raise BadInput(f"filter on {field!r}: give at most one lower (gt/gte) and one upper (lt/lte) bound")
         r = Range(field, **bounds)  # type: ignore[arg-type]
-        if kinds == {"string"} and r.kind == "string" and any(parse_date(b) for b in bounds.values()):  # type: ignore[arg-type]
+        if kinds == {"string"} and r.kind == "string" and any(parse_date(b, year=True) for b in bounds.values()):  # type: ignore[arg-type]
             raise BadInput(f"filter on {field!r}: range bounds mix ISO dates and other strings: {bounds}")
         parts.append(r)
     if "eq" in cond:
@@ -346,9 +361,9 @@ def check_types(f: Filter | None, types: Mapping[str, Iterable[str]]) -> None:
                 )
             return
         values = (f.value,) if isinstance(f, Eq) else f.values
-        if not any(_compat(v) in have for v in values):
+        if not any(compat(v) & have for v in values):
             shown = values[0] if len(values) == 1 else list(values)
-            kinds = _words({_compat(v) for v in values})
+            kinds = _words(set().union(*(compat(v) for v in values)))
             raise BadInput(
                 f"filter on {f.field!r}: {shown!r} ({kinds}) cannot match: the field holds "
                 f"{_words(have)}{_hint(values[0], have)}"
@@ -357,11 +372,10 @@ def check_types(f: Filter | None, types: Mapping[str, Iterable[str]]) -> None:
 
 # -- reference semantics ------------------------------------------------------------------
 def _eq(t: ValueType, v: Any, want: Scalar) -> bool:
-    wt = _compat(want)
-    if t != wt:
+    if t not in compat(want):
         return False
     if t == "date":
-        lo, hi = parse_date(want)  # type: ignore[arg-type,misc]
+        lo, hi = parse_date(want, year=True)  # type: ignore[arg-type,misc]
         return lo <= parse_date(v)[0] <= hi  # type: ignore[index]
     return bool(v == want)
 
@@ -375,7 +389,10 @@ def _in_range(t: ValueType, v: Any, r: Range) -> bool:
         conv = float
     elif kind == "date" and t == "date":
         x = parse_date(v)[0]  # type: ignore[index]
-        lo_hi = parse_date  # bounds round down for gte/lt and up for gt/lte
+
+        def lo_hi(b: str) -> tuple[int, int]:  # bounds round down for gte/lt and up for gt/lte
+            return parse_date(b, year=True)  # type: ignore[return-value]
+
         return all(
             (op == "gt" and x > lo_hi(b)[1]) or (op == "gte" and x >= lo_hi(b)[0])  # type: ignore[arg-type,index]
             or (op == "lt" and x < lo_hi(b)[0]) or (op == "lte" and x <= lo_hi(b)[1])  # type: ignore[arg-type,index]
@@ -426,8 +443,11 @@ ES_TYPES: dict[str, ValueType] = {
 def metadata_mapping() -> dict[str, Any]:
     """The mapping pieces that make Elasticsearch agree with :func:`matches`: strings as
     ``keyword`` (exact), every number as ``double`` (no truncation of a later 1.5 into a
-    field first seen as 2), ISO dates (and only those: not ``2020/01/05``, not ``"2020"``)
-    as ``date``. Returns ``{"dynamic_date_formats": ..., "dynamic_templates": [...]}`` to
+    field first seen as 2) that does not coerce (a later ``"2021"`` string is rejected at
+    indexing, where embedded it would stay a string), ISO dates (and only those: not
+    ``2020/01/05``, not ``"2020"``) as ``date``. Elasticsearch maps a field once: a value of
+    another type than the field's first is rejected (a bulk failure naming the document),
+    except that a keyword field takes numbers and booleans as strings. Returns ``{"dynamic_date_formats": ..., "dynamic_templates": [...]}`` to
     merge into an index's ``mappings``."""
     return {
         "dynamic_date_formats": ["strict_date_optional_time"],
@@ -437,9 +457,9 @@ def metadata_mapping() -> dict[str, Any]:
             {"metadata_strings": {"path_match": "metadata.*", "match_mapping_type": "string",
                                   "mapping": {"type": "keyword"}}},
             {"metadata_longs": {"path_match": "metadata.*", "match_mapping_type": "long",
-                                "mapping": {"type": "double"}}},
+                                "mapping": {"type": "double", "coerce": False}}},
             {"metadata_doubles": {"path_match": "metadata.*", "match_mapping_type": "double",
-                                  "mapping": {"type": "double"}}},
+                                  "mapping": {"type": "double", "coerce": False}}},
         ],
     }
 
@@ -476,7 +496,7 @@ def to_elasticsearch(
         values = (f.value,) if isinstance(f, Eq) else f.values
         if types is not None and f.field in types:
             have = set(types[f.field])
-            values = tuple(v for v in values if _compat(v) in have)
+            values = tuple(v for v in values if compat(v) & have)
         if not values:
             return {"match_none": {}}
         if len(values) == 1:

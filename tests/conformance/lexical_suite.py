@@ -9,7 +9,9 @@ from __future__ import annotations
 import pytest
 
 from semsearch.documents import Document
+from semsearch.errors import BadInput
 from semsearch.indexer.lexical.base import LexicalIndex
+from tests.conformance.filters import BACKEND_CASES, FILTER_DOCS, QUERY, TYPE_ERRORS, mismatches
 
 
 def D(i, title, text, **meta):  # noqa: N802
@@ -84,6 +86,17 @@ class LexicalIndexSuite:
         assert {d for d, _ in hits} == {"a", "b"}
         hits = index.search("bees electricity", 10, filters={"topic": ["bio", "food"]})
         assert {d for d, _ in hits} == {"a", "e"}
+
+    def test_filter_language_conformance(self, make):
+        """A few cases of the shared filter suite (tests/conformance/filters.py) through this
+        backend's search, and its type errors."""
+        idx = make()
+        idx.upsert(FILTER_DOCS)
+        idx.commit()
+        assert mismatches(lambda f: {d for d, _ in idx.search(QUERY, 100, filters=f)}, BACKEND_CASES) == []
+        for _, flt, match in TYPE_ERRORS[:3]:
+            with pytest.raises(BadInput, match=match):
+                idx.search(QUERY, 10, filters=flt)
 
     def test_persist_and_reopen(self, index, reopen):
         before = index.search("bees", 5)

@@ -52,6 +52,28 @@ def test_csv_and_tsv(tmp_path):
     assert [i.doc.id for i in iter_records(t)] == ["x"]
 
 
+def test_csv_metadata_cells_become_numbers_and_booleans(tmp_path):
+    p = tmp_path / "in.tsv"
+    p.write_text(
+        "id\ttitle\ttext\tyear\tscore\tzip\topen\tnote\tbig\n"
+        "0042\t2020\ttext\t2020\t-1.5e2\t02134\tTRUE\tnan\t1_000\n"
+        "7\tT\tx\t-3\t.5\t0\tfalse\t 5\tyes\n"
+    )
+    docs = [r.doc for r in iter_records(p)]
+    assert [d.id for d in docs] == ["0042", "7"] and docs[0].title == "2020"  # never converted
+    assert docs[0].metadata == {"year": 2020, "score": -150.0, "zip": "02134", "open": True,
+                                "note": "nan", "big": "1_000"}
+    assert docs[1].metadata == {"year": -3, "score": 0.5, "zip": 0, "open": False, "note": " 5",
+                                "big": "yes"}
+    assert type(docs[0].metadata["year"]) is int and type(docs[1].metadata["open"]) is bool
+
+
+def test_jsonl_metadata_keep_their_json_types(tmp_path):
+    p = tmp_path / "in.jsonl"
+    p.write_text(json.dumps({"_id": "a", "text": "x", "year": "2020", "open": "true"}) + "\n")
+    assert next(iter_records(p)).doc.metadata == {"year": "2020", "open": "true"}
+
+
 def test_beir_directory(tmp_path):
     (tmp_path / "corpus.jsonl").write_text(json.dumps({"_id": "1", "title": "t", "text": "x", "metadata": {}}) + "\n")
     assert [i.doc.id for i in iter_records(tmp_path)] == ["1"]

@@ -41,9 +41,7 @@ from semsearch.filters import (
     Or,
     Range,
     Scalar,
-    field_values,
     parse_date,
-    value_type,
 )
 
 FORMAT = 1
@@ -72,7 +70,13 @@ _DTYPES = {"number": np.float64, "date": np.int64, "bool": np.int8}
 
 
 def _unique(ords: np.ndarray) -> np.ndarray:
-    return np.unique(ords).astype(np.int32, copy=False)
+    """Sorted distinct ordinals; O(k) when ``ords`` is already sorted (one value's slice of
+    a stably sorted column), a sort otherwise."""
+    if len(ords) > 1 and not bool(np.all(ords[1:] >= ords[:-1])):
+        return np.unique(ords).astype(np.int32, copy=False)
+    if len(ords) > 1:
+        ords = ords[np.concatenate(([True], ords[1:] != ords[:-1]))]
+    return ords.astype(np.int32, copy=False)
 
 
 class MetadataIndex:
@@ -86,11 +90,24 @@ class MetadataIndex:
     @classmethod
     def build(cls, metas: Sequence[Mapping[str, Any]]) -> MetadataIndex:
         pairs: dict[str, dict[str, tuple[list[Any], list[int]]]] = {}
+        dates: dict[str, tuple[int, int] | None] = {}  # each distinct string parsed once
         for ordinal, meta in enumerate(metas):
-            for name in meta:
-                for t, v in field_values(meta, name):
+            for name, raw in meta.items():
+                # the typing of semsearch.filters.field_values, inlined for speed
+                for v in raw if isinstance(raw, list) else (raw,):
+                    if isinstance(v, str):
+                        if v not in dates:
+                            dates[v] = parse_date(v)
+                        period = dates[v]
+                        t, x = ("date", period[0]) if period is not None else ("string", v)
+                    elif isinstance(v, bool):
+                        t, x = "bool", int(v)
+                    elif isinstance(v, (int, float)) and v == v:  # not NaN
+                        t, x = "number", v
+                    else:
+                        continue
                     col = pairs.setdefault(name, {}).setdefault(t, ([], []))
-                    col[0].append(parse_date(v)[0] if t == "date" else v)  # type: ignore[index]
+                    col[0].append(x)
                     col[1].append(ordinal)
         fields: dict[str, _Field] = {}
         for name, cols in pairs.items():
@@ -133,10 +150,11 @@ class MetadataIndex:
         if isinstance(f, And):
             kids = sorted((self.ordinals(c) for c in f.children), key=len)
             acc = kids[0]
-            for k in kids[1:]:
-                if not len(acc):
-                    break
-                acc = np.intersect1d(acc, k, assume_unique=True)
+            if len(kids) > 1 and len(acc):
+                seen = np.zeros(self.n_docs, dtype=np.int32)
+                for k in kids[1:]:
+                    seen[k] += 1
+                acc = acc[seen[acc] == len(kids) - 1]
             return acc
         if isinstance(f, Or):
             parts = [self.ordinals(c) for c in f.children]
@@ -169,15 +187,16 @@ class MetadataIndex:
         return ords[a:b] if b > a else _EMPTY
 
     def _eq(self, fld: _Field, v: Scalar) -> np.ndarray:
-        t = value_type(v)
-        if t == "string":
-            i = fld.string_pos().get(v)  # type: ignore[arg-type]
-            return _EMPTY if i is None else fld.str_ords[fld.str_offsets[i]:fld.str_offsets[i + 1]]
-        if t == "date":
-            lo, hi = parse_date(v)  # type: ignore[arg-type,misc]
-            return self._slice(fld, "date", lo, hi, "left", "right")
-        x = int(v) if t == "bool" else float(v)
-        return self._slice(fld, t or "", x, x, "left", "right")
+        if isinstance(v, str):
+            i = fld.string_pos().get(v)
+            exact = _EMPTY if i is None else fld.str_ords[fld.str_offsets[i]:fld.str_offsets[i + 1]]
+            period = parse_date(v, year=True)
+            if period is None:
+                return exact
+            return np.concatenate([exact, self._slice(fld, "date", *period, "left", "right")])
+        if isinstance(v, bool):
+            return self._slice(fld, "bool", int(v), int(v), "left", "right")
+        return self._slice(fld, "number", float(v), float(v), "left", "right")
 
     def _range(self, fld: _Field, r: Range) -> np.ndarray:
         b = r.bounds()
@@ -197,13 +216,13 @@ class MetadataIndex:
         parts = []
         if kind == "date":  # Elasticsearch's rounding: gte/lt round down, gt/lte up
             if "gte" in b:
-                lo, lo_side = parse_date(b["gte"])[0], "left"  # type: ignore[arg-type,index]
+                lo, lo_side = parse_date(b["gte"], year=True)[0], "left"  # type: ignore[arg-type,index]
             if "gt" in b:
-                lo, lo_side = parse_date(b["gt"])[1], "right"  # type: ignore[arg-type,index]
+                lo, lo_side = parse_date(b["gt"], year=True)[1], "right"  # type: ignore[arg-type,index]
             if "lte" in b:
-                hi, hi_side = parse_date(b["lte"])[1], "right"  # type: ignore[arg-type,index]
+                hi, hi_side = parse_date(b["lte"], year=True)[1], "right"  # type: ignore[arg-type,index]
             if "lt" in b:
-                hi, hi_side = parse_date(b["lt"])[0], "left"  # type: ignore[arg-type,index]
+                hi, hi_side = parse_date(b["lt"], year=True)[0], "left"  # type: ignore[arg-type,index]
             parts.append(self._slice(fld, "date", lo, hi, lo_side, hi_side))
         # string values compare lexicographically (also with ISO-date bounds)
         s = fld.strings
