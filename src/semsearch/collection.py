@@ -35,7 +35,6 @@ from semsearch.documents import Document, Hit, SearchResult
 from semsearch.encoders.base import TextEncoder
 from semsearch.errors import BackendUnavailable, BadInput, DocumentNotFound, IndexIncompatible
 from semsearch.indexer.index import Index
-from semsearch.locks import RWLock
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +91,7 @@ class Collection:
         self.index = index
         self.settings = settings
         self.writable = index.writable
-        self.rw = RWLock()  # searches share it; applying changes to the derived indexes is exclusive
-        self._writer = threading.Lock()  # store writes and syncs, one at a time
+        self._writer = threading.Lock()  # store writes and refreshes, one at a time
         self._synced = threading.Condition()
         self._sync_error: BaseException | None = None
         self._dirty = threading.Event()
@@ -104,6 +102,9 @@ class Collection:
         self._image_encoding = threading.Lock()  # one image batch at a time per loader
         self.searcher = Searcher(index, settings, encoder=encoder)
         self._worker: threading.Thread | None = None
+        self._merger: threading.Thread | None = None
+        self._merge_wanted = threading.Event()
+        self.merge_error: BaseException | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
     @classmethod
@@ -130,6 +131,10 @@ class Collection:
                     logger.info("startup sync applied %s changes", info["changed"] + info["deleted"])
                 col._worker = threading.Thread(target=col._sync_loop, name="semsearch-refresh", daemon=True)
                 col._worker.start()
+                if settings.indexing.background_merges:
+                    col._merger = threading.Thread(target=col._merge_loop, name="semsearch-merge", daemon=True)
+                    col._merger.start()
+                    col._merge_wanted.set()
             return col
         except BaseException:
             index.close()
@@ -138,8 +143,10 @@ class Collection:
     def close(self) -> None:
         self._stop.set()
         self._dirty.set()
-        if self._worker is not None and self._worker.is_alive():
-            self._worker.join(timeout=60)
+        self._merge_wanted.set()
+        for t in (self._worker, self._merger):
+            if t is not None and t.is_alive():
+                t.join(timeout=600)
         with self._writer:
             self.index.close()
 
@@ -199,18 +206,18 @@ class Collection:
 
     def _search_same(self, queries: list[str], opts: dict[str, Any]) -> list[SearchResult]:
         do_collapse = opts.pop("collapse", False)
-        with self.rw.read():
-            if not do_collapse:
-                results = self.searcher.search_batch(queries, **opts)
-            else:
-                k, offset = opts.pop("k"), opts.pop("offset", 0)
-                with_docs = opts.pop("with_documents", True)
-                window = min(max(opts.get("depth") or self.settings.fusion.depth, offset + k),
-                             self.settings.search.max_k)
-                results = self.searcher.search_batch(queries, k=window, offset=0,
-                                                     with_documents=False, **opts)
-                for res in results:
-                    res.hits = self._collapse_page(res.hits, k, offset, with_docs)
+        # no lock: the searcher reads one snapshot of the index
+        if not do_collapse:
+            results = self.searcher.search_batch(queries, **opts)
+        else:
+            k, offset = opts.pop("k"), opts.pop("offset", 0)
+            with_docs = opts.pop("with_documents", True)
+            window = min(max(opts.get("depth") or self.settings.fusion.depth, offset + k),
+                         self.settings.search.max_k)
+            results = self.searcher.search_batch(queries, k=window, offset=0,
+                                                 with_documents=False, **opts)
+            for res in results:
+                res.hits = self._collapse_page(res.hits, k, offset, with_docs)
         if opts.get("with_documents", True):
             for res in results:
                 # a document deleted (durably) but not yet synced out of the derived indexes
@@ -236,8 +243,7 @@ class Collection:
     def search_by_image(self, image: Any, *, k: int = 10, channels: Sequence[str] | None = None,
                         max_distance: int | None = None) -> SearchResult:
         """Images like ``image`` (a path or PIL image) by CLIP and/or perceptual hashes."""
-        with self.rw.read():
-            res = self.searcher.search_by_image(image, k=k, channels=channels, max_distance=max_distance)
+        res = self.searcher.search_by_image(image, k=k, channels=channels, max_distance=max_distance)
         res.hits = [h for h in res.hits if h.document is not None]  # deleted, not yet synced
         return res
 
@@ -245,9 +251,8 @@ class Collection:
         """Groups of near-duplicate images (perceptual-hash Hamming distance)."""
         from semsearch.images.dedup import find_duplicates
 
-        # find_duplicates compacts the hash index in place: exclusive, like a sync
-        with self.rw.write():
-            return find_duplicates(self.index, max_distance, mirrored=mirrored).as_json()
+        # reads one snapshot's hash channels: writes and refreshes go on meanwhile
+        return find_duplicates(self.index, max_distance, mirrored=mirrored).as_json()
 
     def get(self, ids: str | Iterable[str]) -> Any:
         """One document by id (:class:`DocumentNotFound` if absent), or a dict for several."""
@@ -259,8 +264,7 @@ class Collection:
         return self.index.get(list(ids))
 
     def stats(self) -> dict[str, Any]:
-        with self.rw.read():
-            info = self.index.info()
+        info = self.index.info()
         info["models"] = {"text_encoder": getattr(self._encoder, "name", None),
                           "clip": (info.get("channels", {}).get("image") or {}).get("encoder")}
         return info
@@ -338,10 +342,11 @@ class Collection:
     def refresh(self) -> dict[str, Any]:
         """Make every acknowledged write searchable now."""
         self._check_writable()
-        with self._writer, self.rw.write():
+        with self._writer:
             info = self.index.sync()
         with self._synced:
             self._synced.notify_all()
+        self._merge_wanted.set()
         return info
 
     @property
@@ -364,6 +369,41 @@ class Collection:
                 self._synced.wait(left)
         return True
 
+    def _merge_loop(self) -> None:
+        """Background merges: after each refresh, merge while the policy finds candidates.
+        A merge builds its segment with no lock held; searches never wait for it."""
+        while not self._stop.is_set():
+            self._merge_wanted.wait()
+            self._merge_wanted.clear()
+            while not self._stop.is_set():
+                try:
+                    info = self.index.maybe_merge()
+                except Exception as e:  # noqa: BLE001 - kept for stats; the next refresh retries
+                    logger.exception("background merge failed")
+                    self.merge_error = e
+                    break
+                self.merge_error = None
+                if info is None:
+                    break
+                logger.info("merged %s into %s (%d docs) in %.2f s", info["merged"], info["into"],
+                            info["docs"], info["seconds"])
+
+    def compact(self) -> list[dict[str, Any]]:
+        """Refresh, then merge every segment into one and purge every deleted row."""
+        self.refresh()
+        return self.index.force_merge(1)
+
+    def reindex(self, *, lexical: bool = False, factory: str | None = None,
+                channel: str = "dense") -> dict[str, Any]:
+        """Rebuild the lexical channel (new analyzer or BM25 settings) and/or a vector
+        channel's FAISS index (``factory``) from stored tokens and vectors, without
+        re-encoding, while searches go on."""
+        self._check_writable()
+        with self._writer:
+            if lexical and self.index.lexical_external is not None:
+                return self.index.rebuild_lexical()
+            return self.index.reindex(lexical=lexical, factory=factory, channel=channel)
+
     def _sync_loop(self) -> None:
         interval = self.settings.indexing.refresh_interval
         while not self._stop.is_set():
@@ -373,8 +413,9 @@ class Collection:
             self._stop.wait(interval)  # gather the writes of one refresh interval
             self._dirty.clear()
             try:
-                with self._writer, self.rw.write():
+                with self._writer:
                     info = self.index.sync()
+                self._merge_wanted.set()
                 err = None
                 logger.info("refreshed %s changes in %.3f s", info["changed"] + info["deleted"], info["seconds"])
             except Exception as e:  # noqa: BLE001 - reported to waiting writers and readyz
@@ -401,7 +442,7 @@ class Collection:
                 have = self.index.manifest.channels
                 clip = "image" in have or not any(h in have for h in HASH_CHANNELS)
                 chans = image_channels(self.settings, roots=self._image_roots(), clip=clip)
-                with self._writer, self.rw.write():
+                with self._writer:
                     for ch in chans:
                         self.index.ensure_channel(ch.name, dim=ch.dim, encoder=ch.encoder_name,
                                                   backend=ch.backend)

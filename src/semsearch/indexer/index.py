@@ -36,7 +36,12 @@ import numpy as np
 
 from semsearch.config import FaissSettings, Settings
 from semsearch.documents import Document
-from semsearch.errors import BadInput, BulkIndexError, IndexIncompatible, IndexNotFound, SemsearchError
+from semsearch.errors import (
+    BadInput,
+    BulkIndexError,
+    IndexIncompatible,
+    SemsearchError,
+)
 from semsearch.indexer.manifest import (
     MANIFEST,
     ChannelSpec,
@@ -533,7 +538,11 @@ class Index:
         trained on a sample of every stored vector of the channel and retrained once the
         channel has grown tenfold since; None for factories that need no training (or when
         too few vectors exist yet: those segments are searched exactly)."""
-        from semsearch.indexer.segments.vectors import needs_training, resolve_factory, train_template
+        from semsearch.indexer.segments.vectors import (
+            needs_training,
+            resolve_factory,
+            train_template,
+        )
 
         fs = self._faiss_settings(name)
         if not needs_training(fs.factory):
