@@ -57,14 +57,13 @@ def similar_cmd(
     """Find images similar to IMAGE (CLIP and/or perceptual hashes). Prints JSON."""
     import json
 
-    from semsearch.indexer.index import Index
-    from semsearch.search import Searcher
+    from semsearch.collection import Collection
 
     settings = load_settings()
     with errors_to_exit():
-        with Index.open(index, settings) as idx:
+        with Collection.open(index, settings) as col:
             chans = [c.strip() for c in channels.split(",")] if channels else None
-            res = Searcher(idx, settings).search_by_image(image, k=k, channels=chans, max_distance=max_distance)
+            res = col.search_by_image(image, k=k, channels=chans, max_distance=max_distance)
     out.print_json(json.dumps({
         "query": res.query,
         "took_ms": res.took_ms,

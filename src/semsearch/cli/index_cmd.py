@@ -77,12 +77,6 @@ def index_cmd(
     if json_out:
         out.print_json(json.dumps(summary))
     else:
-        lex = report.sync.get("lexical", {})
-        if lex.get("rebuilt"):
-            console.print(
-                f"lexical index rebuilt (bm25s matrices are rebuilt on every change): "
-                f"{lex.get('docs')} docs in {lex.get('seconds', 0):.2f}s"
-            )
         console.print(
             f"[bold]indexed[/] {report.indexed} docs ({report.unchanged} unchanged, "
             f"{len(report.rejected)} rejected) of {report.read} read in {report.seconds:.1f}s "
@@ -100,11 +94,11 @@ def delete_cmd(
     index: Annotated[Path, typer.Option("--index", help="index directory")],
 ) -> None:
     """Delete documents by id."""
-    from semsearch.indexer.index import Index
+    from semsearch.collection import Collection
 
     settings = load_settings()
     with errors_to_exit():
-        with Index.open(index, settings, writable=True) as idx:
-            n = idx.delete(ids)
-            idx.sync()
-    console.print(f"deleted {n} of {len(ids)} ids")
+        with Collection.open(index, settings, writable=True) as col:
+            present = list(col.get(ids))
+            col.delete(present, wait_for=True)
+    console.print(f"deleted {len(present)} of {len(ids)} ids")

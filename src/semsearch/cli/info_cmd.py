@@ -16,11 +16,11 @@ def info_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Describe an index: documents, channels, backends, size, versions."""
-    from semsearch.indexer.index import Index
+    from semsearch.collection import Collection
 
     with errors_to_exit():
-        with Index.open(index, load_settings()) as idx:
-            info = idx.info()
+        with Collection.open(index, load_settings()) as col:
+            info = col.stats()
     if json_out:
         out.print_json(json.dumps(info, default=str))
         return
@@ -33,5 +33,7 @@ def info_cmd(
         t.add_row(f"channel {name}", f"{ch['backend']} {ch.get('factory', '')} dim={ch['dim']} "
                   f"count={ch['count']} encoder={ch['encoder']}")
     t.add_row("size", f"{info['size_bytes'] / 1e6:.1f} MB")
+    segs = info["segments"]
+    t.add_row("segments", f"{len(segs)} ({sum(s['deleted'] for s in segs)} deleted rows not yet merged away)")
     t.add_row("generation", str(info["generation"]))
     out.print(t)

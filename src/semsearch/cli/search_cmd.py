@@ -25,9 +25,8 @@ def search_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Search an index with one query, or a file of queries into a TREC run file."""
+    from semsearch.collection import Collection, SearchRequest
     from semsearch.errors import BadInput
-    from semsearch.indexer.index import Index
-    from semsearch.search import Searcher
 
     if (query is None) == (queries is None):
         fail("give either a QUERY argument or --queries FILE")
@@ -49,8 +48,7 @@ def search_cmd(
                 raise BadInput(f"--filter is not valid JSON: {e}") from e
             if not isinstance(f, dict):
                 raise BadInput("--filter must be a JSON object")
-        with Index.open(index, settings) as idx:
-            searcher = Searcher(idx, settings)
+        with Collection.open(index, settings) as col:
             opts = dict(k=k, mode=mode, fusion=fusion, weights=w, filters=f)
             if queries is not None:
                 from semsearch.eval.datasets import read_query_rows
@@ -59,14 +57,15 @@ def search_cmd(
                 results = []
                 for start in range(0, len(qs), 256):
                     chunk = qs[start : start + 256]
-                    results.extend(searcher.search_batch([t for _, t in chunk], with_documents=False, **opts))
+                    results.extend(col.search_batch(
+                        [SearchRequest(query=t, with_documents=False, **opts) for _, t in chunk]))
                 with open(output, "w", encoding="utf-8") as fh:  # type: ignore[arg-type]
                     for (qid, _), res in zip(qs, results):
                         for h in res.hits:
                             fh.write(f"{qid} Q0 {h.id} {h.rank} {h.score:.6f} {tag}\n")
                 out.print(f"wrote {output} ({len(qs)} queries)")
                 return
-            res = searcher.search(query, **opts)  # type: ignore[arg-type]
+            res = col.search(query, **opts)  # type: ignore[arg-type]
     if json_out:
         payload = {
             "query": res.query,

@@ -1,0 +1,64 @@
+"""Maintenance: ``semsearch reindex`` (rebuild a channel with new settings from what is
+stored, without re-encoding) and ``semsearch compact`` (merge every segment into one)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from semsearch.cli import app
+from semsearch.cli.common import console, errors_to_exit, load_settings, out
+
+
+@app.command("reindex")
+def reindex_cmd(
+    index: Annotated[Path, typer.Option("--index", help="index directory")],
+    lexical: Annotated[bool, typer.Option("--lexical", help="re-analyse the text with the configured analyzer and BM25 settings")] = False,
+    factory: Annotated[str | None, typer.Option(help="rebuild a vector channel's FAISS index with this factory, e.g. HNSW32, IVF{nlist},PQ32")] = None,
+    channel: Annotated[str, typer.Option(help="the vector channel --factory applies to")] = "dense",
+    json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Rebuild derived data with new settings from stored tokens and vectors (nothing is
+    re-encoded), as a new segment that replaces the old ones in one commit; readers of the
+    index keep searching meanwhile. With neither option, an older index format is upgraded."""
+    import time
+
+    from semsearch.collection import Collection
+    from semsearch.indexer.index import Index
+
+    settings = load_settings()
+    t0 = time.perf_counter()
+    with errors_to_exit():
+        index_obj = Index.open(index, settings, writable=True, reindex=True)
+        with Collection._start(index_obj, settings, None) as col:
+            info = col.reindex(lexical=lexical, factory=factory, channel=channel) if (lexical or factory) else col.refresh()
+    info = {**info, "seconds": round(time.perf_counter() - t0, 3)}
+    if json_out:
+        out.print_json(json.dumps(info, default=str))
+    else:
+        console.print(f"reindexed {index} in {info['seconds']:.1f}s", highlight=False)
+
+
+@app.command("compact")
+def compact_cmd(
+    index: Annotated[Path, typer.Option("--index", help="index directory")],
+    json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Merge every segment into one and purge deleted rows (searches go on meanwhile)."""
+    from semsearch.collection import Collection
+
+    settings = load_settings()
+    with errors_to_exit():
+        with Collection.open(index, settings, writable=True) as col:
+            merges = col.compact()
+            segs = col.stats()["segments"]
+    info = {"merges": len(merges), "segments": len(segs),
+            "purged": sum(m["deleted_purged"] for m in merges)}
+    if json_out:
+        out.print_json(json.dumps(info))
+    else:
+        console.print(f"compacted {index}: {info['merges']} merge(s), {info['purged']} deleted rows "
+                      f"purged, {info['segments']} segment(s) left", highlight=False)
