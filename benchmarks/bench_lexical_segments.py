@@ -6,18 +6,24 @@
 (b) Synthetic corpora (common.synth_corpus): tokenization time (apart), segment build and
     merge rate, single-query latency p50/p95 (queries pre-tokenized, k=10, field ``all``)
     vs ``bm25s.BM25.retrieve`` on one index, memory and disk.
+(c) ``--tantivy``: whether tantivy could give bm25s's scores over the live documents
+    (fieldnorm quantisation, statistics after deletes); see :func:`tantivy_check`.
 
     python benchmarks/bench_lexical_segments.py [--sizes 100000,1000000] [--segments 4]
+    python benchmarks/bench_lexical_segments.py --skip-scifact --sizes "" --tantivy \\
+        --name lexical_segments_tantivy     # needs `pip install tantivy`
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import random
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -224,12 +230,110 @@ def synthetic(analyzer, settings, n: int, n_segments: int, n_queries: int) -> di
     }
 
 
+def tantivy_check(analyzer) -> dict:
+    """Could tantivy (PyPI ``tantivy``) give the scores of bm25s over the live documents?
+    SciFact, the same tokens (whitespace tokenizer over our analyzer's output), one field,
+    unique query terms as SHOULD clauses; 20% of the documents then deleted. tantivy's BM25
+    is fixed at k1=1.2, b=0.75 (the Python binding has no setting) and keeps the (k1 + 1)
+    factor, so the reference is bm25s lucene k1=1.2 b=0.75 times 2.2."""
+    import bm25s
+    import tantivy
+    from ranx import Qrels, Run, evaluate
+
+    corpus = load_jsonl(require_scifact() / "corpus.jsonl")
+    ids = [d["_id"] for d in corpus]
+    titles, texts = tokenize(analyzer, corpus)
+    toks = [a + b for a, b in zip(titles, texts)]
+    qids, queries, qrels = load_queries("test")
+    qt = [list(dict.fromkeys(q)) for q in analyzer(queries)]
+    sb = tantivy.SchemaBuilder()
+    sb.add_integer_field("pos", stored=True, indexed=True, fast=True)
+    sb.add_text_field("all", tokenizer_name="ws", index_option="freq")
+    schema = sb.build()
+    index = tantivy.Index(schema)
+    index.register_tokenizer(
+        "ws", tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build()
+    )
+    writer = index.writer(heap_size=100_000_000, num_threads=1)
+    for i, t in enumerate(toks):
+        writer.add_document(tantivy.Document(pos=i, all=" ".join(t)))
+    writer.commit()
+    index.reload()
+
+    def search(q, k):
+        if not q:
+            return []
+        s = index.searcher()
+        clauses = [(tantivy.Occur.Should, tantivy.Query.term_query(schema, "all", t)) for t in q]
+        return [
+            (s.doc(a)["pos"][0], sc)
+            for sc, a in s.search(tantivy.Query.boolean_query(clauses), k).hits
+        ]
+
+    def compare(live: np.ndarray) -> dict:
+        pos = np.flatnonzero(live)
+        ref = bm25s.BM25(k1=1.2, b=0.75, method="lucene")
+        ref.index([toks[p] for p in pos], show_progress=False)
+        same, rel = 0, []
+        for q in qt:
+            qi = [ref.vocab_dict[t] for t in q if t in ref.vocab_dict]
+            if not qi:
+                same += not search(q, 10)
+                continue
+            s = ref.get_scores_from_ids(qi) * 2.2
+            got = search(q, 10)
+            want = [int(pos[i]) for i in np.argsort(-s, kind="stable")[: len(got)]]
+            same += [d for d, _ in got] == want
+            rel += [
+                abs(sc - s[np.searchsorted(pos, d)]) / s[np.searchsorted(pos, d)] for d, sc in got
+            ]
+        return {
+            "queries_with_identical_top10": same,
+            "score_rel_err_median": float(np.median(rel)),
+            "score_rel_err_max": float(np.max(rel)),
+        }
+
+    out = {"tantivy_version": getattr(tantivy, "__version__", "?")}
+    out["all_live"] = compare(np.ones(len(toks), bool))
+    run = {q: {ids[d]: float(sc) for d, sc in search(t, 100)} for q, t in zip(qids, qt)}
+    out["tantivy_ndcg@10"] = float(evaluate(Qrels(qrels), Run(run), "ndcg@10"))
+    ref = bm25s.BM25(k1=1.2, b=0.75, method="lucene")
+    ref.index(toks, show_progress=False)
+    docs, scores = ref.retrieve(qt, k=100, show_progress=False)
+    run = {
+        q: {ids[i]: float(x) for i, x in zip(docs[j], scores[j]) if x > 0}
+        for j, q in enumerate(qids)
+    }
+    out["bm25s_k1.2_b0.75_ndcg@10"] = float(evaluate(Qrels(qrels), Run(run), "ndcg@10"))
+    dead = random.Random(0).sample(range(len(toks)), len(toks) // 5)
+    for d in dead:
+        writer.delete_documents("pos", d)
+    writer.commit()
+    index.reload()
+    live = np.ones(len(toks), bool)
+    live[dead] = False
+    out["deleted_20pct"] = compare(live)
+    df = Counter(w for d in toks for w in set(d))
+    t = df.most_common(1)[0][0]
+    out["doc_freq_after_deletes"] = {
+        "term": t,
+        "tantivy": index.searcher().doc_freq("all", t),
+        "live": int(sum(t in set(toks[p]) for p in np.flatnonzero(live))),
+        "all_incl_deleted": df[t],
+    }
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="100000", help="synthetic corpus sizes, comma-separated")
     ap.add_argument("--segments", type=int, default=4, help="segments of the synthetic corpora")
     ap.add_argument("--queries", type=int, default=300, help="SciFact test queries to time")
     ap.add_argument("--skip-scifact", action="store_true")
+    ap.add_argument("--name", default="lexical_segments", help="results: bench-results/NAME.json")
+    ap.add_argument(
+        "--tantivy", action="store_true", help="also measure tantivy (pip install tantivy)"
+    )
     args = ap.parse_args()
 
     from semsearch.config import EmbeddedLexicalSettings
@@ -248,6 +352,9 @@ def main() -> None:
             f"identical top-10 documents: {sf['queries_with_identical_top10']}/{sf['queries']}, "
             f"scores: {sf['queries_with_identical_top10_scores']}/{sf['queries']}"
         )
+    if args.tantivy:
+        tv = out["tantivy"] = tantivy_check(analyzer)
+        print(f"tantivy {tv['tantivy_version']}: {json.dumps(tv)}")
     rows = []
     out["synthetic"] = {}
     for size in [int(s) for s in args.sizes.split(",") if s]:
@@ -267,9 +374,9 @@ def main() -> None:
                 "RSS MB": f"{r['peak_rss_mb']:.0f}",
             }
         )
-        save("lexical_segments", out)  # after each size: a long run keeps what it measured
+        save(args.name, out)  # after each size: a long run keeps what it measured
         gc.collect()
-    path = save("lexical_segments", out)
+    path = save(args.name, out)
     if rows:
         table(rows, f"segments ({args.segments}) | one bm25s index; k=10, one query at a time")
     print(f"saved {path}")
