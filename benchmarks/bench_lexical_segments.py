@@ -10,6 +10,7 @@
     (fieldnorm quantisation, statistics after deletes); see :func:`tantivy_check`.
 
     python benchmarks/bench_lexical_segments.py [--sizes 100000,1000000] [--segments 4]
+    python benchmarks/bench_lexical_segments.py --skip-scifact --sizes "" --replicate 100000:10
     python benchmarks/bench_lexical_segments.py --skip-scifact --sizes "" --tantivy \\
         --name lexical_segments_tantivy     # needs `pip install tantivy`
 """
@@ -230,6 +231,68 @@ def synthetic(analyzer, settings, n: int, n_segments: int, n_queries: int) -> di
     }
 
 
+def replicated(analyzer, settings, n: int, copies: int, n_segments: int, n_queries: int) -> dict:
+    """Query latency at ``n * copies`` documents without tokenizing them: the segments of an
+    ``n``-document synthetic corpus merged ``copies`` times over (``n_segments`` segments of
+    ``n * copies / n_segments`` documents), against bm25s's score matrix of the ``n``
+    documents tiled ``copies`` times (the same postings per term, so the same work per
+    query). Scores are not compared (the tiled bm25s matrix keeps the idf of ``n`` docs)."""
+    import bm25s
+
+    from semsearch.indexer.segments.lexical import BM25Searcher, LexicalSegment
+
+    titles, texts = tokenize(analyzer, synth_corpus(n))
+    bounds = np.linspace(0, n, n_segments + 1).astype(int)
+    small = [LexicalSegment.build(titles[a:b], texts[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    t = time.perf_counter()
+    segments = [LexicalSegment.merge([s] * copies, [np.arange(s.n_docs)] * copies) for s in small]
+    merge_s = time.perf_counter() - t
+    del small
+    searcher = BM25Searcher(segments, [None] * len(segments), settings)
+
+    mono = bm25s.BM25(k1=K1, b=B, method=METHOD)
+    mono.index([a + b for a, b in zip(titles, texts)], show_progress=False)
+    del titles, texts
+    sc = mono.scores
+    counts = np.diff(sc["indptr"])
+    col = np.repeat(np.arange(counts.size, dtype=np.int32), counts)
+    order = np.argsort(np.tile(col, copies), kind="stable")
+    del col
+    indices = np.concatenate([sc["indices"] + c * n for c in range(copies)])[order]
+    data = np.tile(sc["data"], copies)[order]
+    del order
+    indptr = np.zeros(counts.size + 1, dtype=np.int64)
+    np.cumsum(counts * copies, out=indptr[1:])
+    mono.scores = {"data": data, "indices": indices, "indptr": indptr, "num_docs": n * copies}
+    gc.collect()
+
+    _, queries, _ = load_queries("test")
+    qtok = [q for q in analyzer(queries) if q][:n_queries]
+
+    def ours(q):
+        return searcher.search_many([q], 10, boosts=BOOSTS)
+
+    def peer(q):
+        return mono.retrieve([q], k=10, show_progress=False, n_threads=0)
+
+    for q in qtok[:5]:
+        ours(q), peer(q)
+    return {
+        "docs": n * copies,
+        "built_from": f"{copies} copies of {n} synthetic documents",
+        "segments": n_segments,
+        "postings_all_field": int(sum(s.fields["all"].indices.size for s in segments)),
+        "merge_s": merge_s,
+        "merge_docs_per_s": n * copies / merge_s,
+        "segments_latency": percentiles(time_each(ours, qtok)),
+        "bm25s_latency": percentiles(time_each(peer, qtok)),
+        "segments_mem_mb": sum(s.nbytes() for s in segments) / 1e6,
+        "bm25s_mem_mb": (data.nbytes + indices.nbytes + indptr.nbytes) / 1e6,
+        "peak_rss_mb": peak_rss_mb(),
+        "load_average_1m_at_end": os.getloadavg()[0],
+    }
+
+
 def tantivy_check(analyzer) -> dict:
     """Could tantivy (PyPI ``tantivy``) give the scores of bm25s over the live documents?
     SciFact, the same tokens (whitespace tokenizer over our analyzer's output), one field,
@@ -330,6 +393,11 @@ def main() -> None:
     ap.add_argument("--segments", type=int, default=4, help="segments of the synthetic corpora")
     ap.add_argument("--queries", type=int, default=300, help="SciFact test queries to time")
     ap.add_argument("--skip-scifact", action="store_true")
+    ap.add_argument(
+        "--replicate",
+        default="",
+        help="N:COPIES, e.g. 100000:10: latency at N*COPIES docs from copies (see replicated())",
+    )
     ap.add_argument("--name", default="lexical_segments", help="results: bench-results/NAME.json")
     ap.add_argument(
         "--tantivy", action="store_true", help="also measure tantivy (pip install tantivy)"
@@ -376,6 +444,18 @@ def main() -> None:
         )
         save(args.name, out)  # after each size: a long run keeps what it measured
         gc.collect()
+    if args.replicate:
+        n, copies = (int(x) for x in args.replicate.split(":"))
+        r = out["replicated"] = replicated(
+            analyzer, settings, n, copies, args.segments, args.queries
+        )
+        save(args.name, out)
+        lat, peer = r["segments_latency"], r["bm25s_latency"]
+        print(
+            f"{r['docs']} docs ({r['built_from']}, {r['segments']} segments): "
+            f"p50 {lat['p50_ms']:.2f} ms p95 {lat['p95_ms']:.2f} ms; bm25s p50 "
+            f"{peer['p50_ms']:.2f} ms p95 {peer['p95_ms']:.2f} ms; merge {r['merge_docs_per_s']:.0f} docs/s"
+        )
     path = save(args.name, out)
     if rows:
         table(rows, f"segments ({args.segments}) | one bm25s index; k=10, one query at a time")
