@@ -9,7 +9,9 @@ its segments together, so a document scores the same whichever segment holds it,
 scores equal, bit for bit, those of one ``bm25s.BM25`` index built over the live documents
 (same ``k1``, ``b``, ``method``, bm25s's default ``delta`` = 0.5), summed over fields with the
 per-field boosts exactly as :class:`~semsearch.indexer.lexical.embedded.EmbeddedLexicalIndex`
-does. The tests pin that parity for every method.
+does. The tests pin that parity for every method. (Bitwise parity relies on NumPy 2's type
+promotion, the one bm25s's arithmetic gets here; under NumPy 1 the scores would agree only
+to float32 rounding.)
 
 Why not bm25s's own matrices: bm25s stores ``idf * tf-part`` precomputed at index time, and
 both parts depend on the whole corpus (document frequencies, average length), so they go
@@ -350,7 +352,9 @@ class BM25Searcher:
 
     Query-independent statistics (live N, live average length per field, the per-document
     length normalisation) are computed once per searcher, the normalisation lazily per field.
-    A searcher never changes; build a new one for a new snapshot."""
+    A searcher never changes; build a new one for a new snapshot. It is safe to share between
+    threads; each thread that searches keeps two float32 accumulators per document (8 bytes
+    a document) for the searcher's lifetime."""
 
     def __init__(
         self,
