@@ -304,3 +304,16 @@ def test_top_k_ties_are_broken_by_position():
 def test_nbytes_counts_the_arrays():
     seg = LexicalSegment.build([["a"]] * 10, [["b", "c"]] * 10)
     assert seg.nbytes() >= sum(fp.nbytes() for fp in seg.fields.values()) > 0
+
+
+def test_searcher_is_shared_between_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = EmbeddedLexicalSettings(method="bm25+")
+    c = Corpus(6)
+    s = BM25Searcher(c.segments, c.live, settings)
+    boosts = {"title": 1.0, "all": 0.5}
+    want = s.search_many(c.queries, 10, boosts=boosts)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda q: s.search_many([q], 10, boosts=boosts)[0], c.queries * 3))
+    assert got == want * 3
