@@ -1,6 +1,6 @@
 """Lexical segments: parity with one bm25s index over the live documents, for every method.
 
-The reference is what :class:`EmbeddedLexicalIndex` does: one ``bm25s.BM25`` per field built
+The reference is what the old bm25s-backed lexical index did: one ``bm25s.BM25`` per field built
 over the live documents (in segment, ordinal order), scores summed with the boosts, hits with
 a score > 0, ties by position."""
 
@@ -27,7 +27,7 @@ def _doc(rng: random.Random, n_max: int) -> list[str]:
 
 
 def _reference(docs, queries, k, settings, boosts):
-    """EmbeddedLexicalIndex's scoring on plain bm25s: list of (position, score) per query."""
+    """The old bm25s-backed index's scoring: list of (position, score) per query."""
     import bm25s
 
     fields = {
@@ -304,3 +304,16 @@ def test_top_k_ties_are_broken_by_position():
 def test_nbytes_counts_the_arrays():
     seg = LexicalSegment.build([["a"]] * 10, [["b", "c"]] * 10)
     assert seg.nbytes() >= sum(fp.nbytes() for fp in seg.fields.values()) > 0
+
+
+def test_searcher_is_shared_between_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = EmbeddedLexicalSettings(method="bm25+")
+    c = Corpus(6)
+    s = BM25Searcher(c.segments, c.live, settings)
+    boosts = {"title": 1.0, "all": 0.5}
+    want = s.search_many(c.queries, 10, boosts=boosts)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda q: s.search_many([q], 10, boosts=boosts)[0], c.queries * 3))
+    assert got == want * 3

@@ -8,8 +8,10 @@ snapshot) over the live segments; it scores with the statistics of the live docu
 its segments together, so a document scores the same whichever segment holds it, and the
 scores equal, bit for bit, those of one ``bm25s.BM25`` index built over the live documents
 (same ``k1``, ``b``, ``method``, bm25s's default ``delta`` = 0.5), summed over fields with the
-per-field boosts exactly as the bm25s index it replaced (one ``bm25s.BM25`` per field)
-does. The tests pin that parity for every method.
+per-field boosts exactly as the bm25s index it replaced (one ``bm25s.BM25``
+per field) does. The tests pin that parity for every method. (Bitwise parity relies on NumPy 2's type
+promotion, the one bm25s's arithmetic gets here; under NumPy 1 the scores would agree only
+to float32 rounding.)
 
 Why not bm25s's own matrices: bm25s stores ``idf * tf-part`` precomputed at index time, and
 both parts depend on the whole corpus (document frequencies, average length), so they go
@@ -48,6 +50,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -349,7 +352,9 @@ class BM25Searcher:
 
     Query-independent statistics (live N, live average length per field, the per-document
     length normalisation) are computed once per searcher, the normalisation lazily per field.
-    A searcher never changes; build a new one for a new snapshot."""
+    A searcher never changes; build a new one for a new snapshot. It is safe to share between
+    threads; each thread that searches keeps two float32 accumulators per document (8 bytes
+    a document) for the searcher's lifetime."""
 
     def __init__(
         self,
@@ -386,6 +391,7 @@ class BM25Searcher:
             # bm25s: np.array(lengths).mean(), the exact sum divided by N, rounded once
             self.avgdl[name] = total / self.n_live if self.n_live else 0.0
         self._norms: dict[tuple[int, str], np.ndarray] = {}
+        self._local = threading.local()
 
     def doc_count(self) -> int:
         return self.n_live
@@ -402,17 +408,41 @@ class BM25Searcher:
             self._norms[key] = out
         return out
 
-    def _tf_part(self, tf: np.ndarray, norm: np.ndarray) -> np.ndarray:
+    def _posting_scores(
+        self,
+        ords: np.ndarray,
+        tf: np.ndarray,
+        norm: np.ndarray,
+        idf32: np.float32,
+        nonocc: np.float32 | None,
+    ) -> np.ndarray:
+        """float32 ``idf * tf part`` (minus ``nonocc``) of the postings ``(ords, tf)``: the
+        operations of bm25s in its order and types, done in place on one float64 buffer."""
         k1, delta = self.k1, self.delta
+        tf = tf.astype(np.float32)  # bm25s's tf_array
+        x = np.take(norm, ords)  # float64, per posting
         m = self.method
-        if m in ("lucene", "robertson"):
-            return tf / (norm + tf)
-        if m == "atire":
-            return (tf * (k1 + 1)) / (tf + norm)
-        if m == "bm25l":
-            c = tf / norm
-            return ((k1 + 1) * (c + delta)) / (k1 + c + delta)
-        return ((k1 + 1) * tf) / (norm + tf) + delta  # bm25+
+        if m in ("lucene", "robertson"):  # tf / (k1 * (1 - b + b * dl / avgdl) + tf)
+            x += tf
+            np.divide(tf, x, out=x)
+        elif m == "atire":  # (tf * (k1 + 1)) / (tf + k1 * (...)), the numerator in float32
+            x += tf
+            np.divide(tf * (k1 + 1), x, out=x)
+        elif m == "bm25l":  # c = tf / (...); ((k1 + 1) * (c + delta)) / (k1 + c + delta)
+            np.divide(tf, x, out=x)
+            num = x + delta
+            num *= k1 + 1
+            x += k1
+            x += delta
+            np.divide(num, x, out=x)
+        else:  # bm25+: ((k1 + 1) * tf) / (k1 * (...) + tf) + delta, the numerator in float32
+            x += tf
+            np.divide((k1 + 1) * tf, x, out=x)
+            x += delta
+        x *= idf32
+        if nonocc is not None:
+            x -= nonocc
+        return x.astype(np.float32)
 
     def _nonoccurrence(self, idf: float, avgdl: float) -> np.float32:
         """bm25l/bm25+: the score of a term a document lacks (bm25s subtracts it from each
@@ -425,9 +455,23 @@ class BM25Searcher:
             tfc = ((k1 + 1) * 0) / (k1 * (1 - b + b * avgdl / avgdl) + 0) + delta
         return np.float32(idf * tfc)
 
-    def _field_scores(self, name: str, qtokens: list[str]) -> list[np.ndarray] | None:
-        """Per segment, the float32 BM25 scores of field ``name`` (dense over ordinals), or
-        None when no query term is in a live document's field."""
+    def _scratch(self, slot: int) -> list[np.ndarray]:
+        """Zeroed float32 accumulators, one per segment, reused by this thread: fresh
+        ``np.zeros`` of this size cost a page fault per 4 KiB on first touch."""
+        bufs = getattr(self._local, "bufs", None)
+        if bufs is None:
+            bufs = self._local.bufs = {}
+        out = bufs.get(slot)
+        if out is None:
+            out = bufs[slot] = [np.zeros(seg.n_docs, dtype=np.float32) for seg in self.segments]
+        else:
+            for a in out:
+                a.fill(0)
+        return out
+
+    def _field_scores(self, name: str, qtokens: list[str], slot: int) -> list[np.ndarray] | None:
+        """Per segment, the float32 BM25 scores of field ``name`` (dense over ordinals, in
+        scratch buffers ``slot``), or None when no query term is in a live document's field."""
         postings: dict[str, list[tuple[np.ndarray, np.ndarray] | None]] = {}
         df: dict[str, int] = {}
         for term in dict.fromkeys(qtokens):
@@ -464,16 +508,16 @@ class BM25Searcher:
                     out.append(None)
                     continue
                 ords, tf = col
-                s = idf32 * self._tf_part(tf.astype(np.float32), self._norm(i, name)[ords])
-                if nonocc:
-                    s -= nonocc_of[term]
-                out.append((ords, s.astype(np.float32)))
+                s = self._posting_scores(
+                    ords, tf, self._norm(i, name), idf32, nonocc_of[term] if nonocc else None
+                )
+                out.append((ords, s))
             scored[term] = out
-        accs = [np.zeros(seg.n_docs, dtype=np.float32) for seg in self.segments]
+        accs = self._scratch(slot)
         for term in known:
             for acc, col in zip(accs, scored[term]):
                 if col is not None:
-                    acc[col[0]] += col[1]  # no repeated ordinal in a column: = np.add.at
+                    np.add.at(acc, col[0], col[1])  # float32, as bm25s
         if nonocc:
             const = np.array([nonocc_of[t] for t in known], dtype=np.float32).sum()
             for acc in accs:
@@ -516,13 +560,16 @@ class BM25Searcher:
                 for name, weight in boosts.items():
                     if weight <= 0 or self.avgdl[name] == 0:
                         continue
-                    scores = self._field_scores(name, list(qtokens))
+                    scores = self._field_scores(name, list(qtokens), 0 if totals is None else 1)
                     if scores is None:
                         continue
+                    for sc in scores:  # float32 * weight, in place
+                        np.multiply(sc, weight, out=sc)
                     if totals is None:
-                        totals = [s * weight for s in scores]
+                        totals = scores
                     else:
-                        totals = [t + s * weight for t, s in zip(totals, scores)]
+                        for t, sc in zip(totals, scores):
+                            np.add(t, sc, out=t)
             out.append(self._top(totals, k, allowed))
         return out
 
@@ -533,7 +580,7 @@ class BM25Searcher:
             return []
         scores, segs, ords = [], [], []
         for i, (tot, ok) in enumerate(zip(totals, allowed)):
-            hit = tot > 0
+            hit = tot > 0  # (numpy's nonzero is much faster on bools than on floats)
             if ok is not None:
                 hit &= ok
             o = np.flatnonzero(hit)
