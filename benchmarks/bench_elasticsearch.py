@@ -12,7 +12,16 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import load_jsonl, load_queries, percentiles, require_scifact, save, synth_corpus, table
+from common import (
+    embedded_lexical,
+    load_jsonl,
+    load_queries,
+    percentiles,
+    require_scifact,
+    save,
+    synth_corpus,
+    table,
+)
 
 
 def main() -> None:
@@ -29,7 +38,6 @@ def main() -> None:
     from semsearch.config import LexicalSettings
     from semsearch.documents import Document
     from semsearch.indexer.lexical.elasticsearch import ElasticsearchLexicalIndex
-    from semsearch.indexer.lexical.embedded import EmbeddedLexicalIndex
 
     qids, queries, qrels = load_queries("test")
     timed = queries[: args.queries]
@@ -39,9 +47,7 @@ def main() -> None:
         docs = [Document(id=d["_id"], title=d["title"], text=d["text"]) for d in corpus]
         backends = {}
         t = time.perf_counter()
-        emb = EmbeddedLexicalIndex(LexicalSettings())
-        emb.upsert(docs)
-        emb.commit()
+        emb = embedded_lexical(docs)
         backends["embedded"] = (emb, time.perf_counter() - t)
 
         s = LexicalSettings(backend="elasticsearch")

@@ -12,7 +12,15 @@ import argparse
 import gc
 import time
 
-from common import load_jsonl, load_queries, require_scifact, save, synth_corpus, table
+from common import (
+    embedded_lexical,
+    load_jsonl,
+    load_queries,
+    require_scifact,
+    save,
+    synth_corpus,
+    table,
+)
 
 
 def qps(fn, queries) -> float:
@@ -32,9 +40,8 @@ def main() -> None:
     from rank_bm25 import BM25Okapi
     from ranx import Qrels, Run, evaluate
 
-    from semsearch.config import LexicalSettings
     from semsearch.documents import Document
-    from semsearch.indexer.lexical.embedded import Analyzer, EmbeddedLexicalIndex
+    from semsearch.indexer.lexical.analysis import Analyzer
 
     qids, queries, qrels = load_queries("test")
     analyzer = Analyzer()
@@ -45,9 +52,7 @@ def main() -> None:
         ids = [d["_id"] for d in corpus]
 
         t = time.perf_counter()
-        ours = EmbeddedLexicalIndex(LexicalSettings())
-        ours.upsert([Document(id=d["_id"], title=d["title"], text=d["text"]) for d in corpus])
-        ours.commit()
+        ours = embedded_lexical([Document(id=d["_id"], title=d["title"], text=d["text"]) for d in corpus])
         ours_build = time.perf_counter() - t
 
         t = time.perf_counter()

@@ -420,8 +420,9 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    from semsearch.config import EmbeddedLexicalSettings
     from semsearch.indexer.lexical.embedded import Analyzer
+
+    from semsearch.config import EmbeddedLexicalSettings
 
     settings = EmbeddedLexicalSettings(method=METHOD, k1=K1, b=B)
     analyzer = Analyzer()

@@ -120,3 +120,22 @@ def synth_corpus(n: int, seed: int = 0) -> list[dict[str, str]]:
                 words[j] = rng.choice(vocab)
         out.append({"_id": f"{d['_id']}-v{i // len(base)}", "title": d["title"], "text": " ".join(words)})
     return out
+
+
+def embedded_lexical(docs, batch: int = 50_000):  # noqa: ANN001, ANN201
+    """The embedded lexical channel over ``docs`` (Documents): a lexical-only index in a
+    temporary directory, written in batches and refreshed, whose snapshot's lexical reader
+    (``search``, ``search_many``) is returned."""
+    import tempfile
+
+    from semsearch.config import Settings
+    from semsearch.indexer.index import Index
+
+    tmp = tempfile.mkdtemp(prefix="semsearch-bench-lex-")
+    settings = Settings()
+    settings.indexing.segment_docs = batch
+    idx = Index.create(tmp, settings)
+    for start in range(0, len(docs), batch):
+        idx.write(docs[start : start + batch])
+    idx.sync()
+    return idx.snapshot().lexical
