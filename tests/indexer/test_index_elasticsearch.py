@@ -1,5 +1,6 @@
 """Index + Pipeline with the Elasticsearch lexical backend: documents the server rejects are
-reported one by one, leave the index entirely, and a re-run indexes exactly them."""
+reported one by one, leave the index (a replaced version comes back as it was searchable),
+and a re-run indexes exactly them."""
 
 import json
 
@@ -63,6 +64,29 @@ def test_rejected_docs_are_reported_removed_and_retried(tmp_path, es_settings, h
         assert idx.lexical.count() == 5 and idx.vectors["dense"].count() == 5
         hits = idx.lexical.search("year number", 10, filters={"year": 2002})
         assert {d for d, _ in hits} == {"y2", "y4"}
+
+
+def test_a_refused_update_keeps_the_version_that_was_searchable(tmp_path, es_settings, hashing_encoder):
+    from semsearch.documents import Document
+
+    enc = hashing_encoder
+    with Index.create(tmp_path / "ix", es_settings) as idx:
+        idx.ensure_channel("dense", dim=enc.dim, encoder=enc.name)
+        good = Document(id="u1", text="original zeppelin text", metadata={"year": 2001})
+        idx.write([good], {"dense": enc.encode([good.text])})
+        idx.sync()
+        bad = Document(id="u1", text="replacement airship text", metadata={"year": "not a number"})
+        seq = idx.write([bad], {"dense": enc.encode([bad.text])})
+        info = idx.sync()
+        assert [(f["id"], f["seq"]) for f in info["failed"]] == [("u1", seq)]
+        assert "year" in info["failed"][0]["reason"]
+        assert idx.store.rejected() == [("u1", seq, info["failed"][0]["reason"])]  # reported
+        assert idx.get(["u1"])["u1"] == good  # the store has the searchable version back
+        assert [d for d, _ in idx.lexical.search("zeppelin", 5)] == ["u1"]
+        assert idx.lexical.search("airship", 5) == []
+        assert idx.snapshot().count() == 1 and idx.snapshot().locate("u1") is not None
+        q = idx.vectors["dense"].search(enc.encode([good.text]), 1)[0]
+        assert q[0][0] == "u1" and q[0][1] == pytest.approx(1.0, abs=1e-5)
 
 
 def test_rebuild_lexical_swaps_to_a_new_physical_index(tmp_path, es_settings, hashing_encoder):

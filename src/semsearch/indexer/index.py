@@ -434,7 +434,8 @@ class Index:
         for ups, dels in self.store.changes_since(m.synced_seq):
             for doc_id in dels:
                 deleted += tombstone(doc_id)
-                self._external_delete([doc_id])
+            if dels:
+                self._external_delete(dels)
             for d in ups:
                 tombstone(d.id)
             self._external_upsert(ups)
@@ -446,7 +447,8 @@ class Index:
         failed = self._external_commit()
         if failed:
             # a document a backend refused stays as it was searchable before: its new version
-            # is tombstoned in the new segment and its old one (if any) is live again
+            # is tombstoned in the new segment, its old one (if any) is live again, and the
+            # store gets the old version back (a re-run of the same input retries it)
             seq_of = self.store.seqs(list(failed))
             for doc_id in failed:
                 seqs[doc_id] = seq_of.get(doc_id, target)
@@ -458,12 +460,18 @@ class Index:
                     dead[old[0]].discard(old[1])
                     where[doc_id] = old
             self.store.record_rejected([(i, seqs[i], r) for i, r in failed.items()])
+            self.store.restore_previous(list(failed))
+            if self._external:  # the external vector channels get the old vectors back too
+                restored = list(self.store.get(list(failed)).values())
+                self._external_delete([i for i in failed if i not in {d.id for d in restored}], lexical=False)
+                self._external_upsert(restored, lexical=False)
             changed -= len(failed)
         where.update(new_where)
         m.segments = self._with_deletes(m.segments + new_refs, dead, m.generation + 1)
         self._upgrading = False
         self._commit(m, target)
         self.store.purge_deleted(target)
+        self.store.drop_previous(target)
         took = time.perf_counter() - t0
         return {"changed": changed, "deleted": deleted, "seconds": took, "segments": len(new_refs),
                 "failed": [{"id": i, "reason": r, "seq": seqs[i]} for i, r in failed.items()]}
@@ -574,10 +582,10 @@ class Index:
         return tpl
 
     # -- external backends (Elasticsearch lexical / vectors) -------------------------------
-    def _external_upsert(self, ups: list[Document]) -> None:
+    def _external_upsert(self, ups: list[Document], *, lexical: bool = True) -> None:
         if not ups:
             return
-        if self.lexical_external is not None:
+        if lexical and self.lexical_external is not None:
             self.lexical_external.upsert(ups)
         if self._external:
             ids = [d.id for d in ups]
@@ -591,8 +599,10 @@ class Index:
                 if with_vec:
                     vi.upsert(with_vec, self.store.vectors(with_vec, name, spec.dim))
 
-    def _external_delete(self, ids: list[str]) -> None:
-        if self.lexical_external is not None:
+    def _external_delete(self, ids: list[str], *, lexical: bool = True) -> None:
+        if not ids:
+            return
+        if lexical and self.lexical_external is not None:
             self.lexical_external.delete(ids)
         for vi in self._external.values():
             vi.delete(ids)

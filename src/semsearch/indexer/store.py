@@ -38,6 +38,15 @@ CREATE TABLE IF NOT EXISTS vectors (
     PRIMARY KEY (id, channel)
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- the version a write replaced, kept until a refresh has made the new one searchable: if a
+-- backend refuses the new version, the searchable one is restored from here
+CREATE TABLE IF NOT EXISTS prev (
+    id TEXT PRIMARY KEY, title TEXT NOT NULL, text TEXT NOT NULL, metadata TEXT NOT NULL,
+    image TEXT, hash TEXT NOT NULL, seq INTEGER NOT NULL, new_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS prev_vectors (
+    id TEXT NOT NULL, channel TEXT NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (id, channel)
+);
 CREATE TABLE IF NOT EXISTS rejected (
     id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -169,6 +178,7 @@ class DocStore:
             cur.execute("BEGIN IMMEDIATE")
             try:
                 seq = self._last_seq(cur) + 1
+                self._keep_previous(cur, [d.id for d in docs], seq)
                 cur.executemany(
                     "INSERT INTO docs(id,title,text,metadata,image,hash,seq,deleted) "
                     "VALUES (?,?,?,?,?,?,?,0) ON CONFLICT(id) DO UPDATE SET title=excluded.title,"
@@ -194,6 +204,56 @@ class DocStore:
                 cur.execute("ROLLBACK")
                 raise
         return seq
+
+    @staticmethod
+    def _keep_previous(cur: sqlite3.Cursor, ids: Sequence[str], seq: int) -> None:
+        """Save the live versions ``ids`` have now (the first replaced since the last refresh
+        is the searchable one; later ones are not kept)."""
+        for start in range(0, len(ids), 900):
+            chunk = list(ids[start : start + 900])
+            q = ",".join("?" * len(chunk))
+            cur.execute(
+                f"INSERT OR IGNORE INTO prev SELECT id,title,text,metadata,image,hash,seq,? FROM docs "
+                f"WHERE deleted=0 AND id IN ({q})", [seq, *chunk])
+            cur.execute(
+                f"INSERT OR IGNORE INTO prev_vectors SELECT id,channel,vec FROM vectors WHERE id IN ({q})",
+                chunk)
+
+    def restore_previous(self, ids: Sequence[str]) -> None:
+        """Put back the version each id had before its refused write (or remove the id, if
+        the refused write created it): the store agrees again with what is searchable."""
+        with self._lock:
+            cur = self._write_conn().cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                for doc_id in ids:
+                    row = cur.execute("SELECT title,text,metadata,image,hash,seq FROM prev WHERE id=?",
+                                      (doc_id,)).fetchone()
+                    cur.execute("DELETE FROM vectors WHERE id=?", (doc_id,))
+                    if row is None:
+                        cur.execute("DELETE FROM docs WHERE id=?", (doc_id,))
+                        continue
+                    cur.execute("INSERT OR REPLACE INTO docs(id,title,text,metadata,image,hash,seq,deleted) "
+                                "VALUES (?,?,?,?,?,?,?,0)", (doc_id, *row))
+                    cur.execute("INSERT INTO vectors SELECT id,channel,vec FROM prev_vectors WHERE id=?", (doc_id,))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
+    def drop_previous(self, up_to_seq: int) -> None:
+        """Forget replaced versions whose replacement a refresh has made searchable."""
+        with self._lock:
+            cur = self._write_conn().cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute("DELETE FROM prev_vectors WHERE id IN (SELECT id FROM prev WHERE new_seq<=?)",
+                            (up_to_seq,))
+                cur.execute("DELETE FROM prev WHERE new_seq<=?", (up_to_seq,))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
 
     def mark_deleted(self, ids: Sequence[str]) -> int:
         with self._lock:
