@@ -68,6 +68,10 @@ def index_cmd(
                     report = Pipeline(idx, channels, settings, on_progress=lambda n: prog.advance(task, n)).run(input)
             else:
                 report = Pipeline(idx, channels, settings).run(input)
+            if not no_dense:
+                from semsearch.encoders import prepare_query_encoder
+
+                prepare_query_encoder(settings.text_encoder)  # the ONNX export, once, here
         finally:
             idx.close()
     errors_path = errors or (index / "errors.jsonl")

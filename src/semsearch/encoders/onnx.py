@@ -169,6 +169,25 @@ class OnnxTextEncoder:
         self._tokenizer, self._meta = tok, meta
         logger.info("text encoder %s on ONNX Runtime from %s", self.name, d)
 
+    def prepare(self) -> bool:
+        """Export the model now if it has not been (``semsearch index`` and ``serve`` call
+        this, so that no search pays for the export). False when it cannot be exported and
+        ``fallback`` lets queries run on PyTorch instead."""
+        if (self.export_dir / _META).exists():
+            return True
+        try:
+            require("onnxruntime", "onnx")
+            export_text_encoder(self.source, self.export_dir)
+        except BadInput:
+            raise
+        except Exception as e:
+            if not self.fallback:
+                raise
+            logger.warning("text encoder %s cannot be exported to ONNX (%s: %s); queries will use PyTorch",
+                           self.name, type(e).__name__, e)
+            return False
+        return True
+
     def _ready(self) -> None:
         if self._session is None and self._delegate is None:
             with self._lock:
