@@ -30,6 +30,16 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("semsear
 _OURS = ("semsearch", "uvicorn", "__main__")
 
 
+class RequestIdFilter(logging.Filter):
+    """Adds ``record.request_id`` (the API request being handled, if any) to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        rid = request_id.get()
+        if rid is not None and not hasattr(record, "request_id"):
+            record.request_id = rid
+        return True
+
+
 class _LevelFilter(logging.Filter):
     def __init__(self, level: int, libraries: int) -> None:
         super().__init__()
@@ -37,9 +47,6 @@ class _LevelFilter(logging.Filter):
         self.libraries = libraries
 
     def filter(self, record: logging.LogRecord) -> bool:
-        rid = request_id.get()
-        if rid is not None and not hasattr(record, "request_id"):
-            record.request_id = rid
         ours = record.name.startswith(_OURS)
         return record.levelno >= (self.level if ours else max(self.level, self.libraries))
 
@@ -94,6 +101,7 @@ def configure(level: str | int = "WARNING", *, fmt: str = "text", libraries: str
         lib = logging.DEBUG  # the user asked for everything
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLineFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RequestIdFilter())
     handler.addFilter(_LevelFilter(lvl, lib))
     root = logging.getLogger()
     root.handlers[:] = [handler]

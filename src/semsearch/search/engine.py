@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Literal
 
+from semsearch import metrics
 from semsearch.config import Settings
 from semsearch.documents import ChannelScore, Hit, SearchResult
 from semsearch.encoders.base import TextEncoder
@@ -125,16 +126,21 @@ class Searcher:
                 return lex.search_many(list(queries), depth, boosts=boosts, filters=filters)
             return [lex.search(q, depth, boosts=boosts, filters=filters) for q in queries]
         allowed = self._allowed(filters)
+        metrics.observe_encoder_batch(name, len(queries))
         qv = self._query_encoder(name).encode(list(queries))
         return self.index.vectors[name].search(qv, depth, allowed=allowed)
 
     def _run_channel(self, name: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
         try:
-            return fn()
+            out = fn()
         except BadInput:
             raise
         except Exception as e:  # noqa: BLE001 - any backend failure is a channel failure
+            metrics.observe_channel(name, time.perf_counter() - t0, failed=True)
             raise ChannelFailed(name, e) from e
+        metrics.observe_channel(name, time.perf_counter() - t0)
+        return out
 
     def channel_results(
         self,
@@ -214,6 +220,7 @@ class Searcher:
                 fused, groups = collapse_dups(self.index, fused, self.settings.images.max_distance)
             ranked = [Reranked(f, f.score) for f in fused]
             if rerank:
+                metrics.observe_rerank_batch(min(rerank_depth, len(fused)))
                 ranked = rerank_candidates(q, fused, self.reranker, self.index.get, depth=rerank_depth, blend=rs.blend)
             hits = [
                 Hit(

@@ -22,6 +22,7 @@ from semsearch.encoders.base import TextEncoder
 from semsearch.search_api import errors
 from semsearch.search_api.batching import QueryBatcher
 from semsearch.search_api.imaging import ImageSide
+from semsearch.search_api.jobs import Jobs
 from semsearch.search_api.middleware import RequestContextMiddleware
 from semsearch.search_api.routes import ROUTERS
 
@@ -49,6 +50,7 @@ def create_app(
             await run_in_threadpool(svc.warm_up)
             app.state.service = svc
             app.state.images = ImageSide(svc)
+            app.state.jobs = Jobs(max_jobs=settings.api.max_jobs)
             app.state.batcher = QueryBatcher(
                 lambda queries, opts: svc.search_batch([SearchRequest(query=q, **opts) for q in queries]),
                 window_s=settings.api.batch_window_ms / 1000,
@@ -57,6 +59,8 @@ def create_app(
             logger.info("serving index %s", index_path)
             yield
         finally:
+            if getattr(app.state, "jobs", None) is not None:
+                app.state.jobs.close()
             await run_in_threadpool(svc.close)
 
     app = FastAPI(
@@ -76,5 +80,7 @@ def create_app(
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.api.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.api.max_body_bytes,
+                       rate_limit_per_s=settings.api.rate_limit_per_s,
+                       rate_limit_burst=settings.api.rate_limit_burst)
     return app
