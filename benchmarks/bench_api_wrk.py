@@ -34,7 +34,9 @@ from typing import Any
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SEMSEARCH_SHARED_DATA", REPO.parent / "shared" / "data"))
+DATA = Path(os.environ.get("SEMSEARCH_SHARED_DATA") or next(
+    (p / "shared" / "data" for p in (REPO.parent, REPO.parent.parent) if (p / "shared" / "data").exists()),
+    REPO.parent / "shared" / "data"))
 KEY = "bench-key"
 
 LUA = r"""
@@ -133,6 +135,12 @@ def run_wrk(url: str, script: Path, connections: int, threads: int, duration: fl
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def server_profile(url: str) -> dict[str, Any]:
     """Mean per-channel seconds and batch sizes from the server's /metrics."""
     text = httpx.get(url + "/metrics", timeout=30).text
@@ -170,6 +178,7 @@ def main() -> None:
         raise SystemExit(f"no index at {args.index}")
     queries = load_queries(args.queries, args.max_queries)
     env_extra = dict(e.split("=", 1) for e in args.env)
+    load_start = os.getloadavg()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         tmpd = Path(tmp)
@@ -187,7 +196,13 @@ def main() -> None:
                       f"{args.duration:g}s ...", file=sys.stderr)
                 if args.warmup > 0:
                     run_wrk(url, script, args.connections, args.threads, args.warmup)
+                cpu0 = cpu_seconds(proc.pid)
                 results[mode] = run_wrk(url, script, args.connections, args.threads, args.duration)
+                cpu = cpu_seconds(proc.pid) - cpu0
+                # server CPU per answered request: what the machine's load does not change
+                # much, and 1000 / it is the ceiling of one process that had a core to itself
+                results[mode]["server_cpu_s"] = round(cpu, 2)
+                results[mode]["server_cpu_ms_per_req"] = round(1000 * cpu / max(1, results[mode]["requests"]), 3)
                 results[mode]["server"] = server_profile(url)
         finally:
             proc.terminate()
@@ -217,14 +232,17 @@ def main() -> None:
         "k": args.k,
         "server_log_level": args.log_level,
         "server_env": env_extra,
-        "machine": {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "load_avg_at_start": load_start, "load_avg_at_end": os.getloadavg(),
+                    "python": platform.python_version()},
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    print(f"{'scenario':<24}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}{'requests':>10}")
+    print(f"{'scenario':<24}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}{'requests':>10}"
+          f"{'cpu ms/req':>12}")
     for name, r in results.items():
-        print(f"{name:<24}{r['rps']:>9}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}{r['requests']:>10}")
+        print(f"{name:<24}{r['rps']:>9}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}{r['requests']:>10}"
+              f"{r.get('server_cpu_ms_per_req', ''):>12}")
     print(f"wrote {args.out}")
 
 

@@ -199,6 +199,11 @@ class Searcher:
         if rerank_depth < 1:
             raise BadInput(f"rerank_depth must be >= 1, got {rerank_depth}")
         depth = max(depth or fs.depth, k + offset, rerank_depth if rerank else 0)
+        if len(MODES[mode]) == 1 and not (rerank or collapse or filters):
+            # one channel and nothing that looks past the page: its top offset + k are the
+            # answer, whatever the fusion depth (filtered vector searches may drop rows, so
+            # they keep the full depth)
+            depth = k + offset
         per_query, failed = self.channel_results(queries, depth, mode, filters=filters, boosts=boosts)
         results = []
         for q, channels in zip(queries, per_query):
