@@ -31,6 +31,12 @@ logger = logging.getLogger(__name__)
 STATIC = Path(str(resources.files("semsearch.search_api") / "static"))
 
 
+def warm_up_reranker(svc: Collection) -> None:
+    from semsearch.documents import Document
+
+    svc.searcher.reranker.score("warm up", [Document(id="warm-up", title="warm up", text="warm up")])
+
+
 def create_app(
     index_path: Path | str,
     settings: Settings | None = None,
@@ -48,6 +54,8 @@ def create_app(
             partial(Collection.open, Path(index_path), settings, writable=True, encoder=encoder))
         try:
             await run_in_threadpool(svc.warm_up)
+            if settings.rerank.model:  # load (and on CPU export) the cross-encoder now, not in a search
+                await run_in_threadpool(warm_up_reranker, svc)
             app.state.service = svc
             app.state.images = ImageSide(svc)
             app.state.jobs = Jobs(max_jobs=settings.api.max_jobs)
