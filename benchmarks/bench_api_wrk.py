@@ -115,7 +115,7 @@ def run_wrk(url: str, script: Path, connections: int, threads: int, duration: fl
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     m = re.search(r"^WRKJSON (.*)$", p.stdout, re.M)
     if p.returncode != 0 or not m:
-        raise SystemExit(f"wrk failed ({p.returncode}): {p.stdout}\n{p.stderr}")
+        raise RuntimeError(f"wrk failed ({p.returncode}): {p.stdout.strip()} {p.stderr.strip()}")
     w = json.loads(m.group(1))
     seconds = w["duration_us"] / 1e6
     socket_errors = w["connect"] + w["read"] + w["write"] + w["timeout"]
@@ -180,6 +180,7 @@ def main() -> None:
     env_extra = dict(e.split("=", 1) for e in args.env)
     load_start = os.getloadavg()
     results: dict[str, Any] = {}
+    es_error = None
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         tmpd = Path(tmp)
         copy = tmpd / "index"
@@ -218,9 +219,13 @@ def main() -> None:
                       for q in queries]
             script = write_script(tmpd / "es.lua", f"/{args.es_index}/_search", bodies)
             print(f"elasticsearch _search: warm-up, then {args.duration:g}s ...", file=sys.stderr)
-            if args.warmup > 0:
-                run_wrk(es, script, args.connections, args.threads, args.warmup)
-            results["elasticsearch-lexical"] = run_wrk(es, script, args.connections, args.threads, args.duration)
+            try:
+                if args.warmup > 0:
+                    run_wrk(es, script, args.connections, args.threads, args.warmup)
+                results["elasticsearch-lexical"] = run_wrk(es, script, args.connections, args.threads, args.duration)
+            except RuntimeError as e:  # the semsearch figures are still worth writing
+                print(f"elasticsearch run failed: {e}", file=sys.stderr)
+                es_error = str(e)
     report = {
         "benchmark": "api_wrk",
         "index": str(args.index),
@@ -235,6 +240,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "load_avg_at_start": load_start, "load_avg_at_end": os.getloadavg(),
                     "python": platform.python_version()},
         "results": results,
+        "elasticsearch_error": es_error,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))

@@ -106,8 +106,7 @@ def _duplicates(svc: Collection, dist: int, mirrored: bool) -> dict:
 
 @router.post("/duplicates", response_model=JobAccepted, status_code=202,
              dependencies=[Depends(require_json), Depends(require_duplicates_key)],
-             responses={**error_responses(400, 401, 403, 413, 415, 422, 503),
-                        200: {"model": DuplicatesResponse, "description": "never: the result is the job's"}},
+             responses=error_responses(400, 401, 403, 413, 415, 422, 503),
              summary="Near-duplicate image groups (pHash Hamming distance), as a background job")
 async def duplicates(
     req: DuplicatesRequest,
