@@ -170,6 +170,7 @@ def main() -> None:
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server, repeatable")
     ap.add_argument("--es-url", default=None, help="also load Elasticsearch's _search (lexical)")
     ap.add_argument("--es-index", default="semsearch", help="the ES index holding the same corpus")
+    ap.add_argument("--es-pid", type=int, default=None, help="the ES server's pid, to report its CPU per request")
     ap.add_argument("--out", type=Path, default=REPO / "bench-results" / "api_wrk.json")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
@@ -222,7 +223,12 @@ def main() -> None:
             try:
                 if args.warmup > 0:
                     run_wrk(es, script, args.connections, args.threads, args.warmup)
-                results["elasticsearch-lexical"] = run_wrk(es, script, args.connections, args.threads, args.duration)
+                cpu0 = cpu_seconds(args.es_pid) if args.es_pid else None
+                res = results["elasticsearch-lexical"] = run_wrk(es, script, args.connections, args.threads,
+                                                                 args.duration)
+                if cpu0 is not None:
+                    res["server_cpu_s"] = round(cpu_seconds(args.es_pid) - cpu0, 2)
+                    res["server_cpu_ms_per_req"] = round(1000 * res["server_cpu_s"] / max(1, res["requests"]), 3)
             except RuntimeError as e:  # the semsearch figures are still worth writing
                 print(f"elasticsearch run failed: {e}", file=sys.stderr)
                 es_error = str(e)
