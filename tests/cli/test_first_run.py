@@ -24,7 +24,8 @@ def test_first_index_and_search_print_no_warnings_or_debug_lines(tmp_path):
     src = tmp_path / "docs.jsonl"
     src.write_text("".join(json.dumps(d) + "\n" for d in TINY_DOCS))
     cache = tmp_path / "cache"  # a fresh cache: the ONNX export happens in this run
-    env = {"XDG_CACHE_HOME": str(cache), "SEMSEARCH_TEXT_ENCODER__DEVICE": "auto"}
+    # on CPU (the README's machine): queries run on ONNX Runtime, exported by `index`
+    env = {"XDG_CACHE_HOME": str(cache), "SEMSEARCH_TEXT_ENCODER__DEVICE": "cpu"}
     p = run("index", "--input", str(src), "--index", str(tmp_path / "ix"), **env)
     assert noisy(p.stdout + p.stderr) == [], p.stderr
     assert "indexed 12 docs" in p.stderr
