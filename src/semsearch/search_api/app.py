@@ -37,6 +37,12 @@ def warm_up_reranker(svc: Collection) -> None:
     svc.searcher.reranker.score("warm up", [Document(id="warm-up", title="warm up", text="warm up")])
 
 
+def warm_up_clip(svc: Collection) -> None:
+    from semsearch.search.images import clip_encoder
+
+    clip_encoder(svc.searcher).encode(["warm up"])
+
+
 def create_app(
     index_path: Path | str,
     settings: Settings | None = None,
@@ -56,6 +62,8 @@ def create_app(
             await run_in_threadpool(svc.warm_up)
             if settings.rerank.model:  # load (and on CPU export) the cross-encoder now, not in a search
                 await run_in_threadpool(warm_up_reranker, svc)
+            if "image" in svc.index.manifest.channels:  # the CLIP model, for images by text
+                await run_in_threadpool(warm_up_clip, svc)
             app.state.service = svc
             app.state.images = ImageSide(svc)
             app.state.jobs = Jobs(max_jobs=settings.api.max_jobs)
