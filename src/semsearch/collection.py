@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from semsearch import metrics
 from semsearch.config import Settings
 from semsearch.documents import Document, Hit, SearchResult
 from semsearch.encoders.base import TextEncoder
@@ -322,6 +323,7 @@ class Collection:
             for names, group in groups.items():
                 seq = self.index.write(group, {n: chans[n][0][[rows[n][d.id] for d in group]] for n in names})
         self._dirty.set()
+        metrics.set_pending(seq - self.searchable_seq)
         return WriteResult(ids=ids, seq=seq, searchable=self.wait_for(seq, timeout if wait_for else 0.0))
 
     def delete(self, ids: str | Sequence[str], *, wait_for: bool = False, missing_ok: bool = False,
@@ -344,6 +346,8 @@ class Collection:
         self._check_writable()
         with self._writer:
             info = self.index.sync()
+        metrics.observe_refresh(info["seconds"])
+        metrics.set_pending(0)
         with self._synced:
             self._synced.notify_all()
         self._merge_wanted.set()
@@ -417,9 +421,12 @@ class Collection:
                     info = self.index.sync()
                 self._merge_wanted.set()
                 err = None
+                metrics.observe_refresh(info["seconds"])
+                metrics.set_pending(self.index.store.last_seq() - self.searchable_seq)
                 logger.info("refreshed %s changes in %.3f s", info["changed"] + info["deleted"], info["seconds"])
             except Exception as e:  # noqa: BLE001 - reported to waiting writers and readyz
                 logger.exception("index refresh failed")
+                metrics.observe_refresh(0.0, failed=True)
                 err = e
             with self._synced:
                 self._sync_error = err

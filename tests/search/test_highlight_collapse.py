@@ -27,3 +27,19 @@ def test_collapse_keeps_the_best_of_each_group():
     out = collapse(hits, v, threshold=0.95)
     assert [h.id for h in out] == ["a", "c"]
     assert out[0].extra["duplicates"] == ["b", "d"] and "duplicates" not in out[1].extra
+
+
+def test_fast_matches_equal_stemming_every_word():
+    """matches() stems only words that share a query stem's first characters; it must find
+    exactly what stemming every word finds, irregular forms and odd casing included."""
+    import Stemmer
+
+    from semsearch.search.highlight import WORD, matches, query_terms
+
+    stem = Stemmer.Stemmer("english").stemWord
+    text = ("Dying, lying and tying: the skies were SKIING-blue. Vaccines vaccinated the vaccination "
+            "queue; a revaccinated İstanbul relational hopeful hoping agreed happily. Happy bees!")
+    for query in ("die lie tie", "skies ski", "vaccines", "relations hope agree happy", "bee"):
+        terms = query_terms(query)
+        slow = [(m.start(), m.end()) for m in WORD.finditer(text) if stem(m.group().lower()) in terms]
+        assert matches(text, terms) == slow and slow, query

@@ -145,19 +145,41 @@ def test_unknown_mode_is_422(iclient, mode):
     assert r.status_code == 422 and r.json()["error"]["message"].startswith("body.mode")
 
 
+def duplicates_job(client, body, headers=WRITE):
+    """POST /v1/duplicates (202 + a job), then the job's result once it is done."""
+    import time
+
+    r = client.post("/v1/duplicates", json=body, headers=headers)
+    assert r.status_code == 202, r.text
+    url = r.json()["status_url"]
+    assert r.headers["location"] == url
+    for _ in range(600):
+        job = client.get(url).json()
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {url} did not finish: {job}")
+
+
 def test_duplicates_groups_and_pairs(iclient):
-    r = iclient.post("/v1/duplicates", json={"max_distance": 10})
-    assert r.status_code == 200, r.text
-    res = r.json()
+    job = duplicates_job(iclient, {"max_distance": 10})
+    assert job["status"] == "done" and job["kind"] == "duplicates", job
+    res = job["result"]
     assert res["images"] == 14 and res["max_distance"] == 10
     assert {"photos/astronaut.jpg", "photos/astronaut_small.jpg", "photos/astronaut_flip.png"} in [set(g) for g in res["groups"]]
     rules = {frozenset((p["a"], p["b"])): p["rule"] for p in res["pairs"]}
     assert rules[frozenset(("photos/astronaut.jpg", "photos/astronaut_flip.png"))] == "mirrored"
     assert all(p["distance"] <= 10 for p in res["pairs"])
-    no_flip = iclient.post("/v1/duplicates", json={"max_distance": 10, "mirrored": False}).json()
+    no_flip = duplicates_job(iclient, {"max_distance": 10, "mirrored": False})["result"]
     assert all(p["rule"] == "direct" for p in no_flip["pairs"])
     assert "photos/astronaut_flip.png" not in {i for g in no_flip["groups"] for i in g}
-    assert iclient.post("/v1/duplicates", json={"max_distance": 65}).status_code == 422
+    assert iclient.post("/v1/duplicates", json={"max_distance": 65}, headers=WRITE).status_code == 422
+
+
+def test_duplicates_need_the_api_key_by_default(iclient):
+    r = iclient.post("/v1/duplicates", json={"max_distance": 10})
+    assert r.status_code == 401 and "api.duplicates_need_key" in r.json()["error"]["message"]
+    assert iclient.get("/v1/jobs/nope").status_code == 404
 
 
 def test_stats_reports_image_features(iclient):
@@ -272,4 +294,4 @@ def test_image_documents_need_image_roots(client, tmp_path):
     assert not feats["image_search"] and not feats["duplicates"]
     r = upload(client, jpeg_bytes(photo("coffee")))
     assert r.status_code == 400 and "no image channels" in r.json()["error"]["message"]
-    assert client.post("/v1/duplicates", json={}).status_code == 400
+    assert client.post("/v1/duplicates", json={}, headers=WRITE).status_code == 400

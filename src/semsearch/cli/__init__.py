@@ -4,9 +4,10 @@ registered on :data:`app` when :func:`main` runs (so ``--help`` loads no model).
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -17,6 +18,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+
+@app.callback()
+def _root(
+    config: Annotated[Path | None, typer.Option(
+        "--config", envvar="SEMSEARCH_CONFIG", help="settings file: TOML ([api] max_k = 50) or .env "
+        "(SEMSEARCH_API__MAX_K=50); environment variables override it")] = None,
+) -> None:
+    """Runs before every subcommand: reads the settings file and sets up logging."""
+    from semsearch.cli.common import load_settings
+    from semsearch.logs import configure
+
+    if config is not None:
+        os.environ["SEMSEARCH_CONFIG"] = str(config)  # every later Settings() reads it
+    s = load_settings()
+    level = os.environ.get("SEMSEARCH_LOG_LEVEL") or s.log.level  # SEMSEARCH_LOG_LEVEL: older name
+    configure(level, fmt=s.log.format, libraries=s.log.libraries)
+
 
 #: modules that define subcommands on ``app``; later features append theirs here
 COMMAND_MODULES = [
@@ -37,13 +57,10 @@ for _name in COMMAND_MODULES:
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    level = os.environ.get("SEMSEARCH_LOG_LEVEL", "WARNING").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # bm25s sets its own logger to DEBUG; the CLI shows our summaries instead
-    logging.getLogger("bm25s").setLevel(max(logging.getLevelName(level), logging.WARNING))
-    # the Elasticsearch transport logs every retried connection failure with a traceback;
-    # the CLI reports the final failure as one line naming the URL instead
-    logging.getLogger("elastic_transport").setLevel(max(logging.getLevelName(level), logging.ERROR))
+    # logging is set up by _root (semsearch.logs): other libraries' records (bm25s logs at
+    # DEBUG, the Elasticsearch transport logs every retried connection failure) and Python
+    # warnings (torch's ONNX exporter, onnxruntime's quantizer) are shown only from ERROR
+    # unless SEMSEARCH_LOG__LEVEL=DEBUG; the CLI reports failures as one line instead
     if os.environ.get("SEMSEARCH_NO_PROGRESS") == "1" or not sys.stderr.isatty():
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

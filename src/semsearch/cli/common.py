@@ -24,7 +24,9 @@ def load_settings(**overrides: Any):  # noqa: ANN201 - Settings
     try:
         s = Settings()
     except ValidationError as e:
-        fail(f"invalid settings from the environment:\n{e}")
+        fail(f"invalid settings from the environment or settings file:\n{e}")
+    except ValueError as e:  # a settings file that is missing or not valid TOML
+        fail(str(e))
     for dotted, value in overrides.items():
         if value is None:
             continue

@@ -9,6 +9,27 @@ from semsearch.cli import app
 from semsearch.cli.common import console, errors_to_exit, load_settings, out, progress_enabled
 
 
+def count_records(inputs: list[Path]) -> int | None:
+    """How many records the inputs hold, for the progress bar's total: lines of JSONL files
+    (and of BEIR corpora), rows of CSV/TSV (one per line after the header); None when an
+    input is an image tree (counted as it is walked)."""
+    total = 0
+    for p in inputs:
+        if p.is_dir():
+            p = p / "corpus.jsonl"
+            if not p.exists():
+                return None
+        n = 0
+        with open(p, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                n += chunk.count(b"\n")
+                last = chunk
+        if n and not last.endswith(b"\n"):
+            n += 1
+        total += n - (1 if p.suffix.lower() in (".csv", ".tsv") and n else 0)
+    return total
+
+
 @app.command("index")
 def index_cmd(
     input: Annotated[list[Path], typer.Option("--input", "-i", help="JSONL, CSV/TSV file or BEIR directory; repeatable")],
@@ -61,13 +82,26 @@ def index_cmd(
                     Progress,
                     TextColumn,
                     TimeElapsedColumn,
+                    TimeRemainingColumn,
                 )
 
-                with Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as prog:
-                    task = prog.add_task("index", total=None)
-                    report = Pipeline(idx, channels, settings, on_progress=lambda n: prog.advance(task, n)).run(input)
+                rate = TextColumn("{task.fields[rate]}")
+                with Progress(TextColumn("reading + encoding"), BarColumn(), MofNCompleteColumn(), rate,
+                              TimeElapsedColumn(), TimeRemainingColumn(), console=console) as prog:
+                    task = prog.add_task("index", total=count_records(input), rate="")
+
+                    def advance(n: int) -> None:
+                        prog.advance(task, n)
+                        speed = prog.tasks[0].speed
+                        prog.update(task, rate=f"{speed:,.0f} docs/s" if speed else "")
+
+                    report = Pipeline(idx, channels, settings, on_progress=advance).run(input)
             else:
                 report = Pipeline(idx, channels, settings).run(input)
+            if not no_dense:
+                from semsearch.encoders import prepare_query_encoder
+
+                prepare_query_encoder(settings.text_encoder)  # the ONNX export, once, here
         finally:
             idx.close()
     errors_path = errors or (index / "errors.jsonl")

@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import json
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,53 +9,27 @@ from semsearch.cli import app
 from semsearch.cli.common import errors_to_exit, load_settings
 
 
-class JsonLineFormatter(logging.Formatter):
-    """One JSON object per line: access log entries (already JSON) pass through merged with
-    the time and logger; other records become ``{"time", "level", "logger", "message"}``."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        base = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
-                "logger": record.name}
-        msg = record.getMessage()
-        if record.name == "semsearch.access":
-            try:
-                return json.dumps({**base, **json.loads(msg)})
-            except json.JSONDecodeError:
-                pass
-        base["message"] = msg
-        if record.exc_info:
-            base["exc"] = self.formatException(record.exc_info)
-        return json.dumps(base)
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLineFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.getLogger("semsearch.access").setLevel(logging.INFO)
-    for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
-
-
 @app.command("serve")
 def serve_cmd(
     index: Annotated[Path, typer.Option("--index", help="index directory (opened for writing)")],
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
-    log_level: Annotated[str, typer.Option(help="log level of the server log")] = "INFO",
+    log_level: Annotated[str | None, typer.Option(help="log level of the server log (default INFO, or SEMSEARCH_LOG__LEVEL when set)")] = None,
 ) -> None:
     """Serve the REST API and the search page (write endpoints need SEMSEARCH_API_KEY)."""
     from semsearch.errors import require
 
     uvicorn = require("uvicorn", "api")
     require("fastapi", "api")
+    from semsearch.logs import configure
     from semsearch.search_api.app import create_app
 
     settings = load_settings()
-    configure_logging(log_level.upper())
+    level = log_level or ("INFO" if "level" not in settings.log.model_fields_set else settings.log.level)
+    # the server logs JSON lines by default (one access line per request, with its id)
+    fmt = settings.log.format if "format" in settings.log.model_fields_set else "json"
+    configure(level.upper(), fmt=fmt, libraries=settings.log.libraries, access=True)
+
     with errors_to_exit():
         from semsearch.indexer.manifest import read_manifest
 

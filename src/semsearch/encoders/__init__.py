@@ -10,7 +10,7 @@ from semsearch.encoders.base import TextEncoder
 if TYPE_CHECKING:
     from semsearch.config import TextEncoderSettings
 
-__all__ = ["TextEncoder", "make_text_encoder"]
+__all__ = ["TextEncoder", "make_text_encoder", "prepare_query_encoder"]
 
 
 def make_text_encoder(settings: TextEncoderSettings, *, for_queries: bool = False) -> TextEncoder:
@@ -31,3 +31,11 @@ def make_text_encoder(settings: TextEncoderSettings, *, for_queries: bool = Fals
     from semsearch.encoders.sbert import SentenceTransformerEncoder
 
     return SentenceTransformerEncoder(settings)
+
+
+def prepare_query_encoder(settings: TextEncoderSettings) -> None:
+    """Do the one-off work of the query encoder now (the ONNX export, several seconds) rather
+    than in the first search: ``semsearch index`` calls this after building an index."""
+    prepare = getattr(make_text_encoder(settings, for_queries=True), "prepare", None)
+    if prepare is not None:
+        prepare()

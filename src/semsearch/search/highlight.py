@@ -40,12 +40,71 @@ def query_terms(query: str, *, stemmer: str = "english", stopwords: str = "en") 
     return {stem(w) for w in (m.lower() for m in WORD.findall(query)) if w not in stops}
 
 
+#: stems of lowercased words already seen (per stemmer); cleared when it grows past the cap
+_STEMS: dict[str, dict[str, str]] = {}
+_STEM_CACHE_MAX = 200_000
+
+
+@lru_cache(maxsize=4)
+def _stem_many(stemmer: str):  # noqa: ANN202 - list[str] -> list[str]
+    if stemmer == "none":
+        return lambda words: list(words)
+    import Stemmer
+
+    return Stemmer.Stemmer(stemmer).stemWords
+
+
+def _stems(words: set[str], stemmer: str) -> dict[str, str]:
+    """word -> stem of its lowercase form, from a cache (one C call for the misses)."""
+    cache = _STEMS.setdefault(stemmer, {})
+    lower = {w: w.lower() for w in words}
+    missing = list({lw for lw in lower.values() if lw not in cache})
+    if missing:
+        if len(cache) + len(missing) > _STEM_CACHE_MAX:
+            cache.clear()
+        cache.update(zip(missing, _stem_many(stemmer)(missing)))
+    return {w: cache[lw] for w, lw in lower.items()}
+
+
+#: Snowball English keeps all but (at most) the last character of a stem as the start of the
+#: word, so a word can only stem to ``t`` if it starts with ``t``'s first two characters;
+#: the exceptions are these irregular forms (checked over SciFact's 36k-word vocabulary)
+_IRREGULAR_PREFIXES = {"die": ("dy",), "lie": ("ly",), "tie": ("ty",)}
+
+
+@lru_cache(maxsize=2048)
+def _candidates(terms: frozenset[str], stemmer: str, flags: int) -> re.Pattern[str]:
+    """A pattern that finds every word that might stem to one of ``terms`` (and some that
+    do not: they are checked): words starting with a term's first two characters."""
+    if stemmer == "none":
+        alts = set(terms)
+        return re.compile(r"(?u)\b(?:" + "|".join(map(re.escape, sorted(alts, key=len, reverse=True))) + r")\b",
+                          flags)
+    alts = set()
+    for t in terms:
+        alts.add(t[:2] if len(t) >= 3 else t[:1])
+        alts.update(_IRREGULAR_PREFIXES.get(t, ()))
+    return re.compile(r"(?u)\b(?:" + "|".join(map(re.escape, sorted(alts))) + r")\w*", flags)
+
+
 def matches(text: str, terms: set[str], *, stemmer: str = "english") -> list[tuple[int, int]]:
-    """Offsets of the words of ``text`` whose stem is one of ``terms``."""
+    """Offsets of the words of ``text`` whose stem is one of ``terms``.
+
+    One regular expression (C speed) finds the few words that could match, by their first
+    characters; only those are stemmed (from a cache). The cost of a long text is a scan,
+    not a stemmer call per word."""
     if not terms:
         return []
-    stem, _ = _analysis(stemmer, "none")
-    return [(m.start(), m.end()) for m in WORD.finditer(text) if stem(m.group().lower()) in terms]
+    lower = text.lower()
+    if len(lower) == len(text):  # offsets agree (almost always): scan the lowercased text
+        pattern = _candidates(frozenset(terms), stemmer, 0)
+    else:  # a character whose lowercase is longer (e.g. U+0130): scan case-insensitively
+        pattern, lower = _candidates(frozenset(terms), stemmer, re.IGNORECASE), text
+    found = [(m.start(), m.end(), m.group()) for m in pattern.finditer(lower) if m.end() - m.start() >= 2]
+    if not found:
+        return []
+    stems = _stems({w for _, _, w in found}, stemmer)
+    return [(a, b) for a, b, w in found if stems[w] in terms]
 
 
 def snippet(

@@ -22,12 +22,25 @@ from semsearch.encoders.base import TextEncoder
 from semsearch.search_api import errors
 from semsearch.search_api.batching import QueryBatcher
 from semsearch.search_api.imaging import ImageSide
+from semsearch.search_api.jobs import Jobs
 from semsearch.search_api.middleware import RequestContextMiddleware
 from semsearch.search_api.routes import ROUTERS
 
 logger = logging.getLogger(__name__)
 
 STATIC = Path(str(resources.files("semsearch.search_api") / "static"))
+
+
+def warm_up_reranker(svc: Collection) -> None:
+    from semsearch.documents import Document
+
+    svc.searcher.reranker.score("warm up", [Document(id="warm-up", title="warm up", text="warm up")])
+
+
+def warm_up_clip(svc: Collection) -> None:
+    from semsearch.search.images import clip_encoder
+
+    clip_encoder(svc.searcher).encode(["warm up"])
 
 
 def create_app(
@@ -47,8 +60,13 @@ def create_app(
             partial(Collection.open, Path(index_path), settings, writable=True, encoder=encoder))
         try:
             await run_in_threadpool(svc.warm_up)
+            if settings.rerank.model:  # load (and on CPU export) the cross-encoder now, not in a search
+                await run_in_threadpool(warm_up_reranker, svc)
+            if "image" in svc.index.manifest.channels:  # the CLIP model, for images by text
+                await run_in_threadpool(warm_up_clip, svc)
             app.state.service = svc
             app.state.images = ImageSide(svc)
+            app.state.jobs = Jobs(max_jobs=settings.api.max_jobs)
             app.state.batcher = QueryBatcher(
                 lambda queries, opts: svc.search_batch([SearchRequest(query=q, **opts) for q in queries]),
                 window_s=settings.api.batch_window_ms / 1000,
@@ -57,6 +75,8 @@ def create_app(
             logger.info("serving index %s", index_path)
             yield
         finally:
+            if getattr(app.state, "jobs", None) is not None:
+                app.state.jobs.close()
             await run_in_threadpool(svc.close)
 
     app = FastAPI(
@@ -76,5 +96,7 @@ def create_app(
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.api.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.api.max_body_bytes,
+                       rate_limit_per_s=settings.api.rate_limit_per_s,
+                       rate_limit_burst=settings.api.rate_limit_burst)
     return app

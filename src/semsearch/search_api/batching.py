@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
+from semsearch import metrics
 from semsearch.errors import BadInput
 
 R = TypeVar("R")
@@ -44,6 +45,7 @@ class QueryBatcher(Generic[R]):
 
     async def submit(self, query: str, opts: dict[str, Any]) -> R:
         if self.window_s <= 0 or self.max_batch <= 1:
+            metrics.observe_search_batch(1)
             return (await run_in_threadpool(self._run, [query], opts))[0]
         loop = asyncio.get_running_loop()
         key = json.dumps(opts, sort_keys=True, default=str)
@@ -69,6 +71,7 @@ class QueryBatcher(Generic[R]):
 
     async def _execute(self, batch: _Batch[R]) -> None:
         queries = [q for q, _ in batch.items]
+        metrics.observe_search_batch(len(queries))
         try:
             results = await run_in_threadpool(self._run, queries, batch.opts)
         except BadInput as e:

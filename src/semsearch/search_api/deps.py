@@ -12,6 +12,7 @@ from semsearch.config import Settings
 from semsearch.search_api.batching import QueryBatcher
 from semsearch.search_api.errors import Forbidden, Unauthorized, UnsupportedMediaType
 from semsearch.search_api.imaging import ImageSide
+from semsearch.search_api.jobs import Jobs
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
 _bearer = HTTPBearer(auto_error=False, description="the API key as a bearer token")
@@ -31,6 +32,22 @@ def get_images(request: Request) -> ImageSide:
 
 def get_batcher(request: Request) -> QueryBatcher:
     return request.app.state.batcher
+
+
+def get_jobs(request: Request) -> Jobs:
+    return request.app.state.jobs
+
+
+def has_valid_key(request: Request) -> bool:
+    """Whether the request carries the server's API key (the admin view of /v1/stats)."""
+    settings: Settings = request.app.state.settings
+    if settings.api_key is None:
+        return False
+    given = request.headers.get("x-api-key")
+    auth = request.headers.get("authorization", "")
+    if not given and auth[:7].lower() == "bearer ":
+        given = auth[7:].strip()
+    return bool(given) and hmac.compare_digest(given.encode(), settings.api_key.get_secret_value().encode())
 
 
 def _check_key(request: Request, what: str, key: str | None,
@@ -53,6 +70,15 @@ async def require_write_key(
     bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
 ) -> None:
     _check_key(request, "write endpoints", key, bearer)
+
+
+async def require_duplicates_key(
+    request: Request,
+    key: str | None = Security(_api_key_header),
+    bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
+) -> None:
+    if request.app.state.settings.api.duplicates_need_key:
+        _check_key(request, "duplicate scans (api.duplicates_need_key)", key, bearer)
 
 
 async def require_read_key(

@@ -50,6 +50,22 @@ class UnsupportedMediaType(ApiError):
     status = 415
 
 
+class LimitExceeded(ApiError):
+    """A request asks for more than a server-side cap allows; the message names the setting."""
+
+    status = 400
+
+
+class TooManyRequests(ApiError):
+    status = 429
+
+
+class DeadlineExceeded(ApiError):
+    """The request did not finish within ``api.request_timeout_s``."""
+
+    status = 503
+
+
 #: domain error -> HTTP status; the first matching class (most specific first) wins
 STATUS: list[tuple[type[BaseException], int]] = [
     (domain.DocumentNotFound, 404),

@@ -1,4 +1,5 @@
-"""ASGI middleware: request ids, structured access logs, and the request body size limit."""
+"""ASGI middleware: request ids, the per-client rate limit, the request body size limit,
+request metrics and structured access logs."""
 
 from __future__ import annotations
 
@@ -12,9 +13,15 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from semsearch import metrics
+from semsearch.logs import request_id
+from semsearch.search_api.limits import RateLimiter, retry_after
+
 access_logger = logging.getLogger("semsearch.access")
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: never rate limited: probes and scrapes
+EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -24,14 +31,30 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _api_key(scope: Scope) -> str | None:
+    key = _header(scope, b"x-api-key")
+    if key:
+        return key
+    auth = _header(scope, b"authorization")
+    if auth and auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return None
+
+
 class RequestContextMiddleware:
     """Gives every request an id (the client's ``X-Request-ID`` when it is safe, else a new
-    one), returns it in the response, rejects bodies over ``max_body_bytes`` with 413, and
-    logs one JSON line per request on the ``semsearch.access`` logger."""
+    one), returns it in the response and sets it in :data:`semsearch.logs.request_id` so that
+    every log line of the request carries it; answers 429 with ``Retry-After`` to a client
+    over its token bucket (``api.rate_limit_per_s``; the client is its API key, else its
+    address); rejects bodies over ``max_body_bytes`` with 413; counts the request in
+    ``/metrics`` (by route template and search mode) and logs one JSON line per request on
+    the ``semsearch.access`` logger."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, rate_limit_per_s: float = 0.0,
+                 rate_limit_burst: int = 50) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.limiter = RateLimiter(rate_limit_per_s, rate_limit_burst) if rate_limit_per_s > 0 else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,7 +63,9 @@ class RequestContextMiddleware:
         t0 = time.perf_counter()
         given = _header(scope, b"x-request-id")
         rid = given if given and _SAFE_ID.match(given) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = rid
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        token = request_id.set(rid)
         status = {"code": 500}
         limit = self.max_body_bytes
 
@@ -63,27 +88,46 @@ class RequestContextMiddleware:
             return message
 
         try:
+            wait = 0.0
+            if self.limiter is not None and scope.get("path") not in EXEMPT:
+                client = scope.get("client")
+                wait = self.limiter.take(RateLimiter.client_key(_api_key(scope), client[0] if client else None))
             length = _header(scope, b"content-length")
-            if length is not None and length.isdigit() and int(length) > limit:
-                await self._reject(send_wrapper, rid, 413,
+            if wait > 0:
+                metrics.count_rejected("rate_limit")
+                await self._reject(send_wrapper, rid, 429, "too_many_requests",
+                                   f"rate limit of {self.limiter.rate:g} requests/s (burst "  # type: ignore[union-attr]
+                                   f"{self.limiter.burst}) exceeded (api.rate_limit_per_s); retry "  # type: ignore[union-attr]
+                                   f"after {retry_after(wait)} s",
+                                   [(b"retry-after", retry_after(wait).encode())], close=False)
+            elif length is not None and length.isdigit() and int(length) > limit:
+                await self._reject(send_wrapper, rid, 413, "payload_too_large",
                                    f"request body of {length} bytes is larger than the limit of {limit} bytes")
             else:
                 await self.app(scope, receive_wrapper, send_wrapper)
         finally:
-            self._log(scope, rid, status["code"], t0, received)
+            request_id.reset(token)
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or "other"
+            seconds = time.perf_counter() - t0
+            metrics.observe_request(endpoint, scope.get("method", ""), status["code"],
+                                    state.get("mode") or "-", seconds)
+            self._log(scope, rid, status["code"], seconds, received)
 
     @staticmethod
-    async def _reject(send: Send, rid: str, status: int, message: str) -> None:
-        body = json.dumps({"error": {"status": status, "type": "payload_too_large",
+    async def _reject(send: Send, rid: str, status: int, type_: str, message: str,
+                      headers: list[tuple[bytes, bytes]] | None = None, *, close: bool = True) -> None:
+        body = json.dumps({"error": {"status": status, "type": type_,
                                      "message": message, "request_id": rid}}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        hs = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+              *(headers or [])]
+        if close:
+            hs.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": hs})
         await send({"type": "http.response.body", "body": body})
 
     @staticmethod
-    def _log(scope: Scope, rid: str, status: int, t0: float, received: int) -> None:
+    def _log(scope: Scope, rid: str, status: int, seconds: float, received: int) -> None:
         if not access_logger.isEnabledFor(logging.INFO):
             return
         client = scope.get("client")
@@ -93,8 +137,11 @@ class RequestContextMiddleware:
             "method": scope.get("method"),
             "path": scope.get("path"),
             "status": status,
-            "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
+            "latency_ms": round(seconds * 1000, 3),
             "bytes_in": received,
             "client": f"{client[0]}:{client[1]}" if client else None,
         }
+        mode = scope.get("state", {}).get("mode")
+        if mode:
+            entry["mode"] = mode
         access_logger.info(json.dumps(entry))

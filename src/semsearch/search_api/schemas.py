@@ -157,7 +157,9 @@ class UpsertRequest(BaseModel):
     documents: list[dict[str, Any]] = Field(
         min_length=1, description="records as in a JSONL file: id or _id, title, text, metadata, "
         "image (a path inside the server's images.roots; never a URL)")
-    wait: bool = Field(True, description="answer once the documents are searchable (else once stored)")
+    wait: bool = Field(True, description="answer once the documents are searchable, or after the "
+                       "server's api.max_wait_s (a few seconds) with searchable=false; false = answer "
+                       "once they are durable")
 
 
 class WriteResponse(BaseModel):
@@ -165,6 +167,24 @@ class WriteResponse(BaseModel):
     seq: int = Field(description="change sequence number of the write")
     durable: bool = True
     searchable: bool = Field(description="whether a sync had applied the write when the server answered")
+
+
+class RefreshResponse(BaseModel):
+    searchable_seq: int = Field(description="every write with a seq up to this one is searchable")
+    changed: int = Field(description="changes the refresh applied")
+    seconds: float
+
+
+class WriteStatus(BaseModel):
+    seq: int
+    searchable: bool
+    searchable_seq: int
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: str
+    status_url: str = Field(description="GET it for the job's status and result")
 
 
 class RecordProblem(BaseModel):

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from semsearch.search_api.routes import documents, health, images, search, stats
+from semsearch.search_api.routes import documents, health, images, ops, search, stats
 
-ROUTERS = [health.router, images.router, search.router, documents.router, stats.router]
+ROUTERS = [health.router, images.router, search.router, documents.router, stats.router, ops.router]

@@ -23,8 +23,6 @@ from semsearch.search_api.schemas import DocumentOut, UpsertRequest, WriteRespon
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
 DocId = Path(min_length=1, max_length=512, description="document id")
-#: how long a write with ``wait`` waits for the sync that makes it searchable
-SYNC_WAIT_S = 120.0
 
 
 @router.get("/{doc_id:path}", response_model=DocumentOut, dependencies=[Depends(require_read_key)],
@@ -44,7 +42,9 @@ async def upsert_documents(
 ) -> WriteResponse:
     """Validate, embed and durably store a batch of documents (new ids are added, existing
     ids replaced). The answer comes after the batch is committed to disk; with ``wait`` (the
-    default) also after it is searchable. One bad record rejects the whole batch, and the
+    default) also after it is searchable, or after ``api.max_wait_s`` seconds with
+    ``searchable: false`` (then GET /v1/writes/{seq} says when it is, and POST /v1/refresh
+    makes it so now). One bad record rejects the whole batch, and the
     error names every bad record."""
     if len(req.documents) > settings.api.max_batch_docs:
         raise BadInput(f"{len(req.documents)} documents in one request (max {settings.api.max_batch_docs})")
@@ -61,14 +61,15 @@ async def upsert_documents(
         docs.append(doc)
     if problems:
         raise BadInput(f"{len(problems)} invalid record(s), nothing was written: " + "; ".join(problems[:20]))
-    res = await run_in_threadpool(partial(svc.upsert, docs, wait_for=req.wait, timeout=SYNC_WAIT_S))
+    res = await run_in_threadpool(partial(svc.upsert, docs, wait_for=req.wait, timeout=settings.api.max_wait_s))
     return WriteResponse(**res.model_dump())
 
 
 @router.delete("/{doc_id:path}", response_model=WriteResponse, dependencies=[Depends(require_write_key)],
                responses=error_responses(401, 403, 404, 422, 503))
 async def delete_document(
-    doc_id: str = DocId, wait: bool = True, svc: Collection = Depends(get_service)
+    doc_id: str = DocId, wait: bool = True, svc: Collection = Depends(get_service),
+    settings: Settings = Depends(get_settings),
 ) -> WriteResponse:
-    res = await run_in_threadpool(partial(svc.delete, doc_id, wait_for=wait, timeout=SYNC_WAIT_S))
+    res = await run_in_threadpool(partial(svc.delete, doc_id, wait_for=wait, timeout=settings.api.max_wait_s))
     return WriteResponse(**res.model_dump())

@@ -17,13 +17,17 @@ from semsearch.config import Settings
 from semsearch.errors import BadInput
 from semsearch.search_api.deps import (
     get_images,
+    get_jobs,
     get_service,
     get_settings,
+    require_duplicates_key,
     require_json,
     require_read_key,
 )
-from semsearch.search_api.errors import PayloadTooLarge
+from semsearch.search_api.errors import PayloadTooLarge, status_of
 from semsearch.search_api.imaging import ImageSide, decode_upload
+from semsearch.search_api.jobs import Jobs
+from semsearch.search_api.routes.ops import job_accepted
 from semsearch.search_api.routes.search import image_url
 from semsearch.search_api.schemas import (
     DuplicatePair,
@@ -31,6 +35,7 @@ from semsearch.search_api.schemas import (
     DuplicatesResponse,
     ImageHitOut,
     ImageSearchResponse,
+    JobAccepted,
     error_responses,
 )
 
@@ -92,21 +97,35 @@ async def search_image(
                                k=k, hits=hits, took_ms=res.took_ms)
 
 
-@router.post("/duplicates", response_model=DuplicatesResponse, dependencies=[Depends(require_json)],
-             responses=error_responses(400, 401, 403, 413, 415, 422, 503),
-             summary="Near-duplicate image groups (pHash Hamming distance)")
-async def duplicates(
-    req: DuplicatesRequest,
-    svc: Collection = Depends(get_service),
-    settings: Settings = Depends(get_settings),
-) -> DuplicatesResponse:
-    """Groups are connected components of the pairs within ``max_distance`` (direct pHash,
-    or one image's mirrored pHash against another's: ``rule`` says which)."""
-    dist = settings.images.max_distance if req.max_distance is None else req.max_distance
-    out = await run_in_threadpool(partial(svc.duplicates, dist, mirrored=req.mirrored))
+def _duplicates(svc: Collection, dist: int, mirrored: bool) -> dict:
+    out = svc.duplicates(dist, mirrored=mirrored)
     pairs = [DuplicatePair(a=a, b=b, distance=d, rule=r) for (a, b, d), r in zip(out["pairs"], out["rules"], strict=True)]
     return DuplicatesResponse(groups=out["groups"], pairs=pairs, max_distance=dist, images=out["images"],
-                              seconds=out["seconds"], notes=out["notes"])
+                              seconds=out["seconds"], notes=out["notes"]).model_dump()
+
+
+@router.post("/duplicates", response_model=JobAccepted, status_code=202,
+             dependencies=[Depends(require_json), Depends(require_duplicates_key)],
+             responses=error_responses(400, 401, 403, 413, 415, 422, 503),
+             summary="Near-duplicate image groups (pHash Hamming distance), as a background job")
+async def duplicates(
+    req: DuplicatesRequest,
+    response: Response,
+    svc: Collection = Depends(get_service),
+    settings: Settings = Depends(get_settings),
+    jobs: Jobs = Depends(get_jobs),
+) -> JobAccepted:
+    """A scan of every image hash: it needs the API key (unless ``api.duplicates_need_key``
+    is off) and runs as a background job. The answer is 202 with ``status_url``
+    (``GET /v1/jobs/{id}``), whose ``result`` is a :class:`DuplicatesResponse` once the job is
+    ``done``. Groups are connected components of the pairs within ``max_distance`` (direct
+    pHash, or one image's mirrored pHash against another's: ``rule`` says which)."""
+    if "phash" not in svc.index.manifest.channels:  # fail now rather than in the job
+        raise BadInput("this index has no phash channel: index images first")
+    dist = settings.images.max_distance if req.max_distance is None else req.max_distance
+    job = jobs.submit("duplicates", partial(_duplicates, svc, dist, req.mirrored), error_status=status_of)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return JobAccepted(**job_accepted(job))
 
 
 @router.get("/images/{doc_id:path}", response_class=Response,

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
 
+from semsearch import metrics
 from semsearch.config import Settings
 from semsearch.documents import Document, Hit, SearchResult
-from semsearch.errors import BadInput
 from semsearch.search.highlight import matches, query_terms, snippet
 from semsearch.search_api.batching import QueryBatcher
 from semsearch.search_api.deps import get_batcher, get_settings, require_json, require_read_key
+from semsearch.search_api.errors import DeadlineExceeded
+from semsearch.search_api.limits import check_search
 from semsearch.search_api.schemas import (
     HitOut,
     SearchRequest,
@@ -21,17 +26,19 @@ from semsearch.search_api.schemas import (
     error_responses,
 )
 
+logger = logging.getLogger(__name__)
+
 router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require_read_key)])
+
+#: above this many characters of hit text in one answer its snippets are built in a worker
+#: thread rather than on the event loop (a thread hop costs more than a few short snippets)
+INLINE_SNIPPET_CHARS = 20_000
 
 
 def search_options(req: SearchRequest, settings: Settings) -> dict[str, Any]:
-    """The :meth:`IndexService.search` options of a request, after the server's limits."""
-    if req.k > settings.api.max_k:
-        raise BadInput(f"k must be <= {settings.api.max_k} (the server's max_k), got {req.k}")
-    if req.offset + req.k > settings.search.max_k:
-        raise BadInput(f"offset + k must be <= {settings.search.max_k}, got {req.offset + req.k}")
-    if len(req.query) > settings.api.max_query_chars:
-        raise BadInput(f"query is {len(req.query)} characters long (max {settings.api.max_query_chars})")
+    """The :class:`~semsearch.collection.SearchRequest` options of a request, after the
+    server's caps (:func:`~semsearch.search_api.limits.check_search`)."""
+    check_search(req, settings)
     filters = None
     if req.filters:
         filters = {f: (v.model_dump(exclude_none=True) if hasattr(v, "model_dump") else v)
@@ -64,7 +71,10 @@ def hit_out(hit: Hit, req: SearchRequest, terms: set[str], settings: Settings) -
         out.image_url = image_url(doc)
         if req.snippets:
             out.title_highlights = matches(doc.title, terms, stemmer=stem)
-            s = snippet(doc.text, terms, max_chars=settings.api.snippet_chars, stemmer=stem)
+            text = doc.text[: settings.api.max_snippet_source_chars]
+            s = snippet(text, terms, max_chars=settings.api.snippet_chars, stemmer=stem)
+            if len(text) < len(doc.text) and not s.truncated_end:
+                s.truncated_end = True
             out.snippet = Snippet(text=s.text, highlights=s.highlights,
                                   truncated_start=s.truncated_start, truncated_end=s.truncated_end)
     return out
@@ -79,11 +89,38 @@ def hit_out(hit: Hit, req: SearchRequest, terms: set[str], settings: Settings) -
 )
 async def search(
     req: SearchRequest,
+    request: Request,
     settings: Settings = Depends(get_settings),
     batcher: QueryBatcher[SearchResult] = Depends(get_batcher),
 ) -> SearchResponse:
+    """Limits: ``k``, ``offset``, ``depth``, ``rerank_depth``, the filter's size and the
+    query's length are capped by the server (``api.max_*``; 400 naming the setting), and a
+    search that runs longer than ``api.request_timeout_s`` is answered 503."""
     opts = search_options(req, settings)
-    result = await batcher.submit(req.query, opts)
+    request.state.mode = req.mode or settings.search.default_mode
+    timeout = settings.api.request_timeout_s or None
+    try:
+        result = await asyncio.wait_for(batcher.submit(req.query, opts), timeout)
+    except asyncio.TimeoutError:
+        metrics.count_rejected("deadline")
+        raise DeadlineExceeded(
+            f"the search did not finish within {settings.api.request_timeout_s:g} s "
+            "(api.request_timeout_s); try a smaller k or depth, or later") from None
+    response = await build_response(req, result, settings)
+    logger.info("search mode=%s k=%d offset=%d hits=%d took_ms=%.1f degraded=%s", result.mode,
+                req.k, req.offset, len(result.hits), result.took_ms, result.degraded)
+    return response
+
+
+async def build_response(req: SearchRequest, result: SearchResult, settings: Settings) -> SearchResponse:
+    """The answer, with snippets; built in a worker thread when the hits' texts are long."""
+    if req.snippets and sum(min(len(h.document.text), settings.api.max_snippet_source_chars)
+                            for h in result.hits if h.document is not None) > INLINE_SNIPPET_CHARS:
+        return await run_in_threadpool(_response, req, result, settings)
+    return _response(req, result, settings)
+
+
+def _response(req: SearchRequest, result: SearchResult, settings: Settings) -> SearchResponse:
     emb = settings.lexical.embedded
     terms = query_terms(req.query, stemmer=emb.stemmer, stopwords=emb.stopwords) if req.snippets else set()
     return SearchResponse(
