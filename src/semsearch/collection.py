@@ -353,6 +353,11 @@ class Collection:
         self._merge_wanted.set()
         return info
 
+    def rejected(self, seq: int = 0) -> list[tuple[str, int, str]]:
+        """Documents a backend refused while making writes after ``seq - 1`` searchable:
+        ``(id, seq, reason)``; their previous version (if any) stayed searchable."""
+        return self.index.store.rejected(max(seq - 1, 0))
+
     @property
     def searchable_seq(self) -> int:
         """The last change sequence number that searches see."""
@@ -389,6 +394,8 @@ class Collection:
                 self.merge_error = None
                 if info is None:
                     break
+                metrics.observe_merge(info["seconds"])
+                metrics.set_segments(len(self.index.manifest.segments))
                 logger.info("merged %s into %s (%d docs) in %.2f s", info["merged"], info["into"],
                             info["docs"], info["seconds"])
 

@@ -48,6 +48,11 @@ def test_filters_fusion_and_weights(client):
     assert {h["id"] for h in res["hits"]} <= {"d8", "d12"} and res["hits"]
     res = search(client, query="sunlight", k=10, filters={"year": {"gte": 2020}}, fusion="rrf")
     assert all(h["metadata"]["year"] >= 2020 for h in res["hits"])
+    # the whole filter language: not, exists, in
+    res = search(client, query="sunlight", k=10, filters={"not": {"topic": "energy"}, "year": {"exists": True}})
+    assert res["hits"] and not {h["id"] for h in res["hits"]} & {"d8", "d12"}
+    res = search(client, query="sunlight", k=10, filters={"topic": {"in": ["energy", "food"]}}, mode="lexical")
+    assert {h["id"] for h in res["hits"]} == {"d8"}
     lex_only = search(client, query="sunlight electricity", k=3, weights={"lexical": 1, "dense": 0})
     lexical = search(client, query="sunlight electricity", k=3, mode="lexical")
     # with the dense weight at 0 the lexical hits come first, in lexical order
@@ -153,7 +158,8 @@ def test_writes_are_disabled_without_a_configured_key(index_dir, settings, minil
         ({"query": ""}, 422, "body.query"),
         ({"query": "bees", "mode": "fuzzy"}, 422, "body.mode"),
         ({"query": "bees", "weights": {"lexical": -1}}, 422, "weights must be >= 0"),
-        ({"query": "bees", "filters": {"year": {"near": 3}}}, 422, "filters"),
+        ({"query": "bees", "filters": {"year": {"near": 3}}}, 400, r"filter on 'year': unknown operator\(s\) \['near'\]"),
+        ({"query": "bees", "filters": {"year": {"gte": "2020"}}}, 400, "field holds numbers"),
         ({"query": "bees", "unknown": 1}, 422, "body.unknown"),
         ({"query": "bees", "offset": 995, "k": 10}, 400, "offset \\+ k"),
     ],

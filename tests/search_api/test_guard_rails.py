@@ -113,7 +113,8 @@ def test_writes_are_acknowledged_durable_and_refreshed_on_demand(make_client):
     w = r.json()
     assert w["durable"] and not w["searchable"] and w["seq"] > 0
     status = c.get(f"/v1/writes/{w['seq']}").json()
-    assert status == {"seq": w["seq"], "searchable": False, "searchable_seq": status["searchable_seq"]}
+    assert status == {"seq": w["seq"], "searchable": False, "searchable_seq": status["searchable_seq"],
+                      "rejected": []}
     assert status["searchable_seq"] < w["seq"]
     assert c.get("/v1/documents/new1").json()["title"] == "Axolotl"  # durable: readable by id
     assert c.post("/v1/refresh").status_code == 401  # needs the write key

@@ -473,6 +473,8 @@ class Index:
         self.store.purge_deleted(target)
         self.store.drop_previous(target)
         took = time.perf_counter() - t0
+        logger.info("refresh: %d changed, %d deleted, %d new segment(s), %d refused, in %.3f s",
+                    changed, deleted, len(new_refs), len(failed), took)
         return {"changed": changed, "deleted": deleted, "seconds": took, "segments": len(new_refs),
                 "failed": [{"id": i, "reason": r, "seq": seqs[i]} for i, r in failed.items()]}
 

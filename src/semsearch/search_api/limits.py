@@ -22,10 +22,12 @@ def _cap(what: str, value: int, limit: int, setting: str) -> None:
 
 
 def filter_terms(filters: dict[str, Any] | None) -> int:
-    """Size of a metadata filter: one per field plus one per value of a list."""
-    if not filters:
-        return 0
-    return sum(1 + (len(v) if isinstance(v, list) else 0) for v in filters.values())
+    """Size of a metadata filter: its nodes and values (:func:`semsearch.filters.size`); a
+    filter that does not parse is a 400 naming the problem."""
+    from semsearch.filters import parse_filter, size
+
+    f = parse_filter(filters, max_values=2**31)
+    return 0 if f is None else size(f)
 
 
 def check_search(req: Any, settings: Settings) -> None:

@@ -8,21 +8,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from semsearch.documents import ChannelScore
 
-Scalar = str | int | float | bool
-
-
-class RangeFilter(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    gte: Scalar | None = None
-    gt: Scalar | None = None
-    lte: Scalar | None = None
-    lt: Scalar | None = None
-
-
-#: a metadata filter: a value (equality), a list (any of) or a range
-FilterValue = Scalar | list[Scalar] | RangeFilter
-
 
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -33,8 +18,10 @@ class SearchRequest(BaseModel):
         "by text through the CLIP text tower")
     k: int = Field(10, ge=1, le=10000, description="hits per page (at most the server's max_k)")
     offset: int = Field(0, ge=0, le=10000, description="hits to skip (pagination within the fused list)")
-    filters: dict[str, FilterValue] | None = Field(
-        None, description='metadata filters, e.g. {"topic": "energy", "year": {"gte": 2020}}')
+    filters: dict[str, Any] | None = Field(
+        None, description='metadata filter in semsearch\'s filter language (equality, any-of lists, '
+        'ranges gt/gte/lt/lte over numbers and ISO dates, exists, in, ne, not/and/or), e.g. '
+        '{"topic": "energy", "year": {"gte": 2020}, "not": {"lang": "de"}}')
     fusion: Literal["rrf", "convex"] | None = None
     weights: dict[str, float] | None = Field(None, description="channel weights for fusion, e.g. {\"lexical\": 0.3, \"dense\": 0.7}")
     rrf_k: int | None = Field(None, ge=1, le=100000)
@@ -175,10 +162,18 @@ class RefreshResponse(BaseModel):
     seconds: float
 
 
+class RejectedWrite(BaseModel):
+    id: str
+    reason: str
+
+
 class WriteStatus(BaseModel):
     seq: int
     searchable: bool
     searchable_seq: int
+    #: documents of this write a backend refused while making them searchable (their
+    #: previous version, if any, stays searchable)
+    rejected: list[RejectedWrite] = []
 
 
 class JobAccepted(BaseModel):

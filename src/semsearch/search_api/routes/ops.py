@@ -38,7 +38,9 @@ async def write_status(seq: int = PathParam(ge=0, description="the seq a write a
     """Whether the write that answered ``seq`` is searchable (every write is durable when
     it is acknowledged)."""
     searchable = svc.searchable_seq
-    return WriteStatus(seq=seq, searchable=seq <= searchable, searchable_seq=searchable)
+    rejected = [{"id": i, "reason": r} for i, s, r in svc.rejected(seq) if s == seq]
+    return WriteStatus(seq=seq, searchable=seq <= searchable and not rejected,
+                       searchable_seq=searchable, rejected=rejected)
 
 
 @router.get("/v1/jobs/{job_id}", response_model=Job, dependencies=[Depends(require_read_key)],
@@ -53,7 +55,8 @@ async def job_status(job_id: str = PathParam(min_length=1, max_length=64),
 def _index_gauges(svc: Collection) -> None:
     idx = svc.index
     size = sum(f.stat().st_size for f in idx.path.rglob("*") if f.is_file())
-    metrics.set_index_size(idx.store.count(), size)
+    metrics.set_index_size(int(idx.manifest.counts.get("docs", 0)), size)
+    metrics.set_segments(len(idx.manifest.segments))
     metrics.set_pending(idx.store.last_seq() - svc.searchable_seq)
 
 

@@ -39,10 +39,7 @@ def search_options(req: SearchRequest, settings: Settings) -> dict[str, Any]:
     """The :class:`~semsearch.collection.SearchRequest` options of a request, after the
     server's caps (:func:`~semsearch.search_api.limits.check_search`)."""
     check_search(req, settings)
-    filters = None
-    if req.filters:
-        filters = {f: (v.model_dump(exclude_none=True) if hasattr(v, "model_dump") else v)
-                   for f, v in req.filters.items()}
+    filters = req.filters or None
     return {
         "k": req.k, "offset": req.offset, "mode": req.mode, "filters": filters,
         "fusion": req.fusion, "weights": req.weights, "rrf_k": req.rrf_k,
