@@ -306,7 +306,9 @@ class Collection:
             raise BadInput("a batch repeats a document id")
         chans: dict[str, tuple[np.ndarray, list[Document]]] = {}
         with_text = [d for d in docs if d.title.strip() or d.text.strip()]
-        if with_text and ("dense" in self.index.manifest.channels or self._encoder is not None):
+        # the dense channel: an index that has one, or a new index (its first write declares it)
+        first_write = self.index.store.last_seq() == 0 and not self.index.manifest.channels
+        if with_text and ("dense" in self.index.manifest.channels or self._encoder is not None or first_write):
             from semsearch.indexer.pipeline import TextChannel
 
             channel = TextChannel(self.encoder, self.settings.text_encoder.doc_template)
