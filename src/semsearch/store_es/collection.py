@@ -142,6 +142,8 @@ class ElasticsearchCollection:
                              lambda c: c.indices.get_mapping(index=self.alias))
         meta = mapping.read_manifest(got[target], self.location)
         mapping.check_manifest(meta, self.es, self.location)
+        if self._encoder is not None:  # an encoder given by the caller is checked too
+            mapping.check_encoder(meta, self._encoder.name, self._encoder.dim, self.location)
         self._manifest = meta
         return meta
 
@@ -309,7 +311,7 @@ class ElasticsearchCollection:
                 ch, _ = bodies[i * per_query + j]
                 resp = responses[i * per_query + j]
                 if "error" in resp:
-                    err = BackendUnavailable(f"{self.location}: {ch} search failed: {item_reason(resp)}")
+                    err = BackendUnavailable(f"{self.location}: {ch} search failed: {_search_error(resp)}")
                     if self.settings.search.on_channel_failure == "fail" or per_query == 1:
                         raise ChannelFailed(ch, err)
                     failed[ch] = str(err)
@@ -412,6 +414,7 @@ class ElasticsearchCollection:
     def _pit_pages(self, body: dict[str, Any], sort: list[Any], page: int = 1000) -> Iterator[list[dict[str, Any]]]:
         pit = self.conn.call(f"open point in time on {self.alias}", lambda c: c.open_point_in_time(
             index=self.alias, keep_alive=self.es.pit_keep_alive))["id"]
+        page = min(page, self.es.max_result_window)  # a page is itself capped by the window
         try:
             after = None
             while True:
@@ -650,6 +653,16 @@ class ElasticsearchCollection:
         self._manifest = None
         self._load_manifest()
         return {"index": new, "documents": len(out.ok), "seconds": time.perf_counter() - t0}
+
+
+def _search_error(resp: dict[str, Any]) -> str:
+    """The root cause of a failed search in an ``_msearch`` answer."""
+    err = resp.get("error")
+    if isinstance(err, dict):
+        causes = err.get("root_cause") or []
+        if causes and isinstance(causes[0], dict):
+            return f"{err.get('type')}: {causes[0].get('type')}: {causes[0].get('reason')}"
+    return item_reason(resp)
 
 
 def _source(d: Document) -> dict[str, Any]:
