@@ -31,20 +31,26 @@ STATIC = Path(str(resources.files("semsearch.search_api") / "static"))
 
 
 def create_app(
-    index_path: Path | str,
+    index_path: Path | str | None,
     settings: Settings | None = None,
     *,
     encoder: TextEncoder | None = None,
 ) -> FastAPI:
     """An app serving the index at ``index_path``. The index is opened (for writing: the
     server is its single writer) when the app starts, pending changes are synced, and the
-    text model is loaded before the first request is answered."""
+    text model is loaded before the first request is answered.
+
+    With ``settings.store.backend == "elasticsearch"`` the app is stateless: ``index_path``
+    is not used, the store index named in the settings is opened (no lock, no local files),
+    and any number of such apps may serve it."""
     settings = settings or Settings()
+    stateless = settings.store.backend == "elasticsearch"
+    where = None if stateless else Path(index_path)  # type: ignore[arg-type]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = await run_in_threadpool(
-            partial(Collection.open, Path(index_path), settings, writable=True, encoder=encoder))
+            partial(Collection.open, where, settings, writable=True, encoder=encoder))
         try:
             await run_in_threadpool(svc.warm_up)
             app.state.service = svc
@@ -54,7 +60,7 @@ def create_app(
                 window_s=settings.api.batch_window_ms / 1000,
                 max_batch=settings.api.max_batch_queries,
             )
-            logger.info("serving index %s", index_path)
+            logger.info("serving %s", svc.location if stateless else index_path)
             yield
         finally:
             await run_in_threadpool(svc.close)
@@ -78,3 +84,11 @@ def create_app(
 
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.api.max_body_bytes)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app for ``uvicorn --factory`` (``semsearch serve --workers N``): settings from the
+    environment, the index from ``SEMSEARCH_SERVE_INDEX`` (unused by the Elasticsearch store)."""
+    import os
+
+    return create_app(os.environ.get("SEMSEARCH_SERVE_INDEX"), Settings())
