@@ -12,7 +12,7 @@ from semsearch.cli.common import errors_to_exit, fail, load_settings, out
 
 @app.command("search")
 def search_cmd(
-    index: Annotated[Path, typer.Option("--index", help="index directory")],
+    index: Annotated[Path | None, typer.Option("--index", help="index directory (not used with SEMSEARCH_STORE__BACKEND=elasticsearch)")] = None,
     query: Annotated[str | None, typer.Argument(help="the query (or use --queries)")] = None,
     k: Annotated[int, typer.Option("--k", "-k", help="number of hits")] = 10,
     mode: Annotated[str | None, typer.Option(help="lexical, dense, hybrid or image (text-to-image via CLIP)")] = None,
@@ -49,8 +49,20 @@ def search_cmd(
                 raise BadInput(f"--filter is not valid JSON: {e}") from e
             if not isinstance(f, dict):
                 raise BadInput("--filter must be a JSON object")
-        with Index.open(index, settings) as idx:
-            searcher = Searcher(idx, settings)
+        if settings.store.backend == "elasticsearch":
+            import contextlib
+
+            from semsearch.collection import Collection, SearchRequest
+
+            col = Collection.open(None, settings)
+            ctx = contextlib.closing(col)
+            searcher = _StoreSearcher(col, SearchRequest)
+        else:
+            if index is None:
+                raise BadInput("--index is required (or set SEMSEARCH_STORE__BACKEND=elasticsearch)")
+            ctx = Index.open(index, settings)
+            searcher = Searcher(ctx, settings)
+        with ctx:
             opts = dict(k=k, mode=mode, fusion=fusion, weights=w, filters=f)
             if queries is not None:
                 from semsearch.eval.datasets import read_query_rows
@@ -93,3 +105,16 @@ def search_cmd(
         snippet = (doc.title or doc.text[:80]) if doc else ""
         t.add_row(str(h.rank), h.id, f"{h.score:.4f}", chans, snippet)
     out.print(t)
+
+
+class _StoreSearcher:
+    """The two Searcher calls this command makes, on an ElasticsearchCollection."""
+
+    def __init__(self, col, request_type) -> None:  # noqa: ANN001
+        self.col, self.request = col, request_type
+
+    def search(self, query: str, **opts):  # noqa: ANN201
+        return self.col.search(query, **opts)
+
+    def search_batch(self, queries: list[str], **opts):  # noqa: ANN201
+        return self.col.search_batch([self.request(query=q, **opts) for q in queries])

@@ -561,6 +561,25 @@ class ElasticsearchCollection:
                                 refresh=self._refresh_arg(wait_for))
         return self._result(ids, out, wait_for)
 
+    def bulk_load(self, docs: Sequence[Document], vectors: np.ndarray, *, encoder_name: str,
+                  refresh: bool = False) -> WriteResult:
+        """Write documents whose embeddings were computed elsewhere (migrations, benchmarks):
+        row ``i`` of ``vectors`` is the L2-normalised embedding of ``docs[i]`` by
+        ``encoder_name``. No encoder is loaded. Rejections raise :class:`BulkIndexError`."""
+        self._check_writable()
+        docs = list(docs)
+        v = np.asarray(vectors, dtype=np.float32)
+        if v.ndim != 2 or len(v) != len(docs) or not np.isfinite(v).all():
+            raise BadInput(f"vectors of shape {v.shape} for {len(docs)} documents")
+        self._ensure_dense(encoder_name, v.shape[1])
+        actions = ({"_op_type": "index", "_index": self.alias, "_id": d.id,
+                    "_source": {**_source(d), mapping.VECTOR_FIELD: row.tolist()}}
+                   for d, row in zip(docs, v))
+        out = self.writer.write(actions, f"bulk load into {self.alias}")
+        if refresh:
+            self.refresh()
+        return self._result([d.id for d in docs], out, refresh)
+
     def _result(self, ids: list[str], out: BulkOutcome, wait_for: bool) -> WriteResult:
         if out.failures:
             raise BulkIndexError(self.location, out.failures)
