@@ -7,7 +7,13 @@ import pytest
 
 from semsearch.collection import Collection, SearchRequest
 from semsearch.documents import Document
-from semsearch.errors import BadInput, BulkIndexError, DocumentNotFound, IndexIncompatible, IndexNotFound
+from semsearch.errors import (
+    BadInput,
+    BulkIndexError,
+    DocumentNotFound,
+    IndexIncompatible,
+    IndexNotFound,
+)
 from semsearch.store_es import ElasticsearchCollection
 from tests.conftest import HashingEncoder, store_settings
 
