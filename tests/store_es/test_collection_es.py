@@ -8,6 +8,7 @@ import pytest
 from semsearch.collection import Collection, SearchRequest
 from semsearch.documents import Document
 from semsearch.errors import (
+    BackendUnavailable,
     BadInput,
     BulkIndexError,
     DocumentNotFound,
@@ -191,3 +192,17 @@ def test_ready_fails_when_the_index_is_missing(store):
     col.conn.call("drop", lambda c: c.indices.delete(index=f"{col.alias}-v*"))
     with pytest.raises(IndexNotFound):
         col.ready()
+
+
+def test_ready_fails_when_the_cluster_is_red(store, es_names):
+    _, col = store
+    red = es_names("red")
+    col.conn.call("create red", lambda c: c.indices.create(
+        index=red, settings={"number_of_replicas": 0, "index.routing.allocation.require._name": "nowhere"},
+        wait_for_active_shards="0"))
+    try:
+        with pytest.raises(BackendUnavailable, match="is red"):
+            col.ready()
+    finally:
+        col.conn.call("drop red", lambda c: c.indices.delete(index=red))
+    assert col.ready()["cluster"] in ("green", "yellow")
