@@ -28,12 +28,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from common import dir_size_mb, load_queries, percentiles, save, synth_corpus, table, time_each  # noqa: E402
 
 
-def vectors(n: int, corpus: list[dict], encoder) -> np.ndarray:
-    from bench_hybrid import scifact_vectors
-
+def vectors(n: int, corpus: list[dict], encoder, random_base: bool = False) -> np.ndarray:
     base_n = min(5183, n)
-    base = scifact_vectors([f"{d['title']} {d['text']}" for d in corpus[:base_n]], encoder)
     rng = np.random.default_rng(0)
+    if random_base:  # no SciFact encoding: 5,183 random unit vectors as the base
+        base = rng.normal(size=(base_n, 384)).astype(np.float32)
+        base /= np.linalg.norm(base, axis=1, keepdims=True)
+    else:
+        from bench_hybrid import scifact_vectors
+
+        base = scifact_vectors([f"{d['title']} {d['text']}" for d in corpus[:base_n]], encoder)
     v = np.tile(base, (-(-n // base_n), 1))[:n] + rng.normal(scale=0.02, size=(n, base.shape[1])).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     return v.astype(np.float32)
@@ -52,6 +56,9 @@ def main() -> None:
     ap.add_argument("--factory", default="HNSW32", help="FAISS factory of the embedded engine")
     ap.add_argument("--index", default="semsearch-bench-store")
     ap.add_argument("--keep", action="store_true", help="keep the Elasticsearch index")
+    ap.add_argument("--random-base", action="store_true",
+                    help="random base vectors instead of the (cached) SciFact MiniLM vectors")
+    ap.add_argument("--forcemerge", action="store_true", help="also measure hybrid after a force merge")
     args = ap.parse_args()
 
     from semsearch.collection import SearchRequest
@@ -68,7 +75,8 @@ def main() -> None:
     settings.text_encoder.device = "cpu"
     settings.vector.faiss.factory = args.factory
     corpus = synth_corpus(args.docs)
-    vecs = vectors(args.docs, corpus, SentenceTransformerEncoder(settings.text_encoder))
+    vecs = vectors(args.docs, corpus, None if args.random_base else SentenceTransformerEncoder(settings.text_encoder),
+                   args.random_base)
     docs = [Document(id=d["_id"], title=d["title"], text=d["text"]) for d in corpus]
     qenc = make_text_encoder(settings.text_encoder, for_queries=True)  # ONNX Runtime on CPU
     qenc.encode(["warm up"])
@@ -103,12 +111,15 @@ def main() -> None:
     for mode in ("lexical", "dense", "hybrid"):
         col.search(queries[0], k=10, mode=mode)
         es_lat[mode] = time_each(lambda q, m=mode: col.search(SearchRequest(query=q, k=10, mode=m)), queries)
-    # force-merged to one segment per shard: what a read-mostly index looks like after a merge
-    col.conn.call("forcemerge", lambda c: c.indices.forcemerge(index=args.index, max_num_segments=1,
-                                                               request_timeout=1800))
-    merged_hybrid = time_each(lambda q: col.search(SearchRequest(query=q, k=10, mode="hybrid")), queries)
-    segs = col.conn.call("stats", lambda c: c.indices.stats(index=args.index, metric="store"))
-    merged_mb = segs["_all"]["primaries"]["store"]["size_in_bytes"] / 1e6
+    merged_hybrid, merged_mb = [], None
+    if args.forcemerge:  # one segment per shard: a read-mostly index after a merge
+        col.conn.call("forcemerge", lambda c: c.indices.forcemerge(
+            index=args.index, max_num_segments=1, request_timeout=1800))
+        merged_hybrid = time_each(lambda q: col.search(SearchRequest(query=q, k=10, mode="hybrid")), queries)
+        segs = col.conn.call("stats", lambda c: c.indices.stats(index=args.index, metric="store"))
+        merged_mb = round(segs["_all"]["primaries"]["store"]["size_in_bytes"] / 1e6, 1)
+    segments = col.conn.call("segments", lambda c: c.indices.stats(index=args.index, metric="segments"))
+    n_segments = segments["_all"]["primaries"]["segments"]["count"]
     if not args.keep:
         col.conn.call("drop", lambda c: c.indices.delete(index=f"{args.index}-v*"))
     col.close()
@@ -136,15 +147,16 @@ def main() -> None:
     for mode in ("lexical", "dense", "hybrid"):
         rows.append({"engine": f"Elasticsearch store ({args.shards}x{args.replicas + 1} copies)", "mode": mode, **percentiles(es_lat[mode])})
         rows.append({"engine": f"embedded (bm25s + FAISS {args.factory})", "mode": mode, **percentiles(emb_lat[mode])})
-    rows.append({"engine": "Elasticsearch store, force-merged", "mode": "hybrid", **percentiles(merged_hybrid)})
+    if merged_hybrid:
+        rows.append({"engine": "Elasticsearch store, force-merged", "mode": "hybrid", **percentiles(merged_hybrid)})
     result = {
         "docs": args.docs, "queries": len(queries), "url_nodes": len(args.url.split(",")),
         "shards": args.shards, "replicas": args.replicas, "vector_index": args.vector_index,
-        "bulk_threads": args.bulk_threads, "chunk": args.chunk, "dims": int(vecs.shape[1]),
+        "base_vectors": "random" if args.random_base else "SciFact MiniLM", "bulk_threads": args.bulk_threads, "chunk": args.chunk, "dims": int(vecs.shape[1]),
         "es_ingest_docs_per_s": round(args.docs / ingest_s, 1),
         "es_ingest_s": round(ingest_s, 2), "es_acknowledged_s": round(ack_s, 2),
         "es_primary_store_mb": round(primary_mb, 1), "es_total_store_mb": round(total_mb, 1),
-        "es_primary_store_mb_after_forcemerge": round(merged_mb, 1),
+        "es_primary_store_mb_after_forcemerge": merged_mb, "es_primary_segments": n_segments,
         "embedded_build_s": round(emb_s, 2), "embedded_docs_per_s": round(args.docs / emb_s, 1),
         "embedded_size_mb": round(emb_mb, 1),
         "latency": {f"{r['engine']} / {r['mode']}": {k: v for k, v in r.items() if k not in ("engine", "mode")} for r in rows},
@@ -152,7 +164,7 @@ def main() -> None:
     out = save(f"es_store_{args.docs}_{args.shards}x{args.replicas}_{args.vector_index}", result)
     table(rows, f"query latency at {args.docs} docs, k=10, query encoding included")
     print(f"Elasticsearch bulk ingest {result['es_ingest_docs_per_s']} docs/s ({ingest_s:.1f} s, encoding excluded); "
-          f"store {primary_mb:.0f} MB primaries / {total_mb:.0f} MB with replicas ({merged_mb:.0f} MB merged); "
+          f"store {primary_mb:.0f} MB primaries / {total_mb:.0f} MB with replicas, {n_segments} segments; "
           f"embedded build {result['embedded_docs_per_s']} docs/s, {emb_mb:.0f} MB")
     print(f"saved {out}")
 
