@@ -47,9 +47,9 @@ def main() -> None:
             total_disk_gb = primary_disk_gb * (1 + args.replicas)
             vec_gb = vector_ram_bytes(kind, dims) * n / 1e9 * (1 + args.replicas)
             shards = max(1, math.ceil(primary_disk_gb / args.shard_gb))
-            nodes_ram = math.ceil(vec_gb / cache_gb)
-            nodes_disk = math.ceil(total_disk_gb / (0.85 * 2000))  # 2 TB disks at the 85% watermark
-            nodes = max(3, nodes_ram, nodes_disk, math.ceil(shards * (1 + args.replicas) / 8))
+            nodes_ram = math.ceil(1.3 * vec_gb / cache_gb)  # 30% headroom: merges, queries, growth
+            nodes_disk = math.ceil(1.3 * total_disk_gb / (0.85 * 2000))  # 2 TB disks, 85% watermark, merge headroom
+            nodes = max(3, nodes_ram, nodes_disk)
             ingest_h = n / (ingest_per_core * nodes * args.node_cores) / 3600
             rows.append({
                 "documents": f"{n // 1_000_000}M", "vector_index": kind,
