@@ -33,7 +33,6 @@ from semsearch.errors import (
     BadInput,
     BulkIndexError,
     DocumentNotFound,
-    IndexIncompatible,
     IndexNotFound,
 )
 from semsearch.indexer.es_common import AliasedIndex, EsConnection, item_reason
@@ -469,4 +468,4 @@ def _source(d: Document) -> dict[str, Any]:
     return src
 
 
-__all__ = ["ElasticsearchCollection", "IndexIncompatible"]
+__all__ = ["ElasticsearchCollection"]
