@@ -296,5 +296,6 @@ case "${1:-}" in
   status) cmd_status ;;
   restart) cmd_stop; cmd_start ;;
   url) echo "$URL" ;;
-  *) echo "usage: $0 {start|stop|status|restart|url}" >&2; exit 2 ;;
+  unpack) fetch_zip; mkdir -p "$ES_WORK"; unpack; echo "$ES_HOME" ;;  # for .ci/es-cluster.sh
+  *) echo "usage: $0 {start|stop|status|restart|url|unpack}" >&2; exit 2 ;;
 esac

@@ -189,3 +189,38 @@ def es_lexical_settings(url: str, index: str, **es: object):
     for k, v in es.items():
         setattr(s.elasticsearch, k, v)
     return s
+
+
+def store_settings(url: str, index: str, **es: object):
+    """Settings for the Elasticsearch store backend (test analyzer, one shard, no replica
+    unless asked)."""
+    from semsearch.config import Settings
+
+    s = Settings()
+    s.no_progress = True
+    s.text_encoder.device = "cpu"
+    s.store.backend = "elasticsearch"
+    e = s.store.elasticsearch
+    e.url, e.index, e.analyzer, e.replicas = url, index, "semsearch_en", 0
+    for k, v in es.items():
+        setattr(e, k, v)
+    return s
+
+
+@pytest.fixture(scope="session")
+def es_cluster() -> dict[str, object]:
+    """The three-node cluster of .ci/es-cluster.sh (started by .ci/run): its node URLs and
+    the script that kills and restarts nodes. Skipped unless SEMSEARCH_TEST_ES_CLUSTER=1
+    (mandatory with SEMSEARCH_REQUIRE_ES=1 in CI)."""
+    import subprocess
+
+    if os.environ.get("SEMSEARCH_TEST_ES_CLUSTER") != "1":
+        msg = ("no Elasticsearch cluster: run `bash .ci/es-cluster.sh start` and set "
+               "SEMSEARCH_TEST_ES_CLUSTER=1")
+        if os.environ.get("SEMSEARCH_REQUIRE_ES") == "1":
+            pytest.fail(msg + " -- SEMSEARCH_REQUIRE_ES=1 forbids skipping")
+        pytest.skip(msg)
+    script = REPO / ".ci" / "es-cluster.sh"
+    urls = subprocess.run(["bash", str(script), "urls"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    return {"urls": urls, "script": script, "nodes": len(urls.split(","))}

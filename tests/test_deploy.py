@@ -44,33 +44,64 @@ def _interpolate(value: str, env: dict[str, str]) -> str:
     return VAR.sub(sub, value)
 
 
-def test_services_and_elasticsearch(compose):
-    assert {"elasticsearch", "semsearch", "semsearch-gpu"} <= set(compose["services"])
-    es = compose["services"]["elasticsearch"]
-    # the official image, same major version as the Python client (pyproject's es extra)
-    assert _interpolate(es["image"], {}).startswith("elasticsearch:8.")
-    assert es["environment"]["discovery.type"] == "single-node"
-    assert "-Xmx" in es["environment"]["ES_JAVA_OPTS"] and es["mem_limit"]
-    assert any(v.endswith(":/usr/share/elasticsearch/data") for v in es["volumes"])
-    assert "es-data" in compose["volumes"]
-    hc = es["healthcheck"]
-    assert "_cluster/health" in " ".join(hc["test"]) and hc["retries"] >= 3
+ES_NODES = ("es01", "es02", "es03")
+API = ("semsearch", "semsearch-2")
 
 
-def test_api_service_waits_for_healthy_elasticsearch(compose):
-    for name in ("semsearch", "semsearch-gpu"):
+def test_three_node_elasticsearch_cluster(compose):
+    services = compose["services"]
+    assert {*ES_NODES, *API, "certs", "semsearch-gpu"} <= set(services)
+    for name in ES_NODES:
+        es = services[name]
+        # the official image, same major version as the Python client (pyproject's es extra)
+        assert _interpolate(es["image"], {}).startswith("elasticsearch:8.")
+        env = es["environment"]
+        assert env["node.name"] == name and "discovery.type" not in env
+        assert env["discovery.seed_hosts"].split(",") == list(ES_NODES)
+        assert env["cluster.initial_master_nodes"].split(",") == list(ES_NODES)
+        assert env["xpack.security.enabled"] == "true"
+        # security on a multi-node cluster needs TLS between nodes: per-node certificates
+        assert env["xpack.security.transport.ssl.enabled"] == "true"
+        assert env["xpack.security.transport.ssl.certificate"] == f"certs/{name}/{name}.crt"
+        assert env["ELASTIC_PASSWORD"].startswith("${ELASTIC_PASSWORD:?")
+        assert "-Xmx" in env["ES_JAVA_OPTS"] and es["mem_limit"]
+        assert f"{name}-data:/usr/share/elasticsearch/data" in es["volumes"]
+        assert f"{name}-data" in compose["volumes"]
+        assert es["depends_on"] == {"certs": {"condition": "service_completed_successfully"}}
+        hc = es["healthcheck"]
+        assert "_cluster/health" in " ".join(hc["test"]) and hc["retries"] >= 3
+    certs = " ".join(services["certs"]["command"])
+    assert all(f"name: {n}" in certs for n in ES_NODES) and "elasticsearch-certutil" in certs
+
+
+def test_two_stateless_api_replicas_wait_for_the_cluster(compose):
+    for name in API:
         svc = compose["services"][name]
         assert svc["build"]["dockerfile"] == "Dockerfile"
-        assert svc["depends_on"] == {"elasticsearch": {"condition": "service_healthy"}}
+        assert svc["depends_on"] == {n: {"condition": "service_healthy"} for n in ES_NODES}
         assert "/readyz" in " ".join(svc["healthcheck"]["test"])
-        assert any(v.startswith("semsearch-index:/data/index") for v in svc["volumes"])
+        assert "volumes" not in svc  # stateless: nothing local
+        assert "--index" not in svc["command"] and "--workers" in svc["command"]
         env = svc["environment"]
-        assert env["SEMSEARCH_LEXICAL__BACKEND"] == "elasticsearch"
-        assert env["SEMSEARCH_LEXICAL__ELASTICSEARCH__URL"] == "http://elasticsearch:9200"
+        assert env["SEMSEARCH_STORE__BACKEND"] == "elasticsearch"
+        assert env["SEMSEARCH_STORE__ELASTICSEARCH__URL"].split(",") == [f"http://{n}:9200" for n in ES_NODES]
         assert env["SEMSEARCH_API_KEY"].startswith("${SEMSEARCH_API_KEY:?")
-        # the ES password is required on both sides and is the same variable
-        assert env["SEMSEARCH_LEXICAL__ELASTICSEARCH__PASSWORD"].startswith("${ELASTIC_PASSWORD:?")
-    assert compose["services"]["elasticsearch"]["environment"]["ELASTIC_PASSWORD"].startswith("${ELASTIC_PASSWORD:?")
+        assert env["SEMSEARCH_STORE__ELASTICSEARCH__PASSWORD"].startswith("${ELASTIC_PASSWORD:?")
+    ports = [_interpolate(compose["services"][n]["ports"][0], {}) for n in API]
+    assert len(set(ports)) == 2
+
+
+def test_serve_command_of_the_replicas_is_real(compose):
+    import typer.main
+
+    from semsearch.cli import app
+
+    cmd = [_interpolate(a, {}) for a in compose["services"]["semsearch"]["command"]]
+    sub = typer.main.get_command(app).commands[cmd[1]]
+    opts = {o for p in sub.params for o in p.opts}
+    assert {a for a in cmd[2:] if a.startswith("--")} <= opts
+    assert not [o for p in sub.params if p.required for o in p.opts]  # --index is optional
+    assert int(cmd[cmd.index("--workers") + 1]) >= 1
 
 
 def test_gpu_profile(compose):
@@ -80,6 +111,7 @@ def test_gpu_profile(compose):
     (dev,) = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert dev["driver"] == "nvidia" and "gpu" in dev["capabilities"]
     assert gpu["environment"]["SEMSEARCH_VECTOR__FAISS__GPU"] == "always"
+    assert any(v.startswith("semsearch-index:/data/index") for v in gpu["volumes"])
     assert "profiles" not in compose["services"]["semsearch"]
 
 
@@ -89,7 +121,7 @@ def test_env_wiring_is_valid_settings(compose, monkeypatch):
     from semsearch.config import Settings
 
     given = {"SEMSEARCH_API_KEY": "k", "ELASTIC_PASSWORD": "p"}
-    for name in ("semsearch", "semsearch-gpu"):
+    for name in (*API, "semsearch-gpu"):
         env = compose["services"][name]["environment"]
         for var in given:
             with pytest.raises(KeyError, match=var):
@@ -101,9 +133,14 @@ def test_env_wiring_is_valid_settings(compose, monkeypatch):
         for k, v in resolved.items():
             monkeypatch.setenv(k, v)
         s = Settings()  # raises on an unknown variable (extra="forbid") or a bad value
-        assert s.lexical.backend == "elasticsearch"
-        assert s.lexical.elasticsearch.password.get_secret_value() == "p"
         assert s.api_key.get_secret_value() == "k"
+        if name == "semsearch-gpu":
+            assert s.lexical.backend == "elasticsearch"
+            assert s.lexical.elasticsearch.password.get_secret_value() == "p"
+        else:
+            assert s.store.backend == "elasticsearch"
+            assert (s.store.elasticsearch.shards, s.store.elasticsearch.replicas) == (3, 1)
+            assert s.store.elasticsearch.password.get_secret_value() == "p"
 
 
 def test_dockerfile_runs_the_real_entry_point_and_options(dockerfile):

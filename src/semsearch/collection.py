@@ -109,17 +109,33 @@ class Collection:
 
     # -- lifecycle ----------------------------------------------------------------------
     @classmethod
-    def create(cls, path: Path | str, settings: Settings | None = None, *,
+    def create(cls, path: Path | str | None, settings: Settings | None = None, *,
                encoder: TextEncoder | None = None) -> Collection:
-        """Open the index at ``path`` for writing, creating an empty one if there is none."""
+        """Open the index at ``path`` for writing, creating an empty one if there is none.
+        With ``settings.store.backend == "elasticsearch"`` the index is the store's
+        Elasticsearch alias and ``path`` is not used (see :mod:`semsearch.store_es`)."""
         settings = settings or Settings()
+        if settings.store.backend == "elasticsearch":
+            from semsearch.store_es import ElasticsearchCollection
+
+            return ElasticsearchCollection.create(settings, encoder=encoder)  # type: ignore[return-value]
+        if path is None:
+            raise BadInput("a local index needs a path (or set SEMSEARCH_STORE__BACKEND=elasticsearch)")
         return cls._start(Index.create(path, settings), settings, encoder)
 
     @classmethod
-    def open(cls, path: Path | str, settings: Settings | None = None, *, writable: bool = False,
+    def open(cls, path: Path | str | None, settings: Settings | None = None, *, writable: bool = False,
              encoder: TextEncoder | None = None) -> Collection:
-        """Open an existing index (:class:`~semsearch.errors.IndexNotFound` if there is none)."""
+        """Open an existing index (:class:`~semsearch.errors.IndexNotFound` if there is none);
+        the Elasticsearch store when ``settings.store.backend == "elasticsearch"``."""
         settings = settings or Settings()
+        if settings.store.backend == "elasticsearch":
+            from semsearch.store_es import ElasticsearchCollection
+
+            return ElasticsearchCollection.open(settings, writable=writable,  # type: ignore[return-value]
+                                                encoder=encoder)
+        if path is None:
+            raise BadInput("a local index needs a path (or set SEMSEARCH_STORE__BACKEND=elasticsearch)")
         return cls._start(Index.open(path, settings, writable=writable), settings, encoder)
 
     @classmethod

@@ -95,6 +95,41 @@ class ElasticsearchSettings(_Section):
     num_candidates_factor: float = Field(4.0, ge=1)
 
 
+class StoreElasticsearchSettings(ElasticsearchSettings):
+    """The store backend "elasticsearch": one index (behind the alias ``index``) holds every
+    document, its text embedding and image hashes. Connection, analyzer, BM25, bulk and
+    HNSW options are those of :class:`ElasticsearchSettings`; ``url`` may list several
+    nodes separated by commas."""
+
+    index: str = "semsearch-store"
+    #: production default: one replica of every shard (yellow on a single node; use 0 there)
+    replicas: int = Field(1, ge=0)
+    #: the index's refresh_interval ("1s", "30s", "-1" = only on demand / wait_for)
+    refresh_interval: str = "1s"
+    #: dense_vector index_options type: int8_hnsw (default, 4x smaller), bbq_hnsw (binary
+    #: quantised, 32x smaller; needs >= 64 dims), hnsw (float), flat / int8_flat (exact)
+    vector_index: Literal["int8_hnsw", "bbq_hnsw", "hnsw", "int8_flat", "flat"] = "int8_hnsw"
+    #: where hybrid results are fused: "server" = ES retrievers (rrf, linear with minmax),
+    #: "client" = one _msearch fused by semsearch.search.fusion (keeps per-channel
+    #: explanations and z-score), "auto" = server when the server has the retriever and the
+    #: request's fusion can be expressed there, else client
+    fusion: Literal["auto", "server", "client"] = "auto"
+    #: threads sending bulk chunks in parallel (each chunk retried on 429/5xx)
+    bulk_threads: int = Field(2, ge=1, le=64)
+    #: keep-alive of the point in time that deep pages (search_after) read
+    pit_keep_alive: str = "2m"
+    #: offset + k beyond this is paged with search_after over a point in time
+    max_result_window: int = Field(10_000, ge=1)
+
+
+class StoreSettings(_Section):
+    """Where documents live: "local" = the index directory (SQLite store + derived indexes),
+    "elasticsearch" = one Elasticsearch index is the system of record (no local state)."""
+
+    backend: Literal["local", "elasticsearch"] = "local"
+    elasticsearch: StoreElasticsearchSettings = Field(default_factory=StoreElasticsearchSettings)
+
+
 class LexicalSettings(_Section):
     backend: Literal["embedded", "elasticsearch"] = "embedded"
     #: per-field BM25 weights; the score is the weighted sum of the fields' scores. Fields:
@@ -332,6 +367,7 @@ class Settings(BaseSettings):
         env_prefix="SEMSEARCH_", env_nested_delimiter="__", extra="forbid"
     )
 
+    store: StoreSettings = Field(default_factory=StoreSettings)
     text_encoder: TextEncoderSettings = Field(default_factory=TextEncoderSettings)
     lexical: LexicalSettings = Field(default_factory=LexicalSettings)
     vector: VectorSettings = Field(default_factory=VectorSettings)

@@ -33,7 +33,7 @@ def count_records(inputs: list[Path]) -> int | None:
 @app.command("index")
 def index_cmd(
     input: Annotated[list[Path], typer.Option("--input", "-i", help="JSONL, CSV/TSV file or BEIR directory; repeatable")],
-    index: Annotated[Path, typer.Option("--index", help="index directory (created if missing)")],
+    index: Annotated[Path | None, typer.Option("--index", help="index directory (created if missing); not used with SEMSEARCH_STORE__BACKEND=elasticsearch")] = None,
     batch_size: Annotated[int | None, typer.Option(help="records per encoding batch")] = None,
     factory: Annotated[str | None, typer.Option(help="FAISS factory string for a new index, e.g. Flat, HNSW32, IVF256,Flat")] = None,
     on_duplicate: Annotated[str | None, typer.Option(help="'reject' (default) or 'last' for ids repeated in the input")] = None,
@@ -58,6 +58,13 @@ def index_cmd(
                 from semsearch.errors import BadInput
 
                 raise BadInput(f"input {p} does not exist")
+        if settings.store.backend == "elasticsearch":
+            _index_store(input, settings, errors, json_out)
+            return
+        if index is None:
+            from semsearch.errors import BadInput
+
+            raise BadInput("--index is required (or set SEMSEARCH_STORE__BACKEND=elasticsearch)")
         idx = Index.create(index, settings)
         try:
             if hasattr(idx.lexical, "ping"):  # a server backend: fail before encoding anything
@@ -119,6 +126,34 @@ def index_cmd(
             highlight=False,
         )
     if report.rejected:
+        raise typer.Exit(1)
+
+
+def _index_store(inputs: list[Path], settings, errors: Path | None, json_out: bool) -> None:
+    """``semsearch index`` into the Elasticsearch store (no index directory)."""
+    import json
+
+    from semsearch.collection import Collection
+    from semsearch.indexer.pipeline import write_errors
+    from semsearch.store_es.ingest import ingest
+
+    with Collection.create(None, settings) as col:
+        col.ready()  # an unreachable or red cluster fails before anything is encoded
+        report = ingest(col, inputs, settings)
+    errors_path = errors or Path("errors.jsonl")
+    rejected = report.pop("rejected")
+    write_errors(errors_path, rejected)
+    summary = {**report, "rejected": len(rejected), "errors_file": str(errors_path),
+               "index": settings.store.elasticsearch.index}
+    if json_out:
+        out.print_json(json.dumps(summary))
+    else:
+        console.print(
+            f"[bold]indexed[/] {report['indexed']} docs ({len(rejected)} rejected) of {report['read']} "
+            f"read in {report['seconds']:.1f}s ({report['docs_per_s']:.1f} docs/s) into Elasticsearch "
+            f"index {settings.store.elasticsearch.index!r}"
+            + (f"; rejected records in {errors_path}" if rejected else ""), highlight=False)
+    if rejected:
         raise typer.Exit(1)
 
 

@@ -12,7 +12,7 @@ from semsearch.cli.common import errors_to_exit, fail, load_settings, out
 
 @app.command("search")
 def search_cmd(
-    index: Annotated[Path, typer.Option("--index", help="index directory")],
+    index: Annotated[Path | None, typer.Option("--index", help="index directory (not used with SEMSEARCH_STORE__BACKEND=elasticsearch)")] = None,
     query: Annotated[str | None, typer.Argument(help="the query (or use --queries)")] = None,
     k: Annotated[int, typer.Option("--k", "-k", help="number of hits")] = 10,
     mode: Annotated[str | None, typer.Option(help="lexical, dense, hybrid or image (text-to-image via CLIP)")] = None,
@@ -48,6 +48,8 @@ def search_cmd(
                 raise BadInput(f"--filter is not valid JSON: {e}") from e
             if not isinstance(f, dict):
                 raise BadInput("--filter must be a JSON object")
+        if index is None and settings.store.backend != "elasticsearch":
+            raise BadInput("--index is required (or set SEMSEARCH_STORE__BACKEND=elasticsearch)")
         with Collection.open(index, settings) as col:
             opts = dict(k=k, mode=mode, fusion=fusion, weights=w, filters=f)
             if queries is not None:

@@ -11,12 +11,19 @@ from semsearch.cli.common import errors_to_exit, load_settings
 
 @app.command("serve")
 def serve_cmd(
-    index: Annotated[Path, typer.Option("--index", help="index directory (opened for writing)")],
+    index: Annotated[Path | None, typer.Option(
+        "--index", help="index directory (opened for writing); not used with "
+        "SEMSEARCH_STORE__BACKEND=elasticsearch")] = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
     log_level: Annotated[str | None, typer.Option(help="log level of the server log (default INFO, or SEMSEARCH_LOG__LEVEL when set)")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="worker processes (only with the stateless Elasticsearch store)")] = 1,
 ) -> None:
-    """Serve the REST API and the search page (write endpoints need SEMSEARCH_API_KEY)."""
+    """Serve the REST API and the search page (write endpoints need SEMSEARCH_API_KEY).
+
+    With SEMSEARCH_STORE__BACKEND=elasticsearch the server keeps no lock and no local state:
+    run as many replicas (and --workers) as you like against one index."""
     from semsearch.errors import require
 
     uvicorn = require("uvicorn", "api")
@@ -31,12 +38,32 @@ def serve_cmd(
     configure(level.upper(), fmt=fmt, libraries=settings.log.libraries, access=True)
 
     with errors_to_exit():
-        from semsearch.indexer.manifest import read_manifest
+        from semsearch.errors import BadInput
 
-        read_manifest(index)  # a missing or unreadable index fails here, with exit code 2
-        application = create_app(index, settings)
+        stateless = settings.store.backend == "elasticsearch"
+        if stateless:
+            from semsearch.collection import Collection
+
+            Collection.open(None, settings).close()  # a missing index or cluster fails here (exit 2)
+        else:
+            from semsearch.indexer.manifest import read_manifest
+
+            if index is None:
+                raise BadInput("--index is required (or set SEMSEARCH_STORE__BACKEND=elasticsearch)")
+            if workers > 1:
+                raise BadInput("--workers > 1 needs the stateless Elasticsearch store: a local "
+                               "index has one writer (set SEMSEARCH_STORE__BACKEND=elasticsearch)")
+            read_manifest(index)  # a missing or unreadable index fails here, with exit code 2
         # keep idle connections open longer than clients do (httpx and most clients expire
         # theirs after 5 s, uvicorn's own default): with equal timeouts a client can reuse a
         # connection the server is closing, which surfaced as connection resets under load
-        uvicorn.run(application, host=host, port=port, log_config=None, access_log=False,
+        opts = dict(host=host, port=port, log_config=None, access_log=False,
                     timeout_graceful_shutdown=10, timeout_keep_alive=75)
+        if workers > 1:  # each worker process builds its app from the environment
+            import os
+
+            if index is not None:
+                os.environ["SEMSEARCH_SERVE_INDEX"] = str(index)
+            uvicorn.run("semsearch.search_api.app:app_from_env", factory=True, workers=workers, **opts)
+        else:
+            uvicorn.run(create_app(index, settings), **opts)

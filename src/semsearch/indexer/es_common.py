@@ -45,8 +45,12 @@ class EsConnection:
                 kw["basic_auth"] = (s.username, pw)
             if s.ca_certs is not None:
                 kw["ca_certs"] = str(s.ca_certs)
+            hosts = [u.strip() for u in s.url.split(",") if u.strip()]
+            if len(hosts) > 1:  # a cluster: a dead node is retried on the next one
+                kw["retry_on_timeout"] = True
+                kw["max_retries"] = max(2, len(hosts))
             try:
-                self._client = es.Elasticsearch(s.url, **kw)
+                self._client = es.Elasticsearch(hosts if len(hosts) > 1 else s.url, **kw)
             except ValueError as e:  # malformed URL and similar
                 raise BadInput(f"Elasticsearch url {s.url!r} is invalid: {e}") from e
         return self._client
@@ -133,10 +137,15 @@ def item_reason(item: dict[str, Any]) -> str:
 
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.+-]*$")
+_VERSIONED = re.compile(r"-v\d+$")
 
 
 class AliasedIndex:
-    """Physical indexes ``<alias>-v1``, ``<alias>-v2``, ... behind the alias ``<alias>``."""
+    """Physical indexes ``<alias>-v1``, ``<alias>-v2``, ... behind the alias ``<alias>``.
+
+    A rebuild only ever deletes physical indexes of its own name that the alias pointed to
+    before the swap: never another alias's indexes (``docs`` and ``docs-v2-archive`` share
+    a prefix), never a version that another rebuild is still filling."""
 
     def __init__(self, conn: EsConnection, alias: str) -> None:
         if not _NAME.match(alias) or len(alias) > 200:
@@ -144,28 +153,44 @@ class AliasedIndex:
                 f"Elasticsearch index name {alias!r} is invalid: use lowercase letters, digits, "
                 "'_', '-', '.', '+', not starting with one of '_-.+'"
             )
+        if _VERSIONED.search(alias):
+            raise BadInput(
+                f"Elasticsearch index name {alias!r} ends like a physical version (-vN), which "
+                "would collide with another alias's physical indexes; choose another name"
+            )
         self.conn = conn
         self.alias = alias
+        self._own = re.compile(rf"^{re.escape(alias)}-v(\d+)$")
+
+    def owns(self, name: str) -> bool:
+        """Whether ``name`` is one of this alias's physical indexes."""
+        return bool(self._own.match(name))
 
     def versions(self) -> dict[int, str]:
         """Existing physical indexes of this alias, by version number."""
-        pattern = re.compile(rf"^{re.escape(self.alias)}-v(\d+)$")
         names = self.conn.call(
             f"list indexes {self.alias}-v*",
             lambda c: c.indices.get(index=f"{self.alias}-v*", allow_no_indices=True,
                                     expand_wildcards="open,closed"),
         )
-        return {int(m.group(1)): n for n in names if (m := pattern.match(n))}
+        return {int(m.group(1)): n for n in names if (m := self._own.match(n))}
 
-    def current(self) -> str | None:
-        """The physical index the alias points to, or None."""
+    def targets(self) -> list[str]:
+        """The physical indexes the alias points to now (normally one)."""
         exists = self.conn.call(f"check alias {self.alias}",
                                 lambda c: c.indices.exists_alias(name=self.alias))
         if not exists:
-            return None
+            return []
         got = self.conn.call(f"resolve alias {self.alias}",
                              lambda c: c.indices.get_alias(name=self.alias))
-        return sorted(got)[-1]
+        return list(got)
+
+    def current(self) -> str | None:
+        """The physical index the alias points to (the newest version if several), or None."""
+        got = self.targets()
+        if not got:
+            return None
+        return max(got, key=lambda n: (int(m.group(1)) if (m := self._own.match(n)) else -1, n))
 
     def create_next(self, body: dict[str, Any]) -> str:
         """Create the next version's physical index (not yet behind the alias)."""
@@ -178,14 +203,17 @@ class AliasedIndex:
 
     def swap(self, new: str) -> None:
         """Point the alias at ``new`` in one atomic ``update_aliases`` call, then delete the
-        physical indexes it pointed to before."""
-        old = [n for n in self.versions().values() if n != new]
+        physical indexes of this name it pointed to before (and nothing else)."""
+        if not self.owns(new):
+            raise BadInput(f"{new!r} is not a physical index of alias {self.alias!r}")
+        before = [n for n in self.targets() if n != new]
         actions: list[dict[str, Any]] = [{"add": {"index": new, "alias": self.alias}}]
-        if old:
-            actions.insert(0, {"remove": {"indices": old, "alias": self.alias,
+        if before:
+            actions.insert(0, {"remove": {"indices": before, "alias": self.alias,
                                           "must_exist": False}})
         self.conn.call(f"swap alias {self.alias} to {new}",
                        lambda c: c.indices.update_aliases(actions=actions))
+        old = [n for n in before if self.owns(n)]
         for name in old:
             self.conn.call(f"delete old index {name}",
                            lambda c, name=name: c.indices.delete(index=name, ignore_unavailable=True))

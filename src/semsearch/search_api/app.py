@@ -44,20 +44,26 @@ def warm_up_clip(svc: Collection) -> None:
 
 
 def create_app(
-    index_path: Path | str,
+    index_path: Path | str | None,
     settings: Settings | None = None,
     *,
     encoder: TextEncoder | None = None,
 ) -> FastAPI:
     """An app serving the index at ``index_path``. The index is opened (for writing: the
     server is its single writer) when the app starts, pending changes are synced, and the
-    text model is loaded before the first request is answered."""
+    text model is loaded before the first request is answered.
+
+    With ``settings.store.backend == "elasticsearch"`` the app is stateless: ``index_path``
+    is not used, the store index named in the settings is opened (no lock, no local files),
+    and any number of such apps may serve it."""
     settings = settings or Settings()
+    stateless = settings.store.backend == "elasticsearch"
+    where = None if stateless else Path(index_path)  # type: ignore[arg-type]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = await run_in_threadpool(
-            partial(Collection.open, Path(index_path), settings, writable=True, encoder=encoder))
+            partial(Collection.open, where, settings, writable=True, encoder=encoder))
         try:
             await run_in_threadpool(svc.warm_up)
             if settings.rerank.model:  # load (and on CPU export) the cross-encoder now, not in a search
@@ -72,7 +78,7 @@ def create_app(
                 window_s=settings.api.batch_window_ms / 1000,
                 max_batch=settings.api.max_batch_queries,
             )
-            logger.info("serving index %s", index_path)
+            logger.info("serving %s", svc.location if stateless else index_path)
             yield
         finally:
             if getattr(app.state, "jobs", None) is not None:
@@ -100,3 +106,11 @@ def create_app(
                        rate_limit_per_s=settings.api.rate_limit_per_s,
                        rate_limit_burst=settings.api.rate_limit_burst)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app for ``uvicorn --factory`` (``semsearch serve --workers N``): settings from the
+    environment, the index from ``SEMSEARCH_SERVE_INDEX`` (unused by the Elasticsearch store)."""
+    import os
+
+    return create_app(os.environ.get("SEMSEARCH_SERVE_INDEX"), Settings())

@@ -1,0 +1,471 @@
+""":class:`ElasticsearchCollection`: the public API of :class:`semsearch.collection.Collection`
+with one Elasticsearch index (behind an alias) as the system of record.
+
+Nothing is kept locally: no lock file, no document store, no derived index. Any number of
+processes (API replicas, ``--workers``) may open the same index for reading and writing;
+Elasticsearch orders the writes. A write returns once Elasticsearch acknowledged it
+(durable on every in-sync copy of its shard); with ``wait_for=True`` it is also
+searchable (``refresh=wait_for``).
+
+Searches are one request each: BM25 and kNN (the filter inside ``knn.filter``) fused either
+by the server's retrievers (``rrf``/``linear``, where the server has them) or by semsearch
+over one ``_msearch`` (the default fusion, z-score, is not a server normaliser; client
+fusion keeps the per-channel ranks and scores in every hit). Reranking stays in semsearch.
+Results that some shards could not answer are returned and flagged (``degraded``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from semsearch.collection import SearchRequest, WriteResult
+from semsearch.config import Settings
+from semsearch.documents import Document, SearchResult
+from semsearch.encoders.base import TextEncoder
+from semsearch.errors import (
+    BackendUnavailable,
+    BadInput,
+    BulkIndexError,
+    DocumentNotFound,
+    IndexNotFound,
+)
+from semsearch.indexer.es_common import AliasedIndex, EsConnection, item_reason
+from semsearch.store_es import mapping
+from semsearch.store_es.search import StoreSearch, _document
+from semsearch.store_es.writer import BulkOutcome, BulkWriter
+
+logger = logging.getLogger(__name__)
+
+
+
+class _IndexView:
+    """What the API's image side reads from ``Collection.index``: the channels and ``get``."""
+
+    def __init__(self, col: ElasticsearchCollection) -> None:
+        self._col = col
+
+    @property
+    def vectors(self) -> dict[str, Any]:
+        meta = self._col.manifest
+        chans = {"dense": meta["dense"]} if meta.get("dense") else {}
+        chans.update({h: {"dim": 64} for h in meta.get("hashes", [])})
+        return chans
+
+    def get(self, ids: list[str]) -> dict[str, Document]:
+        return self._col.get(ids)
+
+
+class ElasticsearchCollection(StoreSearch):
+    """Use :meth:`create` or :meth:`open` (or ``Collection.create/open`` with
+    ``settings.store.backend == "elasticsearch"``)."""
+
+    def __init__(self, settings: Settings, *, encoder: TextEncoder | None = None,
+                 writable: bool = True) -> None:
+        self.settings = settings
+        self.es = settings.store.elasticsearch
+        self.conn = EsConnection(self.es)
+        self.aliased = AliasedIndex(self.conn, self.es.index)
+        self.alias = self.es.index
+        self.writable = writable
+        self.writer = BulkWriter(self.conn, self.es)
+        self._encoder = encoder
+        self._reranker: Any = None
+        self._manifest: dict[str, Any] | None = None
+        self._meta_lock = threading.Lock()
+        self._server_fusion: bool | None = None if self.es.fusion == "auto" else self.es.fusion == "server"
+
+    # -- lifecycle ----------------------------------------------------------------------
+    @classmethod
+    def create(cls, settings: Settings, *, encoder: TextEncoder | None = None) -> ElasticsearchCollection:
+        """Open the store index for writing, creating it (and its alias) if there is none."""
+        col = cls(settings, encoder=encoder, writable=True)
+        try:
+            if not col.aliased.targets():
+                new = col.aliased.create_next(mapping.index_body(col.es))
+                col.aliased.swap(new)
+                logger.info("created store index %s behind alias %s", new, col.alias)
+            col._load_manifest()
+            return col
+        except BaseException:
+            col.close()
+            raise
+
+    @classmethod
+    def open(cls, settings: Settings, *, writable: bool = False,
+             encoder: TextEncoder | None = None) -> ElasticsearchCollection:
+        """Open an existing store index (:class:`IndexNotFound` if the alias is missing)."""
+        col = cls(settings, encoder=encoder, writable=writable)
+        try:
+            col._load_manifest()
+            return col
+        except BaseException:
+            col.close()
+            raise
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> ElasticsearchCollection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def path(self) -> None:
+        """No local directory (the local Collection's index path)."""
+        return None
+
+    @property
+    def location(self) -> str:
+        return f"Elasticsearch index {self.alias!r} at {self.conn.url}"
+
+    @property
+    def index(self) -> _IndexView:
+        return _IndexView(self)
+
+    def _load_manifest(self) -> dict[str, Any]:
+        target = self.aliased.current()
+        if target is None:
+            raise IndexNotFound(f"{self.location} does not exist (no alias {self.alias!r}); "
+                                "create it with Collection.create or `semsearch index`")
+        got = self.conn.call(f"read mapping of {self.alias}",
+                             lambda c: c.indices.get_mapping(index=self.alias))
+        meta = mapping.read_manifest(got[target], self.location)
+        mapping.check_manifest(meta, self.es, self.location)
+        if self._encoder is not None:  # an encoder given by the caller is checked too
+            mapping.check_encoder(meta, self._encoder.name, self._encoder.dim, self.location)
+        self._manifest = meta
+        return meta
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self._manifest if self._manifest is not None else self._load_manifest()
+
+    def _put_meta(self, properties: dict[str, Any], meta: dict[str, Any]) -> None:
+        body = {"_meta": {"semsearch": meta}, "properties": properties}
+        self.conn.call(f"update mapping of {self.alias}",
+                       lambda c: c.indices.put_mapping(index=self.alias, **body))
+        self._manifest = meta
+
+    def _ensure_dense(self, name: str, dim: int) -> None:
+        with self._meta_lock:
+            meta = self._load_manifest()  # another replica may have added it
+            if meta.get("dense"):
+                mapping.check_encoder(meta, name, dim, self.location)
+                return
+            meta = {**meta, "dense": {"encoder": name, "dim": dim}}
+            self._put_meta({mapping.VECTOR_FIELD: mapping.vector_mapping(dim, self.es)}, meta)
+
+    def _ensure_hashes(self, names: Sequence[str]) -> None:
+        with self._meta_lock:
+            meta = self.manifest
+            new = [n for n in names if n not in meta.get("hashes", [])]
+            if new:
+                meta = self._load_manifest()
+                have = list(meta.get("hashes", []))
+                new = [n for n in names if n not in have]
+                if new:
+                    self._put_meta({n: mapping.hash_mapping() for n in new},
+                                   {**meta, "hashes": have + new})
+
+    # -- models -------------------------------------------------------------------------
+    @property
+    def encoder(self) -> TextEncoder:
+        """The text encoder, loaded on first use and checked against the manifest."""
+        if self._encoder is None:
+            from semsearch.encoders import make_text_encoder
+
+            enc = make_text_encoder(self.settings.text_encoder, for_queries=True)
+            mapping.check_encoder(self.manifest, enc.name, enc.dim, self.location)
+            self._encoder = enc
+        return self._encoder
+
+    def warm_up(self) -> None:
+        if self.manifest.get("dense"):
+            self.encoder.encode(["warm up"])
+
+    @property
+    def reranker(self) -> Any:
+        if self._reranker is None:
+            if not self.settings.rerank.model:
+                raise BadInput("reranking needs a trained cross-encoder: set SEMSEARCH_RERANK__MODEL")
+            from semsearch.rerank.cross_encoder import CrossEncoderReranker
+
+            self._reranker = CrossEncoderReranker(self.settings.rerank)
+        return self._reranker
+
+    # -- reads --------------------------------------------------------------------------
+    def search(self, request: SearchRequest | str, **options: Any) -> SearchResult:
+        if isinstance(request, str):
+            request = SearchRequest(query=request, **options)
+        elif options:
+            request = request.model_copy(update=options)
+        return self.search_batch([request])[0]
+
+    def search_batch(self, requests: Sequence[SearchRequest]) -> list[SearchResult]:
+        """Search several requests in one ``_msearch`` (one encoder call per set of equal
+        options). Results come back in the order of ``requests``."""
+        groups: dict[str, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(repr(sorted(r.options().items())), []).append(i)
+        out: list[SearchResult | None] = [None] * len(requests)
+        for idx in groups.values():
+            res = self._search_same([requests[i].query for i in idx], requests[idx[0]])
+            for i, r in zip(idx, res):
+                out[i] = r
+        return out  # type: ignore[return-value]
+
+    def iter_documents(self, *, with_vectors: bool = False, page: int = 1000) -> Iterator[tuple[Document, dict[str, Any]]]:
+        """Every document, read through a point in time (a consistent snapshot); with
+        ``with_vectors`` the raw embedding and hashes come along in the second item."""
+        body: dict[str, Any] = {"query": {"match_all": {}},
+                                "_source": True if with_vectors else {"excludes": mapping.SOURCE_EXCLUDES}}
+        for batch in self._pit_pages(body, ["_shard_doc"], page):
+            for h in batch:
+                src = h["_source"]
+                extra = {k: src[k] for k in mapping.SOURCE_EXCLUDES if k in src}
+                yield _document(h["_id"], src), extra
+
+    def search_by_image(self, image: Any, **kw: Any) -> SearchResult:
+        raise BadInput("image search is not available with the elasticsearch store yet")
+
+    def duplicates(self, max_distance: int, *, mirrored: bool = True) -> dict[str, Any]:
+        raise BadInput("near-duplicate groups are not available with the elasticsearch store yet")
+
+    def get(self, ids: str | Iterable[str]) -> Any:
+        """One document by id (:class:`DocumentNotFound` if absent), or a dict for several."""
+        one = isinstance(ids, str)
+        want = [ids] if one else list(ids)
+        docs: dict[str, Document] = {}
+        if want:
+            resp = self.conn.call(f"get documents from {self.alias}", lambda c: c.mget(
+                index=self.alias, ids=want, source_excludes=mapping.SOURCE_EXCLUDES))
+            for d in resp["docs"]:
+                if d.get("found"):
+                    docs[d["_id"]] = _document(d["_id"], d["_source"])
+                elif "error" in d:
+                    raise BackendUnavailable(f"{self.location}: get {d['_id']!r} failed: {item_reason(d)}")
+        if one:
+            if ids not in docs:
+                raise DocumentNotFound(f"document {ids!r} is not in the index")
+            return docs[ids]  # type: ignore[index]
+        return docs
+
+    def _existing(self, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        resp = self.conn.call(f"check ids in {self.alias}", lambda c: c.mget(
+            index=self.alias, ids=list(ids), source=False))
+        return {d["_id"] for d in resp["docs"] if d.get("found")}
+
+    def stats(self) -> dict[str, Any]:
+        target = self.aliased.current()
+        count = self.conn.call(f"count {self.alias}", lambda c: c.count(index=self.alias))["count"]
+        st = self.conn.call(f"stats of {self.alias}", lambda c: c.indices.stats(index=self.alias, metric="store,docs"))
+        prim = st["_all"]["primaries"]
+        health = self.conn.call("index health", lambda c: c.cluster.health(index=self.alias, timeout="5s"))
+        meta = self.manifest
+        return {
+            "backend": "elasticsearch", "url": self.conn.url, "alias": self.alias, "index": target,
+            "documents": int(count), "shards": self.es.shards, "replicas": self.es.replicas,
+            "health": health.get("status"), "size_bytes": int(prim["store"]["size_in_bytes"]),
+            "format_version": meta.get("format_version"),
+            "channels": {**({"dense": meta["dense"]} if meta.get("dense") else {}),
+                         **{h: {"dim": 64} for h in meta.get("hashes", [])}},
+            "models": {"text_encoder": getattr(self._encoder, "name", None), "clip": None},
+        }
+
+    def ready(self) -> dict[str, Any]:
+        """Raises :class:`BackendUnavailable` when the cluster is red or unreachable and
+        :class:`IndexNotFound` when the index is missing."""
+        health = self.conn.call("cluster health", lambda c: c.cluster.health(timeout="5s"))
+        status = health.get("status")
+        if status == "red":
+            raise BackendUnavailable(f"Elasticsearch cluster at {self.conn.url} is red "
+                                     f"({health.get('unassigned_primary_shards', '?')} primary shards unassigned)")
+        if not self.aliased.targets():
+            raise IndexNotFound(f"{self.location} does not exist")
+        idx = self.conn.call("index health", lambda c: c.cluster.health(index=self.alias, timeout="5s"))
+        if idx.get("status") == "red":
+            raise BackendUnavailable(f"{self.location} is red: some primary shards are unassigned")
+        return {"cluster": status, "index": idx.get("status"), "nodes": health.get("number_of_nodes")}
+
+    # -- writes -------------------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if not self.writable:
+            raise BadInput(f"{self.location} was opened read-only")
+
+    def _refresh_arg(self, wait_for: bool) -> Any:
+        if not wait_for:
+            return False
+        # with refresh disabled, wait_for would wait for a refresh nobody schedules
+        return "true" if self.es.refresh_interval == "-1" else "wait_for"
+
+    def add(self, docs: Sequence[Document], *, wait_for: bool = False) -> WriteResult:
+        """Add new documents; an id already in the index is an error (nothing is written)."""
+        self._check_writable()
+        taken = sorted(self._existing([d.id for d in docs]))
+        if taken:
+            raise BadInput(f"{len(taken)} id(s) already in the index (use upsert to replace): {taken[:10]}")
+        return self._write(docs, wait_for, op="create")
+
+    def upsert(self, docs: Sequence[Document], *, wait_for: bool = False,
+               timeout: float = 60.0) -> WriteResult:
+        """Encode and write ``docs`` (replacing any with the same ids). Returns once
+        Elasticsearch acknowledged them; with ``wait_for`` once they are searchable. Raises
+        :class:`BulkIndexError` naming every rejected document (the others are written)."""
+        self._check_writable()
+        return self._write(docs, wait_for, op="index")
+
+    def _write(self, docs: Sequence[Document], wait_for: bool, *, op: str) -> WriteResult:
+        docs = list(docs)
+        ids = [d.id for d in docs]
+        if len(set(ids)) != len(ids):
+            raise BadInput("a batch repeats a document id")
+        extra: dict[str, dict[str, Any]] = {d.id: {} for d in docs}
+        with_text = [d for d in docs if d.title.strip() or d.text.strip()]
+        if with_text:  # every text document carries its embedding
+            from semsearch.indexer.pipeline import TextChannel
+
+            channel = TextChannel(self.encoder, self.settings.text_encoder.doc_template)
+            self._ensure_dense(channel.encoder_name, channel.dim)
+            mat = channel.encode(with_text)[0]
+            for d, row in zip(with_text, np.asarray(mat, dtype=np.float32)):
+                extra[d.id][mapping.VECTOR_FIELD] = [round(float(x), 7) for x in row]
+        extra_h = self._hashes(docs)
+        for i, h in extra_h.items():
+            extra[i].update(h)
+        actions = ({"_op_type": op, "_index": self.alias, "_id": d.id,
+                    "_source": {**_source(d), **extra[d.id]}} for d in docs)
+        out = self.writer.write(actions, f"bulk write into {self.alias}",
+                                refresh=self._refresh_arg(wait_for))
+        return self._result(ids, out, wait_for)
+
+    def bulk_load(self, docs: Sequence[Document], vectors: np.ndarray, *, encoder_name: str,
+                  refresh: bool = False) -> WriteResult:
+        """Write documents whose embeddings were computed elsewhere (migrations, benchmarks):
+        row ``i`` of ``vectors`` is the L2-normalised embedding of ``docs[i]`` by
+        ``encoder_name``. No encoder is loaded. Rejections raise :class:`BulkIndexError`."""
+        self._check_writable()
+        docs = list(docs)
+        v = np.asarray(vectors, dtype=np.float32)
+        if v.ndim != 2 or len(v) != len(docs) or not np.isfinite(v).all():
+            raise BadInput(f"vectors of shape {v.shape} for {len(docs)} documents")
+        self._ensure_dense(encoder_name, v.shape[1])
+        actions = ({"_op_type": "index", "_index": self.alias, "_id": d.id,
+                    "_source": {**_source(d), mapping.VECTOR_FIELD: row.tolist()}}
+                   for d, row in zip(docs, v))
+        out = self.writer.write(actions, f"bulk load into {self.alias}")
+        if refresh:
+            self.refresh()
+        return self._result([d.id for d in docs], out, refresh)
+
+    def _result(self, ids: list[str], out: BulkOutcome, wait_for: bool) -> WriteResult:
+        if out.failures:
+            raise BulkIndexError(self.location, out.failures)
+        return WriteResult(ids=ids, seq=max(out.max_seq_no, 0), searchable=bool(wait_for))
+
+    def _hashes(self, docs: Sequence[Document]) -> dict[str, dict[str, str]]:
+        """Perceptual hashes of the image documents, as hex strings of the bit vectors."""
+        with_image = [d for d in docs if d.image is not None]
+        if not with_image:
+            return {}
+        roots = self.settings.images.roots
+        if not roots:
+            raise BadInput("no image roots are set (SEMSEARCH_IMAGES__ROOTS): image files are not read")
+        from semsearch.images.channels import image_channels
+
+        chans = image_channels(self.settings, roots=list(roots), clip=False)
+        out: dict[str, dict[str, str]] = {}
+        problems: dict[str, str] = {}
+        for ch in chans:
+            mat, bad = ch.encode(with_image)
+            bad_ids = {b.id for b, _ in bad}
+            for b, reason in bad:
+                problems.setdefault(b.id, reason)
+            for d, row in zip([d for d in with_image if d.id not in bad_ids], mat):
+                out.setdefault(d.id, {})[ch.name] = bytes(row).hex()
+        if problems:
+            listed = "; ".join(f"document {i!r}: {r}" for i, r in list(problems.items())[:20])
+            raise BadInput(f"{len(problems)} image(s) cannot be used, nothing was written: {listed}")
+        self._ensure_hashes([ch.name for ch in chans])
+        return out
+
+    def delete(self, ids: str | Sequence[str], *, wait_for: bool = False, missing_ok: bool = False,
+               timeout: float = 60.0) -> WriteResult:
+        """Delete documents by id; an id not in the index is an error unless ``missing_ok``."""
+        self._check_writable()
+        ids = [ids] if isinstance(ids, str) else list(ids)
+        if not missing_ok:
+            absent = sorted(set(ids) - self._existing(ids))
+            if absent:
+                raise DocumentNotFound(f"document(s) not in the index: {absent[:10]}")
+        actions = ({"_op_type": "delete", "_index": self.alias, "_id": i} for i in ids)
+        out = self.writer.write(actions, f"bulk delete from {self.alias}",
+                                refresh=self._refresh_arg(wait_for))
+        return self._result(ids, out, wait_for)
+
+    def refresh(self) -> dict[str, Any]:
+        """Make every acknowledged write searchable now."""
+        t0 = time.perf_counter()
+        resp = self.conn.call(f"refresh {self.alias}", lambda c: c.indices.refresh(index=self.alias))
+        return {"refreshed": True, "shards": resp.get("_shards"), "seconds": time.perf_counter() - t0,
+                "changed": 0, "deleted": 0}
+
+    @property
+    def searchable_seq(self) -> int:
+        """Elasticsearch has no global change sequence: per-shard ``_seq_no`` only. 0."""
+        return 0
+
+    def wait_for(self, seq: int, timeout: float) -> bool:
+        """Make every acknowledged write searchable (a refresh); True when done."""
+        self.refresh()
+        return True
+
+    # -- rebuild ------------------------------------------------------------------------
+    def rebuild(self) -> dict[str, Any]:
+        """Copy every document (with its stored vectors, nothing is re-encoded) into a new
+        physical index built with the current settings, then move the alias to it in one
+        atomic call and delete the old version. Searches keep answering from the old
+        index until the swap. Writes made during a rebuild must be repeated after it."""
+        self._check_writable()
+        t0 = time.perf_counter()
+        old_meta = self.manifest
+        new = self.aliased.create_next(mapping.index_body(self.es))
+        try:
+            meta = {**mapping.manifest(self.es), "dense": old_meta.get("dense"),
+                    "hashes": old_meta.get("hashes", [])}
+            props: dict[str, Any] = {h: mapping.hash_mapping() for h in meta["hashes"]}
+            if meta["dense"]:
+                props[mapping.VECTOR_FIELD] = mapping.vector_mapping(int(meta["dense"]["dim"]), self.es)
+            self.conn.call(f"update mapping of {new}", lambda c: c.indices.put_mapping(
+                index=new, _meta={"semsearch": meta}, properties=props))
+            actions = ({"_op_type": "index", "_index": new, "_id": d.id, "_source": {**_source(d), **x}}
+                       for d, x in self.iter_documents(with_vectors=True))
+            out = self.writer.write(actions, f"rebuild into {new}", refresh="true")
+            if out.failures:
+                raise BulkIndexError(f"{self.location} (rebuild into {new})", out.failures)
+            self.aliased.swap(new)
+        except BaseException:
+            self.aliased.drop(new)
+            raise
+        self._manifest = None
+        self._load_manifest()
+        return {"index": new, "documents": len(out.ok), "seconds": time.perf_counter() - t0}
+
+
+def _source(d: Document) -> dict[str, Any]:
+    src: dict[str, Any] = {"title": d.title, "text": d.text, "metadata": d.metadata}
+    if d.image is not None:
+        src["image"] = d.image
+    return src
+
+
+__all__ = ["ElasticsearchCollection"]

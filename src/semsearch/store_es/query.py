@@ -1,0 +1,84 @@
+"""Request bodies for the store index: BM25, kNN with the filter pushed into ``knn.filter``,
+and hybrid search as ONE request -- either an Elasticsearch retriever (``rrf``, or
+``linear`` with min-max normalisation) or one ``_msearch`` with both channels whose answers
+semsearch fuses itself (:mod:`semsearch.search.fusion`, which keeps per-channel ranks).
+
+Filters go through :func:`es_filter`, the one place that turns semsearch's filter language
+into Elasticsearch clauses (to be replaced by ``semsearch.filters.to_elasticsearch``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from semsearch.errors import BadInput
+from semsearch.indexer.lexical.elasticsearch import FIELDS, filter_clauses
+from semsearch.store_es.mapping import SOURCE_EXCLUDES, VECTOR_FIELD
+
+
+def es_filter(filters: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Metadata filters as Elasticsearch filter clauses (``bool.filter`` / ``knn.filter``)."""
+    return filter_clauses(filters)
+
+
+def source(with_documents: bool) -> Any:
+    return {"excludes": SOURCE_EXCLUDES} if with_documents else False
+
+
+def match_query(query: str, boosts: dict[str, float], filters: dict[str, Any] | None) -> dict[str, Any]:
+    unknown = set(boosts) - set(FIELDS)
+    if unknown:
+        raise BadInput(f"unknown boost field(s) {sorted(unknown)}; fields are {FIELDS}")
+    fields = [f"{f}^{w}" for f, w in boosts.items() if w > 0]
+    if not fields:
+        raise BadInput(f"boosts must have at least one field > 0, got {boosts}")
+    must = {"multi_match": {"query": query, "type": "most_fields", "fields": fields}}
+    return {"bool": {"must": [must], "filter": es_filter(filters)}}
+
+
+def knn_clause(vector: Sequence[float], k: int, num_candidates: int,
+               filters: dict[str, Any] | None) -> dict[str, Any]:
+    knn: dict[str, Any] = {"field": VECTOR_FIELD, "query_vector": list(vector), "k": k,
+                           "num_candidates": max(k, num_candidates)}
+    clauses = es_filter(filters)
+    if clauses:
+        knn["filter"] = clauses  # applied during the graph search, not after it
+    return knn
+
+
+def lexical_body(query: str, *, size: int, offset: int = 0, boosts: dict[str, float],
+                 filters: dict[str, Any] | None, with_documents: bool) -> dict[str, Any]:
+    return {"query": match_query(query, boosts, filters), "size": size, "from": offset,
+            "_source": source(with_documents), "track_total_hits": False}
+
+
+def dense_body(vector: Sequence[float], *, size: int, offset: int = 0, num_candidates: int,
+               filters: dict[str, Any] | None, with_documents: bool) -> dict[str, Any]:
+    return {"knn": knn_clause(vector, offset + size, num_candidates, filters), "size": size,
+            "from": offset, "_source": source(with_documents), "track_total_hits": False}
+
+
+def retriever_body(query: str, vector: Sequence[float], *, method: str, depth: int, size: int,
+                   offset: int, num_candidates: int, boosts: dict[str, float],
+                   filters: dict[str, Any] | None, weights: dict[str, float], rrf_k: int,
+                   with_documents: bool) -> dict[str, Any]:
+    """Hybrid search fused by the server: ``rrf`` or ``linear`` (min-max normalised)."""
+    std = {"standard": {"query": match_query(query, boosts, filters)}}
+    knn = {"knn": {k: v for k, v in knn_clause(vector, depth, num_candidates, filters).items()}}
+    if method == "rrf":
+        retr: dict[str, Any] = {"rrf": {"retrievers": [std, knn], "rank_constant": rrf_k,
+                                        "rank_window_size": depth}}
+        # rrf has no per-retriever weights in 8.x; unequal weights need the client path
+    else:
+        retr = {"linear": {"retrievers": [
+            {"retriever": std, "weight": weights.get("lexical", 1.0), "normalizer": "minmax"},
+            {"retriever": knn, "weight": weights.get("dense", 1.0), "normalizer": "minmax"},
+        ], "rank_window_size": depth}}
+    return {"retriever": retr, "size": size, "from": offset, "_source": source(with_documents),
+            "track_total_hits": False}
+
+
+def dense_score(es_score: float) -> float:
+    """Elasticsearch's ``dot_product`` score ``(1 + dot) / 2`` mapped back to the dot product."""
+    return 2.0 * float(es_score) - 1.0

@@ -1,0 +1,269 @@
+"""Searching the store index (the search half of :class:`ElasticsearchCollection`, kept
+apart to keep modules small): one ``_msearch`` per batch of queries with equal options,
+fusion by the server's retrievers or by :mod:`semsearch.search.fusion`, reranking in
+semsearch, partial results flagged, deep pages with ``search_after`` over a point in time."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from semsearch.collection import SearchRequest
+from semsearch.documents import ChannelScore, Document, Hit, SearchResult
+from semsearch.errors import BackendUnavailable, BadInput, ChannelFailed, IndexNotFound
+from semsearch.indexer.es_common import item_reason
+from semsearch.search.fusion import Fused, fuse
+from semsearch.store_es import query
+
+logger = logging.getLogger(__name__)
+
+MODES = {"lexical": ("lexical",), "dense": ("dense",), "hybrid": ("lexical", "dense")}
+
+
+class StoreSearch:
+    """Mixed into :class:`~semsearch.store_es.collection.ElasticsearchCollection`, which
+    provides ``settings``, ``es``, ``conn``, ``alias``, ``location``, ``manifest``,
+    ``encoder``, ``reranker``, ``_server_fusion`` and ``get``."""
+
+    settings: Any
+    es: Any
+    conn: Any
+    alias: str
+    location: str
+    manifest: dict[str, Any]
+    encoder: Any
+    reranker: Any
+    _server_fusion: bool | None
+
+    def get(self, ids: Any) -> Any:  # pragma: no cover - provided by the collection
+        raise NotImplementedError
+
+    def _check(self, queries: Sequence[str], r: SearchRequest, mode: str) -> None:
+        if mode not in MODES:
+            raise BadInput(f"mode {mode!r} is not available with the elasticsearch store; "
+                           f"use one of {sorted(MODES)}")
+        if r.k > self.settings.search.max_k:
+            raise BadInput(f"k must be between 1 and {self.settings.search.max_k}, got {r.k}")
+        if r.collapse:
+            raise BadInput("collapse is not available with the elasticsearch store yet")
+        for q in queries:
+            if not q.strip():
+                raise BadInput("query is empty")
+        if "dense" in MODES[mode] and not self.manifest.get("dense"):
+            raise BadInput(f"{self.location} has no dense channel (no encoded document yet); "
+                           "use mode 'lexical'")
+
+    def _use_server_fusion(self, method: str, normalization: str, weights: dict[str, float]) -> bool:
+        if self._server_fusion is False:
+            return False
+        if method == "rrf":
+            return len({weights.get("lexical", 1.0), weights.get("dense", 1.0)}) == 1
+        return normalization == "minmax"
+
+    def _search_same(self, queries: list[str], r: SearchRequest) -> list[SearchResult]:
+        t0 = time.perf_counter()
+        fs, rs = self.settings.fusion, self.settings.rerank
+        mode = r.mode or self.settings.search.default_mode
+        self._check(queries, r, mode)
+        channels = MODES[mode]
+        rerank = rs.enabled if r.rerank is None else r.rerank
+        rerank_depth = r.rerank_depth or rs.depth
+        boosts = r.boosts or self.settings.lexical.boosts
+        method = r.fusion or fs.method
+        weights = r.weights if r.weights is not None else fs.weights
+        normalization = r.normalization or fs.normalization
+        window = r.offset + r.k
+        if window > self.es.max_result_window:
+            if mode == "lexical" and not rerank:
+                return [self._deep_page(q, r, boosts) for q in queries]
+            raise BadInput(f"offset + k = {window} is beyond max_result_window "
+                           f"({self.es.max_result_window}) for mode {mode!r}")
+        depth = max(r.depth or fs.depth, window, rerank_depth if rerank else 0)
+        vecs = self.encoder.encode(queries) if "dense" in channels else None
+        nc = lambda k: min(10_000, max(k, int(self.es.num_candidates_factor * k)))  # noqa: E731
+        single = len(channels) == 1 and not rerank  # the server pages: from/size, one channel
+
+        bodies: list[tuple[str, dict[str, Any]]] = []  # (channel, body) per query, in order
+        server = (len(channels) == 2 and not rerank
+                  and self._use_server_fusion(method, normalization, weights))
+        for i, q in enumerate(queries):
+            if server:
+                bodies.append(("hybrid", query.retriever_body(
+                    q, vecs[i].tolist(), method=method, depth=depth, size=r.k, offset=r.offset,
+                    num_candidates=nc(depth), boosts=boosts, filters=r.filters,
+                    weights=weights, rrf_k=r.rrf_k or fs.rrf_k, with_documents=r.with_documents)))
+                continue
+            size, offset = (r.k, r.offset) if single else (depth, 0)
+            for ch in channels:
+                if ch == "lexical":
+                    body = query.lexical_body(q, size=size, offset=offset, boosts=boosts,
+                                              filters=r.filters, with_documents=r.with_documents)
+                else:
+                    body = query.dense_body(vecs[i].tolist(), size=size, offset=offset,
+                                            num_candidates=nc(size + offset), filters=r.filters,
+                                            with_documents=r.with_documents)
+                bodies.append((ch, body))
+        try:
+            responses = self._msearch([b for _, b in bodies])
+        except BackendUnavailable as e:  # ChannelFailed included
+            if server and self._server_fusion is None and "retriever" in str(e):
+                self._server_fusion = False  # e.g. "unknown retriever [rrf]": fuse here
+                logger.info("%s cannot fuse with retrievers; fusing in semsearch", self.location)
+                return self._search_same(queries, r)
+            raise
+        if server:
+            self._server_fusion = True
+
+        results = []
+        per_query = 1 if server else len(channels)
+        for i, q in enumerate(queries):
+            ranked: dict[str, list[tuple[str, float]]] = {}
+            sources: dict[str, dict[str, Any]] = {}
+            failed: dict[str, str] = {}
+            for j in range(per_query):
+                ch, _ = bodies[i * per_query + j]
+                resp = responses[i * per_query + j]
+                if "error" in resp:
+                    err = BackendUnavailable(f"{self.location}: {ch} search failed: {_search_error(resp)}")
+                    if self.settings.search.on_channel_failure == "fail" or per_query == 1:
+                        raise ChannelFailed(ch, err)
+                    failed[ch] = str(err)
+                    continue
+                shards = resp.get("_shards") or {}
+                if shards.get("failed"):
+                    reasons = {str((f.get("reason") or {}).get("type")) for f in shards.get("failures", [])}
+                    failed[ch] = (f"partial results: {shards['failed']} of {shards.get('total')} "
+                                  f"shards failed ({', '.join(sorted(reasons))})")
+                hits = resp["hits"]["hits"]
+                score = query.dense_score if ch == "dense" else float
+                ranked[ch] = [(h["_id"], score(h["_score"] or 0.0)) for h in hits]
+                for h in hits:
+                    if "_source" in h:
+                        sources.setdefault(h["_id"], h["_source"])
+            results.append(self._assemble(q, mode, r, ranked, sources, failed, single or server,
+                                          method, weights, normalization, rerank, rerank_depth))
+        took = (time.perf_counter() - t0) * 1000 / max(1, len(queries))
+        for res in results:
+            res.took_ms = round(took, 3)
+        return results
+
+    def _assemble(self, q: str, mode: str, r: SearchRequest, ranked: dict[str, list[tuple[str, float]]],
+                  sources: dict[str, dict[str, Any]], failed: dict[str, str], paged: bool,
+                  method: str, weights: dict[str, float], normalization: str, rerank: bool,
+                  rerank_depth: int) -> SearchResult:
+        fs = self.settings.fusion
+        if "hybrid" in ranked:  # fused by the server: no per-channel explanation
+            fused = [Fused(d, s, {}) for d, s in ranked["hybrid"]]
+        elif len(ranked) == 1:
+            ((name, lst),) = ranked.items()
+            start = r.offset if paged else 0
+            fused = [Fused(d, s, {name: (start + n, s)}) for n, (d, s) in enumerate(lst, 1)]
+        else:
+            fused = fuse(ranked, method=method, weights=weights,  # type: ignore[arg-type]
+                         rrf_k=r.rrf_k or fs.rrf_k, normalization=normalization)  # type: ignore[arg-type]
+        from semsearch.rerank.apply import Reranked, rerank_candidates
+
+        items = [Reranked(f, f.score) for f in fused]
+        if rerank:
+            items = rerank_candidates(q, fused, self.reranker, self._docs_getter(sources),
+                                      depth=rerank_depth, blend=self.settings.rerank.blend)
+        page = items if paged else items[r.offset : r.offset + r.k]
+        hits = [Hit(id=it.item.id, score=it.score, rank=r.offset + n + 1,
+                    channels={c: ChannelScore(rank=cr, score=cs) for c, (cr, cs) in it.item.channels.items()},
+                    extra={"rerank": it.rerank} if it.rerank else {})
+                for n, it in enumerate(page)]
+        if r.with_documents and hits:
+            missing = [h.id for h in hits if h.id not in sources]
+            docs = self.get(missing) if missing else {}
+            for h in hits:
+                src = sources.get(h.id)
+                h.document = _document(h.id, src) if src is not None else docs.get(h.id)
+        return SearchResult(query=q, mode=mode, hits=hits, degraded=bool(failed),
+                            failed_channels=failed)
+
+    def _docs_getter(self, sources: dict[str, dict[str, Any]]) -> Any:
+        def get(ids: list[str]) -> dict[str, Document]:
+            have = {i: _document(i, sources[i]) for i in ids if i in sources}
+            rest = [i for i in ids if i not in have]
+            return {**have, **(self.get(rest) if rest else {})}
+        return get
+
+    def _msearch(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        searches: list[dict[str, Any]] = []
+        for b in bodies:
+            searches += [{"index": self.alias}, b]
+        resp = self.conn.call(f"search {self.alias}", lambda c: c.msearch(searches=searches))
+        out = resp["responses"]
+        errs = [x for x in out if "error" in x]
+        if errs and len(errs) == len(out):
+            status = errs[0].get("status")
+            if status == 404:
+                raise IndexNotFound(f"{self.location} does not exist: {item_reason(errs[0])}")
+            raise ChannelFailed("elasticsearch", BackendUnavailable(
+                f"{self.location}: search failed: {item_reason(errs[0])}"))
+        return out
+
+    def _deep_page(self, q: str, r: SearchRequest, boosts: dict[str, float]) -> SearchResult:
+        """A lexical page beyond ``max_result_window``: ``search_after`` over a point in time."""
+        body = query.lexical_body(q, size=0, boosts=boosts, filters=r.filters, with_documents=False)
+        skip, got = r.offset, []
+        for batch in self._pit_pages(body, ["_score", "_shard_doc"]):
+            if skip >= len(batch):
+                skip -= len(batch)
+                continue
+            got += batch[skip:]
+            skip = 0
+            if len(got) >= r.k:
+                break
+        hits = [Hit(id=h["_id"], score=float(h["_score"] or 0.0), rank=r.offset + n + 1,
+                    channels={"lexical": ChannelScore(rank=r.offset + n + 1, score=float(h["_score"] or 0.0))})
+                for n, h in enumerate(got[: r.k])]
+        if r.with_documents and hits:
+            docs = self.get([h.id for h in hits])
+            for h in hits:
+                h.document = docs.get(h.id)
+        return SearchResult(query=q, mode="lexical", hits=hits)
+
+    def _pit_pages(self, body: dict[str, Any], sort: list[Any], page: int = 1000) -> Iterator[list[dict[str, Any]]]:
+        pit = self.conn.call(f"open point in time on {self.alias}", lambda c: c.open_point_in_time(
+            index=self.alias, keep_alive=self.es.pit_keep_alive))["id"]
+        page = min(page, self.es.max_result_window)  # a page is itself capped by the window
+        try:
+            after = None
+            while True:
+                b = {k: v for k, v in body.items() if k not in ("from", "size")}
+                b.update(size=page, sort=sort, pit={"id": pit, "keep_alive": self.es.pit_keep_alive})
+                if after is not None:
+                    b["search_after"] = after
+                resp = self.conn.call(f"page {self.alias}", lambda c, b=b: c.search(**b))
+                pit = resp.get("pit_id", pit)
+                hits = resp["hits"]["hits"]
+                if not hits:
+                    return
+                yield hits
+                after = hits[-1]["sort"]
+        finally:
+            try:
+                self.conn.call("close point in time", lambda c: c.close_point_in_time(id=pit))
+            except Exception:  # noqa: BLE001 - it expires by itself
+                logger.debug("could not close a point in time", exc_info=True)
+
+
+def _search_error(resp: dict[str, Any]) -> str:
+    """The root cause of a failed search in an ``_msearch`` answer."""
+    err = resp.get("error")
+    if isinstance(err, dict):
+        causes = err.get("root_cause") or []
+        if causes and isinstance(causes[0], dict):
+            return f"{err.get('type')}: {causes[0].get('type')}: {causes[0].get('reason')}"
+    return item_reason(resp)
+
+
+
+def _document(doc_id: str, src: dict[str, Any]) -> Document:
+    return Document(id=doc_id, title=src.get("title") or "", text=src.get("text") or "",
+                    metadata=src.get("metadata") or {}, image=src.get("image"))
+
+
