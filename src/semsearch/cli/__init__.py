@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "semsearch.cli.images_cmd",
     "semsearch.cli.eval_cmd",
     "semsearch.cli.train_cmd",
+    "semsearch.cli.adapt_cmd",
 ]
 
 for _name in COMMAND_MODULES:

@@ -54,6 +54,11 @@ class Manifest(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
     build: dict[str, Any] = Field(default_factory=dict)
+    #: search defaults chosen for this corpus by ``semsearch adapt`` (semsearch/adapt/): a
+    #: ``fusion`` / ``rerank`` section (settings field -> value) and ``dense_encoder`` (a
+    #: fine-tuned model folder, relative to the index). Settings the user sets explicitly and
+    #: a request's own options win over them.
+    tuned: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def generation_dir(self) -> str:
