@@ -48,7 +48,7 @@ def adapt_cmd(
     )
     t0 = time.perf_counter()
     with errors_to_exit():
-        state = Adapter(index, settings, opts, say=lambda m: out.print(m, highlight=False)).run()
+        state = Adapter(index, settings, opts, say=lambda m: out.print(m, highlight=False, markup=False)).run()
     secs = time.perf_counter() - t0
     tuned = state["apply"]["result"]["tuned"]
     out.print(f"adapted {index} in {secs:.0f} s: fusion {tuned['fusion']['method']} "

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# semsearch adapt on SciFact with no labels (only corpus.jsonl), then the test split judged
+# for the base and the adapted index side by side. Usage:
+#   benchmarks/adapt_scifact.sh [DATA=../shared/data/scifact] [WORK=/tmp/adapt-cache] [extra adapt options]
+set -euo pipefail
+DATA=${1:-../shared/data/scifact}; WORK=${2:-/tmp/adapt-cache}; shift 2 || true
+PY=${PYTHON:-python}
+export HF_HUB_OFFLINE=1 SEMSEARCH_NO_PROGRESS=1
+mkdir -p "$WORK"
+[ -f "$WORK/scifact-base/manifest.json" ] || /usr/bin/time -f "index: %e s" $PY -m semsearch index --input "$DATA" --index "$WORK/scifact-base"
+[ -f "$WORK/scifact-adapted/manifest.json" ] || cp -r "$WORK/scifact-base" "$WORK/scifact-adapted"
+/usr/bin/time -f "adapt: %e s" $PY -m semsearch adapt --index "$WORK/scifact-adapted" "$@"
+$PY -m semsearch eval --dataset "$DATA" --split test --index "$WORK/scifact-base" --out "$WORK/eval-base" \
+  --configs lexical,dense,hybrid --latency-queries 20
+$PY -m semsearch eval --dataset "$DATA" --split test --index "$WORK/scifact-adapted" --out "$WORK/eval-adapted" \
+  --configs lexical,dense,hybrid,hybrid-index --latency-queries 20
