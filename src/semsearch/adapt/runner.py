@@ -49,8 +49,11 @@ class AdaptOptions:
     weak_pairs: Path | None = None
     judged_dev_fraction: float = 0.2
     seed: int = 0
-    #: minimum held-out nDCG@10 gain for an adapted model to be kept
+    #: minimum held-out nDCG@10 gain for an adapted model to be kept (< 0: keep it whatever
+    #: it scores, for tests)
     min_gain: float = 0.0
+    #: and the gain must be significant: paired t-test p below this on the held-out queries
+    keep_alpha: float = 0.05
 
 
 class Adapter:
@@ -243,10 +246,13 @@ class Adapter:
             gain = res["judged_adapted_dense"] - res["judged_base_dense"] + adapted - base
         else:
             gain = adapted - base
-        res["kept"] = gain > self.opt.min_gain
+        res["p_value"] = _paired_p(qrels, single_channel_run(base_per, "dense"), single_channel_run(per, "dense"))
+        res["kept"] = gain > self.opt.min_gain and (self.opt.min_gain < 0 or res["p_value"] < self.opt.keep_alpha)
         res["why"] = (f"held-out dense nDCG@10 {base:.4f} (base) -> {adapted:.4f} (fine-tuned)"
                       + (f"; judged dev {res['judged_base_dense']:.4f} -> {res['judged_adapted_dense']:.4f}" if judged else "")
-                      + (": kept" if res["kept"] else ": not better, the base encoder stays"))
+                      + f" (paired t-test p={res['p_value']:.3f})"
+                      + (": kept" if res["kept"] else
+                         f": not significantly better (alpha {self.opt.keep_alpha}), the base encoder stays"))
         return res
 
     def _dense_kept(self) -> bool:
@@ -304,6 +310,21 @@ class Adapter:
         from semsearch.adapt.report import write_adapt_report
 
         return write_adapt_report(self)
+
+
+def _paired_p(qrels: dict[str, Any], a: dict[str, Any], b: dict[str, Any]) -> float:
+    """Two-sided paired t-test p-value of per-query nDCG@10 (1.0 when the runs are equal)."""
+    from scipy import stats
+
+    from semsearch.eval import metrics as M
+
+    pa = M.per_query(qrels, a, ["ndcg@10"])["ndcg@10"]
+    pb = M.per_query(qrels, b, ["ndcg@10"])["ndcg@10"]
+    x = np.array([pa[q] for q in sorted(pa)])
+    y = np.array([pb[q] for q in sorted(pa)])
+    if np.allclose(x, y):
+        return 1.0
+    return float(stats.ttest_rel(x, y).pvalue)
 
 
 def _save_json(path: Path, obj: Any) -> None:
