@@ -2,7 +2,8 @@
 
 Candidates: every point of the tuning grid (method rrf/convex, normalisation, lexical
 weight 0.1..0.9, RRF k, candidate depth) plus each channel alone. The best by mean
-nDCG@10 wins, so hybrid never ends below the best single channel on the held-out set: if
+nDCG@10 wins if it beats the default significantly (paired t-test, ``alpha``; else the
+default stays: a held-out set of a few hundred pseudo-queries is noisy), and hybrid never ends below the best single channel on the held-out set: if
 a channel alone is best, its weights are chosen (that channel 1, the other 0)."""
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def fusion_params(method: str, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def select_fusion(per_query: PerQuery, qrels: Mapping[str, Mapping[str, int]], *,
-                  default: dict[str, Any], grid: dict[str, Any] | None = None) -> dict[str, Any]:
+                  default: dict[str, Any], grid: dict[str, Any] | None = None,
+                  alpha: float | None = 0.05) -> dict[str, Any]:
     """The chosen fusion settings with the evidence: ``{"chosen", "score", "default_score",
     "channels": {name: score}, "best": {method: {...}}, "why"}``."""
     grid = grid or GRID
@@ -56,6 +58,16 @@ def select_fusion(per_query: PerQuery, qrels: Mapping[str, Mapping[str, int]], *
     why = (f"{top_method} ({_describe(chosen)}) scored nDCG@10 {chosen_score:.4f} on the held-out "
            f"pseudo-queries, vs {default_score:.4f} for the default ({_describe(d)}), "
            f"lexical alone {singles['lexical']:.4f}, dense alone {singles['dense']:.4f}")
+    if alpha is not None and chosen_score > default_score:
+        from semsearch.adapt.runner import _paired_p
+
+        p = _paired_p(qrels, _run(per_query, top_method, _grid_point(chosen)), _run(per_query, d["method"], d))
+        if p >= alpha:
+            why = (f"the best grid point, {top_method} ({_describe(chosen)}), scored {chosen_score:.4f} vs "
+                   f"{default_score:.4f} for the default ({_describe(d)}), not significantly better "
+                   f"(paired t-test p={p:.3f} >= {alpha}): the default stays; lexical alone "
+                   f"{singles['lexical']:.4f}, dense alone {singles['dense']:.4f}")
+            chosen, chosen_score = fusion_params(d["method"], _grid_point(d)), default_score
     top_channel = max(singles, key=lambda c: singles[c])
     if singles[top_channel] > chosen_score + 1e-12:
         other = "dense" if top_channel == "lexical" else "lexical"
@@ -68,6 +80,11 @@ def select_fusion(per_query: PerQuery, qrels: Mapping[str, Mapping[str, int]], *
     logger.info("fusion: %s", why)
     return {"chosen": chosen, "score": chosen_score, "default_score": default_score, "channels": singles,
             "best": best, "why": why, "queries": len(qrels)}
+
+
+def _grid_point(p: Mapping[str, Any]) -> dict[str, Any]:
+    return {"depth": p["depth"], "weights": dict(p["weights"]), "rrf_k": p.get("rrf_k") or 60,
+            "normalization": p.get("normalization") or "zscore"}
 
 
 def _describe(p: Mapping[str, Any]) -> str:
