@@ -5,9 +5,9 @@ import random
 import pytest
 
 from semsearch.adapt import heldout as H
-from semsearch.adapt.fusion import select_fusion
-from semsearch.adapt.runner import AdaptOptions, Adapter
 from semsearch.adapt.dense import DenseTrainConfig
+from semsearch.adapt.fusion import select_fusion
+from semsearch.adapt.runner import Adapter, AdaptOptions
 from tests.adapt.conftest import topic_docs
 
 

@@ -38,9 +38,8 @@ def _result(ad: Any, name: str, examples: list, runs: dict[str, Any], tuning: di
 
 
 def _runs(ad: Any, judged: bool) -> dict[str, Any]:
-    from semsearch.eval.tune import _run
-
     from semsearch.adapt.runner import _load_json
+    from semsearch.eval.tune import _run
 
     sfx = "-judged" if judged else ""
     base = _load_json(ad.work / f"channels-base{sfx}.json")

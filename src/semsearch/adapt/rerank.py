@@ -76,7 +76,7 @@ def adapt_reranker(ad: Any) -> dict[str, Any]:
     rel = str(final.relative_to(ad.path))
     why = (f"held-out nDCG@10 without reranking {base:.4f}; with reranking "
            + ", ".join(f"blend {b:g}: {v:.4f}" for b, v in by_blend.items())
-           + ("; enabled at blend %g" % best if enabled else "; not better, reranking stays off"))
+           + (f"; enabled at blend {best:g}" if enabled else "; not better, reranking stays off"))
     return {"enabled": enabled, "model": rel, "blend": best, "depth": DEPTH, "no_rerank": base,
             "by_blend": {str(b): v for b, v in by_blend.items()}, "why": why,
             "cards": [{k: c.get(k) for k in ("stage", "counts", "metrics", "train_seconds")} for c in cards]}

@@ -133,7 +133,12 @@ class Adapter:
 
     # -- steps --------------------------------------------------------------------------
     def step_mine(self) -> dict[str, Any]:
-        from semsearch.rerank.train.mining import NegativeMiner, read_qrels, read_weak_pairs, split_dev
+        from semsearch.rerank.train.mining import (
+            NegativeMiner,
+            read_qrels,
+            read_weak_pairs,
+            split_dev,
+        )
         from semsearch.search import Searcher
 
         with self._index() as idx:

@@ -33,7 +33,7 @@ def adapt_cmd(
     fine-tune the dense encoder and (optionally) a reranker on a held-out share, record the
     choices in the index. Re-running skips finished steps (DIR/adapt/state.json)."""
     from semsearch.adapt.dense import DenseTrainConfig
-    from semsearch.adapt.runner import AdaptOptions, Adapter
+    from semsearch.adapt.runner import Adapter, AdaptOptions
 
     if (queries is None) != (qrels is None):
         from semsearch.cli.common import fail
