@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # semsearch adapt on SciFact with no labels (only corpus.jsonl), then the test split judged
 # for the base and the adapted index side by side. Usage:
-#   benchmarks/adapt_scifact.sh [DATA=../shared/data/scifact] [WORK=/tmp/adapt-cache] [extra adapt options]
+#   DATA=../shared/data/scifact WORK=/tmp/adapt-cache benchmarks/adapt_scifact.sh [adapt options]
+# e.g. the measured run (docs/adapt.md): --dense-max-steps 30 --dense-batch-size 16 --dense-max-seq-length 128 --dense-lr 5e-5
 set -euo pipefail
-DATA=${1:-../shared/data/scifact}; WORK=${2:-/tmp/adapt-cache}; shift 2 || true
+DATA=${DATA:-../shared/data/scifact}; WORK=${WORK:-/tmp/adapt-cache}
 PY=${PYTHON:-python}
 export HF_HUB_OFFLINE=1 SEMSEARCH_NO_PROGRESS=1
 mkdir -p "$WORK"
