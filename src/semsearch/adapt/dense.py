@@ -142,19 +142,16 @@ def reencode_index(index: Any, ids: Sequence[str], matrix: np.ndarray, encoder_n
                    channel: str = "dense", tuned: dict[str, Any] | None = None, batch: int = 1024) -> dict[str, Any]:
     """Replace a vector channel's vectors and encoder in one index switch.
 
-    Through the Index API only (kept in one function so it can move to the segment core):
-    the channel spec gets the new encoder and a fresh vector index, the documents are
-    rewritten with their new vectors into the store, the manifest's ``tuned`` is updated
-    (when given), and one :meth:`Index.sync` writes a new generation and switches the
-    manifest to it. Until that switch readers see the old generation and old encoder."""
-    from semsearch.indexer.vector.registry import create_vector
-
+    The channel spec gets the new encoder, the documents are rewritten with their new
+    vectors into the store, the manifest's ``tuned`` is updated (when given), and one
+    :meth:`Index.sync` (a refresh) writes them as new segments, tombstones every old row and
+    commits: readers see the old segments and encoder until that one commit, then only the
+    new ones (background merges then drop the old rows)."""
     t0 = time.perf_counter()
     spec = index.manifest.channels[channel]
     dim = int(matrix.shape[1])
     new_spec = spec.model_copy(update={"encoder": encoder_name, "dim": dim})
     index.manifest.channels[channel] = new_spec
-    index.vectors[channel] = create_vector(new_spec, index.settings)
     if tuned is not None:
         index.manifest.tuned = tuned
     pos = {d: i for i, d in enumerate(ids)}

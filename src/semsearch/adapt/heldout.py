@@ -66,13 +66,14 @@ class HeldOutCopy:
     (``informative=True``), or against the corpus as indexed (``informative=False``, the
     trivial judge, kept to show the difference).
 
-    The lexical copy is an embedded bm25s index with the index's analyzer and BM25
-    parameters; the dense copy is a matrix of document vectors searched exactly (inner
+    The lexical copy is one in-memory lexical segment with the index's analyzer and BM25
+    parameters (the same scoring as the index's own segments); the dense copy is a matrix of document vectors searched exactly (inner
     product), the same ranking as a Flat FAISS index."""
 
     def __init__(self, docs: Sequence[Document], dev: Sequence[Example], lexical_settings: Any,
                  *, informative: bool = True) -> None:
-        from semsearch.indexer.lexical.embedded import EmbeddedLexicalIndex
+        from semsearch.indexer.lexical.analysis import Analyzer
+        from semsearch.indexer.segments.lexical import BM25Searcher, LexicalSegment
 
         self.informative = informative
         self.replaced: dict[str, Document] = {}
@@ -81,11 +82,11 @@ class HeldOutCopy:
                 self.replaced.update(e.positive_docs)
         self.ids = [d.id for d in docs]
         self.pos = {d: i for i, d in enumerate(self.ids)}
-        lex_settings = lexical_settings.model_copy(deep=True)
-        lex_settings.backend = "embedded"
-        self.lexical = EmbeddedLexicalIndex(lex_settings)
-        self.lexical.upsert([self.replaced.get(d.id, d) for d in docs])
-        self.lexical.commit()
+        emb = lexical_settings.embedded
+        self.analyzer = Analyzer(emb.stemmer, emb.stopwords)
+        copy = [self.replaced.get(d.id, d) for d in docs]
+        seg = LexicalSegment.build(self.analyzer([d.title for d in copy]), self.analyzer([d.text for d in copy]))
+        self.lexical = BM25Searcher([seg], [None], emb)
         self.boosts = dict(lexical_settings.boosts)
 
     def dense_matrix(self, base: np.ndarray, encoder: Any, template: str) -> np.ndarray:
@@ -98,7 +99,8 @@ class HeldOutCopy:
         return mat
 
     def lexical_results(self, queries: Sequence[str], depth: int) -> list[list[tuple[str, float]]]:
-        return self.lexical.search_many(list(queries), depth, boosts=self.boosts)
+        hits = self.lexical.search_many(self.analyzer(list(queries)), depth, boosts=self.boosts)
+        return [[(self.ids[o], s) for _, o, s in row] for row in hits]
 
     def dense_results(self, qv: np.ndarray, matrix: np.ndarray, depth: int) -> list[list[tuple[str, float]]]:
         scores = qv @ matrix.T
