@@ -13,13 +13,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from semsearch.errors import BadInput
-from semsearch.indexer.lexical.elasticsearch import FIELDS, filter_clauses
+from semsearch.filters import parse_filter, to_elasticsearch
+from semsearch.indexer.lexical.elasticsearch import FIELDS
 from semsearch.store_es.mapping import SOURCE_EXCLUDES, VECTOR_FIELD
 
 
 def es_filter(filters: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Metadata filters as Elasticsearch filter clauses (``bool.filter`` / ``knn.filter``)."""
-    return filter_clauses(filters)
+    """Metadata filters (the one filter language, :mod:`semsearch.filters`) as Elasticsearch
+    filter clauses (``bool.filter`` / ``knn.filter``)."""
+    flt = parse_filter(filters)
+    return [] if flt is None else [to_elasticsearch(flt)]
 
 
 def source(with_documents: bool) -> Any:

@@ -37,6 +37,16 @@ class Snapshot:
         self._es_lexical = es_lexical
         self._lexical_params = lexical_params or settings.lexical.embedded
         self._lock = threading.Lock()
+        #: what readers build once per snapshot (BM25 statistics, hash indexes). The readers
+        #: themselves are cheap wrappers made per access and are not kept here, so a snapshot
+        #: is freed (and its files become removable) as soon as no search holds it
+        self._cache: dict[Any, Any] = {}
+
+    def cached(self, key: Any, build: Any) -> Any:
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = build()
+            return self._cache[key]
 
     @property
     def names(self) -> list[str]:
@@ -84,13 +94,13 @@ class Snapshot:
         return out
 
     # -- channels -----------------------------------------------------------------------
-    @cached_property
+    @property
     def lexical(self) -> Any:
         if self._es_lexical is not None:
             return self._es_lexical
         return SegmentLexical(self)
 
-    @cached_property
+    @property
     def vectors(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, spec in self.channels.items():
@@ -106,20 +116,26 @@ class SegmentLexical:
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
 
-    @cached_property
+    @property
     def _searcher(self) -> Any:
-        from semsearch.indexer.segments.lexical import BM25Searcher
+        def build() -> Any:
+            from semsearch.indexer.segments.lexical import BM25Searcher
 
-        segs = [s.lexical for s in self.snap.segments]
-        live = [self.snap.live(i) for i in range(len(segs))]
-        return BM25Searcher(segs, live, self.snap._lexical_params)
+            segs = [s.lexical for s in self.snap.segments]
+            live = [self.snap.live(i) for i in range(len(segs))]
+            return BM25Searcher(segs, live, self.snap._lexical_params)
 
-    @cached_property
+        return self.snap.cached("bm25", build)
+
+    @property
     def analyzer(self) -> Any:
-        from semsearch.indexer.lexical.analysis import Analyzer
+        def build() -> Any:
+            from semsearch.indexer.lexical.analysis import Analyzer
 
-        emb = self.snap._lexical_params
-        return Analyzer(emb.stemmer, emb.stopwords)
+            emb = self.snap._lexical_params
+            return Analyzer(emb.stemmer, emb.stopwords)
+
+        return self.snap.cached("analyzer", build)
 
     def count(self) -> int:
         return self.snap.count()
@@ -224,8 +240,11 @@ class BinaryChannel:
         self.name = name
         self.spec = spec
 
-    @cached_property
+    @property
     def _index(self) -> Any:
+        return self.snap.cached(("binary", self.name), self._build)
+
+    def _build(self) -> Any:
         from semsearch.indexer.vector.faiss_binary import FaissBinaryIndex
 
         kind = self.spec.settings.get("kind", self.snap.settings.images.binary_index)
