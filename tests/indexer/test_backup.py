@@ -9,6 +9,7 @@ import sqlite3
 import tarfile
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -105,7 +106,7 @@ def test_snapshots_of_a_live_index_hold_every_write_acknowledged_before_they_beg
                     if step % 9 == 0:
                         col.refresh()
             except Exception as e:  # noqa: BLE001 - reported by the test
-                errors.append((e, __import__("traceback").format_exc()))
+                errors.append((e, traceback.format_exc()))
 
         t = threading.Thread(target=writer)
         t.start()
