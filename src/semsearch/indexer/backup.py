@@ -310,6 +310,9 @@ def restore(archive: Path | str, index_path: Path | str, *, force: bool = False)
     try:
         info, n_files, n_bytes = _unpack(archive, tmp)
         raw, m = _read(tmp)
+        if m.format_version != FORMAT_VERSION:
+            raise IndexIncompatible(f"snapshot archive {archive} holds an index of format version "
+                                    f"{m.format_version}; this semsearch reads version {FORMAT_VERSION}")
         for name in _missing(tmp, m):
             raise BadInput(f"snapshot archive {archive} is incomplete: the manifest names {name}, "
                            "which it does not hold")

@@ -134,7 +134,7 @@ class _Check:
                 if rows is not None and conn is not None:
                     self._store_vs_segments(m, conn, rows)
             else:
-                self.r.warn("skipped", "counts and store against segments were not checked: a segment did not load")
+                self.r.warn("skipped", "counts and store against segments were not checked: a segment or its deletion file is unusable")
         finally:
             if conn is not None:
                 conn.close()
