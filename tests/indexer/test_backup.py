@@ -17,7 +17,7 @@ import pytest
 from semsearch.collection import Collection
 from semsearch.config import Settings
 from semsearch.documents import Document
-from semsearch.errors import BadInput
+from semsearch.errors import BadInput, IndexIncompatible
 from semsearch.indexer import backup
 from semsearch.indexer.index import Index, IndexLocked
 from semsearch.indexer.manifest import read_manifest
@@ -293,3 +293,12 @@ def test_restore_refuses_an_archive_it_did_not_write(tmp_path):
     with pytest.raises(BadInput, match="unexpected entry"):
         backup.restore(evil, tmp_path / "r")
     assert not (tmp_path / "r").exists() and not (tmp_path.parent / "escape").exists()
+
+
+def test_snapshot_refuses_an_index_of_another_format(quiet_index, tmp_path):
+    ix = damaged(quiet_index, tmp_path, "old")
+    m = (ix / "manifest.json").read_text()
+    (ix / "manifest.json").write_text(m.replace('"format_version": 2', '"format_version": 1'))
+    with pytest.raises(IndexIncompatible, match="format version 1"):
+        backup.snapshot(ix, tmp_path / "snap.tar")
+    assert not list(tmp_path.glob("*snap.tar*"))

@@ -123,16 +123,19 @@ def _read(path: Path) -> tuple[bytes, Manifest]:
             raise IndexNotFound(f"no index at {path}: the directory does not exist") from e
         raise IndexNotFound(f"no index at {path}: {MANIFEST} is missing") from e
     try:
-        return raw, Manifest.model_validate_json(raw)
+        data = json.loads(raw)
+        version = data.get("format_version") if isinstance(data, dict) else None
+        if version != FORMAT_VERSION:
+            raise IndexIncompatible(
+                f"index at {path} has format version {version}; this semsearch snapshots and restores "
+                f"version {FORMAT_VERSION} (open an older index for writing once, e.g. `semsearch "
+                "reindex --index DIR`, to upgrade it)")
+        return raw, Manifest.model_validate(data)
     except ValueError as e:
         raise IndexIncompatible(f"{f} is unreadable: {e}") from e
 
 
 def _check_snapshottable(path: Path, m: Manifest) -> None:
-    if m.format_version != FORMAT_VERSION:
-        raise IndexIncompatible(
-            f"index at {path} has format version {m.format_version}: open it for writing once "
-            "(e.g. `semsearch reindex --index DIR`) to upgrade it, then take the snapshot")
     external = [n for n, s in m.channels.items() if s.backend not in LOCAL_BACKENDS]
     if m.lexical_backend != "embedded" or external:
         what = ["the lexical index"] if m.lexical_backend != "embedded" else []
@@ -309,10 +312,7 @@ def restore(archive: Path | str, index_path: Path | str, *, force: bool = False)
     tmp.mkdir()
     try:
         info, n_files, n_bytes = _unpack(archive, tmp)
-        raw, m = _read(tmp)
-        if m.format_version != FORMAT_VERSION:
-            raise IndexIncompatible(f"snapshot archive {archive} holds an index of format version "
-                                    f"{m.format_version}; this semsearch reads version {FORMAT_VERSION}")
+        raw, m = _read(tmp)  # IndexIncompatible for a format this semsearch does not read
         for name in _missing(tmp, m):
             raise BadInput(f"snapshot archive {archive} is incomplete: the manifest names {name}, "
                            "which it does not hold")
