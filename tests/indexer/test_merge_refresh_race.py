@@ -4,6 +4,8 @@ the index did not open again)."""
 
 from __future__ import annotations
 
+import threading
+
 from semsearch.config import Settings
 from semsearch.documents import Document
 from semsearch.indexer.index import SEGMENTS, Index
@@ -37,3 +39,31 @@ def test_a_refresh_during_a_merge_keeps_the_segment_being_built(tmp_path, monkey
     monkeypatch.undo()
     with Index.open(path, s) as idx:
         assert idx.snapshot().count() == 16
+
+
+def test_a_background_merge_cannot_take_the_segments_a_force_merge_picked(tmp_path):
+    s = Settings()
+    s.indexing.merge_factor = 2
+    enc = HashingEncoder()
+    with Index.create(tmp_path / "ix", s) as idx:
+        idx.ensure_channel("dense", dim=enc.dim, encoder=enc.name)
+        for b in range(4):
+            docs = [Document(id=f"d{b}-{i}", text=f"doc {b} {i}") for i in range(5)]
+            idx.write(docs, {"dense": enc.encode([d.text for d in docs])})
+            idx.sync()
+        real = idx.maybe_merge
+        racers: list[threading.Thread] = []
+
+        def picked_then_raced(names=None):
+            if names is not None:  # force_merge picked: a background merge runs now
+                t = threading.Thread(target=real)
+                racers.append(t)
+                t.start()
+                t.join(timeout=0.5)  # it waits for the merge lock (before: took the picked segments)
+            return real(names)
+
+        idx.maybe_merge = picked_then_raced
+        merges = idx.force_merge(1)
+        for t in racers:
+            t.join()
+        assert merges and len(idx.manifest.segments) == 1 and idx.snapshot().count() == 20

@@ -104,7 +104,7 @@ class Index:
                 self._check_lexical_settings()
             self.store = DocStore(self.path / "docs.sqlite", readonly=not writable)
             self._commit_lock = threading.RLock()
-            self._merge_lock = threading.Lock()
+            self._merge_lock = threading.RLock()  # force_merge holds it across its merges
             self._snap_lock = threading.Lock()
             self._open_snapshots: weakref.WeakSet[Snapshot] = weakref.WeakSet()
             #: segments a merge or reindex is building (not yet named by a commit): a refresh
@@ -723,15 +723,16 @@ class Index:
     def force_merge(self, max_segments: int = 1) -> list[dict[str, Any]]:
         """Merge until at most ``max_segments`` remain (``semsearch compact``)."""
         out = []
-        while len(self.manifest.segments) > max_segments or any(r.n_deleted for r in self.manifest.segments):
-            refs = sorted(self.manifest.segments, key=lambda r: r.live)
-            n = max(2, len(refs) - max_segments + 1) if len(refs) > max_segments else 1
-            info = self.maybe_merge([r.name for r in refs[:n]])
-            if info is None:
-                break
-            out.append(info)
-            if len(refs) <= max_segments:
-                break
+        with self._merge_lock:  # a background merge must not take the segments picked here
+            while len(self.manifest.segments) > max_segments or any(r.n_deleted for r in self.manifest.segments):
+                refs = sorted(self.manifest.segments, key=lambda r: r.live)
+                n = max(2, len(refs) - max_segments + 1) if len(refs) > max_segments else 1
+                info = self.maybe_merge([r.name for r in refs[:n]])
+                if info is None:
+                    break
+                out.append(info)
+                if len(refs) <= max_segments:
+                    break
         return out
 
     def reindex(self, *, lexical: bool = False, factory: str | None = None, channel: str = "dense") -> dict[str, Any]:
