@@ -105,6 +105,8 @@ def test_snapshots_of_a_live_index_hold_every_write_acknowledged_before_they_beg
                             history.setdefault(d.id, []).append(d.text)
                     if step % 9 == 0:
                         col.refresh()
+                    if step % 40 == 0:
+                        col.compact()  # a forced merge of everything, beside the background ones
             except Exception as e:  # noqa: BLE001 - reported by the test
                 errors.append((e, traceback.format_exc()))
 
