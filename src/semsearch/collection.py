@@ -503,3 +503,11 @@ class Collection:
             listed = "; ".join(f"document {i!r}: {r}" for i, r in list(problems.items())[:20])
             raise BadInput(f"{len(problems)} image(s) cannot be used, nothing was written: {listed}")
         return out
+
+    # -- backups ------------------------------------------------------------------------
+    def snapshot(self, out: Path | str) -> dict[str, Any]:
+        """Write a consistent snapshot of this index to the archive ``out`` while writes,
+        refreshes and searches go on (see :mod:`semsearch.indexer.backup`)."""
+        from semsearch.indexer.backup import snapshot
+
+        return snapshot(self.path, out)

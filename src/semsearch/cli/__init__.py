@@ -49,6 +49,7 @@ COMMAND_MODULES = [
     "semsearch.cli.train_cmd",
     "semsearch.cli.maint_cmd",
     "semsearch.cli.adapt_cmd",
+    "semsearch.cli.backup_cmd",
 ]
 
 for _name in COMMAND_MODULES:

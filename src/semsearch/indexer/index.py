@@ -104,9 +104,12 @@ class Index:
                 self._check_lexical_settings()
             self.store = DocStore(self.path / "docs.sqlite", readonly=not writable)
             self._commit_lock = threading.RLock()
-            self._merge_lock = threading.Lock()
+            self._merge_lock = threading.RLock()  # force_merge holds it across its merges
             self._snap_lock = threading.Lock()
             self._open_snapshots: weakref.WeakSet[Snapshot] = weakref.WeakSet()
+            #: segments a merge or reindex is building (not yet named by a commit): a refresh
+            #: that commits meanwhile must not remove them as unreferenced
+            self._building: set[str] = set()
             self._segments: dict[str, Segment] = {}
             self._templates: dict[str, Any] = {}
             self._where: dict[str, tuple[str, int]] | None = None
@@ -305,6 +308,9 @@ class Index:
         keep_dels = {r.deletes for r in self.manifest.segments if r.deletes}
         for snap in list(self._open_snapshots):  # deletion bitmaps are read into memory
             keep_segs.update(snap.names)
+        keep_segs.update(self._building)
+        keep_segs.update(p.name for p in (self.path / SEGMENTS).glob(".tmp-*")
+                         if p.name[5:].rsplit("-", 1)[0] in self._building)
         keep_tpl = {t["file"] for t in self.manifest.templates.values()}
         for folder, keep in ((SEGMENTS, keep_segs), (DELETES, keep_dels), (TEMPLATES, keep_tpl)):
             d = self.path / folder
@@ -665,6 +671,7 @@ class Index:
                 keep = [np.flatnonzero(~snap.deleted[pos[n]]) if snap.deleted[pos[n]] is not None
                         else np.arange(snap.segments[pos[n]].n_docs) for n in picked]
                 name = self.manifest.segment_name()  # persisted by the next commit
+                self._building.add(name)
                 faiss = {c: self._faiss_settings(c) for c, s in self.manifest.channels.items() if s.backend == "faiss"}
                 templates = {c: self._template(self.manifest, c) for c in faiss}
             return self._merge_into(name, segs, keep, faiss, templates, lexical=True)
@@ -672,6 +679,16 @@ class Index:
     def _merge_into(self, name: str, segs: list[Segment], keep: list[np.ndarray],
                     faiss: dict[str, FaissSettings], templates: dict[str, Any], *, lexical: Any,
                     manifest_update: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            return self._build_and_swap(name, segs, keep, faiss, templates, lexical=lexical,
+                                        manifest_update=manifest_update)
+        finally:
+            with self._commit_lock:
+                self._building.discard(name)
+
+    def _build_and_swap(self, name: str, segs: list[Segment], keep: list[np.ndarray],
+                        faiss: dict[str, FaissSettings], templates: dict[str, Any], *, lexical: Any,
+                        manifest_update: dict[str, Any] | None) -> dict[str, Any]:
         t0 = time.perf_counter()
         merged = Segment.merge(self.path / SEGMENTS, name, segs, keep, faiss, templates, lexical=lexical)
         fsync_dir(self.path / SEGMENTS)
@@ -712,15 +729,16 @@ class Index:
     def force_merge(self, max_segments: int = 1) -> list[dict[str, Any]]:
         """Merge until at most ``max_segments`` remain (``semsearch compact``)."""
         out = []
-        while len(self.manifest.segments) > max_segments or any(r.n_deleted for r in self.manifest.segments):
-            refs = sorted(self.manifest.segments, key=lambda r: r.live)
-            n = max(2, len(refs) - max_segments + 1) if len(refs) > max_segments else 1
-            info = self.maybe_merge([r.name for r in refs[:n]])
-            if info is None:
-                break
-            out.append(info)
-            if len(refs) <= max_segments:
-                break
+        with self._merge_lock:  # a background merge must not take the segments picked here
+            while len(self.manifest.segments) > max_segments or any(r.n_deleted for r in self.manifest.segments):
+                refs = sorted(self.manifest.segments, key=lambda r: r.live)
+                n = max(2, len(refs) - max_segments + 1) if len(refs) > max_segments else 1
+                info = self.maybe_merge([r.name for r in refs[:n]])
+                if info is None:
+                    break
+                out.append(info)
+                if len(refs) <= max_segments:
+                    break
         return out
 
     def reindex(self, *, lexical: bool = False, factory: str | None = None, channel: str = "dense") -> dict[str, Any]:
@@ -759,6 +777,7 @@ class Index:
                     update["templates"] = self.manifest.templates
                     name = self.manifest.segment_name()
                     update["next_segment"] = self.manifest.next_segment
+                    self._building.add(name)
                 finally:
                     self.manifest = saved
             lex: Any = True
@@ -767,6 +786,7 @@ class Index:
             t0 = time.perf_counter()
             if not segs:
                 with self._commit_lock:
+                    self._building.discard(name)
                     m = self.manifest.model_copy(update=update, deep=True)
                     self._commit(m, m.synced_seq)
                 return {"docs": 0, "seconds": time.perf_counter() - t0}
