@@ -22,8 +22,9 @@ def test_settings_from_the_environment(monkeypatch):
 
 def test_filters_go_inside_knn_not_as_an_id_list():
     knn = query.knn_clause([0.1, 0.2], 10, 40, {"topic": ["a", "b"], "year": {"gte": 2020}})
-    assert knn["filter"] == [{"terms": {"metadata.topic": ["a", "b"]}},
-                             {"range": {"metadata.year": {"gte": 2020}}}]
+    # the one filter language's compiled query: the filter runs inside the kNN search
+    assert knn["filter"] == [{"bool": {"filter": [{"terms": {"metadata.topic": ["a", "b"]}},
+                                                  {"range": {"metadata.year": {"gte": 2020}}}]}}]
     assert "_id" not in str(knn)
     assert "filter" not in query.knn_clause([0.1], 5, 20, None)
     assert query.es_filter({"topic": "x"}) == [{"term": {"metadata.topic": "x"}}]
