@@ -168,6 +168,8 @@ class Collection:
                 if attempt == 4:
                     raise
                 time.sleep(0.05 * (attempt + 1))
+        # one stat per search: a write the writer process acknowledged is searchable here too
+        index.recheck_s = 0.0
         col = cls._start(index, settings, encoder)
         col._promoter = threading.Thread(target=col._promote_loop, name="semsearch-promote", daemon=True)
         col._promoter.start()

@@ -78,6 +78,10 @@ def lexical_record(settings: Settings) -> dict[str, Any]:
 class Index:
     """Use :meth:`open` (existing index) or :meth:`create` (new or existing, for writing)."""
 
+    #: seconds between a read-only open's checks (one stat) that the manifest changed; 0
+    #: checks at every snapshot, so a write another process acknowledged is seen at once
+    recheck_s = 0.1
+
     def __init__(self, path: Path, settings: Settings, *, writable: bool, create: bool = False,
                  reindex: bool = False, store_writes: bool = False) -> None:
         self.path = Path(path)
@@ -257,7 +261,7 @@ class Index:
     def snapshot(self) -> Snapshot:
         """The current point-in-time view (a read-only open re-reads the manifest when another
         process committed since, at most every 100 ms)."""
-        if not self.writable and time.monotonic() - self._checked > 0.1:
+        if not self.writable and time.monotonic() - self._checked > self.recheck_s:
             self._reload()
         with self._snap_lock:
             snap = self._snapshot
