@@ -4,6 +4,8 @@ the writer's refresh makes every write searchable through both."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import httpx
@@ -70,3 +72,28 @@ def test_two_workers_share_one_index(index_dir, start_server):
     log = server.log.read_text()
     assert "IndexLocked" not in log and "being written by another process" not in log, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_a_reader_becomes_the_writer_when_the_writer_process_dies(index_dir, start_server):
+    server = start_server(index_dir, "--workers", "2", SEMSEARCH_INDEXING__REFRESH_INTERVAL="0.2")
+    workers = _ask_until_both(server.url, "/readyz")
+    writer_pid = next(int(p) for p, role in workers.items() if role == "writer")
+    os.kill(writer_pid, signal.SIGKILL)  # no shutdown code runs; the kernel drops its flock
+    deadline = time.monotonic() + 120
+    roles: dict[str, str] = {}
+    while time.monotonic() < deadline:  # uvicorn starts a new worker; one of the two takes the lock
+        try:
+            roles = _ask_until_both(server.url, "/readyz", tries=50)
+        except httpx.TransportError:
+            continue
+        if str(writer_pid) not in roles and sorted(roles.values()) == ["reader", "writer"]:
+            break
+        time.sleep(0.2)
+    assert str(writer_pid) not in roles and sorted(roles.values()) == ["reader", "writer"], roles
+    doc = {"_id": "after", "title": "Swarming", "text": "A swarm leaves the hive with the old queen."}
+    r = httpx.post(server.url + "/v1/documents", json={"documents": [doc], "wait": True},
+                   headers=WRITE, timeout=60)
+    assert r.status_code == 200 and r.json()["searchable"], r.text
+    hits = httpx.post(server.url + "/v1/search", json={"query": "swarm old queen", "k": 1, "mode": "lexical"},
+                      timeout=30).json()["hits"]
+    assert hits[0]["id"] == "after"
