@@ -88,7 +88,7 @@ def create_app(
                 max_batch=settings.api.max_batch_queries,
             )
             logger.info("serving %s as %s (pid %s)", svc.location if stateless else index_path,
-                        getattr(svc, "role", "writer"), os.getpid())
+                        getattr(svc, "role", "stateless"), os.getpid())
             yield
         finally:
             if getattr(app.state, "jobs", None) is not None:
@@ -114,7 +114,7 @@ def create_app(
 
     def worker() -> str:  # "PID ROLE": which process answered (writer or reader)
         svc = getattr(app.state, "service", None)
-        return f"{os.getpid()} {getattr(svc, 'role', 'starting')}"
+        return f"{os.getpid()} {getattr(svc, 'role', 'stateless') if svc is not None else 'starting'}"
 
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.api.max_body_bytes,
                        rate_limit_per_s=settings.api.rate_limit_per_s,

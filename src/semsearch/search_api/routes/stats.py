@@ -46,5 +46,5 @@ async def stats(request: Request, svc: Collection = Depends(get_service),
     info["features"] = {"rerank": bool(svc.settings.rerank.model), **images.features()}
     info["searchable_seq"] = svc.searchable_seq
     # which worker process answered, and whether it holds the writer lock (--workers N)
-    info["process"] = {"pid": os.getpid(), "role": getattr(svc, "role", "writer")}
+    info["process"] = {"pid": os.getpid(), "role": getattr(svc, "role", "stateless")}
     return info if has_valid_key(request) else redact(info)
