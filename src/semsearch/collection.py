@@ -266,7 +266,7 @@ class Collection:
         if self._encoder is None:
             from semsearch.encoders import make_text_encoder
 
-            enc = make_text_encoder(self.settings.text_encoder, for_queries=True)
+            enc = make_text_encoder(self.searcher.settings.text_encoder, for_queries=True)
             spec = self.index.manifest.channels.get("dense")
             if spec is not None and spec.encoder != enc.name:
                 raise IndexIncompatible(

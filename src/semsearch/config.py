@@ -158,9 +158,6 @@ class FaissSettings(_Section):
     ef_search: int = Field(128, ge=1)
     #: "auto" uses the GPU when faiss sees one
     gpu: Literal["auto", "never", "always"] = "auto"
-    #: HNSW cannot remove ids: deleted ids are tombstoned and the index is rebuilt from the
-    #: master vectors once tombstones exceed this fraction
-    compact_ratio: float = Field(0.2, gt=0, le=1)
     #: segments with fewer vectors than this are searched exactly (one matrix product) and
     #: get no ANN structure: a refresh of a few documents builds no graph; merges build it
     exact_below: int = Field(20_000, ge=0)

@@ -81,7 +81,7 @@ def test_bad_vectors_are_rejected():
 
 @pytest.mark.gpu
 def test_gpu_binary_flat_matches_cpu(codes):
-    from semsearch.indexer.vector.faiss import gpu_count
+    from semsearch.indexer.segments.vectors import gpu_count
 
     if gpu_count() == 0:
         pytest.skip("no GPU visible to faiss (faiss-cpu build or no CUDA device)")

@@ -1,10 +1,73 @@
+"""The FAISS vector channel of the segment core, through the shared vector conformance suite:
+Flat, HNSW, IVF and IVF-PQ segments (ANN structures forced with exact_below=0), written,
+deleted and reopened through a real Index."""
+
 import numpy as np
 import pytest
 
-from semsearch.config import FaissSettings
+from semsearch.config import Settings
+from semsearch.documents import Document
 from semsearch.errors import BadInput
-from semsearch.indexer.vector.faiss import FaissVectorIndex, gpu_count
+from semsearch.indexer.index import Index
+from semsearch.indexer.segments.vectors import gpu_count
 from tests.conformance.vector_suite import DIM, VectorIndexSuite, vectors
+
+
+class SegmentedVectors:
+    """A vector channel of a real Index seen through the VectorIndex protocol: upserts and
+    deletes are stored and refreshed (new segments, tombstones), searches read the snapshot."""
+
+    backend = "faiss"
+
+    def __init__(self, path, dim: int, factory: str, **faiss) -> None:
+        self.path, self.factory, self.faiss = path, factory, faiss
+        s = Settings()
+        s.vector.faiss.exact_below = 0
+        s.vector.faiss.gpu = "never"
+        for k, v in faiss.items():
+            setattr(s.vector.faiss, k, v)
+        self.index = Index.create(path, s)
+        self.index.ensure_channel("dense", dim=dim, encoder="test/vectors", settings={"factory": factory})
+        self._dim = dim
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def _channel(self):
+        return self.index.snapshot().vectors["dense"]
+
+    def upsert(self, ids, vecs) -> None:
+        self.index.write([Document(id=i, text=i) for i in ids], {"dense": vecs})
+        self.index.sync()
+
+    def delete(self, ids) -> int:
+        n = len(self.index.store.hashes(list(ids)))
+        self.index.delete(list(ids))
+        self.index.sync()
+        return n
+
+    def search(self, queries, k, *, allowed=None):
+        snap = self.index.snapshot()
+        masks = None
+        if allowed is not None:
+            masks = [np.isin(np.array(seg.ids, dtype=object), list(allowed)) for seg in snap.segments]
+        return snap.vectors["dense"].search(queries, k, masks=masks)
+
+    def count(self) -> int:
+        return self._channel().count()
+
+    def __contains__(self, doc_id) -> bool:
+        return doc_id in self._channel()
+
+    def save(self, path) -> None:
+        self.index.sync()
+
+    def info(self):
+        return self._channel().info()
+
+    def close(self) -> None:
+        self.index.close()
 
 
 class FaissSuite(VectorIndexSuite):
@@ -12,14 +75,22 @@ class FaissSuite(VectorIndexSuite):
     extra: dict = {}
 
     @pytest.fixture
-    def make(self):
-        return lambda dim: FaissVectorIndex(dim, FaissSettings(factory=self.factory, gpu="never", **self.extra))
+    def make(self, tmp_path):
+        made = []
+
+        def _make(dim):
+            made.append(SegmentedVectors(tmp_path / f"ix{len(made)}", dim, self.factory, **self.extra))
+            return made[-1]
+
+        yield _make
+        for m in made:
+            m.close()
 
     @pytest.fixture
-    def reopen(self, tmp_path):
+    def reopen(self):
         def _reopen(idx):
-            idx.save(tmp_path / "vec")
-            return FaissVectorIndex.open(tmp_path / "vec", FaissSettings(gpu="never"))
+            idx.close()
+            return SegmentedVectors(idx.path, idx.dim, idx.factory, **idx.faiss)
 
         return _reopen
 
@@ -30,17 +101,11 @@ class TestFlat(FaissSuite):
 
 class TestHNSW(FaissSuite):
     factory = "HNSW16"
-    extra = {"compact_ratio": 0.3}
 
-    def test_hnsw_uses_tombstones_then_compacts(self, index, data):
+    def test_segments_have_graphs_and_deletes_are_masked(self, index, data):
         ids, vecs = data
-        assert not index._can_remove
-        index.delete(ids[:10])
-        assert index.info()["tombstones"] == 10
-        assert index.info()["ntotal"] == self.N
-        index.delete(ids[10:100])  # crosses compact_ratio: rebuilt without the tombstones
-        info = index.info()
-        assert info["tombstones"] == 0 and info["ntotal"] == self.N - 100
+        assert all(s.vectors["dense"].ann is not None for s in index.index.snapshot().segments)
+        index.delete(ids[:100])  # tombstones, pushed into the graph search as a selector
         res = index.search(vecs[100:105], 1)
         assert [r[0][0] for r in res] == ids[100:105]
 
@@ -49,26 +114,19 @@ class TestIVF(FaissSuite):
     factory = "IVF8,Flat"
     extra = {"nprobe": 8}
 
-    def test_untrained_ivf_needs_enough_vectors(self):
-        idx = FaissVectorIndex(DIM, FaissSettings(factory="IVF64,Flat", gpu="never"))
-        with pytest.raises(BadInput, match="at least 64"):
-            idx.upsert(["a"], vectors(1))
+    def test_too_few_vectors_to_train_are_searched_exactly(self, tmp_path):
+        idx = SegmentedVectors(tmp_path / "few", DIM, "IVF64,Flat")
+        idx.upsert(["a", "b"], vectors(2))  # an untrainable IVF64 never blocks the write
+        assert [d for d, _ in idx.search(vectors(2)[:1], 1)[0]] == ["a"]
+        assert idx.index.snapshot().segments[0].vectors["dense"].ann is None
+        idx.close()
 
 
-class TestIVFPQ(VectorIndexSuite):
+class TestIVFPQ(FaissSuite):
     """PQ is lossy: the self-match still comes first, but scores are approximate."""
 
-    @pytest.fixture
-    def make(self):
-        return lambda dim: FaissVectorIndex(dim, FaissSettings(factory="IVF4,PQ8x4", nprobe=4, gpu="never"))
-
-    @pytest.fixture
-    def reopen(self, tmp_path):
-        def _reopen(idx):
-            idx.save(tmp_path / "vec")
-            return FaissVectorIndex.open(tmp_path / "vec")
-
-        return _reopen
+    factory = "IVF4,PQ8x4"
+    extra = {"nprobe": 4}
 
     def test_each_vector_finds_itself_first(self, index, data):
         ids, vecs = data
@@ -87,35 +145,38 @@ class TestIVFPQ(VectorIndexSuite):
         res = index.search(vecs[self.N // 2 :], 5)
         assert all(d not in set(ids[: self.N // 2]) for r in res for d, _ in r)
 
-    def test_allowed_restricts_results(self, index, data):
-        res = index.search(data[1][10:11], 5, allowed={"doc10", "doc20", "doc30"})[0]
-        assert {d for d, _ in res} == {"doc10", "doc20", "doc30"}
+    def test_persist_and_reopen(self, index, data, reopen):
+        ids, vecs = data
+        index.delete(["doc1"])
+        before = index.search(vecs[:5], 4)
+        again = reopen(index)
+        assert again.count() == self.N - 1 and again.search(vecs[:5], 4) == before
 
 
-def test_invalid_factory_string():
+def test_invalid_factory_string_is_refused_before_any_write(tmp_path):
     with pytest.raises(BadInput, match="invalid FAISS factory string 'Bogus12'"):
-        FaissVectorIndex(DIM, FaissSettings(factory="Bogus12"))
-
-
-def test_cpu_fallback_is_used_without_gpu():
-    idx = FaissVectorIndex(DIM, FaissSettings(gpu="auto"))
-    assert idx.uses_gpu == (gpu_count() > 0)
+        SegmentedVectors(tmp_path / "bad", DIM, "Bogus12")
+    ok = SegmentedVectors(tmp_path / "ok", DIM, "Flat")
+    ok.upsert(["a"], vectors(1))
+    with pytest.raises(BadInput, match="invalid FAISS factory string 'Bogus12'"):
+        ok.index.reindex(factory="Bogus12")
+    assert ok.count() == 1
+    ok.index.close()
 
 
 @pytest.mark.gpu
-def test_gpu_search_matches_cpu():
+def test_gpu_search_matches_cpu(tmp_path):
     if gpu_count() == 0:
         pytest.skip("no GPU visible to FAISS (faiss.get_num_gpus() == 0)")
     ids = [f"d{i}" for i in range(2000)]
     vecs = vectors(2000, seed=3)
-    cpu = FaissVectorIndex(DIM, FaissSettings(gpu="never"))
-    gpu = FaissVectorIndex(DIM, FaissSettings(gpu="always"))
+    cpu = SegmentedVectors(tmp_path / "cpu", DIM, "IVF16,Flat", gpu="never", nprobe=16)
+    gpu = SegmentedVectors(tmp_path / "gpu", DIM, "IVF16,Flat", gpu="always", nprobe=16)
     for idx in (cpu, gpu):
         idx.upsert(ids, vecs)
-    assert gpu.uses_gpu
+    assert gpu.info()["gpu"]
     q = vectors(50, seed=4)
     a, b = cpu.search(q, 10), gpu.search(q, 10)
     assert [[d for d, _ in r] for r in a] == [[d for d, _ in r] for r in b]
     gpu.delete(ids[:100])
     assert all(d not in set(ids[:100]) for r in gpu.search(vecs[:100], 5) for d, _ in r)
-    np.testing.assert_allclose([[s for _, s in r] for r in a], [[s for _, s in r] for r in cpu.search(q, 10)])

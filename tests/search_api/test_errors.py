@@ -41,3 +41,12 @@ def test_errors_map_to_status_and_body(exc, status, type_):
         assert "secret internals" not in body["message"]
     else:
         assert body["message"] == str(exc)
+
+
+def test_a_write_a_backend_partly_refuses_is_a_422_listing_each_document():
+    from semsearch.errors import BulkIndexError
+    from semsearch.search_api.errors import status_of
+
+    err = BulkIndexError("elasticsearch", [("a", "mapper_parsing_exception: year"), ("b", "bad")])
+    assert status_of(err) == 422
+    assert "a: mapper_parsing_exception: year" in str(err) and "b: bad" in str(err)

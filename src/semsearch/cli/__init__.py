@@ -48,6 +48,7 @@ COMMAND_MODULES = [
     "semsearch.cli.eval_cmd",
     "semsearch.cli.train_cmd",
     "semsearch.cli.maint_cmd",
+    "semsearch.cli.adapt_cmd",
 ]
 
 for _name in COMMAND_MODULES:

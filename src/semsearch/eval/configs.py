@@ -67,6 +67,9 @@ CONFIGS: dict[str, Callable[[Settings], EvalConfig]] = {
     # the default search: hybrid with whatever fusion the settings choose
     "hybrid": lambda s: EvalConfig("hybrid", "hybrid", fusion=s.fusion.method, weights=dict(s.fusion.weights),
                                    depth=s.fusion.depth),
+    # hybrid with the index's own defaults (what `semsearch adapt` recorded in its manifest,
+    # else the settings): no fusion parameters are passed, the Searcher fills them in
+    "hybrid-index": lambda s: EvalConfig("hybrid-index", "hybrid", origin="the index's defaults (Manifest.tuned)"),
     "hybrid-rrf": lambda s: _hybrid("hybrid-rrf", s, "rrf"),
     "hybrid-convex": lambda s: _hybrid("hybrid-convex", s, "convex"),
     "hybrid-convex-minmax": lambda s: _hybrid("hybrid-convex-minmax", s, "convex", normalization="minmax"),

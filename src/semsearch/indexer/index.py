@@ -339,6 +339,10 @@ class Index:
             if settings is None and backend == "elasticsearch":
                 settings = {"index": f"{self.settings.lexical.elasticsearch.index}-vec-{name}"}
             spec = ChannelSpec(backend=backend, dim=dim, encoder=encoder, settings=settings or {})
+            if backend == "faiss":
+                from semsearch.indexer.segments.vectors import check_factory
+
+                check_factory(dim, spec.settings.get("factory", self.settings.vector.faiss.factory))
             with self._commit_lock:
                 self.manifest.channels[name] = spec
                 if backend not in LOCAL_BACKENDS:
@@ -369,6 +373,8 @@ class Index:
             if spec is None:
                 raise BadInput(f"unknown channel {name!r}: call ensure_channel() first")
             mat = np.asarray(mat)
+            if mat.ndim == 2 and mat.shape[0] != len(docs):
+                raise BadInput(f"channel {name!r}: got {len(docs)} ids but {mat.shape[0]} vectors")
             if mat.ndim != 2 or mat.shape != (len(docs), spec.dim):
                 raise BadInput(f"channel {name!r}: vectors must have shape ({len(docs)}, {spec.dim}), got {mat.shape}")
             if mat.dtype.kind == "f":
@@ -743,8 +749,9 @@ class Index:
                 if factory is not None:
                     if channel not in channels or channels[channel].backend != "faiss":
                         raise BadInput(f"index at {self.path} has no FAISS channel {channel!r}")
-                    from semsearch.indexer.segments.vectors import train_template  # noqa: F401 - validates below
+                    from semsearch.indexer.segments.vectors import check_factory
 
+                    check_factory(channels[channel].dim, factory)
                     channels[channel].settings = {**channels[channel].settings, "factory": factory}
                     update["channels"] = channels
                     update["templates"] = {k: v for k, v in self.manifest.templates.items() if k != channel}

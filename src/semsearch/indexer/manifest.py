@@ -70,14 +70,17 @@ class Manifest(BaseModel):
     next_segment: int = 1
     #: channel -> {"file": ..., "trained_on": n} for FAISS factories that need training
     templates: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    #: settings tuned for this index (e.g. by ``semsearch adapt``), used unless a request overrides
-    tuned: dict[str, Any] = Field(default_factory=dict)
     lexical_backend: str = "embedded"
     lexical_settings: dict[str, Any] = Field(default_factory=dict)
     channels: dict[str, ChannelSpec] = Field(default_factory=dict)
     counts: dict[str, int] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
     build: dict[str, Any] = Field(default_factory=dict)
+    #: search defaults chosen for this corpus by ``semsearch adapt`` (semsearch/adapt/): a
+    #: ``fusion`` / ``rerank`` section (settings field -> value) and ``dense_encoder`` (a
+    #: fine-tuned model folder, relative to the index). Settings the user sets explicitly and
+    #: a request's own options win over them.
+    tuned: dict[str, Any] = Field(default_factory=dict)
 
     def segment_name(self) -> str:
         """Allocate the next segment folder name."""

@@ -72,10 +72,28 @@ class Searcher:
         reranker: Reranker | None = None,
     ) -> None:
         self.index = index
-        self.settings = settings or index.settings
+        #: the configured settings; :attr:`settings` adds the index's tuned defaults
+        self.base_settings = settings or index.settings
+        self._effective: tuple[int, Settings] | None = None
         self._encoder = encoder
         self._clip = clip  # an ImageEncoder for the "image" channel, created lazily
         self._reranker = reranker
+
+    @property
+    def settings(self) -> Settings:
+        """The settings searches use: the configured ones plus the defaults ``semsearch adapt``
+        recorded in the index (``Manifest.tuned``) for whatever the user did not set."""
+        from semsearch.adapt.tuned import effective_settings
+
+        m = self.index.manifest
+        if self._effective is None or self._effective[0] != id(m):
+            self._effective = (id(m), effective_settings(self.base_settings, m.tuned, self.index.path))
+        return self._effective[1]
+
+    @settings.setter
+    def settings(self, value: Settings) -> None:
+        self.base_settings = value
+        self._effective = None
 
     @property
     def reranker(self) -> Reranker:

@@ -74,6 +74,9 @@ STATUS: list[tuple[type[BaseException], int]] = [
     (domain.MissingExtra, 501),
     (domain.BackendUnavailable, 503),  # includes ChannelFailed
     (domain.BadInput, 400),
+    # a backend refused some documents of a write (e.g. a mapping conflict): the message
+    # lists each id and reason; the others were written
+    (domain.BulkIndexError, 422),
     (domain.SemsearchError, 500),
 ]
 

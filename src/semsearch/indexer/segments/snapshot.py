@@ -207,8 +207,10 @@ class FloatChannel:
 
     def info(self) -> dict[str, Any]:
         ann = sum(1 for s in self.snap.segments if self.name in s.vectors and s.vectors[self.name].ann is not None)
+        from semsearch.indexer.segments.vectors import uses_gpu
+
         return {"backend": "faiss", "factory": self.settings.factory, "dim": self.dim,
-                "count": self.count(), "segments_with_ann": ann}
+                "count": self.count(), "segments_with_ann": ann, "gpu": uses_gpu(self.settings)}
 
 
 class BinaryChannel:

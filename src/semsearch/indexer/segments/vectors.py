@@ -7,8 +7,8 @@ in this channel (a text-only document has none in an image channel). Searches ta
 
 * exact (one matrix product over the allowed rows) when the segment is below
   ``vector.faiss.exact_below`` documents, when the factory is ``Flat``, or when the mask
-  selects few rows (Lucene does the same for a selective filter: exact search over the
-  filtered set beats a graph walk that rejects most of what it visits);
+  selects at most ``exact_below`` rows (Lucene does the same for a selective filter: exact
+  search over the filtered set beats a graph walk that rejects most of what it visits);
 * otherwise an ANN search with the mask pushed into FAISS as an ``IDSelectorBitmap``.
 
 ANN ids are ordinals (``IndexIDMap`` over the present rows). IVF/PQ factories are trained once
@@ -31,8 +31,17 @@ from semsearch.errors import BadInput, IndexIncompatible
 
 logger = logging.getLogger(__name__)
 
-#: below this many selected rows a filtered search is exact over those rows
-EXACT_SELECTED = 20_000
+def gpu_count() -> int:
+    import faiss
+
+    try:
+        return int(faiss.get_num_gpus())
+    except AttributeError:  # faiss-cpu builds have no GPU API
+        return 0
+
+
+def uses_gpu(settings: FaissSettings) -> bool:
+    return settings.gpu != "never" and gpu_count() > 0
 
 
 def resolve_factory(factory: str, n_vectors: int) -> str:
@@ -42,6 +51,17 @@ def resolve_factory(factory: str, n_vectors: int) -> str:
         return factory
     nlist = int(min(65536, max(16, 2 ** round(np.log2(4 * np.sqrt(max(n_vectors, 1)))))))
     return factory.replace("{nlist}", str(nlist))
+
+
+def check_factory(dim: int, factory: str) -> None:
+    """Refuse a factory string FAISS cannot build, when a channel is declared (not at the
+    first refresh, after writes were acknowledged)."""
+    import faiss
+
+    try:
+        faiss.index_factory(dim, resolve_factory(factory, 10_000), faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as e:
+        raise BadInput(f"invalid FAISS factory string {factory!r}: {e}") from e
 
 
 def needs_training(factory: str) -> bool:
@@ -72,6 +92,7 @@ class VectorSegment:
         self.vectors = vectors
         self.present = present
         self.ann = ann
+        self._gpu: Any = None  # a GPU copy for searching, made on first use where there is one
 
     @property
     def n_docs(self) -> int:
@@ -97,9 +118,12 @@ class VectorSegment:
             if template is not None:
                 base = faiss.clone_index(template)
             elif needs_training(factory):
-                raise BadInput(f"FAISS factory {factory!r} needs a trained template")
+                return seg  # not trainable yet (too few vectors): searched exactly
             else:
-                base = faiss.index_factory(seg.dim, factory, faiss.METRIC_INNER_PRODUCT)
+                try:
+                    base = faiss.index_factory(seg.dim, factory, faiss.METRIC_INNER_PRODUCT)
+                except RuntimeError as e:
+                    raise BadInput(f"invalid FAISS factory string {factory!r}: {e}") from e
             ann = faiss.IndexIDMap(base)
             rows = np.flatnonzero(seg.present)
             ann.add_with_ids(vectors[rows], rows.astype(np.int64))
@@ -142,7 +166,7 @@ class VectorSegment:
         if len(selected) == 0:
             return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
         k = min(k, len(selected))
-        if self.ann is None or len(selected) <= EXACT_SELECTED:
+        if self.ann is None or len(selected) <= settings.exact_below:
             scores = np.asarray(queries, dtype=np.float32) @ np.asarray(self.vectors[selected]).T
             if k < len(selected):
                 part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
@@ -152,7 +176,27 @@ class VectorSegment:
             order = np.argsort(-top, axis=1, kind="stable")
             cols = np.take_along_axis(part, order, axis=1)
             return np.take_along_axis(scores, cols, axis=1), selected[cols]
+        if uses_gpu(settings) and len(selected) == int(self.present.sum()):
+            gpu = self._gpu_index(settings)
+            if gpu is not None:
+                return gpu.search(np.ascontiguousarray(queries, dtype=np.float32), k)
         return self._ann_search(queries, k, mask, len(selected), settings)
+
+    def _gpu_index(self, settings: FaissSettings) -> Any:
+        """The ANN index copied to the GPU(s), for unfiltered searches (filtered ones use the
+        CPU index, where FAISS pushes the selector into every index type). None where FAISS
+        has no GPU version of the index (HNSW), unless ``gpu=always``, which raises."""
+        if self._gpu is None:
+            import faiss
+
+            try:
+                self._gpu = faiss.index_cpu_to_all_gpus(self.ann)
+            except RuntimeError as e:
+                if settings.gpu == "always":
+                    raise
+                logger.warning("FAISS %s segment stays on CPU: %s", type(self.ann.index).__name__, e)
+                self._gpu = False
+        return self._gpu or None
 
     def _ann_search(self, queries: np.ndarray, k: int, mask: np.ndarray, n_selected: int,
                     settings: FaissSettings) -> tuple[np.ndarray, np.ndarray]:

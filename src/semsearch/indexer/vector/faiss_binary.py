@@ -126,7 +126,7 @@ class FaissBinaryIndex:
 
     # -- the FAISS structure --------------------------------------------------------------
     def _use_gpu(self) -> bool:
-        from semsearch.indexer.vector.faiss import gpu_count
+        from semsearch.indexer.segments.vectors import gpu_count
 
         return self.gpu != "never" and self.kind == "flat" and gpu_count() > 0
 

@@ -1,4 +1,5 @@
-"""Vector backends by name: create a new one for a channel, or open a saved one."""
+"""Vector indexes kept as one object per channel (hash channels of a snapshot, Elasticsearch
+channels); FAISS float channels live in segments (indexer/segments/vectors.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,6 @@ from semsearch.indexer.vector.base import VectorIndex
 
 
 def create_vector(spec: ChannelSpec, settings: Settings) -> VectorIndex:
-    if spec.backend == "faiss":
-        from semsearch.config import FaissSettings
-        from semsearch.indexer.vector.faiss import FaissVectorIndex
-
-        fs = settings.vector.faiss.model_copy(update=spec.settings) if spec.settings else settings.vector.faiss
-        return FaissVectorIndex(spec.dim, FaissSettings.model_validate(fs.model_dump()))
     if spec.backend == "faiss-binary":
         from semsearch.indexer.vector.faiss_binary import FaissBinaryIndex
 
@@ -31,10 +26,6 @@ def create_vector(spec: ChannelSpec, settings: Settings) -> VectorIndex:
 
 
 def open_vector(path: Path, spec: ChannelSpec, settings: Settings) -> VectorIndex:
-    if spec.backend == "faiss":
-        from semsearch.indexer.vector.faiss import FaissVectorIndex
-
-        return FaissVectorIndex.open(path, settings.vector.faiss)
     if spec.backend == "faiss-binary":
         from semsearch.indexer.vector.faiss_binary import FaissBinaryIndex
 

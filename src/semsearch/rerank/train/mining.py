@@ -20,7 +20,10 @@ from semsearch.errors import BadInput
 
 logger = logging.getLogger(__name__)
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
+#: a sentence ends at . ! ? followed by whitespace and a capital or digit, or directly by a
+#: capitalised word after a lower-case letter or digit ("volume.Integral"): SciFact's abstracts
+#: join their sentences without a space, which left 91% of the mined queries titles
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])|(?<=[a-z0-9)][.!?])(?=[A-Z][a-z])")
 
 
 @dataclass

@@ -1,0 +1,165 @@
+"""Fine-tune the bi-encoder on mined pairs and re-encode the index with it.
+
+Training: sentence-transformers' ``SentenceTransformerTrainer`` with
+``MultipleNegativesRankingLoss`` over (pseudo-query, positive without the query span, one
+mined hard negative), in-batch negatives on top. The result is kept only if it beats the
+base encoder on the held-out pseudo-queries (judged by :class:`~semsearch.adapt.heldout.HeldOutCopy`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semsearch.documents import Document
+from semsearch.rerank.train.mining import Example
+
+logger = logging.getLogger(__name__)
+
+ADAPTED_DIR = "models/dense-adapted"
+
+
+@dataclass
+class DenseTrainConfig:
+    epochs: float = 1.0
+    batch_size: int = 32
+    learning_rate: float = 2e-5
+    warmup_ratio: float = 0.1
+    #: tokens per text while training (documents longer than this are cut)
+    max_seq_length: int = 192
+    #: stop after this many optimiser steps (-1: the epochs decide)
+    max_steps: int = -1
+    seed: int = 12
+
+
+def training_columns(examples: Sequence[Example], docs: dict[str, Document], template: str) -> dict[str, list[str]]:
+    """``anchor``, ``positive``, ``negative`` columns (one row per query with a negative;
+    queries without a mined negative are dropped, as the column must be complete)."""
+    from semsearch.adapt.heldout import doc_text
+
+    cols: dict[str, list[str]] = {"anchor": [], "positive": [], "negative": []}
+    for e in examples:
+        pos = next((e.positive_docs.get(d) or docs.get(d) for d in e.positives if (e.positive_docs.get(d) or docs.get(d))), None)
+        neg = next((docs[d] for d in e.negatives if d in docs), None)
+        if pos is None or neg is None:
+            continue
+        cols["anchor"].append(e.query)
+        cols["positive"].append(doc_text(pos, template))
+        cols["negative"].append(doc_text(neg, template))
+    return cols
+
+
+def finetune(base: str, examples: Sequence[Example], docs: dict[str, Document], out: Path, *,
+             template: str, config: DenseTrainConfig | None = None) -> dict[str, Any]:
+    """Train from ``base`` (a model folder) and save the model to ``out``; returns a card."""
+    from datasets import Dataset
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.training_args import BatchSamplers
+    from transformers import set_seed
+
+    from semsearch.encoders.sbert import resolve_device
+
+    cfg = config or DenseTrainConfig()
+    set_seed(cfg.seed)
+    t0 = time.perf_counter()
+    cols = training_columns(examples, docs, template)
+    if len(cols["anchor"]) < 2:
+        from semsearch.errors import BadInput
+
+        raise BadInput("too few mined pairs to fine-tune the dense encoder (need 2 or more)")
+    model = SentenceTransformer(base, device=resolve_device("auto"))
+    model.max_seq_length = cfg.max_seq_length
+    ds = Dataset.from_dict(cols).shuffle(seed=cfg.seed)
+    steps = max(1, -(-len(ds) // cfg.batch_size))
+    total = cfg.max_steps if cfg.max_steps > 0 else int(steps * cfg.epochs)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(out.parent / (out.name + ".checkpoints")),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=int(cfg.warmup_ratio * total),
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        save_strategy="no",
+        logging_steps=max(1, total // 10),
+        seed=cfg.seed,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=ds,
+                                         loss=MultipleNegativesRankingLoss(model))
+    trainer.train()
+    # encode at the base model's length; training used a shorter one for speed
+    model.max_seq_length = SentenceTransformer(base, device="cpu").max_seq_length
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(str(out))
+    return {"base": base, "pairs": len(ds), "steps": trainer.state.global_step,
+            "loss": [r["loss"] for r in trainer.state.log_history if "loss" in r],
+            "config": vars(cfg), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def encode_corpus(encoder: Any, docs: Sequence[Document], template: str, cache: Path | None = None,
+                  *, batch: int = 256, progress: Any = None) -> np.ndarray:
+    """Vectors of ``docs`` in order, cached in ``cache`` (a .npy file; partial progress is kept
+    in ``cache.partial.npy`` so an interrupted run resumes)."""
+    from semsearch.adapt.heldout import doc_text
+
+    if cache is not None and cache.exists():
+        mat = np.load(cache)
+        if mat.shape[0] == len(docs):
+            return mat
+    partial = cache.with_suffix(".partial.npy") if cache is not None else None
+    done = np.load(partial) if partial is not None and partial.exists() else None
+    rows = [done] if done is not None else []
+    start = 0 if done is None else done.shape[0]
+    for i in range(start, len(docs), batch):
+        rows.append(encoder.encode([doc_text(d, template) for d in docs[i : i + batch]]))
+        if partial is not None:
+            np.save(partial, np.concatenate(rows))
+        if progress:
+            progress(min(i + batch, len(docs)), len(docs))
+    mat = np.concatenate(rows) if rows else np.zeros((0, encoder.dim), np.float32)
+    if cache is not None:
+        np.save(cache, mat)
+        if partial is not None and partial.exists():
+            partial.unlink()
+    return mat
+
+
+def reencode_index(index: Any, ids: Sequence[str], matrix: np.ndarray, encoder_name: str, *,
+                   channel: str = "dense", tuned: dict[str, Any] | None = None, batch: int = 1024) -> dict[str, Any]:
+    """Replace a vector channel's vectors and encoder in one index switch.
+
+    The channel spec gets the new encoder, the documents are rewritten with their new
+    vectors into the store, the manifest's ``tuned`` is updated (when given), and one
+    :meth:`Index.sync` (a refresh) writes them as new segments, tombstones every old row and
+    commits: readers see the old segments and encoder until that one commit, then only the
+    new ones (background merges then drop the old rows)."""
+    t0 = time.perf_counter()
+    spec = index.manifest.channels[channel]
+    dim = int(matrix.shape[1])
+    new_spec = spec.model_copy(update={"encoder": encoder_name, "dim": dim})
+    index.manifest.channels[channel] = new_spec
+    if tuned is not None:
+        index.manifest.tuned = tuned
+    pos = {d: i for i, d in enumerate(ids)}
+    for start in range(0, len(ids), batch):
+        chunk = list(ids[start : start + batch])
+        docs = index.get(chunk)
+        have = [d for d in chunk if d in docs]
+        index.write([docs[d] for d in have], {channel: matrix[[pos[d] for d in have]]})
+    info = index.sync()
+    return {"docs": len(ids), "encoder": encoder_name, "dim": dim, "sync_seconds": round(info["seconds"], 2),
+            "seconds": round(time.perf_counter() - t0, 2)}

@@ -1,0 +1,349 @@
+"""``semsearch adapt``: the steps, each saved under ``DIR/adapt/`` and skipped when re-run.
+
+1. ``mine``      pseudo-queries (+ hard negatives) from the indexed documents; a held-out share
+2. ``baseline``  the unadapted engine on the held-out share, judged trivially and informatively
+3. ``dense``     fine-tune the bi-encoder, encode the corpus, keep it only if it wins held-out
+4. ``fusion``    method, normalisation, weights and depth chosen on the held-out share
+5. ``reranker``  (optional) stage 1 (+ stage 2 with qrels); enabled only if it wins held-out
+6. ``apply``     record the choices in the index (re-encoding the dense channel if adapted)
+7. ``report``    before/after in the eval report format (``DIR/adapt/report/``)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semsearch.adapt import heldout as H
+from semsearch.adapt.dense import ADAPTED_DIR, DenseTrainConfig
+from semsearch.adapt.fusion import score, select_fusion, single_channel_run
+from semsearch.config import Settings
+from semsearch.errors import BadInput
+
+logger = logging.getLogger(__name__)
+
+WORKDIR = "adapt"
+STEPS = ["mine", "baseline", "dense", "fusion", "reranker", "apply", "report"]
+DEPTH = 200  # deepest fusion depth in the grid
+
+
+@dataclass
+class AdaptOptions:
+    sample: int = 2000
+    dev: int = 300
+    negatives: int = 1
+    dense: bool = True
+    dense_config: DenseTrainConfig = field(default_factory=DenseTrainConfig)
+    reranker: bool = False
+    reranker_max_pairs: int = 4000
+    reranker_max_steps: int = -1
+    queries: Path | None = None
+    qrels: Path | None = None
+    weak_pairs: Path | None = None
+    judged_dev_fraction: float = 0.2
+    seed: int = 0
+    #: minimum held-out nDCG@10 gain for an adapted model to be kept (< 0: keep it whatever
+    #: it scores, for tests)
+    min_gain: float = 0.0
+    #: and the gain must be significant: paired t-test p below this on the held-out queries
+    keep_alpha: float = 0.05
+
+
+class Adapter:
+    def __init__(self, index_path: Path, settings: Settings, options: AdaptOptions,
+                 *, say: Callable[[str], None] | None = None) -> None:
+        self.path = Path(index_path)
+        self.settings = settings
+        self.opt = options
+        self.work = self.path / WORKDIR
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.state_file = self.work / "state.json"
+        self.state: dict[str, Any] = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+        self.say = say or (lambda m: logger.info("%s", m))
+        self._docs: list | None = None
+        self._base_matrix: np.ndarray | None = None
+        self._encoders: dict[str, Any] = {}
+
+    # -- plumbing -----------------------------------------------------------------------
+    def _save_state(self) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2, default=str))
+        tmp.replace(self.state_file)
+
+    def run(self) -> dict[str, Any]:
+        for step in STEPS:
+            if step in self.state:
+                self.say(f"[{step}] done before ({self.state[step]['seconds']:.0f} s), skipped")
+                continue
+            self.say(f"[{step}] ...")
+            t0 = time.perf_counter()
+            result = getattr(self, f"step_{step}")()
+            self.state[step] = {"seconds": round(time.perf_counter() - t0, 1), "result": result}
+            self._save_state()
+            self.say(f"[{step}] {self.state[step]['seconds']:.0f} s: {_brief(result)}")
+        return self.state
+
+    def _index(self, writable: bool = False) -> Any:
+        from semsearch.indexer.index import Index
+
+        return Index.open(self.path, self.settings, writable=writable)
+
+    @property
+    def template(self) -> str:
+        return self.settings.text_encoder.doc_template
+
+    def docs(self) -> list:
+        if self._docs is None:
+            with self._index() as idx:
+                self._docs = sorted(idx.store.iter_docs(), key=lambda d: d.id)
+        return self._docs
+
+    def encoder(self, model: str | None) -> Any:
+        """A torch encoder of ``model`` (None: the configured base model)."""
+        if model not in self._encoders:
+            from semsearch.encoders.sbert import SentenceTransformerEncoder
+
+            self._encoders[model] = SentenceTransformerEncoder(
+                self.settings.text_encoder.model_copy(update={"model": model or self.settings.text_encoder.model}))
+        return self._encoders[model]
+
+    def base_matrix(self) -> np.ndarray:
+        """The dense vectors as indexed (base encoder), in :meth:`docs` order."""
+        if self._base_matrix is None:
+            cache = self.work / "vectors-base.npy"
+            if cache.exists():
+                self._base_matrix = np.load(cache)
+            else:
+                with self._index() as idx:
+                    spec = idx.manifest.channels["dense"]
+                    self._base_matrix = idx.store.vectors([d.id for d in self.docs()], "dense", spec.dim)
+                np.save(cache, self._base_matrix)
+        return self._base_matrix
+
+    def examples(self, name: str) -> list:
+        p = self.work / f"{name}.jsonl"
+        return H.load_examples(p) if p.exists() else []
+
+    # -- steps --------------------------------------------------------------------------
+    def step_mine(self) -> dict[str, Any]:
+        from semsearch.rerank.train.mining import (
+            NegativeMiner,
+            read_qrels,
+            read_weak_pairs,
+            split_dev,
+        )
+        from semsearch.search import Searcher
+
+        with self._index() as idx:
+            if "dense" not in idx.vectors:
+                raise BadInput(f"index at {self.path} has no dense channel: adapt needs one")
+            if idx.manifest.tuned.get("dense_encoder"):
+                raise BadInput(f"index at {self.path} is already adapted; re-index it to adapt again")
+            train, dev = H.mine_split(self.docs(), sample=self.opt.sample + self.opt.dev, dev=self.opt.dev,
+                                      seed=self.opt.seed)
+            extra: dict[str, Any] = {}
+            if self.opt.weak_pairs:
+                weak = read_weak_pairs(self.opt.weak_pairs)
+                train += weak
+                extra["weak_pairs"] = len(weak)
+            judged_train, judged_dev = [], []
+            if self.opt.queries and self.opt.qrels:
+                judged = read_qrels(self.opt.queries, self.opt.qrels)
+                judged_train, judged_dev = split_dev(judged, self.opt.judged_dev_fraction, max_dev=len(judged),
+                                                     seed=self.opt.seed)
+            miner = NegativeMiner(Searcher(idx, self.settings), fn_ratio=0.95, seed=self.opt.seed)
+            miner.mine(train, self.opt.negatives)
+            if judged_train:
+                NegativeMiner(Searcher(idx, self.settings), fn_ratio=None, seed=self.opt.seed).mine(
+                    judged_train, max(self.opt.negatives, 3))
+        H.save_examples(self.work / "train.jsonl", train)
+        H.save_examples(self.work / "dev.jsonl", dev)
+        H.save_examples(self.work / "judged_train.jsonl", judged_train)
+        H.save_examples(self.work / "judged_dev.jsonl", judged_dev)
+        return {"train": len(train), "dev": len(dev), "judged_train": len(judged_train),
+                "judged_dev": len(judged_dev), "false_negatives_dropped": miner.dropped_false_negatives,
+                "title_queries": sum(1 for e in train + dev if not next(iter(e.positive_docs.values())).title)
+                if train else 0, **extra}
+
+    def copy(self, informative: bool, dev: list | None = None) -> H.HeldOutCopy:
+        key = ("copy", informative, id(dev))
+        if key not in self._encoders:
+            self._encoders[key] = H.HeldOutCopy(self.docs(), self.examples("dev") if dev is None else dev,
+                                                self.settings.lexical, informative=informative)
+        return self._encoders[key]
+
+    def channels(self, copy: H.HeldOutCopy, examples: list, model: str | None,
+                 matrix: np.ndarray, depth: int = DEPTH) -> dict[str, Any]:
+        enc = self.encoder(model)
+        qs = [e.query for e in examples]
+        mat = copy.dense_matrix(matrix, enc, self.template)
+        per = copy.channels(qs, enc.encode(qs), mat, depth)
+        return {e.qid: ch for e, ch in zip(examples, per, strict=True)}
+
+    def _default_fusion(self) -> dict[str, Any]:
+        return self.settings.fusion.model_dump()
+
+    def _evaluate(self, per_query: dict[str, Any], qrels: dict[str, Any], fusion: dict[str, Any]) -> dict[str, float]:
+        from semsearch.eval.tune import _run
+
+        return {"lexical": score(qrels, single_channel_run(per_query, "lexical")),
+                "dense": score(qrels, single_channel_run(per_query, "dense")),
+                "hybrid": score(qrels, _run(per_query, fusion["method"], fusion))}
+
+    def step_baseline(self) -> dict[str, Any]:
+        dev = self.examples("dev")
+        qrels = H.qrels_of(dev)
+        out = {}
+        for informative in (False, True):
+            per = self.channels(self.copy(informative), dev, None, self.base_matrix())
+            out["informative" if informative else "trivial"] = self._evaluate(per, qrels, self._default_fusion())
+            if informative:
+                _save_json(self.work / "channels-base.json", per)
+        judged = self.examples("judged_dev")
+        if judged:
+            per = self.channels(self.copy(False, []), judged, None, self.base_matrix())
+            out["judged"] = self._evaluate(per, H.qrels_of(judged), self._default_fusion())
+            _save_json(self.work / "channels-base-judged.json", per)
+        return out
+
+    def step_dense(self) -> dict[str, Any]:
+        from semsearch.adapt.dense import encode_corpus, finetune
+        from semsearch.encoders.sbert import default_model_path
+
+        if not self.opt.dense:
+            return {"kept": False, "why": "--no-dense"}
+        out = self.path / ADAPTED_DIR
+        train = self.examples("train") + self.examples("judged_train")
+        card_file = self.work / "dense-card.json"
+        if not card_file.exists():
+            with self._index() as idx:
+                docs = idx.get(sorted({d for e in train for d in (*e.positives, *e.negatives)}))
+            card = finetune(self.settings.text_encoder.model or default_model_path(), train, docs, out,
+                            template=self.template, config=self.opt.dense_config)
+            _save_json(card_file, card)
+        card = json.loads(card_file.read_text())
+        enc = self.encoder(str(out.resolve()))
+        self.say(f"[dense] encoding {len(self.docs())} documents with the fine-tuned encoder")
+        matrix = encode_corpus(enc, self.docs(), self.template, self.work / "vectors-adapted.npy",
+                               progress=lambda n, t: self.say(f"[dense] encoded {n}/{t}") if n % 1024 < 256 else None)
+        dev = self.examples("dev")
+        qrels = H.qrels_of(dev)
+        per = self.channels(self.copy(True), dev, str(out.resolve()), matrix)
+        _save_json(self.work / "channels-adapted.json", per)
+        base_per = _load_json(self.work / "channels-base.json")
+        base = score(qrels, single_channel_run(base_per, "dense"))
+        adapted = score(qrels, single_channel_run(per, "dense"))
+        res = {"base_dense": base, "adapted_dense": adapted, "train": card}
+        judged = self.examples("judged_dev")
+        if judged:
+            jper = self.channels(self.copy(False, []), judged, str(out.resolve()), matrix)
+            _save_json(self.work / "channels-adapted-judged.json", jper)
+            res["judged_base_dense"] = score(H.qrels_of(judged), single_channel_run(
+                _load_json(self.work / "channels-base-judged.json"), "dense"))
+            res["judged_adapted_dense"] = score(H.qrels_of(judged), single_channel_run(jper, "dense"))
+            gain = res["judged_adapted_dense"] - res["judged_base_dense"] + adapted - base
+        else:
+            gain = adapted - base
+        res["p_value"] = _paired_p(qrels, single_channel_run(base_per, "dense"), single_channel_run(per, "dense"))
+        res["kept"] = gain > self.opt.min_gain and (self.opt.min_gain < 0 or res["p_value"] < self.opt.keep_alpha)
+        res["why"] = (f"held-out dense nDCG@10 {base:.4f} (base) -> {adapted:.4f} (fine-tuned)"
+                      + (f"; judged dev {res['judged_base_dense']:.4f} -> {res['judged_adapted_dense']:.4f}" if judged else "")
+                      + f" (paired t-test p={res['p_value']:.3f})"
+                      + (": kept" if res["kept"] else
+                         f": not significantly better (alpha {self.opt.keep_alpha}), the base encoder stays"))
+        return res
+
+    def _dense_kept(self) -> bool:
+        return bool(self.state.get("dense", {}).get("result", {}).get("kept"))
+
+    def _per_query(self, judged: bool = False) -> dict[str, Any]:
+        which = "adapted" if self._dense_kept() else "base"
+        return _load_json(self.work / f"channels-{which}{'-judged' if judged else ''}.json")
+
+    def step_fusion(self) -> dict[str, Any]:
+        judged = self.examples("judged_dev")
+        if judged:  # real queries are better evidence than pseudo-queries
+            res = select_fusion(self._per_query(True), H.qrels_of(judged), default=self._default_fusion())
+            res["on"] = f"{len(judged)} held-out judged queries"
+        else:
+            res = select_fusion(self._per_query(), H.qrels_of(self.examples("dev")), default=self._default_fusion())
+            res["on"] = f"{len(self.examples('dev'))} held-out pseudo-queries (informative judge)"
+        res.pop("best", None)
+        return res
+
+    def step_reranker(self) -> dict[str, Any]:
+        if not self.opt.reranker:
+            return {"enabled": False, "why": "--no-reranker"}
+        from semsearch.adapt.rerank import adapt_reranker
+
+        return adapt_reranker(self)
+
+    def tuned(self) -> dict[str, Any]:
+        t: dict[str, Any] = {"fusion": self.state["fusion"]["result"]["chosen"], "by": "semsearch adapt",
+                             "at": time.time()}
+        if self._dense_kept():
+            t["dense_encoder"] = ADAPTED_DIR
+        rr = self.state.get("reranker", {}).get("result", {})
+        if rr.get("enabled"):
+            t["rerank"] = {"enabled": True, "model": rr["model"], "blend": rr["blend"], "depth": rr["depth"]}
+        return t
+
+    def step_apply(self) -> dict[str, Any]:
+        from semsearch.adapt.dense import reencode_index
+        from semsearch.indexer.manifest import write_manifest
+
+        tuned = self.tuned()
+        with self._index(writable=True) as idx:
+            if self._dense_kept():
+                model = str((self.path / ADAPTED_DIR).resolve())
+                matrix = np.load(self.work / "vectors-adapted.npy")
+                info = reencode_index(idx, [d.id for d in self.docs()], matrix, model, tuned=tuned)
+            else:
+                idx.manifest.tuned = tuned
+                write_manifest(idx.path, idx.manifest)
+                info = {}
+        return {"tuned": tuned, "reencode": info}
+
+    def step_report(self) -> dict[str, Any]:
+        from semsearch.adapt.report import write_adapt_report
+
+        return write_adapt_report(self)
+
+
+def _paired_p(qrels: dict[str, Any], a: dict[str, Any], b: dict[str, Any]) -> float:
+    """Two-sided paired t-test p-value of per-query nDCG@10 (1.0 when the runs are equal)."""
+    from scipy import stats
+
+    from semsearch.eval import metrics as M
+
+    pa = M.per_query(qrels, a, ["ndcg@10"])["ndcg@10"]
+    pb = M.per_query(qrels, b, ["ndcg@10"])["ndcg@10"]
+    x = np.array([pa[q] for q in sorted(pa)])
+    y = np.array([pb[q] for q in sorted(pa)])
+    if np.allclose(x, y):
+        return 1.0
+    return float(stats.ttest_rel(x, y).pvalue)
+
+
+def _save_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, default=str))
+    tmp.replace(path)
+
+
+def _load_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def _brief(result: dict[str, Any]) -> str:
+    if "why" in result:
+        return str(result["why"])
+    return json.dumps({k: v for k, v in result.items() if not isinstance(v, (dict, list))} or result,
+                      default=str)[:400]

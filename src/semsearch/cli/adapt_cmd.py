@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from semsearch.cli import app
+from semsearch.cli.common import errors_to_exit, load_settings, out
+
+
+@app.command("adapt")
+def adapt_cmd(
+    index: Annotated[Path, typer.Option("--index", help="the index to adapt (its documents are the only input)")],
+    sample: Annotated[int, typer.Option(help="pseudo-queries mined for training")] = 2000,
+    dev: Annotated[int, typer.Option(help="pseudo-queries held out for choosing settings")] = 300,
+    dense: Annotated[bool, typer.Option("--dense/--no-dense", help="fine-tune the dense encoder")] = True,
+    dense_epochs: Annotated[float, typer.Option(help="dense fine-tuning epochs")] = 1.0,
+    dense_max_steps: Annotated[int, typer.Option(help="dense fine-tuning step budget (-1: epochs decide)")] = -1,
+    dense_batch_size: Annotated[int, typer.Option(help="dense fine-tuning batch (in-batch negatives)")] = 32,
+    dense_max_seq_length: Annotated[int, typer.Option(help="tokens per text while fine-tuning")] = 192,
+    dense_lr: Annotated[float, typer.Option(help="dense fine-tuning learning rate")] = 2e-5,
+    reranker: Annotated[bool, typer.Option("--reranker/--no-reranker", help="train a reranker (slow on CPU)")] = False,
+    reranker_max_pairs: Annotated[int, typer.Option(help="reranker stage-1 pair budget")] = 4000,
+    reranker_max_steps: Annotated[int, typer.Option(help="reranker stage-1 step budget (-1: one epoch)")] = -1,
+    queries: Annotated[Path | None, typer.Option(help="optional judged queries (BEIR queries.jsonl)")] = None,
+    qrels: Annotated[Path | None, typer.Option(help="optional judged qrels TSV (with --queries)")] = None,
+    weak_pairs: Annotated[Path | None, typer.Option(help="optional JSONL {query, doc_id, label}")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Adapt the engine to this corpus without labels: mine pseudo-queries, choose fusion,
+    fine-tune the dense encoder and (optionally) a reranker on a held-out share, record the
+    choices in the index. Re-running skips finished steps (DIR/adapt/state.json)."""
+    from semsearch.adapt.dense import DenseTrainConfig
+    from semsearch.adapt.runner import Adapter, AdaptOptions
+
+    if (queries is None) != (qrels is None):
+        from semsearch.cli.common import fail
+
+        fail("--queries and --qrels go together")
+    settings = load_settings()
+    opts = AdaptOptions(
+        sample=sample, dev=dev, dense=dense, reranker=reranker, reranker_max_pairs=reranker_max_pairs,
+        reranker_max_steps=reranker_max_steps, queries=queries, qrels=qrels, weak_pairs=weak_pairs, seed=seed,
+        dense_config=DenseTrainConfig(epochs=dense_epochs, max_steps=dense_max_steps, batch_size=dense_batch_size,
+                                      max_seq_length=dense_max_seq_length, learning_rate=dense_lr),
+    )
+    t0 = time.perf_counter()
+    with errors_to_exit():
+        state = Adapter(index, settings, opts, say=lambda m: out.print(m, highlight=False, markup=False)).run()
+    secs = time.perf_counter() - t0
+    tuned = state["apply"]["result"]["tuned"]
+    out.print(f"adapted {index} in {secs:.0f} s: fusion {tuned['fusion']['method']} "
+              f"{tuned['fusion']['weights']}, dense {'fine-tuned' if 'dense_encoder' in tuned else 'base'}, "
+              f"rerank {'on' if 'rerank' in tuned else 'off'}; report {state['report']['result']['summary']}")

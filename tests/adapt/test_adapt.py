@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from semsearch.adapt import heldout as H
+from semsearch.adapt.dense import DenseTrainConfig
+from semsearch.adapt.fusion import select_fusion
+from semsearch.adapt.runner import Adapter, AdaptOptions
+from tests.adapt.conftest import topic_docs
+
+
+def _docs():
+    from semsearch.documents import Document
+
+    return [Document(id=d["_id"], title=d["title"], text=d["text"]) for d in topic_docs()]
+
+
+def test_held_out_positives_lose_the_query_span(settings):
+    train, dev = H.mine_split(_docs(), sample=20, dev=6, seed=1)
+    assert len(dev) == 6 and len(train) == 14
+    copy = H.HeldOutCopy(_docs(), dev, settings.lexical, informative=True)
+    trivial = H.HeldOutCopy(_docs(), dev, settings.lexical, informative=False)
+    assert not trivial.replaced
+    for e in dev:
+        (pos,) = e.positives
+        judged = copy.replaced[pos]
+        # the verbatim span (a sentence, or the title) is gone from the judged copy
+        assert e.query not in judged.text and e.query != judged.title
+        original = next(d for d in _docs() if d.id == pos)
+        assert e.query in original.text or e.query == original.title
+    # and the lexical copy holds the stripped text: its BM25 score for the query drops
+    q = dev[0].query
+    s_trivial = dict(trivial.lexical_results([q], 30)[0])[dev[0].positives[0]]
+    s_inf = dict(copy.lexical_results([q], 30)[0]).get(dev[0].positives[0], 0.0)
+    assert s_inf < s_trivial
+
+
+def test_dense_copy_re_encodes_only_the_held_out_positives(settings, minilm):
+    import numpy as np
+
+    _, dev = H.mine_split(_docs(), sample=10, dev=3, seed=2)
+    copy = H.HeldOutCopy(_docs(), dev, settings.lexical)
+    base = minilm.encode([H.doc_text(d, "{title} {text}") for d in _docs()])
+    mat = copy.dense_matrix(base, minilm, "{title} {text}")
+    changed = {copy.ids[i] for i in np.where(np.abs(mat - base).max(axis=1) > 1e-6)[0]}
+    assert changed == {e.positives[0] for e in dev}
+
+
+def _channels(useless: str, n_queries: int = 40, n_docs: int = 50):
+    rng = random.Random(0)
+    per, qrels = {}, {}
+    for q in range(n_queries):
+        pos = f"d{q}"
+        good = [pos] + [f"d{i}" for i in rng.sample(range(n_queries, n_docs + n_queries), 20)]
+        bad = [f"d{i}" for i in rng.sample(range(n_queries, n_docs + n_queries), 21)]
+        lists = {"lexical": bad if useless == "lexical" else good, "dense": bad if useless == "dense" else good}
+        per[f"q{q}"] = {c: [(d, 10.0 - i * 0.1) for i, d in enumerate(ids)] for c, ids in lists.items()}
+        qrels[f"q{q}"] = {pos: 1}
+    return per, qrels
+
+
+@pytest.mark.parametrize("useless", ["lexical", "dense"])
+def test_fusion_selection_gives_a_useless_channel_no_weight_to_spoil(useless):
+    from semsearch.config import Settings
+
+    per, qrels = _channels(useless)
+    res = select_fusion(per, qrels, default=Settings().fusion.model_dump())
+    good = "dense" if useless == "lexical" else "lexical"
+    assert res["channels"][good] == pytest.approx(1.0)
+    assert res["score"] >= res["channels"][good] - 1e-9  # never below the best single channel
+    assert res["default_score"] < res["score"]
+    w = res["chosen"]["weights"]
+    assert w[good] > w[useless]
+
+
+def test_manifest_tuned_defaults_are_used_unless_a_request_or_setting_overrides(tiny_index, minilm, settings):
+    from semsearch.config import Settings
+    from semsearch.indexer.index import Index
+    from semsearch.indexer.manifest import read_manifest, write_manifest
+    from semsearch.search import Searcher
+
+    path = tiny_index.path
+    tiny_index.close()
+    with Index.open(path, settings, writable=True) as idx:
+        idx.manifest.tuned = {"fusion": {"method": "rrf", "rrf_k": 7, "weights": {"lexical": 1.0, "dense": 0.0}}}
+        write_manifest(idx.path, idx.manifest)
+    assert read_manifest(path).tuned["fusion"]["rrf_k"] == 7
+    with Index.open(path, settings) as idx:
+        s = Searcher(idx, settings, encoder=minilm)
+        assert s.settings.fusion.method == "rrf" and s.settings.fusion.rrf_k == 7
+        q = "plants and sunlight"
+        lex = [h.id for h in s.search(q, mode="lexical", k=5).hits]
+        hyb = s.search(q, mode="hybrid", k=5)
+        assert [h.id for h in hyb.hits][: len(lex)] == lex
+        assert hyb.hits[0].score == pytest.approx(1.0 / (7 + 1))
+        # a request's own options win
+        req = s.search(q, mode="hybrid", k=5, fusion="convex", weights={"lexical": 0.5, "dense": 0.5})
+        assert req.hits[0].score != pytest.approx(1.0 / 8)
+        # so does a setting the user set explicitly
+        explicit = Settings()
+        explicit.text_encoder.device = "cpu"
+        explicit.fusion.method = "convex"
+        assert Searcher(idx, explicit, encoder=minilm).settings.fusion.method == "convex"
+        assert Searcher(idx, explicit, encoder=minilm).settings.fusion.rrf_k == 7
+
+
+def test_adapt_is_resumable_and_records_fusion(topic_index, settings):
+    from semsearch.indexer.manifest import read_manifest
+
+    opts = AdaptOptions(sample=14, dev=8, dense=False, reranker=False)
+    said: list[str] = []
+    state = Adapter(topic_index, settings, opts, say=said.append).run()
+    assert set(state) >= {"mine", "baseline", "dense", "fusion", "reranker", "apply", "report"}
+    base = state["baseline"]["result"]
+    # the informative judge is harder than the trivial one
+    assert base["informative"]["hybrid"] <= base["trivial"]["hybrid"]
+    tuned = read_manifest(topic_index).tuned
+    assert tuned["fusion"] == state["fusion"]["result"]["chosen"]
+    assert "dense_encoder" not in tuned
+    assert (topic_index / "adapt" / "report" / "adapt.md").exists()
+    assert (topic_index / "adapt" / "report" / "pseudo" / "results.json").exists()
+    said.clear()
+    Adapter(topic_index, settings, opts, say=said.append).run()
+    assert sum("skipped" in m for m in said) == 7
+
+
+def test_dense_fine_tune_end_to_end_and_the_index_searches_with_it(topic_index, settings):
+    from semsearch.collection import Collection
+    from semsearch.indexer.manifest import read_manifest
+
+    opts = AdaptOptions(sample=16, dev=6, reranker=False, min_gain=-1.0,  # keep it whatever it scores
+                        dense_config=DenseTrainConfig(batch_size=4, max_steps=2, max_seq_length=64))
+    state = Adapter(topic_index, settings, opts, say=lambda m: None).run()
+    assert state["dense"]["result"]["kept"]
+    m = read_manifest(topic_index)
+    adapted = (topic_index / "models" / "dense-adapted").resolve()
+    assert m.tuned["dense_encoder"] == "models/dense-adapted"
+    assert m.channels["dense"].encoder == str(adapted)
+    settings.text_encoder.query_backend = "torch"
+    with Collection.open(topic_index, settings) as col:
+        res = col.search("how bees collect pollen in the hive", mode="dense", k=3)
+        assert col.encoder.name == str(adapted)
+        assert res.hits and res.hits[0].id == "t02"
