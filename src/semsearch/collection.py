@@ -225,7 +225,6 @@ class Collection:
                 # with the collection (its connections may still serve them meanwhile)
                 self._retired.append(self.index)
                 self.index = self.searcher.index = index
-                self.writable = True
                 try:
                     self._start_writer()
                 except Exception:  # noqa: BLE001 - the refresh loop retries the sync
@@ -234,6 +233,7 @@ class Collection:
                         self._worker = threading.Thread(target=self._sync_loop, name="semsearch-refresh",
                                                         daemon=True)
                         self._worker.start()
+                self.writable = True  # with its refresh thread running: readyz stays ready
             logger.warning("the writer process of %s has gone: this process (pid %s) is the writer now",
                            index.path, os.getpid())
             return
