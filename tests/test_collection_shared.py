@@ -106,3 +106,20 @@ def test_a_reader_takes_over_when_the_writer_goes(index_path, shared_settings, h
         assert reader.ready()["generation"] > 0
         with pytest.raises(IndexLocked):
             Index.open(index_path, shared_settings, writable=True)
+
+
+def test_a_reader_write_is_durable_but_not_searchable_without_a_refreshing_writer(
+        index_path, shared_settings, hashing_encoder):
+    shared_settings.indexing.refresh_interval = 60  # the reader does not try the lock meanwhile
+    lock_holder = Index.open(index_path, shared_settings, writable=True)  # holds .lock, never refreshes
+    try:
+        with Collection.open_shared(index_path, shared_settings, encoder=hashing_encoder) as reader:
+            assert reader.role == "reader"
+            res = reader.upsert([Document(id="parked", text="Stored, not yet searchable.")],
+                                wait_for=True, timeout=0.3)
+            assert not res.searchable and reader.get("parked").text == "Stored, not yet searchable."
+            lock_holder.sync()  # the writer's refresh: now the reader's next search sees it
+            assert reader.wait_for(res.seq, 5)
+            assert reader.search("stored searchable", mode="lexical", k=1).hits[0].id == "parked"
+    finally:
+        lock_holder.close()
