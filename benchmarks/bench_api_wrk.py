@@ -8,6 +8,11 @@ table. The server serves a COPY of the index (it opens its index for writing).
     semsearch index --input ../shared/data/scifact/corpus.jsonl --index /tmp/scifact-index
     nice python benchmarks/bench_api_wrk.py --index /tmp/scifact-index --duration 15 \\
         --es-url http://127.0.0.1:9200 --es-index semsearch-scifact
+    nice python benchmarks/bench_api_wrk.py --index /tmp/scifact-index --workers 1,2
+
+``--workers 1,2`` runs every scenario against ``semsearch serve --workers 1``, then
+``--workers 2`` (one writer and one reader process over the same index), in the same run;
+server CPU then counts every process of the server.
 
 Request bodies cycle through the SciFact queries: ``{"query": q, "mode": m, "k": 10}`` with
 the server's defaults otherwise (snippets and explain on). The Elasticsearch request is the
@@ -88,19 +93,23 @@ def load_queries(path: Path, limit: int) -> list[str]:
         return [json.loads(line)["text"] for line in fh if line.strip()][:limit]
 
 
-def start_server(index: Path, port: int, log: Path, env_extra: dict[str, str], log_level: str) -> subprocess.Popen:
+def start_server(index: Path, port: int, log: Path, env_extra: dict[str, str], log_level: str,
+                 workers: int = 1) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), HF_HUB_OFFLINE="1", SEMSEARCH_API_KEY=KEY,
                SEMSEARCH_NO_PROGRESS="1", TOKENIZERS_PARALLELISM="false", **env_extra)
     proc = subprocess.Popen(
         [sys.executable, "-m", "semsearch", "serve", "--index", str(index), "--port", str(port),
-         "--log-level", log_level],
+         "--log-level", log_level, "--workers", str(workers)],
         env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited: {log.read_text()[-2000:]}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200 and (
+                    workers == 1 or len(_server_processes(proc.pid)) > workers):
+                # every worker has answered (or at least exists): wait a little for the rest
+                time.sleep(3 if workers > 1 else 0)
                 return proc
         except httpx.TransportError:
             pass
@@ -141,6 +150,35 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _server_processes(pid: int) -> list[int]:
+    """``pid`` and its descendants (uvicorn's worker processes)."""
+    parents: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    out, todo = [pid], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        out += kids
+        todo += kids
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a server process and of its worker processes."""
+    total = 0.0
+    for p in _server_processes(pid):
+        try:
+            total += cpu_seconds(p)
+        except OSError:
+            continue
+    return total
+
+
 def server_profile(url: str) -> dict[str, Any]:
     """Mean per-channel seconds and batch sizes from the server's /metrics."""
     text = httpx.get(url + "/metrics", timeout=30).text
@@ -155,6 +193,41 @@ def server_profile(url: str) -> dict[str, Any]:
     return out
 
 
+def serve_and_load(args: argparse.Namespace, index: Path, tmpd: Path, queries: list[str],
+                   env_extra: dict[str, str], workers: int, results: dict[str, Any],
+                   suffix: str) -> dict[str, Any]:
+    """Start ``semsearch serve --workers N`` on ``index``, run every scenario (warm-up, then
+    the measured run) into ``results``; returns the server's /v1/stats."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_server(index, port, tmpd / "server.log", env_extra, args.log_level, workers)
+    try:
+        stats = httpx.get(url + "/v1/stats", timeout=30).json()
+        for mode in args.scenarios.split(","):
+            bodies = [{"query": q, "mode": mode, "k": args.k} for q in queries]
+            script = write_script(tmpd / f"{mode}.lua", "/v1/search", bodies)
+            print(f"{mode}, {workers} worker(s): warm-up {args.warmup:g}s, then {args.connections} "
+                  f"connections x {args.duration:g}s ...", file=sys.stderr)
+            if args.warmup > 0:
+                run_wrk(url, script, args.connections, args.threads, args.warmup)
+            cpu0 = tree_cpu_seconds(proc.pid)
+            res = results[mode + suffix] = run_wrk(url, script, args.connections, args.threads, args.duration)
+            cpu = tree_cpu_seconds(proc.pid) - cpu0
+            # server CPU per answered request: what the machine's load does not change
+            # much, and 1000 / it is the ceiling of one process that had a core to itself
+            res["workers"] = workers
+            res["server_cpu_s"] = round(cpu, 2)
+            res["server_cpu_ms_per_req"] = round(1000 * cpu / max(1, res["requests"]), 3)
+            res["server"] = server_profile(url)  # one worker's /metrics
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmpd / "server.log", args.out.with_suffix(f".server-w{workers}.log"))
+    return stats
+
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--index", type=Path, required=True, help="a semsearch index of the corpus (copied)")
@@ -166,6 +239,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds of load before each scenario")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--scenarios", default="lexical,hybrid")
+    ap.add_argument("--workers", default="1", help="server worker counts to compare, e.g. 1,2")
     ap.add_argument("--log-level", default="INFO", help="server log level (INFO = one access line per request)")
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server, repeatable")
     ap.add_argument("--es-url", default=None, help="also load Elasticsearch's _search (lexical)")
@@ -186,31 +260,10 @@ def main() -> None:
         tmpd = Path(tmp)
         copy = tmpd / "index"
         shutil.copytree(args.index, copy, ignore=shutil.ignore_patterns(".lock"))
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        proc = start_server(copy, port, tmpd / "server.log", env_extra, args.log_level)
-        try:
-            stats = httpx.get(url + "/v1/stats", timeout=30).json()
-            for mode in args.scenarios.split(","):
-                bodies = [{"query": q, "mode": mode, "k": args.k} for q in queries]
-                script = write_script(tmpd / f"{mode}.lua", "/v1/search", bodies)
-                print(f"{mode}: warm-up {args.warmup:g}s, then {args.connections} connections x "
-                      f"{args.duration:g}s ...", file=sys.stderr)
-                if args.warmup > 0:
-                    run_wrk(url, script, args.connections, args.threads, args.warmup)
-                cpu0 = cpu_seconds(proc.pid)
-                results[mode] = run_wrk(url, script, args.connections, args.threads, args.duration)
-                cpu = cpu_seconds(proc.pid) - cpu0
-                # server CPU per answered request: what the machine's load does not change
-                # much, and 1000 / it is the ceiling of one process that had a core to itself
-                results[mode]["server_cpu_s"] = round(cpu, 2)
-                results[mode]["server_cpu_ms_per_req"] = round(1000 * cpu / max(1, results[mode]["requests"]), 3)
-                results[mode]["server"] = server_profile(url)
-        finally:
-            proc.terminate()
-            proc.wait(30)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(tmpd / "server.log", args.out.with_suffix(".server.log"))
+        counts = [int(n) for n in args.workers.split(",")]
+        for workers in counts:
+            stats = serve_and_load(args, copy, tmpd, queries, env_extra, workers, results,
+                                   suffix="" if len(counts) == 1 else f" w{workers}")
         if args.es_url:
             es = args.es_url.rstrip("/")
             bodies = [{"size": args.k, "track_total_hits": False, "_source": ["title", "metadata"],

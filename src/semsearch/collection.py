@@ -15,12 +15,16 @@ or before a write returns when it asks ``wait_for=True``).
             print(hit.id, hit.score)
 
 Read-only opens (``Collection.open(path)``) take no lock: several processes may search one
-index while another writes to it.
+index while another writes to it. :meth:`Collection.open_shared` is for several processes
+serving one index (``semsearch serve --workers N``): the first takes the writer lock, the
+others open read-only but still accept writes (they commit them to the document store; the
+writer's refresh makes them searchable) and take the lock over if the writer goes away.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -35,7 +39,7 @@ from semsearch.config import Settings
 from semsearch.documents import Document, Hit, SearchResult
 from semsearch.encoders.base import TextEncoder
 from semsearch.errors import BackendUnavailable, BadInput, DocumentNotFound, IndexIncompatible
-from semsearch.indexer.index import Index
+from semsearch.indexer.index import Index, IndexLocked
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +110,8 @@ class Collection:
         self._merger: threading.Thread | None = None
         self._merge_wanted = threading.Event()
         self.merge_error: BaseException | None = None
+        self._promoter: threading.Thread | None = None
+        self._retired: list[Index] = []  # read-only opens replaced by a promotion
 
     # -- lifecycle ----------------------------------------------------------------------
     @classmethod
@@ -139,33 +145,110 @@ class Collection:
         return cls._start(Index.open(path, settings, writable=writable), settings, encoder)
 
     @classmethod
+    def open_shared(cls, path: Path | str, settings: Settings | None = None, *,
+                    encoder: TextEncoder | None = None) -> Collection:
+        """Open a local index that several processes serve together (``semsearch serve
+        --workers N``). The process that takes the writer lock is the *writer*: it refreshes
+        and merges, and also makes searchable the writes other processes committed. The
+        others are *readers* that follow the writer's commits; they still accept writes:
+        encoded here and committed to the document store (SQLite serialises the writers of
+        every process and numbers their changes), searchable after the writer's next refresh.
+        A reader tries the lock at each refresh interval and becomes the writer when the
+        writer process has gone (:attr:`role` says which it is now)."""
+        settings = settings or Settings()
+        try:
+            return cls.open(path, settings, writable=True, encoder=encoder)
+        except IndexLocked:
+            logger.info("index at %s has a writer in another process: opening it read-only", path)
+        for attempt in range(5):
+            try:
+                index = Index.open(path, settings, writable=False, store_writes=True)  # type: ignore[arg-type]
+                break
+            except FileNotFoundError:  # a segment merged away between manifest and open
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        # one stat per search: a write the writer process acknowledged is searchable here too
+        index.recheck_s = 0.0
+        col = cls._start(index, settings, encoder)
+        col._promoter = threading.Thread(target=col._promote_loop, name="semsearch-promote", daemon=True)
+        col._promoter.start()
+        return col
+
+    @property
+    def role(self) -> str:
+        """``writer`` (holds the lock), ``reader`` (read-only but commits writes to the
+        document store, see :meth:`open_shared`) or ``read-only``."""
+        if self.writable:
+            return "writer"
+        return "reader" if getattr(self.index, "accepts_writes", False) else "read-only"
+
+    @classmethod
     def _start(cls, index: Index, settings: Settings, encoder: TextEncoder | None) -> Collection:
         try:
             col = cls(index, settings, encoder=encoder)
             if index.writable:
-                if index.pending() or index.manifest.generation == 0:
-                    info = index.sync()  # apply writes acknowledged before a crash
-                    logger.info("startup sync applied %s changes", info["changed"] + info["deleted"])
-                col._worker = threading.Thread(target=col._sync_loop, name="semsearch-refresh", daemon=True)
-                col._worker.start()
-                if settings.indexing.background_merges:
-                    col._merger = threading.Thread(target=col._merge_loop, name="semsearch-merge", daemon=True)
-                    col._merger.start()
-                    col._merge_wanted.set()
+                col._start_writer()
             return col
         except BaseException:
             index.close()
             raise
 
+    def _start_writer(self) -> None:
+        index = self.index
+        if index.pending() or index.manifest.generation == 0:
+            info = index.sync()  # apply writes acknowledged before a crash
+            logger.info("startup sync applied %s changes", info["changed"] + info["deleted"])
+        self._worker = threading.Thread(target=self._sync_loop, name="semsearch-refresh", daemon=True)
+        self._worker.start()
+        if self.settings.indexing.background_merges:
+            self._merger = threading.Thread(target=self._merge_loop, name="semsearch-merge", daemon=True)
+            self._merger.start()
+            self._merge_wanted.set()
+
+    def _promote_loop(self) -> None:
+        """A reader of :meth:`open_shared`: take the writer lock once its holder has gone."""
+        interval = self.settings.indexing.refresh_interval
+        while not self._stop.wait(interval):
+            try:
+                index = Index.open(self.index.path, self.settings, writable=True)
+            except IndexLocked:
+                continue
+            except Exception:  # noqa: BLE001 - e.g. a transient I/O error: try again later
+                logger.exception("taking over the writer lock failed")
+                continue
+            with self._writer:
+                if self._stop.is_set():
+                    index.close()
+                    return
+                # searches in flight keep the snapshot they took; the old open is closed
+                # with the collection (its connections may still serve them meanwhile)
+                self._retired.append(self.index)
+                self.index = self.searcher.index = index
+                try:
+                    self._start_writer()
+                except Exception:  # noqa: BLE001 - the refresh loop retries the sync
+                    logger.exception("startup sync after taking over the writer lock failed")
+                    if self._worker is None:
+                        self._worker = threading.Thread(target=self._sync_loop, name="semsearch-refresh",
+                                                        daemon=True)
+                        self._worker.start()
+                self.writable = True  # with its refresh thread running: readyz stays ready
+            logger.warning("the writer process of %s has gone: this process (pid %s) is the writer now",
+                           index.path, os.getpid())
+            return
+
     def close(self) -> None:
         self._stop.set()
         self._dirty.set()
         self._merge_wanted.set()
-        for t in (self._worker, self._merger):
+        for t in (self._promoter, self._worker, self._merger):
             if t is not None and t.is_alive():
                 t.join(timeout=600)
         with self._writer:
             self.index.close()
+            for old in self._retired:
+                old.close()
 
     def __enter__(self) -> Collection:
         return self
@@ -298,13 +381,26 @@ class Collection:
         return checks
 
     # -- writes -------------------------------------------------------------------------
-    def _check_writable(self) -> None:
-        if not self.writable:
+    def _check_writable(self, *, store: bool = False) -> None:
+        """``store``: a write to the document store, which a reader of :meth:`open_shared`
+        may make too."""
+        if not self.writable and not (store and self.index.accepts_writes):
             raise BadInput(f"index at {self.index.path} was opened read-only")
+
+    def _ensure_channel(self, name: str, *, dim: int, encoder: str, backend: str = "faiss") -> None:
+        """Declare a channel (the writer) or check that the writer has declared it (a reader
+        cannot change the manifest: it answers 503 until the writer's commit names it)."""
+        if not self.writable and name not in self.index.snapshot().channels:
+            raise BackendUnavailable(
+                f"channel {name!r} is not declared in index at {self.index.path} yet and this "
+                "process is not its writer: retry in a moment (a write through the writer "
+                "process declares it), or write through the writer")
+        with self._writer:
+            self.index.ensure_channel(name, dim=dim, encoder=encoder, backend=backend)
 
     def add(self, docs: Sequence[Document], *, wait_for: bool = False) -> WriteResult:
         """Add new documents; an id already in the index is an error (nothing is written)."""
-        self._check_writable()
+        self._check_writable(store=True)
         taken = sorted(self.index.store.hashes([d.id for d in docs]))
         if taken:
             raise BadInput(f"{len(taken)} id(s) already in the index (use upsert to replace): {taken[:10]}")
@@ -315,7 +411,7 @@ class Collection:
         """Encode and durably store ``docs`` (text and image documents), replacing any with
         the same ids. With ``wait_for`` the call returns once they are searchable (or after
         ``timeout`` seconds, with ``searchable=False``)."""
-        self._check_writable()
+        self._check_writable(store=True)
         docs = list(docs)
         ids = [d.id for d in docs]
         if len(set(ids)) != len(ids):
@@ -323,13 +419,13 @@ class Collection:
         chans: dict[str, tuple[np.ndarray, list[Document]]] = {}
         with_text = [d for d in docs if d.title.strip() or d.text.strip()]
         # the dense channel: an index that has one, or a new index (its first write declares it)
-        first_write = self.index.store.last_seq() == 0 and not self.index.manifest.channels
-        if with_text and ("dense" in self.index.manifest.channels or self._encoder is not None or first_write):
+        have = self.index.snapshot().channels if not self.writable else self.index.manifest.channels
+        first_write = self.index.store.last_seq() == 0 and not have
+        if with_text and ("dense" in have or self._encoder is not None or first_write):
             from semsearch.indexer.pipeline import TextChannel
 
             channel = TextChannel(self.encoder, self.settings.text_encoder.doc_template)
-            with self._writer:
-                self.index.ensure_channel("dense", dim=channel.dim, encoder=channel.encoder_name)
+            self._ensure_channel("dense", dim=channel.dim, encoder=channel.encoder_name)
             chans["dense"] = (channel.encode(with_text)[0], with_text)
         chans.update(self._encode_images(docs))
         rows = {name: {d.id: i for i, d in enumerate(ds)} for name, (_, ds) in chans.items()}
@@ -347,7 +443,7 @@ class Collection:
     def delete(self, ids: str | Sequence[str], *, wait_for: bool = False, missing_ok: bool = False,
                timeout: float = 60.0) -> WriteResult:
         """Delete documents by id; an id not in the index is an error unless ``missing_ok``."""
-        self._check_writable()
+        self._check_writable(store=True)
         ids = [ids] if isinstance(ids, str) else list(ids)
         with self._writer:
             if not missing_ok:
@@ -360,7 +456,10 @@ class Collection:
         return WriteResult(ids=ids, seq=seq, searchable=self.wait_for(seq, timeout if wait_for else 0.0))
 
     def refresh(self) -> dict[str, Any]:
-        """Make every acknowledged write searchable now."""
+        """Make every acknowledged write searchable now (a reader of :meth:`open_shared`
+        waits, up to a minute, for the writer process to do it)."""
+        if not self.writable and self.index.accepts_writes:
+            return self._await_writer(self.index.store.last_seq(), 60.0)
         self._check_writable()
         with self._writer:
             info = self.index.sync()
@@ -381,9 +480,25 @@ class Collection:
         """The last change sequence number that searches see."""
         return self.index.manifest.synced_seq
 
+    def _await_writer(self, seq: int, timeout: float) -> dict[str, Any]:
+        t0 = time.monotonic()
+        if not self.wait_for(seq, timeout):
+            raise BackendUnavailable(
+                f"the writer process of {self.index.path} has not made change {seq} searchable "
+                f"within {timeout:g} s (the writes are stored); is it running?")
+        return {"changed": 0, "deleted": 0, "seconds": time.monotonic() - t0}
+
     def wait_for(self, seq: int, timeout: float) -> bool:
         """Block until change ``seq`` is searchable (True) or ``timeout`` passes (False)."""
         deadline = time.monotonic() + timeout
+        # a read-only open: the writer is another process, its commits are polled for
+        while not self.writable:
+            if self.index.snapshot().seq >= seq:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(0.05, left))
         with self._synced:
             while self.index.manifest.synced_seq < seq:
                 if self._sync_error is not None:
@@ -436,10 +551,14 @@ class Collection:
     def _sync_loop(self) -> None:
         interval = self.settings.indexing.refresh_interval
         while not self._stop.is_set():
-            self._dirty.wait()
-            if self._stop.is_set():
+            if not self._dirty.wait(interval):
+                # none of ours: did another process commit to the store (open_shared)?
+                if self._stop.is_set() or not self._foreign_changes():
+                    continue
+            elif self._stop.is_set():
                 return
-            self._stop.wait(interval)  # gather the writes of one refresh interval
+            else:
+                self._stop.wait(interval)  # gather the writes of one refresh interval
             self._dirty.clear()
             try:
                 with self._writer:
@@ -456,6 +575,15 @@ class Collection:
             with self._synced:
                 self._sync_error = err
                 self._synced.notify_all()
+
+    def _foreign_changes(self) -> bool:
+        """Changes in the store past the last commit that this process did not signal (a
+        cheap MAX(seq) query)."""
+        try:
+            return self.index.store.last_seq() > self.searchable_seq
+        except Exception:  # noqa: BLE001 - e.g. the store is busy: the next interval asks again
+            logger.debug("checking the store for changes failed", exc_info=True)
+            return False
 
     # -- images -------------------------------------------------------------------------
     def _image_roots(self) -> list[Path]:
@@ -474,10 +602,8 @@ class Collection:
                 have = self.index.manifest.channels
                 clip = "image" in have or not any(h in have for h in HASH_CHANNELS)
                 chans = image_channels(self.settings, roots=self._image_roots(), clip=clip)
-                with self._writer:
-                    for ch in chans:
-                        self.index.ensure_channel(ch.name, dim=ch.dim, encoder=ch.encoder_name,
-                                                  backend=ch.backend)
+                for ch in chans:
+                    self._ensure_channel(ch.name, dim=ch.dim, encoder=ch.encoder_name, backend=ch.backend)
                 clip_enc = next((c.encoder for c in chans if c.name == "image"), None)
                 if clip_enc is not None and self.searcher._clip is None:
                     self.searcher._clip = clip_enc  # one CLIP model for writes and searches

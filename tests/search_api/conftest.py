@@ -59,13 +59,13 @@ def free_port() -> int:
 class Server:
     """A ``semsearch serve`` subprocess on 127.0.0.1 and a random free port."""
 
-    def __init__(self, index: Path, log: Path, **env: str) -> None:
+    def __init__(self, index: Path, log: Path, *args: str, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self._fh = open(log, "ab")
         self.proc = subprocess.Popen(
-            semsearch_cmd("serve", "--index", str(index), "--port", str(self.port)),
+            semsearch_cmd("serve", "--index", str(index), "--port", str(self.port), *args),
             env=subprocess_env(SEMSEARCH_API_KEY=API_KEY, SEMSEARCH_TEXT_ENCODER__DEVICE="cpu", **env),
             stdout=self._fh, stderr=subprocess.STDOUT,
         )
@@ -101,8 +101,8 @@ class Server:
 def start_server(tmp_path: Path) -> Iterator:
     servers: list[Server] = []
 
-    def start(index: Path, **env: str) -> Server:
-        s = Server(index, tmp_path / f"server-{len(servers)}.log", **env)
+    def start(index: Path, *args: str, **env: str) -> Server:
+        s = Server(index, tmp_path / f"server-{len(servers)}.log", *args, **env)
         servers.append(s)
         s.wait_ready()
         return s

@@ -18,12 +18,15 @@ def serve_cmd(
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
     log_level: Annotated[str | None, typer.Option(help="log level of the server log (default INFO, or SEMSEARCH_LOG__LEVEL when set)")] = None,
     workers: Annotated[int, typer.Option(
-        min=1, help="worker processes (only with the stateless Elasticsearch store)")] = 1,
+        min=1, help="worker processes; over a local index one of them is its writer, the "
+        "others search it read-only (and commit writes to its document store)")] = 1,
 ) -> None:
     """Serve the REST API and the search page (write endpoints need SEMSEARCH_API_KEY).
 
     With SEMSEARCH_STORE__BACKEND=elasticsearch the server keeps no lock and no local state:
-    run as many replicas (and --workers) as you like against one index."""
+    run as many replicas (and --workers) as you like against one index. With a local index,
+    --workers N runs N processes over it: the one holding the writer lock refreshes and
+    merges, the others follow its commits (and take the lock over if it dies)."""
     from semsearch.errors import require
 
     uvicorn = require("uvicorn", "api")
@@ -50,9 +53,6 @@ def serve_cmd(
 
             if index is None:
                 raise BadInput("--index is required (or set SEMSEARCH_STORE__BACKEND=elasticsearch)")
-            if workers > 1:
-                raise BadInput("--workers > 1 needs the stateless Elasticsearch store: a local "
-                               "index has one writer (set SEMSEARCH_STORE__BACKEND=elasticsearch)")
             read_manifest(index)  # a missing or unreadable index fails here, with exit code 2
         # keep idle connections open longer than clients do (httpx and most clients expire
         # theirs after 5 s, uvicorn's own default): with equal timeouts a client can reuse a
@@ -64,6 +64,7 @@ def serve_cmd(
 
             if index is not None:
                 os.environ["SEMSEARCH_SERVE_INDEX"] = str(index)
+            os.environ["SEMSEARCH_SERVE_WORKERS"] = str(workers)
             uvicorn.run("semsearch.search_api.app:app_from_env", factory=True, workers=workers, **opts)
         else:
             uvicorn.run(create_app(index, settings), **opts)

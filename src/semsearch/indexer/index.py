@@ -78,11 +78,18 @@ def lexical_record(settings: Settings) -> dict[str, Any]:
 class Index:
     """Use :meth:`open` (existing index) or :meth:`create` (new or existing, for writing)."""
 
+    #: seconds between a read-only open's checks (one stat) that the manifest changed; 0
+    #: checks at every snapshot, so a write another process acknowledged is seen at once
+    recheck_s = 0.1
+
     def __init__(self, path: Path, settings: Settings, *, writable: bool, create: bool = False,
-                 reindex: bool = False) -> None:
+                 reindex: bool = False, store_writes: bool = False) -> None:
         self.path = Path(path)
         self.settings = settings
         self.writable = writable
+        #: :meth:`write` / :meth:`delete` allowed: the writer, or a read-only open with
+        #: ``store_writes`` (it commits to the document store; the writer makes it searchable)
+        self.accepts_writes = writable or store_writes
         self._lock_fh = None
         if writable:
             self._acquire_lock()
@@ -102,7 +109,7 @@ class Index:
                     "reindex --index DIR`) to upgrade it")
             if not reindex:
                 self._check_lexical_settings()
-            self.store = DocStore(self.path / "docs.sqlite", readonly=not writable)
+            self.store = DocStore(self.path / "docs.sqlite", readonly=not self.accepts_writes)
             self._commit_lock = threading.RLock()
             self._merge_lock = threading.RLock()  # force_merge holds it across its merges
             self._snap_lock = threading.Lock()
@@ -130,10 +137,14 @@ class Index:
     # -- lifecycle ----------------------------------------------------------------------
     @classmethod
     def open(cls, path: Path | str, settings: Settings | None = None, *, writable: bool = False,
-             reindex: bool = False) -> Index:
+             reindex: bool = False, store_writes: bool = False) -> Index:
         """``reindex``: open although the settings' analysis differs from the index's (for
-        :meth:`reindex`, which applies the new one; until then the recorded one is used)."""
-        return cls(Path(path), settings or Settings(), writable=writable, reindex=reindex)
+        :meth:`reindex`, which applies the new one; until then the recorded one is used).
+        ``store_writes`` (read-only opens): :meth:`write` and :meth:`delete` still commit to
+        the document store, whose transactions serialise writers of every process and number
+        their changes; the process holding the lock makes them searchable."""
+        return cls(Path(path), settings or Settings(), writable=writable, reindex=reindex,
+                   store_writes=store_writes)
 
     @classmethod
     def create(cls, path: Path | str, settings: Settings | None = None, *, reindex: bool = False) -> Index:
@@ -253,7 +264,7 @@ class Index:
     def snapshot(self) -> Snapshot:
         """The current point-in-time view (a read-only open re-reads the manifest when another
         process committed since, at most every 100 ms)."""
-        if not self.writable and time.monotonic() - self._checked > 0.1:
+        if not self.writable and time.monotonic() - self._checked > self.recheck_s:
             self._reload()
         with self._snap_lock:
             snap = self._snapshot
@@ -361,7 +372,7 @@ class Index:
         """Durably record documents (and their channel vectors); searchable after :meth:`sync`.
         Vectors are checked first (shape, finite values): a document that could never be
         indexed is refused here, before anything is acknowledged."""
-        if not self.writable:
+        if not self.accepts_writes:
             raise BadInput(f"index at {self.path} was opened read-only")
         for name, mat in (vectors or {}).items():
             spec = self.manifest.channels.get(name)
@@ -380,7 +391,7 @@ class Index:
         return self.store.write(docs, vectors)
 
     def delete(self, ids: Sequence[str]) -> int:
-        if not self.writable:
+        if not self.accepts_writes:
             raise BadInput(f"index at {self.path} was opened read-only")
         return self.store.mark_deleted(list(ids))
 

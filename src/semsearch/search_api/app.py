@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from functools import partial
 from importlib import resources
@@ -48,6 +49,7 @@ def create_app(
     settings: Settings | None = None,
     *,
     encoder: TextEncoder | None = None,
+    shared: bool = False,
 ) -> FastAPI:
     """An app serving the index at ``index_path``. The index is opened (for writing: the
     server is its single writer) when the app starts, pending changes are synced, and the
@@ -55,15 +57,22 @@ def create_app(
 
     With ``settings.store.backend == "elasticsearch"`` the app is stateless: ``index_path``
     is not used, the store index named in the settings is opened (no lock, no local files),
-    and any number of such apps may serve it."""
+    and any number of such apps may serve it.
+
+    ``shared``: several processes serve the local index (``semsearch serve --workers N``):
+    the one that takes the writer lock refreshes and merges, the others search read-only and
+    commit writes to the document store (see :meth:`Collection.open_shared`)."""
     settings = settings or Settings()
     stateless = settings.store.backend == "elasticsearch"
     where = None if stateless else Path(index_path)  # type: ignore[arg-type]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        svc = await run_in_threadpool(
-            partial(Collection.open, where, settings, writable=True, encoder=encoder))
+        if shared and not stateless:
+            opener = partial(Collection.open_shared, where, settings, encoder=encoder)
+        else:
+            opener = partial(Collection.open, where, settings, writable=True, encoder=encoder)
+        svc = await run_in_threadpool(opener)
         try:
             await run_in_threadpool(svc.warm_up)
             if settings.rerank.model:  # load (and on CPU export) the cross-encoder now, not in a search
@@ -78,7 +87,8 @@ def create_app(
                 window_s=settings.api.batch_window_ms / 1000,
                 max_batch=settings.api.max_batch_queries,
             )
-            logger.info("serving %s", svc.location if stateless else index_path)
+            logger.info("serving %s as %s (pid %s)", svc.location if stateless else index_path,
+                        getattr(svc, "role", "stateless"), os.getpid())
             yield
         finally:
             if getattr(app.state, "jobs", None) is not None:
@@ -102,15 +112,20 @@ def create_app(
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    def worker() -> str:  # "PID ROLE": which process answered (writer or reader)
+        svc = getattr(app.state, "service", None)
+        return f"{os.getpid()} {getattr(svc, 'role', 'stateless') if svc is not None else 'starting'}"
+
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.api.max_body_bytes,
                        rate_limit_per_s=settings.api.rate_limit_per_s,
-                       rate_limit_burst=settings.api.rate_limit_burst)
+                       rate_limit_burst=settings.api.rate_limit_burst,
+                       worker=worker if shared else None)
     return app
 
 
 def app_from_env() -> FastAPI:
     """The app for ``uvicorn --factory`` (``semsearch serve --workers N``): settings from the
-    environment, the index from ``SEMSEARCH_SERVE_INDEX`` (unused by the Elasticsearch store)."""
-    import os
-
-    return create_app(os.environ.get("SEMSEARCH_SERVE_INDEX"), Settings())
+    environment, the index from ``SEMSEARCH_SERVE_INDEX`` (unused by the Elasticsearch store);
+    ``SEMSEARCH_SERVE_WORKERS`` > 1 shares a local index between the worker processes."""
+    workers = int(os.environ.get("SEMSEARCH_SERVE_WORKERS") or 1)
+    return create_app(os.environ.get("SEMSEARCH_SERVE_INDEX"), Settings(), shared=workers > 1)

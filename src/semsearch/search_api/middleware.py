@@ -8,6 +8,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -48,11 +49,13 @@ class RequestContextMiddleware:
     over its token bucket (``api.rate_limit_per_s``; the client is its API key, else its
     address); rejects bodies over ``max_body_bytes`` with 413; counts the request in
     ``/metrics`` (by route template and search mode) and logs one JSON line per request on
-    the ``semsearch.access`` logger."""
+    the ``semsearch.access`` logger. ``worker``: with several worker processes, a function
+    whose answer (the process id and role) goes in an ``X-Semsearch-Worker`` header."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, rate_limit_per_s: float = 0.0,
-                 rate_limit_burst: int = 50) -> None:
+                 rate_limit_burst: int = 50, worker: Callable[[], str] | None = None) -> None:
         self.app = app
+        self.worker = worker
         self.max_body_bytes = max_body_bytes
         self.limiter = RateLimiter(rate_limit_per_s, rate_limit_burst) if rate_limit_per_s > 0 else None
 
@@ -74,6 +77,8 @@ class RequestContextMiddleware:
                 status["code"] = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                if self.worker is not None:
+                    message["headers"].append((b"x-semsearch-worker", self.worker().encode()))
             await send(message)
 
         received = 0

@@ -5,6 +5,7 @@ are shown only to a request that carries the API key; everyone else sees ``"[red
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -44,4 +45,6 @@ async def stats(request: Request, svc: Collection = Depends(get_service),
     info = await run_in_threadpool(svc.stats)
     info["features"] = {"rerank": bool(svc.settings.rerank.model), **images.features()}
     info["searchable_seq"] = svc.searchable_seq
+    # which worker process answered, and whether it holds the writer lock (--workers N)
+    info["process"] = {"pid": os.getpid(), "role": getattr(svc, "role", "stateless")}
     return info if has_valid_key(request) else redact(info)
