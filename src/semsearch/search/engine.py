@@ -15,7 +15,7 @@ from semsearch.config import Settings
 from semsearch.documents import ChannelScore, Hit, SearchResult
 from semsearch.encoders.base import TextEncoder
 from semsearch.errors import BadInput, ChannelFailed
-from semsearch.filters import Filter, check_types, parse_filter
+from semsearch.filters import Filter, parse_filter
 from semsearch.indexer.index import Index
 from semsearch.indexer.lexical.base import Filters
 from semsearch.indexer.segments.snapshot import Masks, SegmentLexical, Snapshot
@@ -47,7 +47,6 @@ class _Scope:
         if self.flt is None:
             return None
         if self._masks is None:
-            check_types(self.flt, self.snap.field_types())
             self._masks = self.snap.masks(self.flt)
         return self._masks
 

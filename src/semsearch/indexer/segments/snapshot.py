@@ -60,7 +60,12 @@ class Snapshot:
         return sum(s.n_docs - (0 if d is None else int(d.sum())) for s, d in zip(self.segments, self.deleted))
 
     def masks(self, flt: Filter | None) -> Masks:
-        """Per segment: live and (when given) passing the filter."""
+        """Per segment: live and (when given) passing the filter, after checking the filter's
+        value types against the values the segments hold (a clear error on a mismatch)."""
+        if flt is not None:
+            from semsearch.filters import check_types
+
+            check_types(flt, self.field_types())
         out: Masks = []
         for i, seg in enumerate(self.segments):
             live = self.live(i)
@@ -103,8 +108,11 @@ class Snapshot:
     @property
     def vectors(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, spec in self.channels.items():
-            out[name] = BinaryChannel(self, name, spec) if spec.backend == "faiss-binary" else FloatChannel(self, name, spec)
+        for name, spec in self.channels.items():  # channels kept in segments (not Elasticsearch)
+            if spec.backend == "faiss-binary":
+                out[name] = BinaryChannel(self, name, spec)
+            elif spec.backend == "faiss":
+                out[name] = FloatChannel(self, name, spec)
         return out
 
 
