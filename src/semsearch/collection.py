@@ -109,6 +109,7 @@ class Collection:
         self._worker: threading.Thread | None = None
         self._merger: threading.Thread | None = None
         self._merge_wanted = threading.Event()
+        self._last_refresh = time.monotonic()  # of the last refresh (opening syncs too)
         self.merge_error: BaseException | None = None
         self._promoter: threading.Thread | None = None
         self._retired: list[Index] = []  # read-only opens replaced by a promotion
@@ -461,8 +462,7 @@ class Collection:
         if not self.writable and self.index.accepts_writes:
             return self._await_writer(self.index.store.last_seq(), 60.0)
         self._check_writable()
-        with self._writer:
-            info = self.index.sync()
+        info = self.index.sync()
         metrics.observe_refresh(info["seconds"])
         metrics.set_pending(0)
         with self._synced:
@@ -558,11 +558,16 @@ class Collection:
             elif self._stop.is_set():
                 return
             else:
-                self._stop.wait(interval)  # gather the writes of one refresh interval
+                # at most one refresh per interval, on a fixed schedule (as Elasticsearch's
+                # refresh_interval): a write after a quiet spell is refreshed at once, one in
+                # a busy spell waits for the next tick (half an interval on average)
+                self._stop.wait(max(0.0, self._last_refresh + interval - time.monotonic()))
             self._dirty.clear()
+            self._last_refresh = time.monotonic()
             try:
-                with self._writer:
-                    info = self.index.sync()
+                # no writer lock: the refresh takes the changes committed before it starts
+                # and never blocks writes (the index serialises its own commits)
+                info = self.index.sync()
                 self._merge_wanted.set()
                 err = None
                 metrics.observe_refresh(info["seconds"])

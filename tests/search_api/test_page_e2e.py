@@ -96,8 +96,9 @@ def test_search_page_image_upload_grid_and_duplicate_groups(tmp_path, minilm, st
     index = build_image_index(tmp_path, image_app_settings(tmp_path), minilm)
     query = tmp_path / "query.jpg"
     query.write_bytes(jpeg_bytes(photo("astronaut"), quality=80))
+    # the page sends no API key: this operator lets anyone run duplicate scans (a job)
     srv = start_server(index, SEMSEARCH_CLIP__ARCHITECTURE=str(TINY_CLIP), SEMSEARCH_CLIP__DEVICE="cpu",
-                       SEMSEARCH_IMAGES__ROOTS=f'["{tmp_path}"]')
+                       SEMSEARCH_IMAGES__ROOTS=f'["{tmp_path}"]', SEMSEARCH_API__DUPLICATES_NEED_KEY="false")
     browser.get(srv.url + "/")
     wait = WebDriverWait(browser, 60)
     wait.until(ec.visibility_of_element_located((By.ID, "image-form")))

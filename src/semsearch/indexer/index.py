@@ -276,15 +276,19 @@ class Index:
         stamp = self._manifest_stamp()
         if stamp == self._stamp:
             return
-        for attempt in range(5):
+        for attempt in range(8):
             try:
                 m = read_manifest(self.path)
                 snap = self._load_snapshot(m)
                 break
-            except FileNotFoundError:  # a segment merged away between manifest and open
-                if attempt == 4:
+            except (FileNotFoundError, IndexIncompatible) as e:
+                # a segment merged away between reading the manifest and opening it: the
+                # writer has committed since, so read the newer manifest
+                missing = isinstance(e, FileNotFoundError) or isinstance(e.__cause__, FileNotFoundError)
+                if not missing or attempt == 7:
                     raise
-                time.sleep(0.05 * (attempt + 1))
+                time.sleep(0.02 * (attempt + 1))
+                stamp = self._manifest_stamp()
         with self._snap_lock:
             self.manifest, self._snapshot, self._stamp = m, snap, stamp
 
@@ -422,9 +426,8 @@ class Index:
     def _refresh(self) -> dict[str, Any]:
         t0 = time.perf_counter()
         m = self.manifest.model_copy(deep=True)
-        target = self.store.last_seq()
         upgrading = self._upgrading
-        if target <= m.synced_seq and not upgrading and m.generation > 0:
+        if self.store.last_seq() <= m.synced_seq and not upgrading and m.generation > 0:
             return {"changed": 0, "deleted": 0, "seconds": 0.0, "segments": 0, "failed": []}
         if upgrading:
             m.format_version = Manifest.model_fields["format_version"].default
@@ -454,19 +457,23 @@ class Index:
                 new_where.update({d.id: (ref.name, o) for o, d in enumerate(batch)})
                 batch.clear()
 
-        for ups, dels in self.store.changes_since(m.synced_seq):
-            for doc_id in dels:
-                deleted += tombstone(doc_id)
-            if dels:
-                self._external_delete(dels)
-            for d in ups:
-                tombstone(d.id)
-            self._external_upsert(ups)
-            changed += len(ups)
-            batch.extend(ups)
-            if len(batch) >= self.settings.indexing.segment_docs:
-                flush()
-        flush()
+        # documents and their vectors are read as of one instant; writes go on meanwhile
+        # and are the next refresh's (their sequence numbers are past ``target``)
+        with self.store.read_snapshot():
+            target = self.store.last_seq()
+            for ups, dels in self.store.changes_since(m.synced_seq, upto=target):
+                for doc_id in dels:
+                    deleted += tombstone(doc_id)
+                if dels:
+                    self._external_delete(dels)
+                for d in ups:
+                    tombstone(d.id)
+                self._external_upsert(ups)
+                changed += len(ups)
+                batch.extend(ups)
+                if len(batch) >= self.settings.indexing.segment_docs:
+                    flush()
+            flush()
         failed = self._external_commit()
         if failed:
             # a document a backend refused stays as it was searchable before: its new version

@@ -18,6 +18,7 @@ are removed once no open snapshot of this process uses them.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -146,14 +147,20 @@ def fsync_tree(path: Path) -> None:
         fsync_dir(Path(root))
 
 
-def library_versions() -> dict[str, str]:
+@functools.lru_cache(maxsize=1)
+def _versions() -> tuple[tuple[str, str], ...]:
     from importlib import metadata
 
-    out = {}
+    out = []
     for pkg in ("semsearch", "faiss-cpu", "faiss-gpu-cu12", "bm25s", "sentence-transformers",
                 "torch", "transformers", "elasticsearch", "open_clip_torch", "numpy"):
         try:
-            out[pkg] = metadata.version(pkg)
+            out.append((pkg, metadata.version(pkg)))
         except metadata.PackageNotFoundError:
             continue
-    return out
+    return tuple(out)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries an index's files depend on (read once per process)."""
+    return dict(_versions())

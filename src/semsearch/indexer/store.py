@@ -8,6 +8,7 @@ interrupted run resumes by replaying the changes after it, and nothing is applie
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -117,6 +118,17 @@ class DocStore:
         row = conn.execute("SELECT MAX(seq) FROM docs").fetchone()
         floor = conn.execute("SELECT value FROM state WHERE key='seq_floor'").fetchone()
         return max(int(row[0] or 0), int(json.loads(floor[0]) if floor else 0))
+
+    @contextlib.contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """This thread's reads inside see one committed state of the store (a refresh reads
+        documents and their vectors as of the same instant, whatever writers do meanwhile)."""
+        conn = self._conn
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
 
     def record_rejected(self, rejected: Sequence[tuple[str, int, str]]) -> None:
         """Documents a backend refused while they were being made searchable: (id, seq, reason)."""
@@ -290,11 +302,13 @@ class DocStore:
                 raise
 
     # -- reads --------------------------------------------------------------------------
-    def changes_since(self, seq: int, batch: int = 2048) -> Iterator[tuple[list[Document], list[str]]]:
-        """Yield ``(upserted docs, deleted ids)`` for changes with sequence > ``seq``."""
+    def changes_since(self, seq: int, batch: int = 2048, *,
+                      upto: int | None = None) -> Iterator[tuple[list[Document], list[str]]]:
+        """Yield ``(upserted docs, deleted ids)`` for changes with ``seq < sequence <= upto``."""
         cur = self._conn.execute(
-            "SELECT id,title,text,metadata,image,deleted FROM docs WHERE seq>? ORDER BY seq, rowid",
-            (seq,),
+            "SELECT id,title,text,metadata,image,deleted FROM docs WHERE seq>? AND seq<=? "
+            "ORDER BY seq, rowid",
+            (seq, upto if upto is not None else 2**62),
         )
         while True:
             rows = cur.fetchmany(batch)

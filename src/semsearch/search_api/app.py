@@ -77,7 +77,7 @@ def create_app(
             await run_in_threadpool(svc.warm_up)
             if settings.rerank.model:  # load (and on CPU export) the cross-encoder now, not in a search
                 await run_in_threadpool(warm_up_reranker, svc)
-            if "image" in svc.index.manifest.channels:  # the CLIP model, for images by text
+            if "image" in svc.index.vectors:  # the CLIP model, for images by text
                 await run_in_threadpool(warm_up_clip, svc)
             app.state.service = svc
             app.state.images = ImageSide(svc)

@@ -71,6 +71,8 @@ class ImageSide:
             "image_search": "image" in vecs or any(h in vecs for h in HASH_CHANNELS),
             "image_text": "image" in vecs,
             "duplicates": "phash" in vecs,
+            # the search page sends no key: it offers the scan only where it needs none
+            "duplicates_need_key": self.svc.settings.api.duplicates_need_key,
             "image_upload": bool(self.svc.settings.images.roots),
         }
 

@@ -167,7 +167,11 @@ class VectorSegment:
             return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
         k = min(k, len(selected))
         if self.ann is None or len(selected) <= settings.exact_below:
-            scores = np.asarray(queries, dtype=np.float32) @ np.asarray(self.vectors[selected]).T
+            q = np.asarray(queries, dtype=np.float32)
+            if len(selected) == self.n_docs:  # every row: the mapped matrix as it is, no copy
+                scores = q @ self.vectors.T
+            else:
+                scores = q @ np.asarray(self.vectors[selected]).T
             if k < len(selected):
                 part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
             else:

@@ -33,7 +33,7 @@ async def refresh(svc: Collection = Depends(get_service)) -> RefreshResponse:
 
 @router.get("/v1/writes/{seq}", response_model=WriteStatus, dependencies=[Depends(require_read_key)],
             responses=error_responses(401, 403, 422))
-async def write_status(seq: int = PathParam(ge=0, description="the seq a write answered with"),
+async def write_status(seq: int = PathParam(ge=0, le=2**62, description="the seq a write answered with"),
                        svc: Collection = Depends(get_service)) -> WriteStatus:
     """Whether the write that answered ``seq`` is searchable (every write is durable when
     it is acknowledged)."""

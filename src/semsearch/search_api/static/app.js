@@ -119,9 +119,18 @@ async function showDuplicates() {
   clearResults();
   const body = { max_distance: Number($("dup-distance").value || 10) };
   try {
-    const data = await api("/v1/duplicates", {
+    // a background job (202 + status URL): poll it until it is done
+    $("status").textContent = "finding near-duplicates…";
+    const job = await api("/v1/duplicates", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
+    let state = job;
+    while (state.status !== "done") {
+      if (state.status === "failed") throw new Error(`${state.error.type}: ${state.error.message}`);
+      await new Promise((r) => setTimeout(r, 250));
+      state = await api(job.status_url);
+    }
+    const data = state.result;
     const list = $("duplicate-groups").querySelector("ol");
     list.replaceChildren();
     for (const group of data.groups) {
@@ -189,7 +198,8 @@ async function loadStats() {
     $("rerank-label").hidden = !state.features.rerank;
     $("image-form").hidden = !state.features.image_search;
     $("mode-image").hidden = $("mode-image").disabled = !state.features.image_text;
-    $("dup-button").hidden = $("dup-distance-label").hidden = !state.features.duplicates;
+    $("dup-button").hidden = $("dup-distance-label").hidden =
+      !state.features.duplicates || state.features.duplicates_need_key;
   } catch (e) {
     showError(e.message);
   }
