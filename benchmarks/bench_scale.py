@@ -160,9 +160,12 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def timed_queries(fn, queries: list[str]) -> tuple[list[float], list[tuple[float, float]]]:
+def timed_queries(fn, queries: list[str], max_s: float = float("inf")) -> tuple[list[float], list[tuple[float, float]]]:
     lat, spans = [], []
+    start = time.perf_counter()
     for q in queries:
+        if time.perf_counter() - start > max_s:
+            break
         t = time.perf_counter()
         fn(q)
         e = time.perf_counter()
@@ -277,12 +280,15 @@ class SemsearchEngine(Engine):
         class Grab(logging.Handler):
             def emit(self, record: logging.LogRecord) -> None:
                 msg = record.getMessage()
-                if msg.startswith(("merged", "refreshed")):
+                if record.levelno >= logging.ERROR:
+                    outer.events.append((time.perf_counter(), "ERROR " + msg))
+                elif msg.startswith(("merged", "refreshed")):
                     outer.events.append((time.perf_counter(), msg))
 
         lg = logging.getLogger("semsearch")
         lg.setLevel(logging.INFO)
         lg.addHandler(Grab())
+        lg.propagate = False  # the events are counted into the results, not printed
         self.col = Collection.create(self.path, self.settings(), encoder=Enc())
         self.col.search("warm up", k=10, mode="hybrid")
 
@@ -316,10 +322,36 @@ class SemsearchEngine(Engine):
 
     def stats(self) -> dict[str, Any]:
         st = self.col.stats()
-        return {"segments": len(st["segments"]), "docs": st["documents"], "generation": st["generation"]}
+        errors = [m for _, m in self.events if m.startswith("ERROR")]
+        return {"segments": len(st["segments"]), "docs": st["documents"], "generation": st["generation"],
+                "merge_errors_so_far": len(errors), "last_merge_error": repr(self.col.merge_error)
+                if self.col.merge_error else None}
 
     def disk_mb(self) -> float:
         return dir_size_mb(self.path)
+
+
+class SemsearchGcWorkaround(SemsearchEngine):
+    """semsearch with a benchmark-side stand-in for a core fix (not a fix): a refresh that
+    commits while a background merge builds its segment deletes the merge's new folder (it is
+    not yet in the manifest), so the merge's commit names a segment with no files and later
+    merges fail. Here unreferenced files are not removed while a merge holds the merge lock
+    (they go at the next refresh after it)."""
+
+    name = "semsearch-gcfix"
+
+    def open(self) -> None:
+        from semsearch.indexer.index import Index
+
+        orig = Index._remove_unreferenced
+
+        def guarded(index: Index) -> None:
+            if index._merge_lock.locked():
+                return
+            orig(index)
+
+        Index._remove_unreferenced = guarded  # this child process only
+        super().open()
 
 
 class LanceEngine(Engine):
@@ -495,7 +527,7 @@ class MilvusEngine(Engine):
 ANALYZER = {"tokenizer": "standard",
             "filter": ["lowercase", {"type": "stop", "stop_words": ["_english_"]}, {"type": "stemmer", "language": "english"}]}
 
-ENGINE_CLASSES = {"semsearch": SemsearchEngine, "lancedb": LanceEngine, "milvus": MilvusEngine}
+ENGINE_CLASSES = {"semsearch": SemsearchEngine, "semsearch-gcfix": SemsearchGcWorkaround, "lancedb": LanceEngine, "milvus": MilvusEngine}
 
 
 # -- one engine, in its own process ---------------------------------------------------------
@@ -528,7 +560,7 @@ def run_engine(args: argparse.Namespace) -> dict[str, Any]:
     out["rss_mb_before_ingest"] = rss0
 
     # one-document writes until a search sees them
-    modes = ["wait_for", "refresh"] if args.engine == "semsearch" else ["add"]
+    modes = ["wait_for", "refresh"] if args.engine.startswith("semsearch") else ["add"]
     out["write_visible"] = {}
     for mode in modes:
         lat = []
@@ -544,9 +576,10 @@ def run_engine(args: argparse.Namespace) -> dict[str, Any]:
         out["write_visible"][mode] = pct(lat)
         print(f"[{args.engine}] write->visible ({mode}) p50 {out['write_visible'][mode]['p50_ms']:.0f} ms "
               f"p95 {out['write_visible'][mode]['p95_ms']:.0f} ms", flush=True)
-    if args.engine == "semsearch":
+    if args.engine.startswith("semsearch"):
         time.sleep(2)  # let merges the writes triggered finish before the idle runs
 
+    out["stats_at_idle"] = eng.stats()
     lat, _ = timed_queries(lambda q: eng.hybrid(q), queries)
     out["hybrid_idle"] = pct(lat)
     for name, f in (("filtered_1pct", {"eq": 7}), ("filtered_50pct", {"lt": 50})):
@@ -561,21 +594,26 @@ def run_engine(args: argparse.Namespace) -> dict[str, Any]:
     w = Writer(lambda d, v: eng.add(d, v), args.writer_rate, vecs)
     w.start()
     time.sleep(2)
-    lat, spans = timed_queries(lambda q: eng.hybrid(q), queries * args.writer_rounds)
+    t_win = time.perf_counter()
+    lat, spans = timed_queries(lambda q: eng.hybrid(q), queries * args.writer_rounds, args.writer_seconds)
+    window_s = time.perf_counter() - t_win
     w.stop.set()
     w.join()
     if w.error is not None:
         out["writer_error"] = repr(w.error)
     during = pct(lat)
+    during["window_s"] = round(window_s, 1)
+    during["queries_planned"] = len(queries) * args.writer_rounds
     during["writer_docs"] = w.done
     during["writer_docs_per_s"] = round(w.done / w.seconds, 1)
     during["writer_call_ms"] = pct(w.lat)
     during["ratio_p95_vs_idle"] = round(during["p95_ms"] / out["hybrid_idle"]["p95_ms"], 2)
     during["stats_before"], during["stats_after"] = before, eng.stats()
-    if args.engine == "semsearch":
+    if args.engine.startswith("semsearch"):
         ev = eng.events[n_events:]
         merges = [(t, m) for t, m in ev if m.startswith("merged") and " in " in m and "segments" in m]
         during["refreshes"] = sum(m.startswith("refreshed") for _, m in ev)
+        during["merge_errors"] = sum(m.startswith("ERROR") for _, m in ev)
         during["merges"] = [m for _, m in merges]
         # a merge logs when it ends; its start is end - seconds
         windows = []
@@ -622,6 +660,8 @@ def main() -> None:
     ap.add_argument("--writes", type=int, default=50, help="single-document writes timed to visibility")
     ap.add_argument("--writer-rate", type=float, default=50.0, help="docs/s the background writer adds")
     ap.add_argument("--writer-rounds", type=int, default=1, help="passes over the queries while writing")
+    ap.add_argument("--writer-seconds", type=float, default=60.0,
+                    help="longest measurement window while writing (stops early, queries done are reported)")
     ap.add_argument("--engines", default=",".join(ENGINES))
     ap.add_argument("--cache", type=Path, default=Path("/tmp/semsearch-bench-scale"))
     ap.add_argument("--work", type=Path, default=None, help="where indexes are built (default: under --cache)")
@@ -652,7 +692,7 @@ def main() -> None:
         out.unlink(missing_ok=True)
         cmd = [sys.executable, __file__, "--engine", name, "--out", str(out), "--docs", str(args.docs),
                "--queries", str(args.queries), "--writes", str(args.writes), "--writer-rate", str(args.writer_rate),
-               "--writer-rounds", str(args.writer_rounds), "--cache", str(args.cache), "--work", str(args.work)]
+               "--writer-rounds", str(args.writer_rounds), "--writer-seconds", str(args.writer_seconds), "--cache", str(args.cache), "--work", str(args.work)]
         if args.keep:
             cmd.append("--keep")
         t = time.perf_counter()
