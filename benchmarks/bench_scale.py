@@ -677,6 +677,9 @@ def main() -> None:
 
     if args.engine:
         logging.basicConfig(level=logging.WARNING)
+        # Milvus Lite's embedded server logs a traceback for every AllocTimestamp call it
+        # does not implement (harmless: pymilvus falls back)
+        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
         res = run_engine(args)
         args.out.write_text(json.dumps(res, indent=2))
         return
