@@ -54,6 +54,7 @@ from common import dir_size_mb, load_jsonl, load_queries, percentiles, require_s
 DIM = 384
 CHUNK = 5000
 ENGINES = ("semsearch", "lancedb", "milvus")
+SKIP_MERGES = False  # --ingest-only: the policy's merges after a bulk load are not run
 
 
 # -- data -----------------------------------------------------------------------------------
@@ -253,7 +254,7 @@ class SemsearchEngine(Engine):
             took += sync_s
             t = time.perf_counter()
             merges = []
-            while (m := idx.maybe_merge()) is not None:
+            while not SKIP_MERGES and (m := idx.maybe_merge()) is not None:
                 merges.append({k: m[k] for k in ("docs", "seconds")})
             merge_s = time.perf_counter() - t
             segs = [r.n_docs for r in idx.manifest.segments]
@@ -555,6 +556,11 @@ def run_engine(args: argparse.Namespace) -> dict[str, Any]:
     out["disk_mb_per_1m"] = out["disk_mb"] * 1e6 / args.docs
     print(f"[{args.engine}] ingest {ing['seconds']:.1f}s ({ing['docs_per_s']:.0f} docs/s), disk {out['disk_mb']:.0f} MB",
           flush=True)
+    if args.ingest_only:
+        out["peak_rss_mb"] = peak_mb()
+        if not args.keep:
+            shutil.rmtree(path, ignore_errors=True)
+        return out
     eng.open()
     out["rss_mb_open"] = rss_mb()
     out["rss_mb_before_ingest"] = rss0
@@ -668,6 +674,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the built indexes")
     ap.add_argument("--base-from-index", type=Path, default=None,
                     help="read the SciFact MiniLM vectors from this semsearch index of SciFact instead of encoding")
+    ap.add_argument("--ingest-only", action="store_true",
+                    help="measure bulk ingest, disk and RSS only (no merges after the load, no searches)")
     ap.add_argument("--engine", help=argparse.SUPPRESS)  # child mode
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -676,6 +684,8 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
 
     if args.engine:
+        global SKIP_MERGES
+        SKIP_MERGES = args.ingest_only
         logging.basicConfig(level=logging.WARNING)
         # Milvus Lite's embedded server logs a traceback for every AllocTimestamp call it
         # does not implement (harmless: pymilvus falls back)
@@ -698,6 +708,8 @@ def main() -> None:
                "--writer-rounds", str(args.writer_rounds), "--writer-seconds", str(args.writer_seconds), "--cache", str(args.cache), "--work", str(args.work)]
         if args.keep:
             cmd.append("--keep")
+        if args.ingest_only:
+            cmd.append("--ingest-only")
         t = time.perf_counter()
         rc = subprocess.call(cmd)
         if rc != 0 or not out.exists():
@@ -711,6 +723,10 @@ def main() -> None:
     for name, r in results.items():
         if "error" in r:
             rows.append({"engine": name, "ingest docs/s": r["error"]})
+            continue
+        if "write_visible" not in r:
+            rows.append({"engine": name, "ingest docs/s": round(r["ingest"]["docs_per_s"]),
+                         "peak RSS MB": round(r["peak_rss_mb"]), "disk MB/1M": round(r["disk_mb_per_1m"])})
             continue
         wv = r["write_visible"]
         rows.append({
