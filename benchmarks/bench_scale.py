@@ -54,7 +54,8 @@ from common import dir_size_mb, load_jsonl, load_queries, percentiles, require_s
 DIM = 384
 CHUNK = 5000
 ENGINES = ("semsearch", "lancedb", "milvus")
-SKIP_MERGES = False  # --ingest-only: the policy's merges after a bulk load are not run
+SKIP_MERGES = False  # --ingest-only / --no-merges: the policy's merges after a bulk load are not run
+NO_BACKGROUND_MERGES = False  # --no-merges: the Collection runs no background merges either
 
 
 # -- data -----------------------------------------------------------------------------------
@@ -228,6 +229,7 @@ class SemsearchEngine(Engine):
         s = Settings()
         s.no_progress = True
         s.vector.faiss.factory = "HNSW32"
+        s.indexing.background_merges = not NO_BACKGROUND_MERGES
         return s
 
     def ingest(self) -> dict[str, Any]:
@@ -676,6 +678,9 @@ def main() -> None:
                     help="read the SciFact MiniLM vectors from this semsearch index of SciFact instead of encoding")
     ap.add_argument("--ingest-only", action="store_true",
                     help="measure bulk ingest, disk and RSS only (no merges after the load, no searches)")
+    ap.add_argument("--no-merges", action="store_true",
+                    help="semsearch: search the segments of the bulk load as they are (no merges after it, "
+                         "no background merges): a quick look at a large size")
     ap.add_argument("--engine", help=argparse.SUPPRESS)  # child mode
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -684,8 +689,9 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
 
     if args.engine:
-        global SKIP_MERGES
-        SKIP_MERGES = args.ingest_only
+        global SKIP_MERGES, NO_BACKGROUND_MERGES
+        SKIP_MERGES = args.ingest_only or args.no_merges
+        NO_BACKGROUND_MERGES = args.no_merges
         logging.basicConfig(level=logging.WARNING)
         # Milvus Lite's embedded server logs a traceback for every AllocTimestamp call it
         # does not implement (harmless: pymilvus falls back)
@@ -710,6 +716,8 @@ def main() -> None:
             cmd.append("--keep")
         if args.ingest_only:
             cmd.append("--ingest-only")
+        if args.no_merges:
+            cmd.append("--no-merges")
         t = time.perf_counter()
         rc = subprocess.call(cmd)
         if rc != 0 or not out.exists():
@@ -755,7 +763,7 @@ def main() -> None:
                     "filtered_p95_ms": 60, "at_docs": 1_000_000},
         "results": results,
     }
-    path = save(f"scale_{args.docs}", payload)
+    path = save(f"scale_{args.docs}" + ("_ingest" if args.ingest_only else "_nomerge" if args.no_merges else ""), payload)
     wide_table(rows, f"scale at {args.docs} docs, k=10, query encoding included, each engine in its own process")
     print(f"load average (1/5/15 min): {load}")
     print(f"saved {path}")
