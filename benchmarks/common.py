@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SEMSEARCH_SHARED_DATA", REPO.parent / "shared" / "data"))
+# beside the checkout (/work/main -> /work/shared) or beside a worktree's parent
+# (/work/wt/<name> -> /work/shared)
+_SHARED_DEFAULT = next((p / "shared" / "data" for p in (REPO.parent, REPO.parents[1]) if (p / "shared" / "data").is_dir()),
+                       REPO.parent / "shared" / "data")
+SHARED = Path(os.environ.get("SEMSEARCH_SHARED_DATA", _SHARED_DEFAULT))
 SCIFACT = SHARED / "scifact"
 RESULTS = REPO / "bench-results"
 CACHE = Path(os.environ.get("SEMSEARCH_BENCH_CACHE", REPO / ".cache" / "bench"))
