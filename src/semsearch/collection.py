@@ -77,6 +77,37 @@ class SearchRequest(BaseModel):
         return self.model_dump(exclude={"query"})
 
 
+class BatchedSearch:
+    """The request handling every collection shares (the local :class:`Collection` and
+    :class:`~semsearch.store_es.ElasticsearchCollection`): requests with equal options are
+    searched as one batch by the backend's ``_search_same``."""
+
+    def search(self, request: SearchRequest | str, **options: Any) -> SearchResult:
+        """Search with a :class:`SearchRequest`, or a query string plus its options."""
+        if isinstance(request, str):
+            request = SearchRequest(query=request, **options)
+        elif options:
+            request = request.model_copy(update=options)
+        return self.search_batch([request])[0]
+
+    def search_batch(self, requests: Sequence[SearchRequest]) -> list[SearchResult]:
+        """Search several requests; those with equal options run as one batch (locally one
+        encoder call and one lexical pass; with Elasticsearch one ``_msearch``). Results come
+        back in the order of ``requests``."""
+        groups: dict[str, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(repr(sorted(r.options().items())), []).append(i)
+        out: list[SearchResult | None] = [None] * len(requests)
+        for idx in groups.values():
+            for i, res in zip(idx, self._search_same([requests[i].query for i in idx], requests[idx[0]])):
+                out[i] = res
+        return out  # type: ignore[return-value]
+
+    def _search_same(self, queries: list[str], request: SearchRequest) -> list[SearchResult]:
+        """Search ``queries``, all with the options of ``request``."""
+        raise NotImplementedError  # pragma: no cover - each backend has its own
+
+
 class WriteResult(BaseModel):
     """What a write did: the ids it touched, its change sequence number, and whether it is
     already searchable (always durable: it is committed to the document store)."""
@@ -86,7 +117,7 @@ class WriteResult(BaseModel):
     searchable: bool
 
 
-class Collection:
+class Collection(BatchedSearch):
     """Use :meth:`create` (open for writing, creating an empty index if there is none) or
     :meth:`open` (an existing index; read-only unless ``writable=True``)."""
 
@@ -284,28 +315,8 @@ class Collection:
             self.encoder.encode(["warm up"])
 
     # -- reads --------------------------------------------------------------------------
-    def search(self, request: SearchRequest | str, **options: Any) -> SearchResult:
-        """Search with a :class:`SearchRequest`, or a query string plus its options."""
-        if isinstance(request, str):
-            request = SearchRequest(query=request, **options)
-        elif options:
-            request = request.model_copy(update=options)
-        return self.search_batch([request])[0]
-
-    def search_batch(self, requests: Sequence[SearchRequest]) -> list[SearchResult]:
-        """Search several requests; those with equal options run as one batch (one encoder
-        call, one lexical pass). Results come back in the order of ``requests``."""
-        groups: dict[str, list[int]] = {}
-        for i, r in enumerate(requests):
-            groups.setdefault(repr(sorted(r.options().items())), []).append(i)
-        out: list[SearchResult | None] = [None] * len(requests)
-        for idx in groups.values():
-            opts = requests[idx[0]].options()
-            for i, res in zip(idx, self._search_same([requests[i].query for i in idx], opts)):
-                out[i] = res
-        return out  # type: ignore[return-value]
-
-    def _search_same(self, queries: list[str], opts: dict[str, Any]) -> list[SearchResult]:
+    def _search_same(self, queries: list[str], request: SearchRequest) -> list[SearchResult]:
+        opts = request.options()
         do_collapse = opts.pop("collapse", False)
         # no lock: the searcher reads one snapshot of the index
         if not do_collapse:
