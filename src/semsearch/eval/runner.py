@@ -209,7 +209,8 @@ def evaluate(
     on_config: Any = None,
     latency_queries: int = LATENCY_QUERIES,
 ) -> EvalResult:
-    """Run ``configs`` over ``col`` (queries encoded by its encoder) and compare them."""
+    """Run ``configs`` over ``col`` and compare them. Searches use the collection's encoder
+    and settings; ``settings`` decides which configs can run (and the ``lexical-es`` index)."""
     from semsearch.search import engine
 
     rerankers = reranker if isinstance(reranker, dict) else ({"": reranker} if reranker is not None else {})
