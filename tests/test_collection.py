@@ -77,3 +77,90 @@ def test_concurrent_searches_during_writes_never_fail(tmp_path, minilm, settings
             t.join()
         assert not errors
         assert len(col.search("rivers lakes", mode="lexical", k=20).hits) == 11
+
+
+DOCS = [("p", "Photosynthesis", "Plants turn sunlight into sugar."),
+        ("v", "Volcanoes", "Magma rises through the crust and erupts."),
+        ("b", "Honeybees", "Bees carry pollen between flowers.")]
+
+
+@pytest.fixture
+def three_docs(tmp_path, minilm, settings):
+    """An index of three documents, closed; its path."""
+    with semsearch.Collection.create(tmp_path / "ix", settings, encoder=minilm) as col:
+        col.upsert([semsearch.Document(id=i, title=t, text=x) for i, t, x in DOCS], wait_for=True)
+    return tmp_path / "ix"
+
+
+def test_channel_results_are_each_channels_candidates_before_fusion(three_docs, minilm, settings):
+    with semsearch.Collection.open(three_docs, settings, encoder=minilm) as col:
+        (per,), failed = col.channel_results(["plants turn sunlight into sugar"], 2, "hybrid")
+        assert failed == {} and set(per) == {"lexical", "dense"}
+        assert [d for d, _ in per["lexical"]] == ["p"]  # the only one sharing a term
+        assert len(per["dense"]) == 2 and per["dense"][0][0] == "p"  # the top 2, best first
+        assert per["dense"][0][1] >= per["dense"][1][1]
+        # the dense scores are inner products of the query with the stored vectors
+        q = minilm.encode(["plants turn sunlight into sugar"])[0]
+        ids = [d for d, _ in per["dense"]]
+        assert [s for _, s in per["dense"]] == pytest.approx(list(col.vectors(ids) @ q), abs=1e-5)
+        (magma, bees), _ = col.channel_results(["magma", "bees pollen"], 5, "lexical")
+        assert set(magma) == {"lexical"}  # the channels of the mode only
+        assert [d for d, _ in magma["lexical"]] == ["v"] and [d for d, _ in bees["lexical"]] == ["b"]
+
+
+def test_stored_vectors_and_documents_are_read_from_the_store(three_docs, minilm, settings):
+    with semsearch.Collection.create(three_docs, settings, encoder=minilm) as col:
+        vecs = col.vectors(["b", "nope", "p"])
+        assert vecs.shape == (3, minilm.dim) and not vecs[1].any()  # no vector: zeros
+        want = minilm.encode([f"{t} {x}" for i, t, x in DOCS if i in ("b", "p")])
+        assert vecs[[0, 2]] == pytest.approx(want[[1, 0]], abs=1e-5)
+        with pytest.raises(BadInput, match="no 'image' channel"):
+            col.vectors(["p"], "image")
+        assert [(d.id, d.title) for d in col.documents()] == [(i, t) for i, t, _ in DOCS]
+        col.delete("v")  # an acknowledged delete, not yet refreshed
+        assert [d.id for d in col.documents()] == ["p", "b"]
+
+
+class _Counting:
+    """A query encoder that counts the texts it encodes."""
+
+    def __init__(self, inner) -> None:  # noqa: ANN001
+        self.inner, self.name, self.dim, self.texts = inner, inner.name, inner.dim, 0
+
+    def encode(self, texts, *, batch_size=None):  # noqa: ANN001, ANN201
+        self.texts += len(texts)
+        return self.inner.encode(texts)
+
+
+class _ShortestFirst:
+    name = "shortest-first"
+
+    def score(self, query, documents):  # noqa: ANN001, ANN201
+        return [-float(len(d.text)) for d in documents]
+
+
+def test_with_models_searches_the_same_index_with_other_models(three_docs, minilm, settings):
+    settings.rerank.blend = 0.0  # the reranker alone orders the candidates
+    with semsearch.Collection.open(three_docs, settings, encoder=minilm) as col:
+        counting = _Counting(minilm)
+        view = col.with_models(encoder=counting, reranker=_ShortestFirst())
+        hits = view.search("plants sunlight sugar", mode="dense", k=3, rerank=True).hits
+        assert [h.id for h in hits] == ["p", "b", "v"]  # by text length, as the reranker says
+        assert counting.texts == 1
+        with pytest.raises(BadInput, match="SEMSEARCH_RERANK__MODEL"):
+            col.search("plants", rerank=True)  # the collection itself has no reranker
+        assert col.with_models().search("plants sunlight", mode="dense", k=1).hits[0].id == "p"
+        with pytest.raises(BadInput, match="only searches"):
+            view.upsert([semsearch.Document(id="x", text="x")])
+        view.close()  # leaves the collection's index open
+        assert col.search("magma", mode="lexical").hits[0].id == "v"
+
+
+def test_open_directory_opens_the_local_index_whatever_the_store_setting(three_docs, minilm, settings):
+    settings.store.backend = "elasticsearch"  # not contacted: a directory is given
+    from semsearch.collection import open_directory
+
+    with open_directory(three_docs, settings, encoder=minilm) as col:
+        assert isinstance(col, semsearch.Collection) and not col.writable
+        assert col.search("magma", mode="lexical").hits[0].id == "v"
+    assert settings.store.backend == "elasticsearch"

@@ -27,9 +27,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,6 +40,9 @@ from semsearch.documents import Document, Hit, SearchResult
 from semsearch.encoders.base import TextEncoder
 from semsearch.errors import BackendUnavailable, BadInput, DocumentNotFound, IndexIncompatible
 from semsearch.indexer.index import Index, IndexLocked
+
+if TYPE_CHECKING:
+    from semsearch.rerank.base import Reranker
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +80,37 @@ class SearchRequest(BaseModel):
         return self.model_dump(exclude={"query"})
 
 
+class BatchedSearch:
+    """The request handling every collection shares (the local :class:`Collection` and
+    :class:`~semsearch.store_es.ElasticsearchCollection`): requests with equal options are
+    searched as one batch by the backend's ``_search_same``."""
+
+    def search(self, request: SearchRequest | str, **options: Any) -> SearchResult:
+        """Search with a :class:`SearchRequest`, or a query string plus its options."""
+        if isinstance(request, str):
+            request = SearchRequest(query=request, **options)
+        elif options:
+            request = request.model_copy(update=options)
+        return self.search_batch([request])[0]
+
+    def search_batch(self, requests: Sequence[SearchRequest]) -> list[SearchResult]:
+        """Search several requests; those with equal options run as one batch (locally one
+        encoder call and one lexical pass; with Elasticsearch one ``_msearch``). Results come
+        back in the order of ``requests``."""
+        groups: dict[str, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(repr(sorted(r.options().items())), []).append(i)
+        out: list[SearchResult | None] = [None] * len(requests)
+        for idx in groups.values():
+            for i, res in zip(idx, self._search_same([requests[i].query for i in idx], requests[idx[0]])):
+                out[i] = res
+        return out  # type: ignore[return-value]
+
+    def _search_same(self, queries: list[str], request: SearchRequest) -> list[SearchResult]:
+        """Search ``queries``, all with the options of ``request``."""
+        raise NotImplementedError  # pragma: no cover - each backend has its own
+
+
 class WriteResult(BaseModel):
     """What a write did: the ids it touched, its change sequence number, and whether it is
     already searchable (always durable: it is committed to the document store)."""
@@ -86,7 +120,7 @@ class WriteResult(BaseModel):
     searchable: bool
 
 
-class Collection:
+class Collection(BatchedSearch):
     """Use :meth:`create` (open for writing, creating an empty index if there is none) or
     :meth:`open` (an existing index; read-only unless ``writable=True``)."""
 
@@ -113,6 +147,7 @@ class Collection:
         self.merge_error: BaseException | None = None
         self._promoter: threading.Thread | None = None
         self._retired: list[Index] = []  # read-only opens replaced by a promotion
+        self._view_of: Collection | None = None  # see with_models
 
     # -- lifecycle ----------------------------------------------------------------------
     @classmethod
@@ -240,6 +275,8 @@ class Collection:
             return
 
     def close(self) -> None:
+        if self._view_of is not None:
+            return  # a view from with_models: the collection it came from owns the index
         self._stop.set()
         self._dirty.set()
         self._merge_wanted.set()
@@ -284,28 +321,8 @@ class Collection:
             self.encoder.encode(["warm up"])
 
     # -- reads --------------------------------------------------------------------------
-    def search(self, request: SearchRequest | str, **options: Any) -> SearchResult:
-        """Search with a :class:`SearchRequest`, or a query string plus its options."""
-        if isinstance(request, str):
-            request = SearchRequest(query=request, **options)
-        elif options:
-            request = request.model_copy(update=options)
-        return self.search_batch([request])[0]
-
-    def search_batch(self, requests: Sequence[SearchRequest]) -> list[SearchResult]:
-        """Search several requests; those with equal options run as one batch (one encoder
-        call, one lexical pass). Results come back in the order of ``requests``."""
-        groups: dict[str, list[int]] = {}
-        for i, r in enumerate(requests):
-            groups.setdefault(repr(sorted(r.options().items())), []).append(i)
-        out: list[SearchResult | None] = [None] * len(requests)
-        for idx in groups.values():
-            opts = requests[idx[0]].options()
-            for i, res in zip(idx, self._search_same([requests[i].query for i in idx], opts)):
-                out[i] = res
-        return out  # type: ignore[return-value]
-
-    def _search_same(self, queries: list[str], opts: dict[str, Any]) -> list[SearchResult]:
+    def _search_same(self, queries: list[str], request: SearchRequest) -> list[SearchResult]:
+        opts = request.options()
         do_collapse = opts.pop("collapse", False)
         # no lock: the searcher reads one snapshot of the index
         if not do_collapse:
@@ -332,7 +349,7 @@ class Collection:
         spec = self.index.manifest.channels.get("dense")
         if spec is None:
             raise BadInput("collapsing near-duplicates needs a dense channel; this index has none")
-        vecs = self.index.store.vectors([h.id for h in hits], "dense", spec.dim)
+        vecs = self.vectors([h.id for h in hits], "dense")
         kept = collapse(hits, vecs, self.settings.api.duplicate_threshold)
         page = kept[offset : offset + k]
         docs = self.index.get([h.id for h in page]) if with_docs else {}
@@ -364,6 +381,47 @@ class Collection:
             return doc
         return self.index.get(list(ids))
 
+    def channel_results(self, queries: Sequence[str], depth: int, mode: str = "hybrid", *,
+                        filters: dict[str, Any] | None = None, boosts: dict[str, float] | None = None,
+                        ) -> tuple[list[dict[str, list[tuple[str, float]]]], dict[str, str]]:
+        """The candidates each channel of ``mode`` finds before fusion, for tuning fusion or
+        mining training pairs: per query ``{channel: [(id, score), ...]}`` (the top ``depth``,
+        best first), and the channels that failed (``{channel: reason}``; with
+        ``search.on_channel_failure = "fail"`` a failure raises instead). Every channel reads
+        the same snapshot."""
+        return self.searcher.channel_results(queries, depth, mode, filters=filters, boosts=boosts)
+
+    def vectors(self, ids: Sequence[str], channel: str = "dense") -> np.ndarray:
+        """The stored vectors of ``ids`` in a vector channel, one row per id in that order
+        (a row of zeros for an id without one). Read from the document store: writes are
+        seen once acknowledged."""
+        spec = self.index.manifest.channels.get(channel)
+        if spec is None:
+            raise BadInput(f"index at {self.index.path} has no {channel!r} channel")
+        dtype = np.uint8 if spec.backend == "faiss-binary" else np.float32  # hash codes as bytes
+        return self.index.store.vectors(list(ids), channel, spec.dim, dtype)
+
+    def documents(self) -> Iterator[Document]:
+        """Every stored document, in the order they were first written (read from the
+        document store: acknowledged writes included, deleted documents not)."""
+        return self.index.store.iter_docs()
+
+    def with_models(self, *, encoder: TextEncoder | None = None, reranker: Reranker | None = None) -> Collection:
+        """This collection searching with other models: ``encoder`` for queries (e.g. one
+        that caches query vectors) and/or ``reranker`` (instead of ``settings.rerank.model``);
+        what is not given is this collection's (its text encoder is loaded now when the index
+        has a dense channel, so the two share it). The result shares this collection's open
+        index and is for reads only: writes through it are refused, closing it does nothing,
+        and it is usable while this collection is open."""
+        if encoder is None and "dense" in self.index.manifest.channels:
+            encoder = self.encoder
+        view = type(self)(self.index, self.settings, encoder=encoder if encoder is not None else self._encoder)
+        view.searcher._reranker = reranker if reranker is not None else self.searcher._reranker
+        view.searcher._clip = self.searcher._clip
+        view.writable = False
+        view._view_of = self
+        return view
+
     def stats(self) -> dict[str, Any]:
         info = self.index.info()
         info["models"] = {"text_encoder": getattr(self._encoder, "name", None),
@@ -385,6 +443,8 @@ class Collection:
     def _check_writable(self, *, store: bool = False) -> None:
         """``store``: a write to the document store, which a reader of :meth:`open_shared`
         may make too."""
+        if self._view_of is not None:
+            raise BadInput("a collection from with_models() only searches: write through the one it came from")
         if not self.writable and not (store and self.index.accepts_writes):
             raise BadInput(f"index at {self.index.path} was opened read-only")
 
@@ -642,3 +702,14 @@ class Collection:
         from semsearch.indexer.backup import snapshot
 
         return snapshot(self.path, out)
+
+
+def open_directory(path: Path | str, settings: Settings | None = None, *,
+                   encoder: TextEncoder | None = None) -> Collection:
+    """The local index directory at ``path``, read-only, whatever ``settings.store.backend``
+    says: for the tools that are given an index directory (``eval``, ``train-reranker``,
+    ``adapt``)."""
+    settings = settings or Settings()
+    if settings.store.backend != "local":
+        settings = settings.model_copy(update={"store": settings.store.model_copy(update={"backend": "local"})})
+    return Collection.open(path, settings, encoder=encoder)

@@ -38,7 +38,7 @@ def test_rerank_variants_use_the_reranker(tiny_eval):
     assert [c.name for c in cfgs] == ["lexical", "lexical+rerank", "hybrid-rrf", "hybrid-rrf+rerank"]
     s.rerank.depth = 1000  # rerank every candidate of the tiny corpus
     s.rerank.blend = 0.0  # and let the reranker alone order them
-    res = evaluate(ds, idx, info, cfgs, s, encoder=enc, reranker=ShortestFirst(), latency_queries=2)
+    res = evaluate(ds, idx, info, cfgs, s, reranker=ShortestFirst(), latency_queries=2)
     assert list(res.runs) == [c.name for c in cfgs]
     docs = idx.get([d for r in res.runs["lexical"].values() for d in r])
     for qid, run in res.runs["lexical+rerank"].items():
@@ -58,14 +58,14 @@ def test_named_rerankers_make_one_variant_each_and_each_uses_its_own(tiny_eval):
     assert [c.name for c in cfgs] == ["lexical", "lexical+rerank:short", "lexical+rerank:long"]
     assert cfgs[1].describe()["rerank"] == "short"
     s.rerank.depth, s.rerank.blend = 1000, 0.0
-    res = evaluate(ds, idx, info, cfgs, s, encoder=enc, latency_queries=1,
+    res = evaluate(ds, idx, info, cfgs, s, latency_queries=1,
                    reranker={"short": ShortestFirst(), "long": LongestFirst()})
     docs = idx.get([d for r in res.runs["lexical"].values() for d in r])
     for qid in res.runs["lexical"]:
         short = [len(docs[d].text) for d in res.runs["lexical+rerank:short"][qid]]
         long_ = [len(docs[d].text) for d in res.runs["lexical+rerank:long"][qid]]
         assert short == sorted(short) and long_ == sorted(long_, reverse=True)
-    res = evaluate(ds, idx, info, resolve_configs(["lexical+rerank:other"], s) + cfgs[:1], s, encoder=enc,
+    res = evaluate(ds, idx, info, resolve_configs(["lexical+rerank:other"], s) + cfgs[:1], s,
                    latency_queries=1, reranker={"short": ShortestFirst()})
     assert res.skipped == {"lexical+rerank:other": "no reranker named 'other' given (--reranker NAME=DIR; given: short)"}
 
@@ -88,7 +88,7 @@ def test_reranker_specs_are_parsed_and_bad_ones_named(tmp_path):
 
 def test_rerank_configs_are_skipped_without_a_reranker(tiny_eval):
     ds, idx, info, s, enc = tiny_eval
-    res = evaluate(ds, idx, info, resolve_configs(["lexical", "dense+rerank"], s), s, encoder=enc, latency_queries=1)
+    res = evaluate(ds, idx, info, resolve_configs(["lexical", "dense+rerank"], s), s, latency_queries=1)
     assert list(res.runs) == ["lexical"]
     assert res.skipped == {"dense+rerank": "no reranker given (--reranker DIR)"}
 
@@ -96,9 +96,9 @@ def test_rerank_configs_are_skipped_without_a_reranker(tiny_eval):
 def test_nothing_runnable_is_an_error(tiny_eval):
     ds, idx, info, s, enc = tiny_eval
     with pytest.raises(BadInput, match=r"no eval config could run here: image-by-text: the index has no image channel"):
-        evaluate(ds, idx, info, resolve_configs(["image-by-text"], s), s, encoder=enc)
+        evaluate(ds, idx, info, resolve_configs(["image-by-text"], s), s)
     with pytest.raises(BadInput, match="baseline 'dense' was not run"):
-        evaluate(ds, idx, info, resolve_configs(["lexical"], s), s, encoder=enc, baseline="dense")
+        evaluate(ds, idx, info, resolve_configs(["lexical"], s), s, baseline="dense")
 
 
 def test_caption_set_needs_an_image_index(tmp_path):
@@ -137,7 +137,7 @@ def test_lexical_es_config_runs_against_a_real_server(tiny_eval, es_names, es_ur
     s.lexical.elasticsearch.url = es_url
     s.lexical.elasticsearch.index = es_names("eval")
     s.lexical.elasticsearch.analyzer = "standard"
-    res = evaluate(ds, idx, info, resolve_configs(["lexical", "lexical-es"], s), s, encoder=enc, latency_queries=1)
+    res = evaluate(ds, idx, info, resolve_configs(["lexical", "lexical-es"], s), s, latency_queries=1)
     assert not res.skipped and list(res.runs) == ["lexical", "lexical-es"]
     for qid, run in res.runs["lexical-es"].items():
         assert run, qid

@@ -39,7 +39,7 @@ def scifact_result(tmp_path_factory, minilm):
     try:
         assert info.documents == 5183
         return evaluate(dataset, index, info, resolve_configs(list(FLOORS), settings), settings,
-                        encoder=minilm, latency_queries=5)
+                        latency_queries=5)
     finally:
         index.close()
 

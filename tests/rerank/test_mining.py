@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from semsearch.collection import Collection
 from semsearch.documents import Document
 from semsearch.errors import BadInput
 from semsearch.rerank.train.mining import (
@@ -18,22 +19,22 @@ from semsearch.rerank.train.mining import (
     read_weak_pairs,
     split_dev,
 )
-from semsearch.search import Searcher
 
 
 @pytest.fixture
-def searcher(tiny_index, minilm, settings) -> Searcher:
-    return Searcher(tiny_index, settings, encoder=minilm)
+def col(tiny_index, minilm, settings):
+    with Collection.open(tiny_index.path, settings, encoder=minilm) as c:
+        yield c
 
 
-def test_mining_never_emits_a_positive_as_negative(searcher, tiny_docs) -> None:
+def test_mining_never_emits_a_positive_as_negative(col, tiny_docs) -> None:
     ids = [d.id for d in tiny_docs]
     examples = [
         Example(qid=f"q{i}", query=f"{d.title} {d.text}", positives=[d.id, ids[(i + 1) % len(ids)]],
                 negatives=[d.id])  # an explicit negative that is also a positive is dropped
         for i, d in enumerate(tiny_docs)
     ]
-    NegativeMiner(searcher, pool=12, fn_ratio=None, seed=1).mine(examples, n_negatives=12)
+    NegativeMiner(col, pool=12, fn_ratio=None, seed=1).mine(examples, n_negatives=12)
     for e in examples:
         assert e.negatives, e.qid
         assert not set(e.negatives) & set(e.positives), e.qid
@@ -41,14 +42,14 @@ def test_mining_never_emits_a_positive_as_negative(searcher, tiny_docs) -> None:
         assert len(e.negatives) == len(tiny_docs) - 2  # every other document, once
 
 
-def test_false_negative_filter_drops_near_positives(searcher, minilm, tiny_docs) -> None:
+def test_false_negative_filter_drops_near_positives(col, minilm, tiny_docs) -> None:
     # "sunlight" documents: photosynthesis (d3) is the positive; solar panels (d8) is close
     examples = [Example(qid="q", query="plants use sunlight to make sugar", positives=["d3"])]
-    miner = NegativeMiner(searcher, pool=12, fn_ratio=0.5, seed=0)
+    miner = NegativeMiner(col, pool=12, fn_ratio=0.5, seed=0)
     miner.mine(examples, n_negatives=12)
     assert miner.dropped_false_negatives > 0
     q = minilm.encode(["plants use sunlight to make sugar"])[0]
-    vecs = searcher.index.store.vectors(["d3", *examples[0].negatives], "dense", minilm.dim)
+    vecs = col.vectors(["d3", *examples[0].negatives])
     sims = vecs @ q
     assert np.all(sims[1:] < 0.5 * sims[0])
 
@@ -97,7 +98,7 @@ def test_per_stage_filter_and_epochs(tiny_index, tmp_path, monkeypatch) -> None:
     (qdir / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td3\t1\n")
     seen = []
 
-    def fake_train(cfg, train, dev, searcher, *, resume):  # noqa: ANN001 - training is not under test
+    def fake_train(cfg, train, dev, col, *, resume):  # noqa: ANN001 - training is not under test
         seen.append((cfg.stage, cfg.data["hard_negatives"], (cfg.epochs, cfg.negatives)))
         return {"stage": cfg.stage}
 

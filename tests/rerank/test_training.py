@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
+from semsearch.collection import Collection
 from semsearch.config import RerankSettings
 from semsearch.rerank.cross_encoder import CrossEncoderReranker
 from semsearch.rerank.train.mining import Example, NegativeMiner
 from semsearch.rerank.train.stages import StageConfig, train_stage
-from semsearch.search import Searcher
 
 pytest.importorskip("datasets")
 pytest.importorskip("accelerate")
@@ -34,16 +34,15 @@ def trained(tmp_path_factory, minilm):
         idx.ensure_channel("dense", dim=minilm.dim, encoder=minilm.name)
         idx.write(docs, {"dense": minilm.encode([f"{d.title} {d.text}" for d in docs])})
         idx.sync()
-    tiny_index = Index.open(path, settings)
-    searcher = Searcher(tiny_index, settings, encoder=minilm)
+    col = Collection.open(path, settings, encoder=minilm)
     examples = [Example(qid=d.id, query=d.title.lower(), positives=[d.id]) for d in docs]
-    NegativeMiner(searcher, pool=12, fn_ratio=None, seed=0).mine(examples, n_negatives=3)
+    NegativeMiner(col, pool=12, fn_ratio=None, seed=0).mine(examples, n_negatives=3)
     out = tmp_path_factory.mktemp("ce") / "stage1"
     cfg = StageConfig(
         stage=1, out=out, max_length=48, negatives=3, epochs=6, batch_size=8,
         learning_rate=1e-4, eval_steps=12, patience=10, dev_depth=12, fields=("text",), seed=3,
     )
-    card = train_stage(cfg, examples, examples, searcher)
+    card = train_stage(cfg, examples, examples, col)
     return card, out, docs
 
 

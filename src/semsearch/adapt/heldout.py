@@ -118,8 +118,8 @@ class HeldOutCopy:
         dense = self.dense_results(qv, matrix, depth) if matrix is not None and qv is not None else None
         return [{"lexical": lex[i], **({"dense": dense[i]} if dense is not None else {})} for i in range(len(queries))]
 
-    def documents(self, ids: Sequence[str], index: Any) -> dict[str, Document]:
+    def documents(self, ids: Sequence[str], col: Any) -> dict[str, Document]:
         """Documents as this copy holds them (for the reranker)."""
-        got = index.get([d for d in ids if d not in self.replaced])
+        got = col.get([d for d in ids if d not in self.replaced])
         got.update({d: self.replaced[d] for d in ids if d in self.replaced})
         return got

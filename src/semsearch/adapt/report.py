@@ -16,15 +16,13 @@ def _result(ad: Any, name: str, examples: list, runs: dict[str, Any], tuning: di
     from semsearch.eval import metrics as M
     from semsearch.eval.configs import EvalConfig
     from semsearch.eval.datasets import EvalDataset
-    from semsearch.eval.runner import EvalResult, IndexInfo
+    from semsearch.eval.runner import EvalResult, index_info
 
     qrels = H.qrels_of(examples)
     ds = EvalDataset(name=name, path=ad.work, split="held-out", kind="beir",
                      queries={e.qid: e.query for e in examples}, qrels=qrels)
-    with ad._index() as idx:
-        info = IndexInfo(path=str(ad.path), reused=True, build_seconds=None, documents=idx.store.count(),
-                         channels={n: s.encoder for n, s in idx.manifest.channels.items()},
-                         lexical_backend=idx.manifest.lexical_backend)
+    with ad.collection() as col:
+        info = index_info(col, reused=True)
     configs = [EvalConfig(n, n.split("-")[1] if "-" in n else n, origin="semsearch adapt") for n in runs]
     res = EvalResult(ds, configs, info, baseline="base-hybrid", tuning=tuning)
     for n, run in runs.items():

@@ -25,7 +25,6 @@ def adapt_reranker(ad: Any) -> dict[str, Any]:
     from semsearch.rerank.cross_encoder import CrossEncoderReranker
     from semsearch.rerank.train.runner import _cap
     from semsearch.rerank.train.stages import StageConfig, train_stage
-    from semsearch.search import Searcher
     from semsearch.search.fusion import Fused
 
     out = ad.path / MODEL_DIR
@@ -35,17 +34,16 @@ def adapt_reranker(ad: Any) -> dict[str, Any]:
     cfg = StageConfig(stage=1, out=out / "stage1", negatives=ad.opt.negatives, max_steps=ad.opt.reranker_max_steps,
                       fields=tuple(ad.settings.rerank.fields), separator=ad.settings.rerank.separator)
     cards = []
-    with ad._index() as idx:
-        searcher = Searcher(idx, ad.settings)
+    with ad.collection() as col:
         small_dev = dev[:50]  # checkpoint choice inside the stage; the decision is made below
         if not (cfg.out / "training.json").exists():
-            cards.append(train_stage(cfg, _cap(train, ad.opt.reranker_max_pairs, cfg.negatives), small_dev, searcher))
+            cards.append(train_stage(cfg, _cap(train, ad.opt.reranker_max_pairs, cfg.negatives), small_dev, col))
         final = cfg.out
         if judged_train:
             cfg2 = dataclasses.replace(cfg, stage=2, out=out / "stage2", base=str(cfg.out), negatives=3, epochs=3.0)
             if not (cfg2.out / "training.json").exists():
                 jdev = ad.examples("judged_dev")[:50] or small_dev
-                cards.append(train_stage(cfg2, judged_train, jdev, searcher))
+                cards.append(train_stage(cfg2, judged_train, jdev, col))
             final = cfg2.out
         reranker = CrossEncoderReranker(ad.settings.rerank.model_copy(update={"model": str(final), "backend": "torch"}))
         fusion = ad.state["fusion"]["result"]["chosen"]
@@ -57,7 +55,7 @@ def adapt_reranker(ad: Any) -> dict[str, Any]:
         text = {e.qid: e.query for e in examples}
         scores: dict[float, dict[str, dict[str, float]]] = {b: {} for b in BLENDS}
         def get(ids: list[str]) -> dict:
-            return copy.documents(ids, idx)
+            return copy.documents(ids, col)
 
         for qid, ranked in fused_run.items():
             fused = [Fused(d, s) for d, s in ranked.items()]

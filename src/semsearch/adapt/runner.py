@@ -24,6 +24,7 @@ import numpy as np
 from semsearch.adapt import heldout as H
 from semsearch.adapt.dense import ADAPTED_DIR, DenseTrainConfig
 from semsearch.adapt.fusion import score, select_fusion, single_channel_run
+from semsearch.collection import Collection, open_directory
 from semsearch.config import Settings
 from semsearch.errors import BadInput
 
@@ -90,10 +91,9 @@ class Adapter:
             self.say(f"[{step}] {self.state[step]['seconds']:.0f} s: {_brief(result)}")
         return self.state
 
-    def _index(self, writable: bool = False) -> Any:
-        from semsearch.indexer.index import Index
-
-        return Index.open(self.path, self.settings, writable=writable)
+    def collection(self) -> Collection:
+        """The index being adapted, opened read-only."""
+        return open_directory(self.path, self.settings)
 
     @property
     def template(self) -> str:
@@ -101,8 +101,8 @@ class Adapter:
 
     def docs(self) -> list:
         if self._docs is None:
-            with self._index() as idx:
-                self._docs = sorted(idx.store.iter_docs(), key=lambda d: d.id)
+            with self.collection() as col:
+                self._docs = sorted(col.documents(), key=lambda d: d.id)
         return self._docs
 
     def encoder(self, model: str | None) -> Any:
@@ -121,9 +121,8 @@ class Adapter:
             if cache.exists():
                 self._base_matrix = np.load(cache)
             else:
-                with self._index() as idx:
-                    spec = idx.manifest.channels["dense"]
-                    self._base_matrix = idx.store.vectors([d.id for d in self.docs()], "dense", spec.dim)
+                with self.collection() as col:
+                    self._base_matrix = col.vectors([d.id for d in self.docs()], "dense")
                 np.save(cache, self._base_matrix)
         return self._base_matrix
 
@@ -133,18 +132,18 @@ class Adapter:
 
     # -- steps --------------------------------------------------------------------------
     def step_mine(self) -> dict[str, Any]:
+        from semsearch.indexer.manifest import read_manifest
         from semsearch.rerank.train.mining import (
             NegativeMiner,
             read_qrels,
             read_weak_pairs,
             split_dev,
         )
-        from semsearch.search import Searcher
 
-        with self._index() as idx:
-            if "dense" not in idx.vectors:
+        with self.collection() as col:
+            if "dense" not in col.stats()["channels"]:
                 raise BadInput(f"index at {self.path} has no dense channel: adapt needs one")
-            if idx.manifest.tuned.get("dense_encoder"):
+            if read_manifest(self.path).tuned.get("dense_encoder"):
                 raise BadInput(f"index at {self.path} is already adapted; re-index it to adapt again")
             train, dev = H.mine_split(self.docs(), sample=self.opt.sample + self.opt.dev, dev=self.opt.dev,
                                       seed=self.opt.seed)
@@ -158,10 +157,10 @@ class Adapter:
                 judged = read_qrels(self.opt.queries, self.opt.qrels)
                 judged_train, judged_dev = split_dev(judged, self.opt.judged_dev_fraction, max_dev=len(judged),
                                                      seed=self.opt.seed)
-            miner = NegativeMiner(Searcher(idx, self.settings), fn_ratio=0.95, seed=self.opt.seed)
+            miner = NegativeMiner(col, fn_ratio=0.95, seed=self.opt.seed)
             miner.mine(train, self.opt.negatives)
             if judged_train:
-                NegativeMiner(Searcher(idx, self.settings), fn_ratio=None, seed=self.opt.seed).mine(
+                NegativeMiner(col, fn_ratio=None, seed=self.opt.seed).mine(
                     judged_train, max(self.opt.negatives, 3))
         H.save_examples(self.work / "train.jsonl", train)
         H.save_examples(self.work / "dev.jsonl", dev)
@@ -223,8 +222,8 @@ class Adapter:
         train = self.examples("train") + self.examples("judged_train")
         card_file = self.work / "dense-card.json"
         if not card_file.exists():
-            with self._index() as idx:
-                docs = idx.get(sorted({d for e in train for d in (*e.positives, *e.negatives)}))
+            with self.collection() as col:
+                docs = col.get(sorted({d for e in train for d in (*e.positives, *e.negatives)}))
             card = finetune(self.settings.text_encoder.model or default_model_path(), train, docs, out,
                             template=self.template, config=self.opt.dense_config)
             _save_json(card_file, card)
@@ -297,10 +296,13 @@ class Adapter:
 
     def step_apply(self) -> dict[str, Any]:
         from semsearch.adapt.dense import reencode_index
+        from semsearch.indexer.index import Index
         from semsearch.indexer.manifest import write_manifest
 
         tuned = self.tuned()
-        with self._index(writable=True) as idx:
+        # rewrites the dense channel and the manifest's tuned defaults: index maintenance,
+        # below the Collection API (as `semsearch reindex` is)
+        with Index.open(self.path, self.settings, writable=True) as idx:
             if self._dense_kept():
                 model = str((self.path / ADAPTED_DIR).resolve())
                 matrix = np.load(self.work / "vectors-adapted.npy")

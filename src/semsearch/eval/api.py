@@ -83,23 +83,22 @@ def run_eval(
     rr_paths = parse_rerankers(reranker)
     rr = {name: load_reranker(p, settings) for name, p in rr_paths.items()}
     cfgs = resolve_configs(names, settings, rerankers=list(rr))
-    index, info = ensure_index(dataset, index_dir or Path(out) / "index", settings, encoder)
+    col, info = ensure_index(dataset, index_dir or Path(out) / "index", settings, encoder)
     try:
         tuning = None
         if tune_on:
             from semsearch.eval.tune import tune_fusion, tuned_configs
-            from semsearch.search.engine import Searcher
 
-            if "dense" not in index.vectors:
+            if "dense" not in info.channels:
                 raise BadInput("--tune-on tunes hybrid fusion, but the index has no dense channel")
             train = load_dataset(dataset_dir, tune_on)
-            tuning = tune_fusion(Searcher(index, settings, encoder=encoder), train)
+            tuning = tune_fusion(col, train)
             cfgs += tuned_configs(tuning)
-        result = evaluate(dataset, index, info, cfgs, settings, encoder=encoder, reranker=rr or None,
+        result = evaluate(dataset, col, info, cfgs, settings, reranker=rr or None,
                           baseline=baseline, stat_test=stat_test, alpha=alpha, tuning=tuning,
                           on_config=on_config, latency_queries=latency_queries)
     finally:
-        index.close()
+        col.close()
     paths = write_report(
         result, Path(out), settings=repro.settings_dump(settings), versions=repro.versions(),
         models=repro.models(info.channels, settings, {n: str(p) for n, p in rr_paths.items()}),

@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from semsearch.collection import Collection, SearchRequest, open_directory
 from semsearch.config import Settings
 from semsearch.encoders.base import TextEncoder
 from semsearch.errors import BackendUnavailable, BadInput
 from semsearch.eval import metrics as M
 from semsearch.eval.configs import EvalConfig, unavailable
 from semsearch.eval.datasets import EvalDataset, Run
-from semsearch.indexer.index import Index
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +61,20 @@ class EvalResult:
 
 
 # -- index --------------------------------------------------------------------------------
+def index_info(col: Collection, *, reused: bool, build_seconds: float | None = None) -> IndexInfo:
+    """What a report says about the index it ran on."""
+    stats = col.stats()
+    return IndexInfo(
+        path=str(col.path), reused=reused, build_seconds=build_seconds, documents=stats["documents"],
+        channels={n: c["encoder"] for n, c in stats["channels"].items()},
+        lexical_backend=stats["lexical"]["backend"],
+    )
+
+
 def ensure_index(dataset: EvalDataset, path: Path, settings: Settings,
-                 encoder: TextEncoder | None = None) -> tuple[Index, IndexInfo]:
-    """Open the index at ``path`` if it exists, else build it from the dataset's corpus."""
+                 encoder: TextEncoder | None = None) -> tuple[Collection, IndexInfo]:
+    """Open the index at ``path`` (read-only) if it exists, else build it from the dataset's
+    corpus first. ``encoder`` (or the configured model) also encodes the queries."""
     path = Path(path)
     build_seconds: float | None = None
     reused = (path / "manifest.json").exists()
@@ -73,6 +84,7 @@ def ensure_index(dataset: EvalDataset, path: Path, settings: Settings,
                 f"cannot build an index for caption set {dataset.path} here: build it with the "
                 "image indexer and pass --index DIR (caption-to-image eval needs an 'image' channel)"
             )
+        from semsearch.indexer.index import Index
         from semsearch.indexer.pipeline import Pipeline, TextChannel
 
         if encoder is None:
@@ -85,18 +97,14 @@ def ensure_index(dataset: EvalDataset, path: Path, settings: Settings,
         build_seconds = time.perf_counter() - t0
         if report.rejected:
             logger.warning("%d corpus records were rejected while indexing", len(report.rejected))
-    idx = Index.open(path, settings)
-    info = IndexInfo(
-        path=str(path), reused=reused, build_seconds=build_seconds, documents=idx.store.count(),
-        channels={n: s.encoder for n, s in idx.manifest.channels.items()},
-        lexical_backend=idx.manifest.lexical_backend,
-    )
+    col = open_directory(path, settings, encoder=encoder)
+    info = index_info(col, reused=reused, build_seconds=build_seconds)
     judged = sorted({d for rels in dataset.qrels.values() for d in rels})
-    found = idx.get(judged)
+    found = col.get(judged)
     info.missing_judged = len(judged) - len(found)
     if info.missing_judged:
         logger.warning("%d of %d judged documents are not in the index at %s", info.missing_judged, len(judged), path)
-    return idx, info
+    return col, info
 
 
 # -- running ------------------------------------------------------------------------------
@@ -104,7 +112,7 @@ class _EsLexical:
     """A separate Elasticsearch lexical index of the same documents, for the ``lexical-es``
     config (built once per evaluation through the LexicalIndex protocol)."""
 
-    def __init__(self, index: Index, settings: Settings, dataset: str) -> None:
+    def __init__(self, col: Collection, settings: Settings, dataset: str) -> None:
         import re
 
         from semsearch.indexer.lexical import create_lexical
@@ -115,7 +123,7 @@ class _EsLexical:
         suffix = re.sub(r"[^a-z0-9_-]+", "-", dataset.lower())
         lex_settings.elasticsearch.index = f"{lex_settings.elasticsearch.index}-eval-{suffix}"
         self.lex = create_lexical(lex_settings)
-        docs = list(index.store.iter_docs())
+        docs = list(col.documents())
         for i in range(0, len(docs), 1000):
             self.lex.upsert(docs[i : i + 1000])
         self.lex.commit()
@@ -153,24 +161,25 @@ class _MemoEncoder:
         return np.stack([self._cache[t] for t in texts]) if texts else self.inner.encode(texts)
 
 
-def _search(searcher: Any, cfg: EvalConfig, texts: list[str], k: int,
+def _search(col: Collection, cfg: EvalConfig, texts: list[str], k: int,
             es: _EsLexical | None) -> list[list[tuple[str, float]]]:
     if es is not None:
         return [es.search(t, k) for t in texts]
-    results = searcher.search_batch(texts, k=k, with_documents=False, rerank=cfg.rerank, **cfg.search_kwargs())
+    opts = {"k": k, "with_documents": False, "rerank": cfg.rerank, **cfg.search_kwargs()}
+    results = col.search_batch([SearchRequest(query=t, **opts) for t in texts])
     return [[(h.id, h.score) for h in res.hits] for res in results]
 
 
-def run_config(searcher: Any, cfg: EvalConfig, queries: dict[str, str], *, k: int = RUN_DEPTH,
+def run_config(col: Collection, cfg: EvalConfig, queries: dict[str, str], *, k: int = RUN_DEPTH,
                es: _EsLexical | None = None, batch: int = 256,
-               timing_searcher: Any = None, latency_queries: int = LATENCY_QUERIES) -> tuple[Run, dict[str, float]]:
+               timing: Collection | None = None, latency_queries: int = LATENCY_QUERIES) -> tuple[Run, dict[str, float]]:
     """The run (queries searched in batches) and the latency of single queries: the first
-    ``latency_queries`` queries searched one at a time with ``timing_searcher`` (query
-    encoding, channels, fusion and reranking included, as a user sees it)."""
+    ``latency_queries`` queries searched one at a time with ``timing`` (query encoding,
+    channels, fusion and reranking included, as a user sees it)."""
     qids, texts = list(queries), list(queries.values())
     ranked: list[list[tuple[str, float]]] = []
     for start in range(0, len(texts), batch):
-        ranked.extend(_search(searcher, cfg, texts[start : start + batch], k, es))
+        ranked.extend(_search(col, cfg, texts[start : start + batch], k, es))
     run: Run = {}
     for qid, hits in zip(qids, ranked, strict=True):
         d: dict[str, float] = {}
@@ -180,19 +189,18 @@ def run_config(searcher: Any, cfg: EvalConfig, queries: dict[str, str], *, k: in
     times: list[float] = []
     for text in texts[:latency_queries]:
         t0 = time.perf_counter()
-        _search(timing_searcher or searcher, cfg, [text], k, es)
+        _search(timing or col, cfg, [text], k, es)
         times.append(time.perf_counter() - t0)
     return run, _percentiles(times)
 
 
 def evaluate(
     dataset: EvalDataset,
-    index: Index,
+    col: Collection,
     index_info: IndexInfo,
     configs: list[EvalConfig],
     settings: Settings,
     *,
-    encoder: TextEncoder | None = None,
     reranker: Any = None,  # a Reranker, or {name: Reranker} for named +rerank:NAME configs
     baseline: str | None = None,
     stat_test: str = "student",
@@ -201,27 +209,27 @@ def evaluate(
     on_config: Any = None,
     latency_queries: int = LATENCY_QUERIES,
 ) -> EvalResult:
+    """Run ``configs`` over ``col`` and compare them. Searches use the collection's encoder
+    and settings; ``settings`` decides which configs can run (and the ``lexical-es`` index)."""
     from semsearch.search import engine
-    from semsearch.search.engine import Searcher
 
     rerankers = reranker if isinstance(reranker, dict) else ({"": reranker} if reranker is not None else {})
-    timing = Searcher(index, settings, encoder=encoder)
-    memo = _MemoEncoder(timing.encoder) if "dense" in index.vectors else None
-    searchers: dict[str, tuple[Any, Any]] = {}
+    channels = set(col.stats()["channels"])
+    memo = _MemoEncoder(col.encoder) if "dense" in channels else None
+    collections: dict[str | None, tuple[Collection, Collection]] = {}
 
-    def searchers_for(cfg: EvalConfig) -> tuple[Any, Any]:
-        """(batch searcher, timing searcher) with the config's reranker; one pair per reranker."""
+    def collections_for(cfg: EvalConfig) -> tuple[Collection, Collection]:
+        """(batch, timing) collections with the config's reranker; one pair per reranker."""
         key = cfg.reranker if cfg.rerank else None
-        if key not in searchers:
+        if key not in collections:
             rr = rerankers.get(key) if key is not None else None
-            t = timing if rr is None else Searcher(index, settings, encoder=timing.encoder, reranker=rr)
-            b = Searcher(index, settings, encoder=memo, reranker=rr) if memo is not None else t
-            searchers[key] = (b, t)
-        return searchers[key]
+            t = col if rr is None else col.with_models(reranker=rr)
+            b = col.with_models(encoder=memo, reranker=rr) if memo is not None else t
+            collections[key] = (b, t)
+        return collections[key]
 
     result = EvalResult(dataset, configs, index_info, baseline="", tuning=tuning,
                         stat_test=stat_test, alpha=alpha)
-    channels = set(index.vectors)
     modes = set(engine.MODES)
     es = None
     for cfg in configs:
@@ -233,13 +241,13 @@ def evaluate(
             continue
         if cfg.lexical_backend == "elasticsearch" and es is None:
             try:
-                es = _EsLexical(index, settings, dataset.name)
+                es = _EsLexical(col, settings, dataset.name)
             except BackendUnavailable as e:
                 logger.warning("skipping %s: %s", cfg.name, e)
                 result.skipped[cfg.name] = str(e)
                 continue
-        searcher, timing_searcher = searchers_for(cfg)
-        run, lat = run_config(searcher, cfg, dataset.queries, timing_searcher=timing_searcher,
+        batch_col, timing_col = collections_for(cfg)
+        run, lat = run_config(batch_col, cfg, dataset.queries, timing=timing_col,
                               es=es if cfg.lexical_backend == "elasticsearch" else None,
                               latency_queries=latency_queries)
         result.runs[cfg.name] = run

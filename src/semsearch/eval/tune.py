@@ -9,12 +9,15 @@ from __future__ import annotations
 import itertools
 import logging
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from semsearch.eval import metrics as M
 from semsearch.eval.configs import EvalConfig
 from semsearch.eval.datasets import EvalDataset, Run
 from semsearch.search.fusion import fuse
+
+if TYPE_CHECKING:
+    from semsearch.collection import Collection
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +52,9 @@ def _run(per_query: dict[str, dict[str, list[tuple[str, float]]]], method: str,
     return run
 
 
-def tune_fusion(searcher: Any, train: EvalDataset, grid: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Best parameters per fusion method on ``train`` by mean nDCG@10.
+def tune_fusion(col: Collection, train: EvalDataset, grid: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Best parameters per fusion method on ``train`` by mean nDCG@10 (the channels of
+    ``col`` searched once per query, then re-fused at every grid point).
 
     Returns ``{"split", "metric", "queries", "best": {method: {params, score}}, "grid":
     [{method, params, score}, ...]}``."""
@@ -60,7 +64,7 @@ def tune_fusion(searcher: Any, train: EvalDataset, grid: dict[str, Any] | None =
     depth = max(grid["depth"])
     per_query: dict[str, dict[str, list[tuple[str, float]]]] = {}
     for start in range(0, len(texts), 256):
-        chunk, _ = searcher.channel_results(texts[start : start + 256], depth, "hybrid")
+        chunk, _ = col.channel_results(texts[start : start + 256], depth, "hybrid")
         per_query.update(zip(qids[start : start + 256], chunk, strict=True))
     table: list[dict[str, Any]] = []
     best: dict[str, dict[str, Any]] = {}

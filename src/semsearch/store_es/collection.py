@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from semsearch.collection import SearchRequest, WriteResult
+from semsearch.collection import WriteResult
 from semsearch.config import Settings
 from semsearch.documents import Document, SearchResult
 from semsearch.encoders.base import TextEncoder
@@ -202,26 +202,6 @@ class ElasticsearchCollection(StoreSearch):
         return self._reranker
 
     # -- reads --------------------------------------------------------------------------
-    def search(self, request: SearchRequest | str, **options: Any) -> SearchResult:
-        if isinstance(request, str):
-            request = SearchRequest(query=request, **options)
-        elif options:
-            request = request.model_copy(update=options)
-        return self.search_batch([request])[0]
-
-    def search_batch(self, requests: Sequence[SearchRequest]) -> list[SearchResult]:
-        """Search several requests in one ``_msearch`` (one encoder call per set of equal
-        options). Results come back in the order of ``requests``."""
-        groups: dict[str, list[int]] = {}
-        for i, r in enumerate(requests):
-            groups.setdefault(repr(sorted(r.options().items())), []).append(i)
-        out: list[SearchResult | None] = [None] * len(requests)
-        for idx in groups.values():
-            res = self._search_same([requests[i].query for i in idx], requests[idx[0]])
-            for i, r in zip(idx, res):
-                out[i] = r
-        return out  # type: ignore[return-value]
-
     def iter_documents(self, *, with_vectors: bool = False, page: int = 1000) -> Iterator[tuple[Document, dict[str, Any]]]:
         """Every document, read through a point in time (a consistent snapshot); with
         ``with_vectors`` the raw embedding and hashes come along in the second item."""

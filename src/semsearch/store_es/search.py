@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from semsearch.collection import SearchRequest
+from semsearch.collection import BatchedSearch, SearchRequest
 from semsearch.documents import ChannelScore, Document, Hit, SearchResult
 from semsearch.errors import BackendUnavailable, BadInput, ChannelFailed, IndexNotFound
 from semsearch.indexer.es_common import item_reason
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 MODES = {"lexical": ("lexical",), "dense": ("dense",), "hybrid": ("lexical", "dense")}
 
 
-class StoreSearch:
+class StoreSearch(BatchedSearch):
     """Mixed into :class:`~semsearch.store_es.collection.ElasticsearchCollection`, which
     provides ``settings``, ``es``, ``conn``, ``alias``, ``location``, ``manifest``,
     ``encoder``, ``reranker``, ``_server_fusion`` and ``get``."""

@@ -12,11 +12,15 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from semsearch.documents import Document
 from semsearch.errors import BadInput
+
+if TYPE_CHECKING:
+    from semsearch.collection import Collection
 
 logger = logging.getLogger(__name__)
 
@@ -59,36 +63,35 @@ def pseudo_query(
 
 
 class NegativeMiner:
-    """Hard negatives from the searcher's lexical and dense channels.
+    """Hard negatives from the collection's lexical and dense channels.
 
     A candidate is dropped when it is a known positive, or when the dense similarity of the
     query to it is at least ``fn_ratio`` times the similarity to the positive (likely an
     unlabelled relevant document: the false-negative filter; ``fn_ratio=None`` turns it off)."""
 
-    def __init__(self, searcher, *, pool: int = 30, fn_ratio: float | None = 0.95, seed: int = 0) -> None:  # noqa: ANN001
-        self.searcher = searcher
+    def __init__(self, col: Collection, *, pool: int = 30, fn_ratio: float | None = 0.95, seed: int = 0) -> None:
+        self.col = col
         self.pool = pool
         self.fn_ratio = fn_ratio
         self.rng = random.Random(seed)
         self.dropped_false_negatives = 0
+        self.dense = "dense" in col.stats()["channels"]
 
     def _dense_sims(self, queries: Sequence[str], ids: list[list[str]]) -> list[np.ndarray] | None:
-        index = self.searcher.index
-        if "dense" not in index.vectors or self.fn_ratio is None:
+        if not self.dense or self.fn_ratio is None:
             return None
-        qv = self.searcher.encoder.encode(list(queries))
+        qv = self.col.encoder.encode(list(queries))
         flat = sorted({d for row in ids for d in row})
-        dim = qv.shape[1]
-        mat = index.store.vectors(flat, "dense", dim)
+        mat = self.col.vectors(flat, "dense")
         pos = {d: i for i, d in enumerate(flat)}
         return [mat[[pos[d] for d in row]] @ qv[i] if row else np.zeros(0) for i, row in enumerate(ids)]
 
     def mine(self, examples: list[Example], n_negatives: int, *, batch: int = 128) -> list[Example]:
-        modes = [m for m in ("lexical", "dense") if m != "dense" or "dense" in self.searcher.index.vectors]
+        modes = ["lexical", "dense"] if self.dense else ["lexical"]
         mode = "hybrid" if len(modes) == 2 else modes[0]
         for start in range(0, len(examples), batch):
             chunk = examples[start : start + batch]
-            per_query, _ = self.searcher.channel_results([e.query for e in chunk], self.pool, mode)
+            per_query, _ = self.col.channel_results([e.query for e in chunk], self.pool, mode)
             pools: list[list[str]] = []
             for e, channels in zip(chunk, per_query, strict=True):
                 seen: dict[str, None] = {}

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
+from semsearch.collection import Collection, open_directory
 from semsearch.config import Settings
 from semsearch.errors import BadInput
 from semsearch.rerank.train.mining import (
@@ -36,13 +37,12 @@ def _cap(examples: list[Example], max_pairs: int | None, negatives: int) -> list
 
 
 def stage_examples(
-    stage: int, searcher: Any, cfg: StageConfig, *, sample: int, fn_ratio: float | None,
+    stage: int, col: Collection, cfg: StageConfig, *, sample: int, fn_ratio: float | None,
     queries: Path | None, qrels: Path | None, weak_pairs: Path | None,
 ) -> tuple[list[Example], dict[str, Any]]:
-    index = searcher.index
     if stage == 1:
-        examples = mine_pseudo_queries(index.store.iter_docs(), sample=sample, seed=cfg.seed)
-        data: dict[str, Any] = {"source": f"pseudo-queries mined from {index.path}", "sample": sample}
+        examples = mine_pseudo_queries(col.documents(), sample=sample, seed=cfg.seed)
+        data: dict[str, Any] = {"source": f"pseudo-queries mined from {col.path}", "sample": sample}
         if weak_pairs:
             weak = read_weak_pairs(weak_pairs)
             examples += weak
@@ -52,7 +52,7 @@ def stage_examples(
             raise BadInput("stage 2 needs --queries and --qrels (BEIR queries.jsonl and qrels TSV)")
         examples = read_qrels(queries, qrels)
         data = {"queries": str(queries), "qrels": str(qrels)}
-    miner = NegativeMiner(searcher, fn_ratio=fn_ratio, seed=cfg.seed)
+    miner = NegativeMiner(col, fn_ratio=fn_ratio, seed=cfg.seed)
     miner.mine(examples, cfg.negatives)
     fn_filter = (f"false-negative filter: dense similarity >= {fn_ratio} x the positive's "
                  f"({miner.dropped_false_negatives} dropped)" if fn_ratio is not None else "no false-negative filter")
@@ -78,26 +78,22 @@ def train_reranker(
     negatives are the ones the reranker must learn, so its filter is off unless
     ``stage2_fn_ratio`` is given (on SciFact the 0.95 filter dropped 7,114 of them and cost
     0.008 nDCG@10 on test: docs/rerank.md)."""
-    from semsearch.indexer.index import Index
-    from semsearch.search import Searcher
-
     stages = [1, 2] if stage == "both" else [int(stage)]
     cards = []
     base = config.base
-    with Index.open(index_path, settings) as idx:
-        searcher = Searcher(idx, settings)
+    with open_directory(index_path, settings) as col:
         for n in stages:
             stage2 = {"epochs": stage2_epochs, "negatives": stage2_negatives} if n == 2 else {}
             cfg = dataclasses.replace(config, stage=n, out=out / f"stage{n}", base=base,
                                       **{k: v for k, v in stage2.items() if v is not None})
             examples, data = stage_examples(
-                n, searcher, cfg, sample=stage1_sample, fn_ratio=fn_ratio if n == 1 else stage2_fn_ratio,
+                n, col, cfg, sample=stage1_sample, fn_ratio=fn_ratio if n == 1 else stage2_fn_ratio,
                 queries=queries, qrels=qrels, weak_pairs=weak_pairs,
             )
             train, dev = split_dev(examples, dev_fraction, max_dev=max_dev, seed=cfg.seed)
             train = _cap(train, max_pairs, cfg.negatives)
             cfg.data = {**data, "index": str(index_path)}
             logger.info("stage %s: %s train / %s dev queries", n, len(train), len(dev))
-            cards.append(train_stage(cfg, train, dev, searcher, resume=resume))
+            cards.append(train_stage(cfg, train, dev, col, resume=resume))
             base = str(cfg.out)
     return cards

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from semsearch.collection import Collection, SearchRequest
 from semsearch.documents import Document
 from semsearch.errors import BadInput
 from semsearch.rerank.fields import FieldLayout
@@ -70,12 +71,12 @@ def training_pairs(
 
 
 def dev_samples(
-    dev: Sequence[Example], searcher: Any, docs: Callable[[list[str]], dict[str, Document]],
+    dev: Sequence[Example], col: Collection, docs: Callable[[list[str]], dict[str, Document]],
     layout: FieldLayout, depth: int,
 ) -> list[dict[str, Any]]:
     """Reranking samples: the engine's own top-``depth`` for each dev query (its default
     mode), positives marked; positives missing from the candidates count as misses."""
-    results = searcher.search_batch([e.query for e in dev], k=depth, with_documents=False)
+    results = col.search_batch([SearchRequest(query=e.query, k=depth, with_documents=False) for e in dev])
     samples = []
     for e, res in zip(dev, results, strict=True):
         try:
@@ -113,10 +114,11 @@ def _card(cfg: StageConfig, counts: dict[str, int], metrics: dict[str, float], s
 
 
 def train_stage(
-    cfg: StageConfig, train: Sequence[Example], dev: Sequence[Example], searcher: Any, *, resume: bool = False
+    cfg: StageConfig, train: Sequence[Example], dev: Sequence[Example], col: Collection, *, resume: bool = False
 ) -> dict[str, Any]:
-    """Train one stage; the best checkpoint (dev reranking nDCG@10) is saved to ``cfg.out``
-    with ``training.json`` and a README model card. Returns the card."""
+    """Train one stage on documents of ``col`` (dev candidates are its own top results); the
+    best checkpoint (dev reranking nDCG@10) is saved to ``cfg.out`` with ``training.json``
+    and a README model card. Returns the card."""
     from datasets import Dataset
     from sentence_transformers.cross_encoder import (
         CrossEncoderTrainer,
@@ -134,13 +136,12 @@ def train_stage(
     model = load_cross_encoder(cfg.base, device=resolve_device("auto"), max_length=cfg.max_length)
     model.max_length = cfg.max_length
     layout = FieldLayout(model.tokenizer, max_length=cfg.max_length, fields=cfg.fields, separator=cfg.separator)
-    index = searcher.index
     ids = sorted({d for e in train for d in (*e.positives, *e.negatives)})
-    cols = training_pairs(train, index.get(ids), layout)
+    cols = training_pairs(train, col.get(ids), layout)
     n_pos = int(sum(cols["label"]))
     n_neg = len(cols["label"]) - n_pos
     train_ds = Dataset.from_dict(cols).shuffle(seed=cfg.seed)
-    samples = dev_samples(dev, searcher, index.get, layout, cfg.dev_depth)
+    samples = dev_samples(dev, col, col.get, layout, cfg.dev_depth)
     evaluator = CrossEncoderRerankingEvaluator(
         samples, at_k=10, always_rerank_positives=False, name="dev", batch_size=64, write_csv=False
     )
