@@ -42,6 +42,7 @@ from semsearch.errors import BackendUnavailable, BadInput, DocumentNotFound, Ind
 from semsearch.indexer.index import Index, IndexLocked
 
 if TYPE_CHECKING:
+    from semsearch.images.dedup import DedupResult
     from semsearch.rerank.base import Reranker
 
 logger = logging.getLogger(__name__)
@@ -167,9 +168,11 @@ class Collection(BatchedSearch):
 
     @classmethod
     def open(cls, path: Path | str | None, settings: Settings | None = None, *, writable: bool = False,
-             encoder: TextEncoder | None = None) -> Collection:
+             encoder: TextEncoder | None = None, reindex: bool = False) -> Collection:
         """Open an existing index (:class:`~semsearch.errors.IndexNotFound` if there is none);
-        the Elasticsearch store when ``settings.store.backend == "elasticsearch"``."""
+        the Elasticsearch store when ``settings.store.backend == "elasticsearch"``.
+        ``reindex=True`` (a local writable open) accepts analysis settings that differ from
+        the index's, for :meth:`reindex` to apply; until it does, the recorded ones are used."""
         settings = settings or Settings()
         if settings.store.backend == "elasticsearch":
             from semsearch.store_es import ElasticsearchCollection
@@ -178,7 +181,7 @@ class Collection(BatchedSearch):
                                                 encoder=encoder)
         if path is None:
             raise BadInput("a local index needs a path (or set SEMSEARCH_STORE__BACKEND=elasticsearch)")
-        return cls._start(Index.open(path, settings, writable=writable), settings, encoder)
+        return cls._start(Index.open(path, settings, writable=writable, reindex=reindex), settings, encoder)
 
     @classmethod
     def open_shared(cls, path: Path | str, settings: Settings | None = None, *,
@@ -365,12 +368,14 @@ class Collection(BatchedSearch):
         res.hits = [h for h in res.hits if h.document is not None]  # deleted, not yet synced
         return res
 
-    def duplicates(self, max_distance: int, *, mirrored: bool = True) -> dict[str, Any]:
-        """Groups of near-duplicate images (perceptual-hash Hamming distance)."""
+    def duplicates(self, max_distance: int, *, mirrored: bool = True,
+                   min_cosine: float | None = None) -> DedupResult:
+        """Groups of near-duplicate images (perceptual-hash Hamming distance; pairs also
+        confirmed by CLIP cosine >= ``min_cosine`` when given)."""
         from semsearch.images.dedup import find_duplicates
 
         # reads one snapshot's hash channels: writes and refreshes go on meanwhile
-        return find_duplicates(self.index, max_distance, mirrored=mirrored).as_json()
+        return find_duplicates(self.index, max_distance, mirrored=mirrored, min_cosine=min_cosine)
 
     def get(self, ids: str | Iterable[str]) -> Any:
         """One document by id (:class:`DocumentNotFound` if absent), or a dict for several."""

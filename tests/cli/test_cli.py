@@ -136,3 +136,28 @@ def test_killed_run_resumes_and_indexes_every_record_exactly_once(tmp_path):
     assert info["channels"]["dense"]["count"] == n and sum(s["docs"] - s["deleted"] for s in info["segments"]) == n
     hits = json.loads(run("search", "--index", str(ix), "record number 123", "--mode", "lexical", "--k", "1", "--json").stdout)["hits"]
     assert hits[0]["id"] == "doc123"
+
+
+def test_reindex_applies_new_bm25_settings(tmp_path):
+    """An index opened with other BM25 settings is refused until `semsearch reindex --lexical`
+    rebuilds the lexical channel with them (from stored tokens: nothing is re-encoded)."""
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(json.dumps(x) + "\n" for x in TINY_DOCS))
+    ix = tmp_path / "ix"
+    run("index", "--input", str(src), "--index", str(ix), "--no-dense", "--json")
+    env = subprocess_env(SEMSEARCH_LEXICAL__EMBEDDED__K1="1.5")
+
+    def cli(*args):
+        return subprocess.run(semsearch_cmd(*args), env=env, capture_output=True, text=True, timeout=600)
+
+    refused = cli("search", "--index", str(ix), "sourdough", "--mode", "lexical", "--json")
+    assert refused.returncode != 0 and "k1" in refused.stderr + refused.stdout
+    done = cli("reindex", "--index", str(ix), "--lexical", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["seconds"] >= 0
+    after = cli("search", "--index", str(ix), "sourdough", "--mode", "lexical", "--json")
+    assert after.returncode == 0, after.stderr
+    assert [h["id"] for h in json.loads(after.stdout)["hits"]] == ["d6"]
+    # the old settings are now the ones refused
+    old = run("search", "--index", str(ix), "sourdough", "--mode", "lexical", "--json", check=False)
+    assert old.returncode != 0 and "k1" in old.stderr + old.stdout

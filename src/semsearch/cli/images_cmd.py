@@ -21,9 +21,8 @@ def dedup_cmd(
     """Group near-duplicate images (connected components of the pHash Hamming graph)."""
     import json
 
-    from semsearch.images.dedup import find_duplicates
+    from semsearch.collection import Collection
     from semsearch.images.report import write_report
-    from semsearch.indexer.index import Index
 
     settings = load_settings(images__max_distance=max_distance)
     with errors_to_exit():
@@ -32,10 +31,10 @@ def dedup_cmd(
 
             raise BadInput("--clip-min-cosine needs real CLIP weights (SEMSEARCH_CLIP__PRETRAINED); "
                            "random weights would confirm nothing")
-        with Index.open(index, settings) as idx:
-            res = find_duplicates(idx, settings.images.max_distance, mirrored=not no_mirror, min_cosine=clip_min_cosine)
+        with Collection.open(index, settings) as col:
+            res = col.duplicates(settings.images.max_distance, mirrored=not no_mirror, min_cosine=clip_min_cosine)
             ids = sorted({i for g in res.groups for i in g})
-            docs = idx.get(ids)
+            docs = col.get(ids) if ids else {}
             files = write_report(res, out_dir, {i: d.image for i, d in docs.items()}, max_pixels=settings.images.max_pixels)
     summary = {"groups": len(res.groups), "pairs": len(res.pairs), "images": res.images,
                "seconds": round(res.seconds, 3), **{k: str(v) for k, v in files.items()}}

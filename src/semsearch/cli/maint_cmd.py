@@ -27,13 +27,11 @@ def reindex_cmd(
     import time
 
     from semsearch.collection import Collection
-    from semsearch.indexer.index import Index
 
     settings = load_settings()
     t0 = time.perf_counter()
     with errors_to_exit():
-        index_obj = Index.open(index, settings, writable=True, reindex=True)
-        with Collection._start(index_obj, settings, None) as col:
+        with Collection.open(index, settings, writable=True, reindex=True) as col:
             info = col.reindex(lexical=lexical, factory=factory, channel=channel) if (lexical or factory) else col.refresh()
     info = {**info, "seconds": round(time.perf_counter() - t0, 3)}
     if json_out:

@@ -98,7 +98,7 @@ async def search_image(
 
 
 def _duplicates(svc: Collection, dist: int, mirrored: bool) -> dict:
-    out = svc.duplicates(dist, mirrored=mirrored)
+    out = svc.duplicates(dist, mirrored=mirrored).as_json()
     pairs = [DuplicatePair(a=a, b=b, distance=d, rule=r) for (a, b, d), r in zip(out["pairs"], out["rules"], strict=True)]
     return DuplicatesResponse(groups=out["groups"], pairs=pairs, max_distance=dist, images=out["images"],
                               seconds=out["seconds"], notes=out["notes"]).model_dump()
