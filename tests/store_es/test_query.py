@@ -135,3 +135,14 @@ def test_one_bm25_query_for_the_store_and_the_lexical_backend():
     assert sent[1] == {"size": 7, "_source": False, "track_total_hits": False, "query": expected}
     with pytest.raises(BadInput, match="at least one field"):
         bm25_query("q", {"title": 0.0}, [])
+
+
+def test_only_the_index_write_block_is_waited_for():
+    from semsearch.store_es.writer import write_blocked
+
+    blocked = {"status": 403, "error": {"type": "cluster_block_exception",
+                                        "reason": "index [x-v1] blocked by: [FORBIDDEN/8/index write (api)];"}}
+    flood = {"status": 429, "error": {"type": "cluster_block_exception", "reason":
+             "index [x-v1] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark];"}}
+    assert write_blocked(blocked) and not write_blocked(flood)
+    assert not write_blocked({"status": 400, "error": {"type": "mapper_parsing_exception"}})
