@@ -70,8 +70,10 @@ def test_every_write_acknowledged_during_a_rebuild_is_in_the_new_index(es_url, e
     real_block = rebuild_mod.block_writes
 
     def block_after_writes(c, index):  # noqa: ANN001
-        # make the interleaving certain: writes land in the old index during the copy, and
-        # some are refused by the block (and retried) while the rebuild catches up
+        # make the interleaving certain: called once the copy is done, it lets 15 more writes
+        # land in the old index (after the copy's point in time: only the catch-up can carry
+        # them over), then keeps the block on for 0.5 s so that some writes are refused by
+        # it and retried
         n0 = acked()
         deadline = time.monotonic() + 60
         while acked() < n0 + 15 and time.monotonic() < deadline:
