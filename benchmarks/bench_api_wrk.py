@@ -14,6 +14,16 @@ table. The server serves a COPY of the index (it opens its index for writing).
 ``--workers 2`` (one writer and one reader process over the same index), in the same run;
 server CPU then counts every process of the server.
 
+With the Elasticsearch store (``--env SEMSEARCH_STORE__BACKEND=elasticsearch`` plus the
+store's URL/index settings) there is no index directory: ``--index`` is left out and the
+workers are stateless replicas over the store index (its settings must match the index's
+manifest, e.g. shards, replicas and analyzer):
+
+    nice python benchmarks/bench_api_wrk.py --workers 1,2,4 \
+        --env SEMSEARCH_STORE__BACKEND=elasticsearch \
+        --env SEMSEARCH_STORE__ELASTICSEARCH__URL=http://127.0.0.1:9201,http://127.0.0.1:9202,http://127.0.0.1:9203 \
+        --env SEMSEARCH_STORE__ELASTICSEARCH__INDEX=semsearch-bench-store ...
+
 Request bodies cycle through the SciFact queries: ``{"query": q, "mode": m, "k": 10}`` with
 the server's defaults otherwise (snippets and explain on). The Elasticsearch request is the
 equivalent lexical search: ``multi_match`` (most_fields) on the ``all`` field, 10 hits with
@@ -93,13 +103,13 @@ def load_queries(path: Path, limit: int) -> list[str]:
         return [json.loads(line)["text"] for line in fh if line.strip()][:limit]
 
 
-def start_server(index: Path, port: int, log: Path, env_extra: dict[str, str], log_level: str,
+def start_server(index: Path | None, port: int, log: Path, env_extra: dict[str, str], log_level: str,
                  workers: int = 1) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), HF_HUB_OFFLINE="1", SEMSEARCH_API_KEY=KEY,
                SEMSEARCH_NO_PROGRESS="1", TOKENIZERS_PARALLELISM="false", **env_extra)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "semsearch", "serve", "--index", str(index), "--port", str(port),
-         "--log-level", log_level, "--workers", str(workers)],
+        [sys.executable, "-m", "semsearch", "serve", *(["--index", str(index)] if index else []),
+         "--port", str(port), "--log-level", log_level, "--workers", str(workers)],
         env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -193,7 +203,7 @@ def server_profile(url: str) -> dict[str, Any]:
     return out
 
 
-def serve_and_load(args: argparse.Namespace, index: Path, tmpd: Path, queries: list[str],
+def serve_and_load(args: argparse.Namespace, index: Path | None, tmpd: Path, queries: list[str],
                    env_extra: dict[str, str], workers: int, results: dict[str, Any],
                    suffix: str) -> dict[str, Any]:
     """Start ``semsearch serve --workers N`` on ``index``, run every scenario (warm-up, then
@@ -230,7 +240,8 @@ def serve_and_load(args: argparse.Namespace, index: Path, tmpd: Path, queries: l
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--index", type=Path, required=True, help="a semsearch index of the corpus (copied)")
+    ap.add_argument("--index", type=Path, default=None,
+                    help="a semsearch index of the corpus (copied); none with the Elasticsearch store")
     ap.add_argument("--queries", type=Path, default=DATA / "scifact" / "queries.jsonl")
     ap.add_argument("--max-queries", type=int, default=1000)
     ap.add_argument("--connections", type=int, default=50)
@@ -249,17 +260,19 @@ def main() -> None:
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
-    if not (args.index / "manifest.json").exists():
+    env_extra = dict(e.split("=", 1) for e in args.env)
+    es_store = env_extra.get("SEMSEARCH_STORE__BACKEND") == "elasticsearch"
+    if not es_store and not (args.index and (args.index / "manifest.json").exists()):
         raise SystemExit(f"no index at {args.index}")
     queries = load_queries(args.queries, args.max_queries)
-    env_extra = dict(e.split("=", 1) for e in args.env)
     load_start = os.getloadavg()
     results: dict[str, Any] = {}
     es_error = None
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         tmpd = Path(tmp)
-        copy = tmpd / "index"
-        shutil.copytree(args.index, copy, ignore=shutil.ignore_patterns(".lock"))
+        copy = None if es_store else tmpd / "index"
+        if copy is not None:
+            shutil.copytree(args.index, copy, ignore=shutil.ignore_patterns(".lock"))
         counts = [int(n) for n in args.workers.split(",")]
         for workers in counts:
             stats = serve_and_load(args, copy, tmpd, queries, env_extra, workers, results,
@@ -287,7 +300,7 @@ def main() -> None:
                 es_error = str(e)
     report = {
         "benchmark": "api_wrk",
-        "index": str(args.index),
+        "index": str(args.index) if args.index else f"Elasticsearch store {env_extra.get('SEMSEARCH_STORE__ELASTICSEARCH__INDEX')}",
         "documents": stats.get("documents"),
         "queries": len(queries),
         "connections": args.connections,

@@ -19,7 +19,8 @@ _SHARED_DEFAULT = next((p / "shared" / "data" for p in (REPO.parent, REPO.parent
                        REPO.parent / "shared" / "data")
 SHARED = Path(os.environ.get("SEMSEARCH_SHARED_DATA", _SHARED_DEFAULT))
 SCIFACT = SHARED / "scifact"
-RESULTS = REPO / "bench-results"
+#: where save() writes (SEMSEARCH_BENCH_RESULTS=benchmarks/results for figures to commit)
+RESULTS = Path(os.environ.get("SEMSEARCH_BENCH_RESULTS", REPO / "bench-results"))
 CACHE = Path(os.environ.get("SEMSEARCH_BENCH_CACHE", REPO / ".cache" / "bench"))
 
 

@@ -118,6 +118,10 @@ class StoreElasticsearchSettings(ElasticsearchSettings):
     bulk_threads: int = Field(2, ge=1, le=64)
     #: keep-alive of the point in time that deep pages (search_after) read
     pit_keep_alive: str = "2m"
+    #: seconds a write refused by a rebuild's write block is retried (the block lasts while
+    #: the rebuild catches up with writes made during its copy; then the alias moves and
+    #: the write lands in the new index); past this it is reported as rejected
+    block_wait: float = Field(120.0, ge=0)
     #: offset + k beyond this is paged with search_after over a point in time
     max_result_window: int = Field(10_000, ge=1)
 

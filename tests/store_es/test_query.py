@@ -102,3 +102,47 @@ def test_local_collection_needs_a_path(settings):
 
     with pytest.raises(BadInput, match="needs a path"):
         Collection.create(None, settings)
+
+
+def test_one_bm25_query_for_the_store_and_the_lexical_backend():
+    """Both Elasticsearch backends send the body of ``bm25_query`` (duplicate D5)."""
+    from semsearch.config import LexicalSettings
+    from semsearch.indexer.lexical.elasticsearch import ElasticsearchLexicalIndex, bm25_query
+
+    boosts = {"title": 2.0, "text": 1.0, "all": 0.0}
+    expected = bm25_query("q", boosts, query.es_filter({"topic": "x"}))
+    assert expected["bool"]["must"][0]["multi_match"] == {
+        "query": "q", "type": "most_fields", "fields": ["title^2.0", "text^1.0"]}
+    assert query.lexical_body("q", size=10, boosts=boosts, filters={"topic": "x"},
+                              with_documents=False)["query"] == expected
+
+    idx = ElasticsearchLexicalIndex(LexicalSettings())
+    idx._types = {"topic": {"string"}}  # the mapping's field types, as read from the server
+    sent: list = []
+
+    class FakeConn:
+        url = "http://fake"
+
+        def call(self, what, fn):
+            class Client:
+                def msearch(self, searches):
+                    sent.extend(searches)
+                    return {"responses": [{"hits": {"hits": []}}]}
+            return fn(Client())
+
+    idx.conn = FakeConn()
+    assert idx.search("q", 7, boosts=boosts, filters={"topic": "x"}) == []
+    assert sent[1] == {"size": 7, "_source": False, "track_total_hits": False, "query": expected}
+    with pytest.raises(BadInput, match="at least one field"):
+        bm25_query("q", {"title": 0.0}, [])
+
+
+def test_only_the_index_write_block_is_waited_for():
+    from semsearch.store_es.writer import write_blocked
+
+    blocked = {"status": 403, "error": {"type": "cluster_block_exception",
+                                        "reason": "index [x-v1] blocked by: [FORBIDDEN/8/index write (api)];"}}
+    flood = {"status": 429, "error": {"type": "cluster_block_exception", "reason":
+             "index [x-v1] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark];"}}
+    assert write_blocked(blocked) and not write_blocked(flood)
+    assert not write_blocked({"status": 400, "error": {"type": "mapper_parsing_exception"}})

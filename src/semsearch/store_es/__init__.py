@@ -6,6 +6,7 @@ local directory is needed to search or write, so API replicas are stateless.
 - :mod:`.writer` -- bulk writes (parallel chunks, retries, every rejected document reported)
 - :mod:`.query` -- request bodies: BM25, kNN with the filter inside, hybrid (retrievers or
   one ``_msearch``), filters
+- :mod:`.rebuild` -- zero-downtime rebuild (alias swap) that keeps the writes made meanwhile
 - :mod:`.collection` -- :class:`ElasticsearchCollection`, the public API of
   :class:`semsearch.collection.Collection` on Elasticsearch
 """

@@ -413,32 +413,27 @@ class ElasticsearchCollection(StoreSearch):
     def rebuild(self) -> dict[str, Any]:
         """Copy every document (with its stored vectors, nothing is re-encoded) into a new
         physical index built with the current settings, then move the alias to it in one
-        atomic call and delete the old version. Searches keep answering from the old
-        index until the swap. Writes made during a rebuild must be repeated after it."""
+        atomic call and delete the old version. Searches keep answering from the old index
+        until the swap.
+
+        Writes made while it runs are kept, whichever process or replica makes them:
+
+        1. copy: every document of a point in time of the old index goes to the new one,
+           its version (``_seq_no``, ``_primary_term``) noted; writes go on to the old index;
+        2. block: the old index gets a ``write`` block (the add-block API returns once the
+           writes in flight are done, so each write is either acknowledged before it or
+           refused); refused writes are retried by :class:`BulkWriter` (``block_wait``);
+        3. catch up: when a shard's max ``_seq_no`` moved since step 1, the ids and versions
+           of the old index are read again: documents new or changed since the point in
+           time are copied again, documents gone are deleted from the new index;
+        4. swap the alias and delete the old index; the retried writes land in the new one.
+
+        Writes wait only during steps 2-4. If the rebuild fails, the new index is dropped
+        and the block lifted."""
+        from semsearch.store_es.rebuild import rebuild
+
         self._check_writable()
-        t0 = time.perf_counter()
-        old_meta = self.manifest
-        new = self.aliased.create_next(mapping.index_body(self.es))
-        try:
-            meta = {**mapping.manifest(self.es), "dense": old_meta.get("dense"),
-                    "hashes": old_meta.get("hashes", [])}
-            props: dict[str, Any] = {h: mapping.hash_mapping() for h in meta["hashes"]}
-            if meta["dense"]:
-                props[mapping.VECTOR_FIELD] = mapping.vector_mapping(int(meta["dense"]["dim"]), self.es)
-            self.conn.call(f"update mapping of {new}", lambda c: c.indices.put_mapping(
-                index=new, _meta={"semsearch": meta}, properties=props))
-            actions = ({"_op_type": "index", "_index": new, "_id": d.id, "_source": {**_source(d), **x}}
-                       for d, x in self.iter_documents(with_vectors=True))
-            out = self.writer.write(actions, f"rebuild into {new}", refresh="true")
-            if out.failures:
-                raise BulkIndexError(f"{self.location} (rebuild into {new})", out.failures)
-            self.aliased.swap(new)
-        except BaseException:
-            self.aliased.drop(new)
-            raise
-        self._manifest = None
-        self._load_manifest()
-        return {"index": new, "documents": len(out.ok), "seconds": time.perf_counter() - t0}
+        return rebuild(self)
 
 
 def _source(d: Document) -> dict[str, Any]:

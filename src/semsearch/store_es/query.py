@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from semsearch.errors import BadInput
 from semsearch.filters import parse_filter, to_elasticsearch
-from semsearch.indexer.lexical.elasticsearch import FIELDS
+from semsearch.indexer.lexical.elasticsearch import bm25_query
 from semsearch.store_es.mapping import SOURCE_EXCLUDES, VECTOR_FIELD
 
 
@@ -29,17 +28,6 @@ def source(with_documents: bool) -> Any:
     return {"excludes": SOURCE_EXCLUDES} if with_documents else False
 
 
-def match_query(query: str, boosts: dict[str, float], filters: dict[str, Any] | None) -> dict[str, Any]:
-    unknown = set(boosts) - set(FIELDS)
-    if unknown:
-        raise BadInput(f"unknown boost field(s) {sorted(unknown)}; fields are {FIELDS}")
-    fields = [f"{f}^{w}" for f, w in boosts.items() if w > 0]
-    if not fields:
-        raise BadInput(f"boosts must have at least one field > 0, got {boosts}")
-    must = {"multi_match": {"query": query, "type": "most_fields", "fields": fields}}
-    return {"bool": {"must": [must], "filter": es_filter(filters)}}
-
-
 def knn_clause(vector: Sequence[float], k: int, num_candidates: int,
                filters: dict[str, Any] | None) -> dict[str, Any]:
     knn: dict[str, Any] = {"field": VECTOR_FIELD, "query_vector": list(vector), "k": k,
@@ -52,7 +40,7 @@ def knn_clause(vector: Sequence[float], k: int, num_candidates: int,
 
 def lexical_body(query: str, *, size: int, offset: int = 0, boosts: dict[str, float],
                  filters: dict[str, Any] | None, with_documents: bool) -> dict[str, Any]:
-    return {"query": match_query(query, boosts, filters), "size": size, "from": offset,
+    return {"query": bm25_query(query, boosts, es_filter(filters)), "size": size, "from": offset,
             "_source": source(with_documents), "track_total_hits": False}
 
 
@@ -67,7 +55,7 @@ def retriever_body(query: str, vector: Sequence[float], *, method: str, depth: i
                    filters: dict[str, Any] | None, weights: dict[str, float], rrf_k: int,
                    with_documents: bool) -> dict[str, Any]:
     """Hybrid search fused by the server: ``rrf`` or ``linear`` (min-max normalised)."""
-    std = {"standard": {"query": match_query(query, boosts, filters)}}
+    std = {"standard": {"query": bm25_query(query, boosts, es_filter(filters))}}
     knn = {"knn": {k: v for k, v in knn_clause(vector, depth, num_candidates, filters).items()}}
     if method == "rrf":
         retr: dict[str, Any] = {"rrf": {"retrievers": [std, knn], "rank_constant": rrf_k,

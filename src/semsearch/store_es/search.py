@@ -226,9 +226,12 @@ class StoreSearch(BatchedSearch):
                 h.document = docs.get(h.id)
         return SearchResult(query=q, mode="lexical", hits=hits)
 
-    def _pit_pages(self, body: dict[str, Any], sort: list[Any], page: int = 1000) -> Iterator[list[dict[str, Any]]]:
-        pit = self.conn.call(f"open point in time on {self.alias}", lambda c: c.open_point_in_time(
-            index=self.alias, keep_alive=self.es.pit_keep_alive))["id"]
+    def _pit_pages(self, body: dict[str, Any], sort: list[Any], page: int = 1000, *,
+                   index: str | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Pages of hits of ``body`` over a point in time of ``index`` (default: the alias)."""
+        index = index or self.alias
+        pit = self.conn.call(f"open point in time on {index}", lambda c: c.open_point_in_time(
+            index=index, keep_alive=self.es.pit_keep_alive))["id"]
         page = min(page, self.es.max_result_window)  # a page is itself capped by the window
         try:
             after = None
@@ -237,7 +240,7 @@ class StoreSearch(BatchedSearch):
                 b.update(size=page, sort=sort, pit={"id": pit, "keep_alive": self.es.pit_keep_alive})
                 if after is not None:
                     b["search_after"] = after
-                resp = self.conn.call(f"page {self.alias}", lambda c, b=b: c.search(**b))
+                resp = self.conn.call(f"page {index}", lambda c, b=b: c.search(**b))
                 pit = resp.get("pit_id", pit)
                 hits = resp["hits"]["hits"]
                 if not hits:

@@ -74,6 +74,23 @@ def index_body(s: ElasticsearchSettings) -> dict[str, Any]:
     }
 
 
+def bm25_query(query: str, boosts: dict[str, float],
+               filter_clauses: list[dict[str, Any]]) -> dict[str, Any]:
+    """The BM25 query of both Elasticsearch backends (this lexical index and the store,
+    :mod:`semsearch.store_es.query`): a ``multi_match`` of type ``most_fields`` over the
+    boosted fields (``field^boost``, fields with boost 0 left out) in a ``bool`` whose
+    ``filter`` holds ``filter_clauses``. Unknown fields and all-zero boosts are
+    :class:`BadInput`."""
+    unknown = set(boosts) - set(FIELDS)
+    if unknown:
+        raise BadInput(f"unknown boost field(s) {sorted(unknown)}; fields are {FIELDS}")
+    fields = [f"{f}^{w}" for f, w in boosts.items() if w > 0]
+    if not fields:
+        raise BadInput(f"boosts must have at least one field > 0, got {boosts}")
+    must = {"multi_match": {"query": query, "type": "most_fields", "fields": fields}}
+    return {"bool": {"must": [must], "filter": filter_clauses}}
+
+
 class ElasticsearchLexicalIndex:
     backend = "elasticsearch"
 
@@ -197,19 +214,6 @@ class ElasticsearchLexicalIndex:
         check_types(flt, types)
         return [to_elasticsearch(flt, types=types)]
 
-    def _query(self, query: str, k: int, boosts: dict[str, float] | None,
-               filter_clauses: list[dict[str, Any]]) -> dict[str, Any]:
-        boosts = boosts or self.settings.boosts
-        unknown = set(boosts) - set(FIELDS)
-        if unknown:
-            raise BadInput(f"unknown boost field(s) {sorted(unknown)}; fields are {FIELDS}")
-        fields = [f"{f}^{w}" for f, w in boosts.items() if w > 0]
-        if not fields:
-            raise BadInput(f"boosts must have at least one field > 0, got {boosts}")
-        must = {"multi_match": {"query": query, "type": "most_fields", "fields": fields}}
-        return {"size": k, "_source": False, "track_total_hits": False,
-                "query": {"bool": {"must": [must], "filter": filter_clauses}}}
-
     def search(self, query: str, k: int, *, boosts: dict[str, float] | None = None,
                filters: Filters | None = None) -> list[tuple[str, float]]:
         return self.search_many([query], k, boosts=boosts, filters=filters)[0]
@@ -225,7 +229,9 @@ class ElasticsearchLexicalIndex:
         clauses = self._filter(filters)
         searches: list[dict[str, Any]] = []
         for q in queries:
-            searches += [{"index": target}, self._query(q, k, boosts, clauses)]
+            searches += [{"index": target},
+                         {"size": k, "_source": False, "track_total_hits": False,
+                          "query": bm25_query(q, boosts or self.settings.boosts, clauses)}]
         resp = self.conn.call(f"search {target}", lambda c: c.msearch(searches=searches))
         out = []
         for q, r in zip(queries, resp["responses"]):

@@ -1,0 +1,155 @@
+"""Zero-downtime rebuild of the store index that keeps every write made while it runs (the
+steps are in :meth:`semsearch.store_es.collection.ElasticsearchCollection.rebuild`): copy a
+point in time into a new physical index, write-block the old one, catch up with what changed
+since the point in time, swap the alias. Writers refused by the block retry
+(:class:`semsearch.store_es.writer.BulkWriter`) and land in the new index after the swap.
+
+Why not the alternatives: dual writes from the rebuilding process miss the writes of other
+replicas (each API worker writes on its own); a write alias over both indexes writes to one
+of them only; ``_reindex`` is not in the Maven Central distribution the tests run against.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from semsearch.errors import BackendUnavailable, BulkIndexError, IndexNotFound
+from semsearch.store_es import mapping
+
+# collection imports this module lazily (in rebuild()), so this import is not circular
+from semsearch.store_es.collection import ElasticsearchCollection, _source
+from semsearch.store_es.search import _document
+
+logger = logging.getLogger(__name__)
+
+#: a version of a document in one index: (``_seq_no``, ``_primary_term``)
+Version = tuple[int, int]
+
+
+def rebuild(col: ElasticsearchCollection) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    old_meta = col._load_manifest()
+    old = col.aliased.current()
+    if old is None:  # the alias went away since the manifest was read
+        raise IndexNotFound(f"{col.location} does not exist (no alias {col.alias!r})")
+    new = col.aliased.create_next(mapping.index_body(col.es))
+    blocked = False
+    try:
+        put_mapping(col, new, old_meta)
+        marks = max_seq_nos(col, old)  # before the point in time opens: nothing slips between
+        seen: dict[str, Version] = {}
+
+        def copy() -> Iterator[dict[str, Any]]:
+            body = {"query": {"match_all": {}}, "_source": True, "seq_no_primary_term": True}
+            for batch in col._pit_pages(body, ["_shard_doc"], index=old):
+                for h in batch:
+                    seen[h["_id"]] = (h["_seq_no"], h["_primary_term"])
+                    yield copy_action(new, h)
+
+        out = col.writer.write(copy(), f"rebuild into {new}")
+        if out.failures:
+            raise BulkIndexError(f"{col.location} (rebuild into {new})", out.failures)
+        block_writes(col, old)
+        blocked = True
+        t_block = time.perf_counter()
+        meta = col._load_manifest()  # a channel added during the copy goes to the new index too
+        if (meta.get("dense"), meta.get("hashes")) != (old_meta.get("dense"), old_meta.get("hashes")):
+            put_mapping(col, new, meta)
+        caught = catch_up(col, old, new, seen, marks)
+        col.conn.call(f"refresh {new}", lambda c: c.indices.refresh(index=new))
+        col.aliased.swap(new)
+        blocked_s = time.perf_counter() - t_block
+    except BaseException:
+        if blocked:
+            unblock_writes(col, old)
+        col.aliased.drop(new)
+        raise
+    col._manifest = None
+    col._load_manifest()
+    docs = len(seen) + caught["new"] - caught["deleted"]
+    logger.info("rebuilt %s into %s: %d documents; during the copy %d new, %d changed, %d "
+                "deleted; writes blocked %.2f s", col.alias, new, docs, caught["new"],
+                caught["changed"], caught["deleted"], blocked_s)
+    return {"index": new, "documents": docs, "caught_up": caught,
+            "writes_blocked_s": round(blocked_s, 3), "seconds": time.perf_counter() - t0}
+
+
+def put_mapping(col: ElasticsearchCollection, index: str, meta: dict[str, Any]) -> None:
+    """``index``'s manifest and channel fields (dense vector, hashes) as in ``meta``."""
+    meta = {**mapping.manifest(col.es), "dense": meta.get("dense"), "hashes": meta.get("hashes", [])}
+    props: dict[str, Any] = {h: mapping.hash_mapping() for h in meta["hashes"]}
+    if meta["dense"]:
+        props[mapping.VECTOR_FIELD] = mapping.vector_mapping(int(meta["dense"]["dim"]), col.es)
+    col.conn.call(f"update mapping of {index}", lambda c: c.indices.put_mapping(
+        index=index, _meta={"semsearch": meta}, properties=props))
+
+
+def max_seq_nos(col: ElasticsearchCollection, index: str) -> dict[str, int]:
+    """The max ``_seq_no`` of every primary shard of ``index`` (every write moves one)."""
+    st = col.conn.call(f"shard stats of {index}", lambda c: c.indices.stats(
+        index=index, level="shards", metric="docs"))
+    return {shard: int(c["seq_no"]["max_seq_no"])
+            for shard, copies in st["indices"][index]["shards"].items()
+            for c in copies if c["routing"]["primary"]}
+
+
+def block_writes(col: ElasticsearchCollection, index: str) -> None:
+    """Add the ``write`` block; the API answers once writes in flight on ``index`` are done."""
+    resp = col.conn.call(f"add write block to {index}",
+                         lambda c: c.indices.add_block(index=index, block="write"))
+    if not resp.get("acknowledged") or not all(i.get("blocked") for i in resp.get("indices", [])):
+        raise BackendUnavailable(f"{col.location}: the write block on {index} was not "
+                                 f"acknowledged: {resp}")
+
+
+def unblock_writes(col: ElasticsearchCollection, index: str) -> None:
+    try:
+        col.conn.call(f"lift write block of {index}", lambda c: c.indices.put_settings(
+            index=index, settings={"index.blocks.write": False}))
+    except Exception:  # noqa: BLE001 - the error that made the rebuild fail is the one raised
+        logger.error("could not lift the write block of %s: lift it with PUT %s/_settings "
+                     '{"index.blocks.write": false}', index, index, exc_info=True)
+
+
+def catch_up(col: ElasticsearchCollection, old: str, new: str, seen: dict[str, Version],
+             marks: dict[str, int]) -> dict[str, int]:
+    """With ``old`` write-blocked: copy into ``new`` the documents written to ``old`` since
+    the copy's point in time (an id new or with another version) and delete from ``new``
+    those deleted since. Nothing to read when no shard's max ``_seq_no`` moved."""
+    if max_seq_nos(col, old) == marks:
+        return {"new": 0, "changed": 0, "deleted": 0}
+    now: dict[str, Version] = {}
+    body = {"query": {"match_all": {}}, "_source": False, "seq_no_primary_term": True}
+    for batch in col._pit_pages(body, ["_shard_doc"], 10_000, index=old):
+        for h in batch:
+            now[h["_id"]] = (h["_seq_no"], h["_primary_term"])
+    changed = [i for i, v in now.items() if seen.get(i) != v]
+    gone = [i for i in seen if i not in now]
+
+    def actions() -> Iterator[dict[str, Any]]:
+        for s in range(0, len(changed), 500):
+            ids = changed[s : s + 500]
+            resp = col.conn.call(f"read changed documents of {old}",
+                                 lambda c, ids=ids: c.mget(index=old, ids=ids))
+            for d in resp["docs"]:
+                if d.get("found"):
+                    yield copy_action(new, d)
+        for i in gone:
+            yield {"_op_type": "delete", "_index": new, "_id": i}
+
+    out = col.writer.write(actions(), f"catch up {new} with {old}")
+    if out.failures:
+        raise BulkIndexError(f"{col.location} (rebuild into {new}, catch-up)", out.failures)
+    return {"new": sum(1 for i in changed if i not in seen),
+            "changed": sum(1 for i in changed if i in seen), "deleted": len(gone)}
+
+
+def copy_action(index: str, hit: dict[str, Any]) -> dict[str, Any]:
+    """An index action copying a stored document (a search hit or an mget doc) to ``index``."""
+    src = hit["_source"]
+    extra = {k: src[k] for k in mapping.SOURCE_EXCLUDES if k in src}
+    return {"_op_type": "index", "_index": index, "_id": hit["_id"],
+            "_source": {**_source(_document(hit["_id"], src)), **extra}}
