@@ -105,7 +105,8 @@ def load_queries(path: Path, limit: int) -> list[str]:
 
 def start_server(index: Path | None, port: int, log: Path, env_extra: dict[str, str], log_level: str,
                  workers: int = 1) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), HF_HUB_OFFLINE="1", SEMSEARCH_API_KEY=KEY,
+    path = os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, PYTHONPATH=path, HF_HUB_OFFLINE="1", SEMSEARCH_API_KEY=KEY,
                SEMSEARCH_NO_PROGRESS="1", TOKENIZERS_PARALLELISM="false", **env_extra)
     proc = subprocess.Popen(
         [sys.executable, "-m", "semsearch", "serve", *(["--index", str(index)] if index else []),
@@ -203,6 +204,15 @@ def server_profile(url: str) -> dict[str, Any]:
     return out
 
 
+def server_http() -> dict[str, bool]:
+    """Whether the server's environment has uvloop and httptools (uvicorn uses them if so)."""
+    path = os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p)
+    code = "import importlib.util as u; print(*(u.find_spec(m) is not None for m in ('uvloop', 'httptools')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=path)).stdout.split()
+    return {"uvloop": out[:1] == ["True"], "httptools": out[1:2] == ["True"]}
+
+
 def serve_and_load(args: argparse.Namespace, index: Path | None, tmpd: Path, queries: list[str],
                    env_extra: dict[str, str], workers: int, results: dict[str, Any],
                    suffix: str) -> dict[str, Any]:
@@ -228,7 +238,7 @@ def serve_and_load(args: argparse.Namespace, index: Path | None, tmpd: Path, que
             res["workers"] = workers
             res["server_cpu_s"] = round(cpu, 2)
             res["server_cpu_ms_per_req"] = round(1000 * cpu / max(1, res["requests"]), 3)
-            res["server"] = server_profile(url)  # one worker's /metrics
+            res["server"] = server_profile(url)  # /metrics: every worker's, summed
     finally:
         proc.terminate()
         proc.wait(30)
@@ -256,7 +266,7 @@ def main() -> None:
     ap.add_argument("--es-url", default=None, help="also load Elasticsearch's _search (lexical)")
     ap.add_argument("--es-index", default="semsearch", help="the ES index holding the same corpus")
     ap.add_argument("--es-pid", type=int, default=None, help="the ES server's pid, to report its CPU per request")
-    ap.add_argument("--out", type=Path, default=REPO / "bench-results" / "api_wrk.json")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "api_wrk.json")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
@@ -311,6 +321,7 @@ def main() -> None:
         "server_env": env_extra,
         "machine": {"cpus": os.cpu_count(), "load_avg_at_start": load_start, "load_avg_at_end": os.getloadavg(),
                     "python": platform.python_version()},
+        "server_http": server_http(),
         "results": results,
         "elasticsearch_error": es_error,
     }

@@ -5,10 +5,22 @@ prometheus-client itself and the index core can report merges and segments later
 The metrics are registered on :data:`REGISTRY` (not the global default one), which
 ``GET /metrics`` exposes. When prometheus-client is not installed every function is a
 no-op: the library works without the ``api`` extra.
+
+Several processes (``semsearch serve --workers N``): the serve command points
+``PROMETHEUS_MULTIPROC_DIR`` at a fresh private directory before the workers start, so
+prometheus-client keeps every value in a memory-mapped file per process and
+:func:`exposition` sums them over all workers (prometheus-client's multiprocess mode):
+counters and histograms add up, dead workers' counts included (a counter never goes
+down); the index gauges show the value last set by a live worker (``livemostrecent``: they
+describe the one shared index, not a process). Files of dead workers' gauges are removed
+(:func:`forget_dead_workers`).
 """
 
 from __future__ import annotations
 
+import glob
+import os
+import re
 from typing import Any
 
 try:
@@ -19,6 +31,8 @@ except ImportError:  # pragma: no cover - the api extra brings it
     CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 ENABLED = CollectorRegistry is not None
+#: the environment variable of prometheus-client's multiprocess mode (read when it is imported)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 #: latency buckets from 1 ms to 30 s
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -40,15 +54,17 @@ if ENABLED:
                              buckets=_SIZES, registry=REGISTRY)
     SEARCH_BATCH = Histogram("semsearch_search_batch_size", "queries per micro-batch of the API",
                              buckets=_SIZES, registry=REGISTRY)
-    PENDING = Gauge("semsearch_pending_writes", "acknowledged changes not yet searchable", registry=REGISTRY)
+    #: gauges of the shared index: with several workers, the value a live worker set last
+    _INDEX_GAUGE: dict[str, Any] = {"registry": REGISTRY, "multiprocess_mode": "livemostrecent"}
+    PENDING = Gauge("semsearch_pending_writes", "acknowledged changes not yet searchable", **_INDEX_GAUGE)
     REFRESH_SECONDS = Histogram("semsearch_refresh_seconds", "time of a refresh that makes writes searchable",
                                 buckets=_LATENCY, registry=REGISTRY)
     REFRESH_FAILURES = Counter("semsearch_refresh_failures_total", "failed refreshes", registry=REGISTRY)
     MERGE_SECONDS = Histogram("semsearch_merge_seconds", "time of a segment merge", buckets=_LATENCY,
                               registry=REGISTRY)
-    SEGMENTS = Gauge("semsearch_segments", "live index segments", registry=REGISTRY)
-    DOCUMENTS = Gauge("semsearch_documents", "documents in the index", registry=REGISTRY)
-    INDEX_BYTES = Gauge("semsearch_index_size_bytes", "bytes of the index directory", registry=REGISTRY)
+    SEGMENTS = Gauge("semsearch_segments", "live index segments", **_INDEX_GAUGE)
+    DOCUMENTS = Gauge("semsearch_documents", "documents in the index", **_INDEX_GAUGE)
+    INDEX_BYTES = Gauge("semsearch_index_size_bytes", "bytes of the index directory", **_INDEX_GAUGE)
     REJECTED = Counter("semsearch_rejected_total", "requests refused by a guard rail",
                        ["reason"], registry=REGISTRY)
 
@@ -116,11 +132,67 @@ def count_rejected(reason: str) -> None:
         REJECTED.labels(reason).inc()
 
 
+def multiprocess_dir() -> str | None:
+    """The directory of prometheus-client's multiprocess mode, when this process is in it."""
+    path = os.environ.get(MULTIPROC_ENV)
+    return path if ENABLED and path and os.path.isdir(path) else None
+
+
+_PID_FILE = re.compile(r"^gauge_live\w+?_(\d+)\.db$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - someone else's process
+        return True
+    return True
+
+
+def forget_dead_workers(path: str) -> list[int]:
+    """Remove the live-gauge files of processes that no longer run (a worker that was
+    killed, or exited, and was replaced); their counters and histograms stay counted. Returns
+    the pids forgotten."""
+    from prometheus_client import multiprocess
+
+    dead = set()
+    for f in glob.glob(os.path.join(path, "gauge_live*_*.db")):
+        m = _PID_FILE.match(os.path.basename(f))
+        if m and not _alive(int(m.group(1))):
+            dead.add(int(m.group(1)))
+    for pid in dead:
+        try:
+            multiprocess.mark_process_dead(pid, path)
+        except FileNotFoundError:  # another worker's scrape removed it first
+            pass
+    return sorted(dead)
+
+
+def worker_exiting() -> None:
+    """A worker process shuts down: its live gauges stop counting (multiprocess mode)."""
+    path = multiprocess_dir()
+    if path is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid(), path)
+
+
 def exposition() -> tuple[bytes, str]:
-    """The Prometheus text format of every metric, and its content type."""
+    """The Prometheus text format of every metric, and its content type; in multiprocess
+    mode, summed over every worker process."""
     if not ENABLED:
         return b"# prometheus-client is not installed (pip install 'semsearch[api]')\n", CONTENT_TYPE
-    return generate_latest(REGISTRY), CONTENT_TYPE
+    path = multiprocess_dir()
+    if path is None:
+        return generate_latest(REGISTRY), CONTENT_TYPE
+    from prometheus_client import multiprocess
+
+    forget_dead_workers(path)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path)
+    return generate_latest(registry), CONTENT_TYPE
 
 
 def snapshot(name: str, **labels: Any) -> float | None:

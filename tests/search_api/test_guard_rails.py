@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import subprocess_env
 from tests.search_api.conftest import API_KEY, WRITE
 
 
@@ -86,6 +87,49 @@ def test_rate_limiter_refills():
     assert rl.take("a", now=0.6) == 0.0
     assert RateLimiter.client_key(API_KEY, "1.2.3.4") != RateLimiter.client_key(None, "1.2.3.4")
     assert API_KEY not in RateLimiter.client_key(API_KEY, None)
+
+
+@pytest.mark.parametrize("limiter", ["local", "shared"])
+def test_shared_rate_limiter_matches_the_local_one(tmp_path, limiter):
+    from semsearch.search_api.limits import RateLimiter, SharedRateLimiter
+
+    rl = RateLimiter(rate=2.0, burst=3) if limiter == "local" else SharedRateLimiter(tmp_path / "rl", 2.0, 3)
+    assert [rl.take("a", now=0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert rl.take("a", now=0.0) == pytest.approx(0.5)
+    assert rl.take("a", now=0.1) == pytest.approx(0.4)
+    assert rl.take("b", now=0.1) == 0.0  # one bucket per client
+    assert rl.take("a", now=0.6) == 0.0
+    assert rl.take("a", now=0.6) == pytest.approx(0.4)  # 0.2 left after the refill to 1.2
+    assert [rl.take("a", now=10.0) for _ in range(4)][-2:] == [0.0, pytest.approx(0.5)]  # refilled to burst
+
+
+def test_shared_rate_limiter_is_one_bucket_for_every_process(tmp_path):
+    """Two limiters on one file (two workers) draw from the same bucket, also when another
+    process takes from it (a real process, not just a second mapping)."""
+    import subprocess
+    import sys
+
+    from semsearch.search_api.limits import SharedRateLimiter
+
+    a, b = SharedRateLimiter(tmp_path / "rl", 0.001, 4), SharedRateLimiter(tmp_path / "rl", 0.001, 4)
+    assert [a.take("c", now=5.0), b.take("c", now=5.0)] == [0.0, 0.0]
+    code = ("import sys; from semsearch.search_api.limits import SharedRateLimiter as S; "
+            f"r = S({str(tmp_path / 'rl')!r}, 0.001, 4); print(r.take('c', now=5.0))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=subprocess_env()).stdout
+    assert float(out) == 0.0
+    assert a.take("c", now=5.0) == 0.0
+    assert b.take("c", now=5.0) > 0 and a.take("c", now=5.0) > 0  # 4 taken: empty for both
+    assert a.take("d", now=5.0) == 0.0
+
+
+def test_shared_rate_limiter_recycles_slots_when_the_table_is_full(tmp_path):
+    from semsearch.search_api.limits import SharedRateLimiter
+
+    rl = SharedRateLimiter(tmp_path / "rl", 1.0, 1, slots=16)
+    assert all(rl.take(f"c{i}", now=0.0) == 0.0 for i in range(100))  # more clients than slots
+    assert rl.take("c99", now=0.0) == pytest.approx(1.0)  # the last one still has its bucket
+    assert rl.take("c0", now=5.0) == 0.0  # full buckets free their slots
 
 
 def test_a_search_over_the_deadline_is_503(make_client, minilm):

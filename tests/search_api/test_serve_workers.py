@@ -5,6 +5,7 @@ the writer's refresh makes every write searchable through both."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 
@@ -77,8 +78,9 @@ def test_two_workers_share_one_index(index_dir, start_server):
     assert "Traceback" not in log, log[-3000:]
 
 
-def test_a_reader_becomes_the_writer_when_the_writer_process_dies(index_dir, start_server):
-    server = start_server(index_dir, "--workers", "2", SEMSEARCH_INDEXING__REFRESH_INTERVAL="0.2")
+def test_a_reader_becomes_the_writer_when_the_writer_process_dies(index_dir, start_server, tmp_path):
+    server = start_server(index_dir, "--workers", "2", SEMSEARCH_INDEXING__REFRESH_INTERVAL="0.2",
+                          TMPDIR=str(tmp_path))
     workers = _ask_until_both(server.url, "/readyz")
     writer_pid = next(int(p) for p, role in workers.items() if role == "writer")
     os.kill(writer_pid, signal.SIGKILL)  # no shutdown code runs; the kernel drops its flock
@@ -100,3 +102,68 @@ def test_a_reader_becomes_the_writer_when_the_writer_process_dies(index_dir, sta
     hits = httpx.post(server.url + "/v1/search", json={"query": "swarm old queen", "k": 1, "mode": "lexical"},
                       timeout=30).json()["hits"]
     assert hits[0]["id"] == "after"
+    # /metrics forgets the killed worker's gauges and keeps its counts
+    (metrics_dir,) = tmp_path.glob("semsearch-serve-*/metrics")
+    assert list(metrics_dir.glob(f"gauge_live*_{writer_pid}.db"))
+    assert httpx.get(server.url + "/metrics", timeout=30).status_code == 200
+    assert not list(metrics_dir.glob(f"gauge_live*_{writer_pid}.db"))
+    assert list(metrics_dir.glob(f"counter_{writer_pid}.db"))
+
+
+def _count(text: str, name: str, labels: str) -> float:
+    m = re.search(rf"^{re.escape(name)}\{{{re.escape(labels)}\}} (\S+)$", text, re.M)
+    assert m, f"{name}{{{labels}}} not in /metrics:\n{text[:3000]}"
+    return float(m.group(1))
+
+
+def test_metrics_count_the_requests_of_every_worker(index_dir, start_server, tmp_path):
+    server = start_server(index_dir, "--workers", "2", TMPDIR=str(tmp_path))
+    workers = _ask_until_both(server.url, "/readyz")
+    sent: dict[str, int] = {}
+    while len(sent) < 2 or min(sent.values()) < 3:  # fresh connections: both workers answer
+        r = httpx.get(server.url + "/healthz", timeout=30)
+        assert r.status_code == 200
+        pid = r.headers["x-semsearch-worker"].split()[0]
+        sent[pid] = sent.get(pid, 0) + 1
+        assert sum(sent.values()) < 300, sent
+    assert set(sent) == set(workers)
+    scraped: set[str] = set()
+    for _ in range(300):  # whichever worker answers the scrape counts both workers' requests
+        r = httpx.get(server.url + "/metrics", timeout=30)
+        assert r.status_code == 200
+        scraped.add(r.headers["x-semsearch-worker"].split()[0])
+        labels = 'endpoint="/healthz",method="GET",mode="-",status="200"'
+        assert _count(r.text, "semsearch_requests_total", labels) == sum(sent.values())
+        assert _count(r.text, "semsearch_request_seconds_count", 'endpoint="/healthz",mode="-"') == sum(sent.values())
+        # the index gauges are one series each (the shared index), not one per worker
+        assert len(re.findall(r"^semsearch_documents(\{.*\})? ", r.text, re.M)) == 1
+        assert re.search(r"^semsearch_documents (\S+)$", r.text, re.M).group(1) != "0.0"
+        if scraped == set(workers):
+            break
+    assert scraped == set(workers)
+    run_dirs = list(tmp_path.glob("semsearch-serve-*"))
+    assert len(run_dirs) == 1 and (run_dirs[0] / "metrics").is_dir()
+    server.stop()
+    assert not run_dirs[0].exists()  # the server's private directory goes with it
+
+
+def test_a_client_over_its_rate_limit_gets_429_from_every_worker(index_dir, start_server):
+    burst = 4
+    server = start_server(index_dir, "--workers", "2", SEMSEARCH_API__RATE_LIMIT_PER_S="0.001",
+                          SEMSEARCH_API__RATE_LIMIT_BURST=str(burst))
+    _ask_until_both(server.url, "/readyz")  # probes are not limited
+    answers: dict[int, set[str]] = {}
+    for _ in range(300):  # fresh connections, so both workers answer
+        r = httpx.get(server.url + "/v1/stats", timeout=30)
+        answers.setdefault(r.status_code, set()).add(r.headers["x-semsearch-worker"].split()[0])
+        if r.status_code == 429:
+            assert int(r.headers["retry-after"]) >= 1
+            assert r.json()["error"]["type"] == "too_many_requests"
+        if len(answers.get(429, ())) == 2:
+            break
+    assert set(answers) == {200, 429}, answers
+    assert len(answers[429]) == 2, answers  # both workers refuse the client...
+    metrics = httpx.get(server.url + "/metrics", timeout=30).text
+    # ...after the server as a whole let its burst through, not a burst per worker
+    assert _count(metrics, "semsearch_requests_total",
+                  'endpoint="/v1/stats",method="GET",mode="-",status="200"') == burst

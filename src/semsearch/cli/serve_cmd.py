@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from semsearch.cli import app
 from semsearch.cli.common import errors_to_exit, load_settings
+
+logger = logging.getLogger(__name__)
 
 
 @app.command("serve")
@@ -60,11 +63,34 @@ def serve_cmd(
         opts = dict(host=host, port=port, log_config=None, access_log=False,
                     timeout_graceful_shutdown=10, timeout_keep_alive=75)
         if workers > 1:  # each worker process builds its app from the environment
-            import os
-
-            if index is not None:
-                os.environ["SEMSEARCH_SERVE_INDEX"] = str(index)
-            os.environ["SEMSEARCH_SERVE_WORKERS"] = str(workers)
-            uvicorn.run("semsearch.search_api.app:app_from_env", factory=True, workers=workers, **opts)
+            serve_workers(uvicorn, index, workers, opts)
         else:
             uvicorn.run(create_app(index, settings), **opts)
+
+
+def serve_workers(uvicorn: Any, index: Path | None, workers: int, opts: dict[str, Any]) -> None:
+    """``uvicorn.run`` with ``workers`` processes that build their app from the environment
+    (:func:`~semsearch.search_api.app.app_from_env`), and a private run directory that they
+    share for as long as the server runs: prometheus-client's multiprocess files (so
+    ``/metrics`` sums every worker) and the per-client rate limit's buckets (so a client's
+    limit is the server's, whichever worker answers). The directory is made fresh (mode
+    0700) and removed when the server stops: counts from an earlier run never mix in."""
+    import os
+    import shutil
+    import tempfile
+
+    from semsearch.metrics import MULTIPROC_ENV
+
+    run_dir = Path(tempfile.mkdtemp(prefix="semsearch-serve-"))
+    (run_dir / "metrics").mkdir()
+    env = {"SEMSEARCH_SERVE_WORKERS": str(workers), "SEMSEARCH_SERVE_RUN_DIR": str(run_dir),
+           MULTIPROC_ENV: str(run_dir / "metrics")}
+    if index is not None:
+        env["SEMSEARCH_SERVE_INDEX"] = str(index)
+    if os.environ.get(MULTIPROC_ENV):
+        logger.warning("%s is replaced by this server's own directory %s", MULTIPROC_ENV, env[MULTIPROC_ENV])
+    os.environ.update(env)  # the worker processes are spawned with this environment
+    try:
+        uvicorn.run("semsearch.search_api.app:app_from_env", factory=True, workers=workers, **opts)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -67,22 +67,24 @@ def _stems(words: set[str], stemmer: str) -> dict[str, str]:
 
 
 #: Snowball English keeps all but (at most) the last character of a stem as the start of the
-#: word, so a word can only stem to ``t`` if it starts with ``t``'s first two characters;
-#: the exceptions are these irregular forms (checked over SciFact's 36k-word vocabulary)
+#: word, so a word can only stem to ``t`` if it starts with ``t[:-1]``; the exceptions are
+#: these irregular forms (checked over SciFact's 36k-word vocabulary: ``dying`` is its only
+#: word that does not start with its stem less the last character). The longer the prefix,
+#: the fewer words are stemmed only to be rejected (2.2x fewer than with two characters)
 _IRREGULAR_PREFIXES = {"die": ("dy",), "lie": ("ly",), "tie": ("ty",)}
 
 
 @lru_cache(maxsize=2048)
 def _candidates(terms: frozenset[str], stemmer: str, flags: int) -> re.Pattern[str]:
     """A pattern that finds every word that might stem to one of ``terms`` (and some that
-    do not: they are checked): words starting with a term's first two characters."""
+    do not: they are checked): words starting with a term less its last character."""
     if stemmer == "none":
         alts = set(terms)
         return re.compile(r"(?u)\b(?:" + "|".join(map(re.escape, sorted(alts, key=len, reverse=True))) + r")\b",
                           flags)
     alts = set()
     for t in terms:
-        alts.add(t[:2] if len(t) >= 3 else t[:1])
+        alts.add(t[:-1] if len(t) >= 3 else t[:1])
         alts.update(_IRREGULAR_PREFIXES.get(t, ()))
     return re.compile(r"(?u)\b(?:" + "|".join(map(re.escape, sorted(alts))) + r")\w*", flags)
 

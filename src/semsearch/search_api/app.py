@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from semsearch import __version__
+from semsearch import __version__, metrics
 from semsearch.collection import Collection, SearchRequest
 from semsearch.config import Settings
 from semsearch.encoders.base import TextEncoder
@@ -50,6 +50,7 @@ def create_app(
     *,
     encoder: TextEncoder | None = None,
     shared: bool = False,
+    run_dir: Path | str | None = None,
 ) -> FastAPI:
     """An app serving the index at ``index_path``. The index is opened (for writing: the
     server is its single writer) when the app starts, pending changes are synced, and the
@@ -61,7 +62,11 @@ def create_app(
 
     ``shared``: several processes serve the local index (``semsearch serve --workers N``):
     the one that takes the writer lock refreshes and merges, the others search read-only and
-    commit writes to the document store (see :meth:`Collection.open_shared`)."""
+    commit writes to the document store (see :meth:`Collection.open_shared`).
+
+    ``run_dir``: a directory private to the processes of one server (``semsearch serve
+    --workers N`` makes it): the per-client rate limit keeps its buckets there, shared by
+    every worker (:class:`~semsearch.search_api.limits.SharedRateLimiter`)."""
     settings = settings or Settings()
     stateless = settings.store.backend == "elasticsearch"
     where = None if stateless else Path(index_path)  # type: ignore[arg-type]
@@ -94,6 +99,7 @@ def create_app(
             if getattr(app.state, "jobs", None) is not None:
                 app.state.jobs.close()
             await run_in_threadpool(svc.close)
+            metrics.worker_exiting()
 
     app = FastAPI(
         title="semsearch",
@@ -119,6 +125,7 @@ def create_app(
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.api.max_body_bytes,
                        rate_limit_per_s=settings.api.rate_limit_per_s,
                        rate_limit_burst=settings.api.rate_limit_burst,
+                       rate_limit_file=Path(run_dir) / "rate-limit" if run_dir else None,
                        worker=worker if shared else None)
     return app
 
@@ -126,6 +133,8 @@ def create_app(
 def app_from_env() -> FastAPI:
     """The app for ``uvicorn --factory`` (``semsearch serve --workers N``): settings from the
     environment, the index from ``SEMSEARCH_SERVE_INDEX`` (unused by the Elasticsearch store);
-    ``SEMSEARCH_SERVE_WORKERS`` > 1 shares a local index between the worker processes."""
+    ``SEMSEARCH_SERVE_WORKERS`` > 1 shares a local index between the worker processes, and
+    ``SEMSEARCH_SERVE_RUN_DIR`` is the server's private directory (the shared rate limit)."""
     workers = int(os.environ.get("SEMSEARCH_SERVE_WORKERS") or 1)
-    return create_app(os.environ.get("SEMSEARCH_SERVE_INDEX"), Settings(), shared=workers > 1)
+    return create_app(os.environ.get("SEMSEARCH_SERVE_INDEX"), Settings(), shared=workers > 1,
+                      run_dir=os.environ.get("SEMSEARCH_SERVE_RUN_DIR") or None)

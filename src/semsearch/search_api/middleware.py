@@ -9,6 +9,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -16,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from semsearch import metrics
 from semsearch.logs import request_id
-from semsearch.search_api.limits import RateLimiter, retry_after
+from semsearch.search_api.limits import RateLimiter, SharedRateLimiter, retry_after
 
 access_logger = logging.getLogger("semsearch.access")
 
@@ -50,14 +51,20 @@ class RequestContextMiddleware:
     address); rejects bodies over ``max_body_bytes`` with 413; counts the request in
     ``/metrics`` (by route template and search mode) and logs one JSON line per request on
     the ``semsearch.access`` logger. ``worker``: with several worker processes, a function
-    whose answer (the process id and role) goes in an ``X-Semsearch-Worker`` header."""
+    whose answer (the process id and role) goes in an ``X-Semsearch-Worker`` header.
+    ``rate_limit_file``: the buckets live in this file, shared by every process that names
+    it (several workers), rather than in this process's memory."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, rate_limit_per_s: float = 0.0,
-                 rate_limit_burst: int = 50, worker: Callable[[], str] | None = None) -> None:
+                 rate_limit_burst: int = 50, rate_limit_file: Path | None = None,
+                 worker: Callable[[], str] | None = None) -> None:
         self.app = app
         self.worker = worker
         self.max_body_bytes = max_body_bytes
-        self.limiter = RateLimiter(rate_limit_per_s, rate_limit_burst) if rate_limit_per_s > 0 else None
+        self.limiter: RateLimiter | SharedRateLimiter | None = None
+        if rate_limit_per_s > 0:
+            self.limiter = (SharedRateLimiter(rate_limit_file, rate_limit_per_s, rate_limit_burst)
+                            if rate_limit_file is not None else RateLimiter(rate_limit_per_s, rate_limit_burst))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
