@@ -35,8 +35,11 @@ class PassageSettings(_Section):
     ``max_passages`` are recorded in the index (changing them needs a re-encode);
     ``aggregation`` and ``top_n`` apply at query time."""
 
-    #: split long documents; off = one vector per document (the encoder truncates)
-    enabled: bool = True
+    #: split long documents; off = one vector per document (the encoder truncates). Off by
+    #: default until its effect on SciFact is measured: 3,681 of SciFact's 5,183 abstracts
+    #: are longer than MiniLM's window (254 word pieces), so turning it on re-encodes most of
+    #: that corpus (``benchmarks/bench_long_docs.py --scifact`` measures it)
+    enabled: bool = False
     #: word pieces per passage, title included; None = the encoder's max length less its
     #: special tokens (254 for all-MiniLM-L6-v2)
     window: int | None = Field(None, ge=16, le=8192)

@@ -37,7 +37,7 @@ def settings():
     s = Settings()
     s.no_progress = True
     s.indexing.background_merges = False
-    s.text_encoder.passages = PassageSettings(window=16, overlap=4)
+    s.text_encoder.passages = PassageSettings(enabled=True, window=16, overlap=4)
     return s
 
 
@@ -84,7 +84,7 @@ def test_a_marker_past_the_first_window_is_found_and_the_hit_points_at_its_passa
 def test_short_documents_are_one_row_exactly_as_without_passages(tmp_path, settings):
     enc = HashingEncoder()
     docs = [Document(id=d["_id"], title=d["title"], text=d["text"]) for d in TINY_DOCS]
-    settings.text_encoder.passages = PassageSettings()  # the default window (256 words here)
+    settings.text_encoder.passages = PassageSettings(enabled=True)  # the default window (256 words here)
     with open_col(tmp_path / "ix", settings, enc) as col:
         col.upsert(docs, wait_for=True)
         vs = col.index.snapshot().segments[0].vectors["dense"]
@@ -167,7 +167,7 @@ def test_the_passage_plan_is_recorded_and_checked_on_open(tmp_path, settings):
         col.upsert([long_doc(0, rng)], wait_for=True)
         assert col.index.manifest.channels["dense"].passages == {"window": 16, "overlap": 4, "max_passages": 256}
     other = settings.model_copy(deep=True)
-    other.text_encoder.passages = PassageSettings(window=32)
+    other.text_encoder.passages = PassageSettings(enabled=True, window=32)
     with open_col(tmp_path / "ix", other) as col:
         with pytest.raises(IndexIncompatible, match="re-encode"):
             col.upsert([long_doc(1, rng)])
@@ -209,7 +209,7 @@ def test_minilm_finds_a_sentence_past_the_first_window_only_with_passages(tmp_pa
     long = Document(id="long", title="Notes", text=filler + needle)
     others = [Document(id=d["_id"], title=d["title"], text=d["text"]) for d in TINY_DOCS if d["_id"] != "d11"]
     ranks = {}
-    for name, ps in (("passages", PassageSettings()), ("truncated", PassageSettings(enabled=False))):
+    for name, ps in (("passages", PassageSettings(enabled=True)), ("truncated", PassageSettings())):
         s = Settings()
         s.no_progress = True
         s.text_encoder.device = "cpu"
