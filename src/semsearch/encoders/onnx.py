@@ -172,7 +172,10 @@ class OnnxTextEncoder:
         self._session = cpu_session(d / "model.onnx", self.settings.onnx_threads,
                                     spinning=self.settings.onnx_spinning)
         self._tokenizer, self._meta = tok, meta
-        self._span_tokenizer = Tokenizer.from_file(str(d / "tokenizer.json"))
+        spans = Tokenizer.from_file(str(d / "tokenizer.json"))
+        spans.no_truncation()
+        spans.no_padding()  # the saved tokenizer may carry the padding of its export
+        self._span_tokenizer = spans
         logger.info("text encoder %s on ONNX Runtime from %s", self.name, d)
 
     def prepare(self) -> bool:
