@@ -144,3 +144,61 @@ def embedded_lexical(docs, batch: int = 50_000):  # noqa: ANN001, ANN201
         idx.write(docs[start : start + batch])
     idx.sync()
     return idx.snapshot().lexical
+
+
+class CachedEncoder:
+    """A text encoder that remembers every vector it computed, keyed by the text (sha1), in
+    ``CACHE/<name>.npz``: a benchmark re-run (or another configuration over the same texts)
+    encodes nothing twice. ``save()`` writes what is new; encoding saves every ``every``
+    texts so an interrupted run keeps its work. The wrapped encoder's other attributes
+    (name, dim, tokenizer spans, max length) are passed through."""
+
+    def __init__(self, encoder, name: str, every: int = 2048) -> None:  # noqa: ANN001
+        import numpy as np
+
+        self._enc = encoder
+        self._file = CACHE / f"{name}.npz"
+        self._every = every
+        self._new = 0
+        self._vecs: dict[str, Any] = {}
+        if self._file.exists():
+            data = np.load(self._file)
+            self._vecs = dict(zip(data["keys"].tolist(), data["vecs"]))
+        self.encoded = 0  # texts this process had to encode
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._enc, name)
+
+    @staticmethod
+    def _key(text: str) -> str:
+        import hashlib
+
+        return hashlib.sha1(text.encode()).hexdigest()
+
+    def encode(self, texts, *, batch_size=None):  # noqa: ANN001, ANN201
+        import numpy as np
+
+        keys = [self._key(t) for t in texts]
+        todo = sorted({k: t for k, t in zip(keys, texts) if k not in self._vecs}.items())
+        for start in range(0, len(todo), self._every):
+            chunk = todo[start : start + self._every]
+            vecs = self._enc.encode([t for _, t in chunk])
+            self._vecs.update(zip([k for k, _ in chunk], vecs))
+            self._new += len(chunk)
+            self.encoded += len(chunk)
+            self.save()
+        if not keys:
+            return np.zeros((0, self._enc.dim), np.float32)
+        return np.ascontiguousarray(np.stack([self._vecs[k] for k in keys]), dtype=np.float32)
+
+    def save(self) -> None:
+        import numpy as np
+
+        if not self._new:
+            return
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = self._file.with_name(self._file.stem + ".tmp.npz")
+        keys = list(self._vecs)
+        np.savez(tmp, keys=np.array(keys), vecs=np.stack([self._vecs[k] for k in keys]))
+        os.replace(tmp, self._file)
+        self._new = 0

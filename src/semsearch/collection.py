@@ -453,16 +453,18 @@ class Collection(BatchedSearch):
         if not self.writable and not (store and self.index.accepts_writes):
             raise BadInput(f"index at {self.index.path} was opened read-only")
 
-    def _ensure_channel(self, name: str, *, dim: int, encoder: str, backend: str = "faiss") -> None:
+    def _ensure_channel(self, name: str, *, dim: int, encoder: str, backend: str = "faiss",
+                        **passages: Any) -> Any:
         """Declare a channel (the writer) or check that the writer has declared it (a reader
-        cannot change the manifest: it answers 503 until the writer's commit names it)."""
+        cannot change the manifest: it answers 503 until the writer's commit names it).
+        ``passages``: the passage plan options of ``Index.ensure_channel``; returns the spec."""
         if not self.writable and name not in self.index.snapshot().channels:
             raise BackendUnavailable(
                 f"channel {name!r} is not declared in index at {self.index.path} yet and this "
                 "process is not its writer: retry in a moment (a write through the writer "
                 "process declares it), or write through the writer")
         with self._writer:
-            self.index.ensure_channel(name, dim=dim, encoder=encoder, backend=backend)
+            return self.index.ensure_channel(name, dim=dim, encoder=encoder, backend=backend, **passages)
 
     def add(self, docs: Sequence[Document], *, wait_for: bool = False) -> WriteResult:
         """Add new documents; an id already in the index is an error (nothing is written)."""
@@ -490,18 +492,21 @@ class Collection(BatchedSearch):
         if with_text and ("dense" in have or self._encoder is not None or first_write):
             from semsearch.indexer.pipeline import TextChannel
 
-            channel = TextChannel(self.encoder, self.settings.text_encoder.doc_template)
-            self._ensure_channel("dense", dim=channel.dim, encoder=channel.encoder_name)
+            te = self.settings.text_encoder
+            channel = TextChannel(self.encoder, te.doc_template, passages=te.passages)
+            channel.declare(self._ensure_channel)
             chans["dense"] = (channel.encode(with_text)[0], with_text)
         chans.update(self._encode_images(docs))
         rows = {name: {d.id: i for i, d in enumerate(ds)} for name, (_, ds) in chans.items()}
         groups: dict[frozenset[str], list[Document]] = {}  # documents with the same channels
         for d in docs:
             groups.setdefault(frozenset(n for n in chans if d.id in rows[n]), []).append(d)
+        from semsearch.indexer.pipeline import select
+
         seq = self.index.store.last_seq()
         with self._writer:
             for names, group in groups.items():
-                seq = self.index.write(group, {n: chans[n][0][[rows[n][d.id] for d in group]] for n in names})
+                seq = self.index.write(group, {n: select(chans[n][0], [rows[n][d.id] for d in group]) for n in names})
         self._dirty.set()
         metrics.set_pending(seq - self.searchable_seq)
         return WriteResult(ids=ids, seq=seq, searchable=self.wait_for(seq, timeout if wait_for else 0.0))

@@ -26,6 +26,33 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class PassageSettings(_Section):
+    """How documents longer than the encoder's window are embedded (the ``dense`` channel):
+    the text is split by the encoder's tokenizer into overlapping passages of ``window``
+    word pieces, each embedded with the title (``doc_template``), and a document's dense
+    score aggregates its passages' scores. A document that fits in one window is one
+    passage, embedded exactly as a whole document. ``window``, ``overlap`` and
+    ``max_passages`` are recorded in the index (changing them needs a re-encode);
+    ``aggregation`` and ``top_n`` apply at query time."""
+
+    #: split long documents; off = one vector per document (the encoder truncates). Off by
+    #: default until its effect on SciFact is measured: 3,681 of SciFact's 5,183 abstracts
+    #: are longer than MiniLM's window (254 word pieces), so turning it on re-encodes most of
+    #: that corpus (``benchmarks/bench_long_docs.py --scifact`` measures it)
+    enabled: bool = False
+    #: word pieces per passage, title included; None = the encoder's max length less its
+    #: special tokens (254 for all-MiniLM-L6-v2)
+    window: int | None = Field(None, ge=16, le=8192)
+    #: word pieces consecutive passages share
+    overlap: int = Field(64, ge=0, le=4096)
+    #: at most this many passages per document (the rest of a longer text is not embedded)
+    max_passages: int = Field(256, ge=1, le=100_000)
+    #: a document's dense score: its best passage's ("max"), or the sum of its ``top_n``
+    #: best passages' ("sum_top")
+    aggregation: Literal["max", "sum_top"] = "max"
+    top_n: int = Field(3, ge=1, le=1000)
+
+
 class TextEncoderSettings(_Section):
     #: sentence-transformers model name or local path; None = bundled all-MiniLM-L6-v2
     model: str | None = None
@@ -51,6 +78,8 @@ class TextEncoderSettings(_Section):
     #: busy server the spinning is CPU taken from the searches (hybrid API load on 2 cores:
     #: 10.1 ms of CPU per request without, 13.3 ms with, the same throughput; docs/api.md)
     onnx_spinning: bool = False
+    #: long documents as overlapping passages (see :class:`PassageSettings`)
+    passages: PassageSettings = Field(default_factory=PassageSettings)
 
 
 class EmbeddedLexicalSettings(_Section):

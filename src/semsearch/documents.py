@@ -39,8 +39,21 @@ class ChannelScore(BaseModel):
     score: float
 
 
+class PassageMatch(BaseModel):
+    """Which passage of a long document the dense channel matched (documents longer than the
+    encoder's window are embedded as overlapping passages): its number, how many the
+    document has, and its ``[start, end)`` character offsets in ``Document.text`` (None
+    when the document's text was not fetched)."""
+
+    index: int
+    count: int
+    start: int | None = None
+    end: int | None = None
+
+
 class Hit(BaseModel):
-    """One search result with the per-channel explanation of how it got there."""
+    """One search result with the per-channel explanation of how it got there. ``passage``:
+    for a document of several passages that the dense channel found, its best passage."""
 
     id: str
     score: float
@@ -48,6 +61,7 @@ class Hit(BaseModel):
     channels: dict[str, ChannelScore] = Field(default_factory=dict)
     document: Document | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
+    passage: PassageMatch | None = None
 
 
 class SearchResult(BaseModel):

@@ -136,3 +136,17 @@ def test_an_export_racing_a_finished_one_keeps_the_finished_one(onnx_encoder, tm
     assert export_text_encoder(default_model_path(), done) == done
     assert {p.name: p.stat().st_mtime_ns for p in done.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no temporary directory left
+
+
+def test_passage_cuts_are_the_same_with_either_backend(onnx_encoder, minilm):
+    """Hits recompute their passage's offsets with the query encoder (often ONNX) that the
+    document encoder (often PyTorch) cut: the word pieces and the window must agree."""
+    from semsearch.config import PassageSettings
+    from semsearch.documents import Document
+    from semsearch.encoders import passages as P
+
+    assert onnx_encoder.token_spans(TEXTS[:2] + TEXTS[4:])[0].tolist() == minilm.token_spans(TEXTS[:2] + TEXTS[4:])[0].tolist()
+    plan = P.plan_for(PassageSettings(enabled=True), minilm)
+    assert plan == P.plan_for(PassageSettings(enabled=True), onnx_encoder) and plan.window == 254
+    doc = Document(id="x", title="Long", text=" ".join(TEXTS) * 40)
+    assert P.split(onnx_encoder, "{title} {text}", [doc], plan) == P.split(minilm, "{title} {text}", [doc], plan)

@@ -74,7 +74,8 @@ def index_cmd(
                 from semsearch.encoders import make_text_encoder
 
                 enc = make_text_encoder(settings.text_encoder)
-                channels.append(TextChannel(enc, settings.text_encoder.doc_template, settings.vector.backend))
+                channels.append(TextChannel(enc, settings.text_encoder.doc_template, settings.vector.backend,
+                                            passages=settings.text_encoder.passages))
             from semsearch.images.cli_support import wants_images
 
             if images if images is not None else wants_images(input):

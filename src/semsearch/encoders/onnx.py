@@ -137,6 +137,7 @@ class OnnxTextEncoder:
         self._lock = threading.Lock()
         self._session = None
         self._tokenizer = None
+        self._span_tokenizer = None  # the same tokenizer without truncation or padding
         self._meta: dict | None = None
         self._delegate = None  # the PyTorch encoder, after a failed export with fallback
 
@@ -171,6 +172,10 @@ class OnnxTextEncoder:
         self._session = cpu_session(d / "model.onnx", self.settings.onnx_threads,
                                     spinning=self.settings.onnx_spinning)
         self._tokenizer, self._meta = tok, meta
+        spans = Tokenizer.from_file(str(d / "tokenizer.json"))
+        spans.no_truncation()
+        spans.no_padding()  # the saved tokenizer may carry the padding of its export
+        self._span_tokenizer = spans
         logger.info("text encoder %s on ONNX Runtime from %s", self.name, d)
 
     def prepare(self) -> bool:
@@ -220,6 +225,30 @@ class OnnxTextEncoder:
         if self._delegate is not None:
             return self._delegate.dim
         return int(self._meta["dim"])
+
+    @property
+    def max_length(self) -> int:
+        """Word pieces per input, special tokens included (longer texts are truncated)."""
+        self._ready()
+        if self._delegate is not None:
+            return self._delegate.max_length
+        return int(self.settings.max_seq_length or self._meta["max_seq_length"])
+
+    @property
+    def special_tokens(self) -> int:
+        self._ready()
+        if self._delegate is not None:
+            return self._delegate.special_tokens
+        return len(self._span_tokenizer.encode("").ids)
+
+    def token_spans(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Per text, the character offsets of its word pieces (see the PyTorch encoder's)."""
+        self._ready()
+        if self._delegate is not None:
+            return self._delegate.token_spans(texts)
+        with self._lock:  # tokenizers are not thread-safe
+            encs = self._span_tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2) for e in encs]
 
     def encode(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
         if isinstance(texts, str):

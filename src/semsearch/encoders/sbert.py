@@ -96,6 +96,25 @@ class SentenceTransformerEncoder:
             dim = int(self.encode(["x"]).shape[1])
         return int(dim)
 
+    @property
+    def max_length(self) -> int:
+        """Word pieces per input, special tokens included (longer texts are truncated)."""
+        return int(self.model.max_seq_length)
+
+    @property
+    def special_tokens(self) -> int:
+        """How many special tokens the tokenizer adds to a text ([CLS] and [SEP])."""
+        return len(self.model.tokenizer("")["input_ids"])
+
+    def token_spans(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Per text, the ``[start, end)`` character offsets of its word pieces (no special
+        tokens, no truncation): what passages are cut by (encoders/passages.py)."""
+        tok = self.model.tokenizer
+        with self._infer_lock:
+            enc = tok(list(texts), add_special_tokens=False, return_offsets_mapping=True,
+                      truncation=False, verbose=False)
+        return [np.asarray(o, dtype=np.int64).reshape(-1, 2) for o in enc["offset_mapping"]]
+
     def encode(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
         if isinstance(texts, str):
             raise BadInput("encode() takes a sequence of texts, not a single string")

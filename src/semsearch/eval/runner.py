@@ -93,7 +93,8 @@ def ensure_index(dataset: EvalDataset, path: Path, settings: Settings,
             encoder = make_text_encoder(settings.text_encoder)
         t0 = time.perf_counter()
         with Index.create(path, settings) as idx:
-            report = Pipeline(idx, [TextChannel(encoder, settings.text_encoder.doc_template)], settings).run(dataset.corpus_files)
+            te = settings.text_encoder
+            report = Pipeline(idx, [TextChannel(encoder, te.doc_template, passages=te.passages)], settings).run(dataset.corpus_files)
         build_seconds = time.perf_counter() - t0
         if report.rejected:
             logger.warning("%d corpus records were rejected while indexing", len(report.rejected))

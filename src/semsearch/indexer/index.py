@@ -54,6 +54,7 @@ from semsearch.indexer.manifest import (
 )
 from semsearch.indexer.segments.segment import Segment, read_deletes, write_deletes
 from semsearch.indexer.segments.snapshot import Snapshot
+from semsearch.indexer.segments.vectors import pack_passages
 from semsearch.indexer.store import DocStore
 
 logger = logging.getLogger(__name__)
@@ -340,15 +341,26 @@ class Index:
 
     # -- channels -----------------------------------------------------------------------
     def ensure_channel(self, name: str, *, dim: int, encoder: str, backend: str = "faiss",
-                       settings: dict[str, Any] | None = None) -> None:
-        """Declare a vector channel (on first write) or check it matches the index."""
+                       settings: dict[str, Any] | None = None, passages: dict[str, Any] | None = None,
+                       passages_explicit: bool = False) -> ChannelSpec:
+        """Declare a vector channel (on first write) or check it matches the index; returns
+        its spec. ``passages``: the passage plan the caller would use (recorded for a new
+        channel); an existing channel keeps its recorded plan, and one the user asked for
+        explicitly (``passages_explicit``) that differs from it is an error (re-encode)."""
         spec = self.manifest.channels.get(name)
+        if spec is not None and passages_explicit and spec.passages != passages:
+            raise IndexIncompatible(
+                f"index at {self.path} channel {name!r} was encoded with passages {spec.passages} but "
+                f"the settings ask for {passages} (text_encoder.passages): changing how documents are "
+                "split needs a re-encode: use the index's values (unset the passage settings) or "
+                "build a new index")
         if spec is None:
             if settings is None and backend == "faiss":
                 settings = {"factory": self.settings.vector.faiss.factory}
             if settings is None and backend == "elasticsearch":
                 settings = {"index": f"{self.settings.lexical.elasticsearch.index}-vec-{name}"}
-            spec = ChannelSpec(backend=backend, dim=dim, encoder=encoder, settings=settings or {})
+            spec = ChannelSpec(backend=backend, dim=dim, encoder=encoder, settings=settings or {},
+                               passages=passages)
             if backend == "faiss":
                 from semsearch.indexer.segments.vectors import check_factory
 
@@ -365,6 +377,7 @@ class Index:
                 f"(dim {spec.dim}) but the configured encoder is {encoder!r} (dim {dim}): use "
                 "the same encoder or build a new index"
             )
+        return spec
 
     def _faiss_settings(self, name: str) -> FaissSettings:
         spec = self.manifest.channels[name]
@@ -382,6 +395,9 @@ class Index:
             spec = self.manifest.channels.get(name)
             if spec is None:
                 raise BadInput(f"unknown channel {name!r}: call ensure_channel() first")
+            if isinstance(mat, list):  # per document, its passages' vectors
+                self._check_passages(name, docs, mat, spec.dim)
+                continue
             mat = np.asarray(mat)
             if mat.ndim == 2 and mat.shape[0] != len(docs):
                 raise BadInput(f"channel {name!r}: got {len(docs)} ids but {mat.shape[0]} vectors")
@@ -393,6 +409,18 @@ class Index:
                     ids = [docs[i].id for i in np.flatnonzero(bad)[:10]]
                     raise BadInput(f"channel {name!r}: document(s) {ids} have vectors with NaN or infinity")
         return self.store.write(docs, vectors)
+
+    @staticmethod
+    def _check_passages(name: str, docs: Sequence[Document], mats: list[np.ndarray], dim: int) -> None:
+        if len(mats) != len(docs):
+            raise BadInput(f"channel {name!r}: got {len(docs)} ids but {len(mats)} passage lists")
+        for d, m in zip(docs, mats):
+            m = np.asarray(m)
+            if m.ndim != 2 or m.shape[0] < 1 or m.shape[1] != dim or m.dtype != np.float32:
+                raise BadInput(f"channel {name!r}: document {d.id!r}: passage vectors must be float32 of "
+                               f"shape (n >= 1, {dim}), got {m.dtype} {m.shape}")
+            if not np.isfinite(m).all():
+                raise BadInput(f"channel {name!r}: document(s) {[d.id]} have vectors with NaN or infinity")
 
     def delete(self, ids: Sequence[str]) -> int:
         if not self.accepts_writes:
@@ -543,21 +571,24 @@ class Index:
         """Write one new segment of ``docs`` (their current stored vectors)."""
         ids = [d.id for d in docs]
         vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        owners: dict[str, np.ndarray] = {}
         binary: set[str] = set()
         faiss: dict[str, FaissSettings] = {}
         templates: dict[str, Any] = {}
         for name, spec in m.channels.items():
             if spec.backend not in LOCAL_BACKENDS:
                 continue
-            have = self.store.has_vectors(ids, name)
-            present = np.array([i in have for i in ids], dtype=bool)
             if spec.backend == "faiss-binary":
                 binary.add(name)
+                have = self.store.has_vectors(ids, name)
+                present = np.array([i in have for i in ids], dtype=bool)
                 rows = self.store.vectors(ids, name, spec.dim, np.uint8)
             else:
-                rows = self.store.vectors(ids, name, spec.dim, np.float32)
+                rows, present, own = pack_passages(self.store.passage_vectors(ids, name, spec.dim), spec.dim)
+                if own is not None:
+                    owners[name] = own
                 faiss[name] = self._faiss_settings(name)
-                if int(present.sum()) >= faiss[name].exact_below:
+                if (len(rows) if own is not None else int(present.sum())) >= faiss[name].exact_below:
                     templates[name] = self._template(m, name)
             vectors[name] = (rows, present)
         tokens = None
@@ -568,7 +599,8 @@ class Index:
             analyzer = Analyzer(p.stemmer, p.stopwords)
             tokens = (analyzer([d.title for d in docs]), analyzer([d.text for d in docs]))
         (self.path / SEGMENTS).mkdir(exist_ok=True)
-        seg = Segment.write(self.path / SEGMENTS, m.segment_name(), docs, tokens, vectors, binary, faiss, templates)
+        seg = Segment.write(self.path / SEGMENTS, m.segment_name(), docs, tokens, vectors, binary, faiss, templates,
+                            owners)
         fsync_dir(self.path / SEGMENTS)
         self._segments[seg.name] = seg
         return SegmentRef(name=seg.name, n_docs=seg.n_docs)

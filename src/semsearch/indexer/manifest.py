@@ -45,6 +45,9 @@ class ChannelSpec(BaseModel):
     #: the encoder that produces the vectors (recorded so a mismatch is caught on open)
     encoder: str
     settings: dict[str, Any] = Field(default_factory=dict)
+    #: how long documents were split into passages (``encoders.passages.PassagePlan``:
+    #: window, overlap, max_passages); None: one vector per document
+    passages: dict[str, Any] | None = None
 
 
 class SegmentRef(BaseModel):

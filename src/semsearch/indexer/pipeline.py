@@ -18,9 +18,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from semsearch.config import Settings
+from semsearch.config import PassageSettings, Settings
 from semsearch.documents import Document
 from semsearch.encoders.base import TextEncoder
+from semsearch.encoders.passages import PassagePlan
 from semsearch.indexer.index import Index
 from semsearch.indexer.readers import Record, Rejected, iter_records
 
@@ -65,14 +66,31 @@ class EncoderChannel:
 
 
 class TextChannel(EncoderChannel):
-    """The ``dense`` channel: sentence embeddings of the document's title and text."""
+    """The ``dense`` channel: sentence embeddings of the document's title and text; with
+    ``passages`` (FAISS backend only), a long document's overlapping passages, each embedded
+    (encoders/passages.py), and :meth:`encode` gives a list of per-document matrices."""
 
     name = "dense"
 
-    def __init__(self, encoder: TextEncoder, template: str = "{title} {text}", backend: str = "faiss") -> None:
+    def __init__(self, encoder: TextEncoder, template: str = "{title} {text}", backend: str = "faiss",
+                 passages: PassageSettings | None = None) -> None:
         super().__init__(encoder)
         self.template = template
         self.backend = backend  # faiss or elasticsearch
+        self._passages = passages if backend == "faiss" else None
+        #: the passage plan in force: the index's recorded one once :meth:`declare` ran
+        self.plan: PassagePlan | None = None
+
+    def declare(self, ensure: Callable[..., Any]) -> None:
+        """Declare the channel through ``ensure`` (``Index.ensure_channel`` or a wrapper) with
+        the passage plan the settings ask for, then use the plan the index records."""
+        from semsearch.encoders import passages as P
+
+        wanted = P.plan_for(self._passages, self.encoder) if self._passages is not None else None
+        spec = ensure(self.name, dim=self.dim, encoder=self.encoder_name, backend=self.backend,
+                      passages=wanted.record() if wanted else None,
+                      passages_explicit=self._passages is not None and P.explicit(self._passages))
+        self.plan = P.PassagePlan.from_record(spec.passages)
 
     def applies(self, doc: Document) -> bool:
         return bool(doc.title.strip() or doc.text.strip())
@@ -80,8 +98,17 @@ class TextChannel(EncoderChannel):
     def text_of(self, doc: Document) -> str:
         return self.template.format(title=doc.title, text=doc.text).strip()
 
-    def encode(self, docs: Sequence[Document]) -> tuple[np.ndarray, list[tuple[Document, str]]]:
+    def encode(self, docs: Sequence[Document]) -> tuple[Any, list[tuple[Document, str]]]:
+        if self.plan is not None:
+            from semsearch.encoders import passages as P
+
+            return P.encode(self.encoder, self.template, docs, self.plan), []
         return self.encoder.encode([self.text_of(d) for d in docs]), []
+
+
+def select(mat: Any, rows: Sequence[int]) -> Any:
+    """Rows of a channel's vectors: a matrix, or a list of per-document passage matrices."""
+    return [mat[r] for r in rows] if isinstance(mat, list) else mat[list(rows)]
 
 
 @dataclass
@@ -130,7 +157,10 @@ class Pipeline:
         self.channels = list(channels)
         self.on_progress = on_progress
         for ch in self.channels:
-            index.ensure_channel(ch.name, dim=ch.dim, encoder=ch.encoder_name, backend=ch.backend)
+            if isinstance(ch, TextChannel):
+                ch.declare(index.ensure_channel)
+            else:
+                index.ensure_channel(ch.name, dim=ch.dim, encoder=ch.encoder_name, backend=ch.backend)
 
     def run(self, inputs: Sequence[Path]) -> IndexReport:
         report = IndexReport()
@@ -194,7 +224,11 @@ class Pipeline:
             for doc, reason in bad:
                 failed[doc.id] = f"{ch.name}: {reason}"
             ok_ids = [d.id for d in targets if d.id not in {b.id for b, _ in bad}]
-            full = np.zeros((len(todo), mat.shape[1] if mat.ndim == 2 else ch.dim), dtype=mat.dtype)
+            full: Any
+            if isinstance(mat, list):  # passages: a matrix per document
+                full = [None] * len(todo)
+            else:
+                full = np.zeros((len(todo), mat.shape[1] if mat.ndim == 2 else ch.dim), dtype=mat.dtype)
             pos = {r.doc.id: i for i, r in enumerate(todo)}
             for row, doc_id in enumerate(ok_ids):
                 full[pos[doc_id]] = mat[row]
@@ -220,4 +254,4 @@ class Pipeline:
             groups.setdefault(chans, []).append(d)
         for chans, group in groups.items():
             rows = [pos[d.id] for d in group]
-            self.index.write(group, {n: vectors[n][0][rows] for n in chans})
+            self.index.write(group, {n: select(vectors[n][0], rows) for n in chans})

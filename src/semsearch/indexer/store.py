@@ -151,12 +151,13 @@ class DocStore:
         return out
 
     def sample_vectors(self, channel: str, n: int, dim: int) -> np.ndarray:
-        """Up to ``n`` stored vectors of a channel, drawn at random (FAISS training)."""
+        """The vectors of up to ``n`` documents of a channel, drawn at random (FAISS
+        training; every passage of a document split into passages)."""
         rows = self._conn.execute(
             "SELECT vec FROM vectors WHERE channel=? ORDER BY random() LIMIT ?", (channel, n)).fetchall()
         if not rows:
             return np.zeros((0, dim), np.float32)
-        return np.vstack([np.frombuffer(r[0], dtype=np.float32) for r in rows])
+        return np.vstack([np.frombuffer(r[0], dtype=np.float32).reshape(-1, dim) for r in rows])
 
     def count_vectors(self, channel: str) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM vectors WHERE channel=?", (channel,)).fetchone()[0])
@@ -182,8 +183,10 @@ class DocStore:
     def write(
         self, docs: Sequence[Document], vectors: dict[str, np.ndarray] | None = None
     ) -> int:
-        """Upsert documents and their vectors (one row each per channel) atomically.
-        Returns the sequence number of the batch."""
+        """Upsert documents and their vectors (one row each per channel) atomically. A
+        channel's vectors are a matrix (one vector per document) or, for documents split
+        into passages, a list of ``(n_passages, dim)`` matrices, stored as one blob per
+        document (its passages' vectors in order). Returns the sequence number of the batch."""
         vectors = vectors or {}
         with self._lock:
             cur = self._write_conn().cursor()
@@ -206,10 +209,11 @@ class DocStore:
                 # (text replaced by an image, say) is gone
                 cur.executemany("DELETE FROM vectors WHERE id=?", [(d.id,) for d in docs])
                 for channel, mat in vectors.items():
-                    mat = np.ascontiguousarray(mat)
+                    if not isinstance(mat, list):
+                        mat = np.ascontiguousarray(mat)
                     cur.executemany(
                         "INSERT OR REPLACE INTO vectors(id, channel, vec) VALUES (?,?,?)",
-                        [(d.id, channel, mat[i].tobytes()) for i, d in enumerate(docs)],
+                        [(d.id, channel, np.ascontiguousarray(mat[i]).tobytes()) for i, d in enumerate(docs)],
                     )
                 cur.execute("COMMIT")
             except BaseException:
@@ -321,9 +325,24 @@ class DocStore:
     def vectors(
         self, ids: Sequence[str], channel: str, dim: int, dtype: Any = np.float32
     ) -> np.ndarray:
-        """The stored vectors of ``ids`` in one channel (rows of zeros for ids without one)."""
+        """The stored vectors of ``ids`` in one channel (rows of zeros for ids without one);
+        a document split into passages: its first passage's."""
         out = np.zeros((len(ids), dim), dtype=dtype)
         pos = {d: i for i, d in enumerate(ids)}
+        for doc_id, vecs in self._vector_blobs(ids, channel, dim, dtype):
+            out[pos[doc_id]] = vecs[0]
+        return out
+
+    def passage_vectors(self, ids: Sequence[str], channel: str, dim: int) -> list[np.ndarray | None]:
+        """Per id, its stored vectors in one channel, ``(n_passages, dim)``; None without."""
+        out: list[np.ndarray | None] = [None] * len(ids)
+        pos = {d: i for i, d in enumerate(ids)}
+        for doc_id, vecs in self._vector_blobs(ids, channel, dim, np.float32):
+            out[pos[doc_id]] = vecs
+        return out
+
+    def _vector_blobs(self, ids: Sequence[str], channel: str, dim: int,
+                      dtype: Any) -> Iterator[tuple[str, np.ndarray]]:
         ids = list(ids)
         for start in range(0, len(ids), 900):
             chunk = ids[start : start + 900]
@@ -331,8 +350,7 @@ class DocStore:
             for doc_id, blob in self._conn.execute(
                 f"SELECT id, vec FROM vectors WHERE channel=? AND id IN ({q})", [channel, *chunk]
             ):
-                out[pos[doc_id]] = np.frombuffer(blob, dtype=dtype)
-        return out
+                yield doc_id, np.frombuffer(blob, dtype=dtype).reshape(-1, dim)
 
     def has_vectors(self, ids: Sequence[str], channel: str) -> set[str]:
         found: set[str] = set()

@@ -253,17 +253,26 @@ class _Check:
             if spec is None:
                 self.r.error("segments", f"segment {name} holds channel {ch!r}, which the manifest does not declare")
                 continue
+            rows = n
             if ch in seg.vectors:
                 vs = seg.vectors[ch]
                 shape, present = vs.vectors.shape, vs.present.shape
-                if vs.ann is not None and vs.ann.ntotal != int(vs.present.sum()):
+                if vs.owners is not None:  # passages: one row per passage of a present document
+                    own = np.asarray(vs.owners)
+                    rows = len(own)
+                    in_order = not (np.diff(own) < 0).any()
+                    if not (in_order and np.array_equal(np.unique(own), np.flatnonzero(vs.present))):
+                        self.r.error("segments", f"segment {name}: channel {ch!r} maps its passage rows to "
+                                     "ordinals out of order, out of range or not the present ones")
+                want = int(vs.present.sum()) if vs.owners is None else rows
+                if vs.ann is not None and vs.ann.ntotal != want:
                     self.r.error("segments", f"segment {name}: the {ch} ANN index holds {vs.ann.ntotal} "
-                                 f"vectors, the segment {int(vs.present.sum())}")
+                                 f"vectors, the segment {want}")
             else:
                 shape, present = seg.binary[ch].shape, seg.binary_present[ch].shape
-            if shape != (n, spec.dim) or present != (n,):
+            if shape != (rows, spec.dim) or present != (n,):
                 self.r.error("segments", f"segment {name}: channel {ch!r} has shape {shape} (present "
-                             f"{present}), expected ({n}, {spec.dim})")
+                             f"{present}), expected ({rows}, {spec.dim})")
 
     def _deletes(self, seg: str, file: str | None, n_deleted: int, n: int) -> np.ndarray | None | bool:
         """The segment's deletion bitmap (None: nothing deleted; False: unusable)."""
@@ -379,8 +388,8 @@ class _Check:
                 if not present[name][o]:
                     continue
                 seg = self.segs[name]
-                row = seg.vectors[ch].vectors[o] if ch in seg.vectors else seg.binary[ch][o]
-                if not np.array_equal(np.frombuffer(blob, dtype=dtype), np.asarray(row)):
+                row = seg.vectors[ch].rows_of(o) if ch in seg.vectors else seg.binary[ch][o]
+                if not np.array_equal(np.frombuffer(blob, dtype=dtype), np.asarray(row).ravel()):
                     differ.append(i)
         except sqlite3.Error as e:
             self.r.error("store", f"the store's vectors are unreadable: {e}")

@@ -12,7 +12,7 @@ import numpy as np
 
 from semsearch import metrics
 from semsearch.config import Settings
-from semsearch.documents import ChannelScore, Hit, SearchResult
+from semsearch.documents import ChannelScore, Hit, PassageMatch, SearchResult
 from semsearch.encoders.base import TextEncoder
 from semsearch.errors import BadInput, ChannelFailed
 from semsearch.filters import Filter, parse_filter
@@ -42,6 +42,8 @@ class _Scope:
         self.snap = snap
         self.flt = flt
         self._masks: Masks | None = None
+        #: per query, the dense channel's multi-passage hits: id -> (best passage, passages)
+        self.passages: list[dict[str, tuple[int, int]]] | None = None
 
     def masks(self) -> Masks | None:
         if self.flt is None:
@@ -139,6 +141,24 @@ class Searcher:
 
         return search_by_image(self, image, k=k, channels=channels, **kw)
 
+    def _mark_passages(self, hits: list[Hit], found: dict[str, tuple[int, int]], snap: Snapshot) -> None:
+        """Say which passage of a long document the dense channel matched, with its
+        character offsets when the document is attached (the cut is recomputed with the
+        recorded plan: encoders/passages.py)."""
+        from semsearch.encoders import passages as P
+
+        plan = P.PassagePlan.from_record(snap.channels["dense"].passages)
+        marked = [h for h in hits if h.id in found]
+        for h in marked:
+            h.passage = PassageMatch(index=found[h.id][0], count=found[h.id][1])
+        with_doc = [h for h in marked if h.document is not None]
+        if plan is None or not with_doc:
+            return
+        cuts = P.split(self.encoder, self.settings.text_encoder.doc_template, [h.document for h in with_doc], plan)
+        for h, c in zip(with_doc, cuts):
+            if h.passage.index < len(c):
+                h.passage.start, h.passage.end = c[h.passage.index]
+
     # -- channels -----------------------------------------------------------------------
     def _check(self, queries: Sequence[str], k: int, offset: int, mode: str) -> None:
         if mode not in MODES:
@@ -168,7 +188,12 @@ class Searcher:
         qv = self._query_encoder(name).encode(list(queries))
         local = scope.snap.vectors.get(name)
         if local is not None:
-            return local.search(qv, depth, masks=scope.masks() if scope.flt is not None else None)
+            ps = self.settings.text_encoder.passages
+            res, passages = local.search_passages(qv, depth, masks=scope.masks() if scope.flt is not None else None,
+                                                  aggregation=ps.aggregation, top_n=ps.top_n)
+            if name == "dense":
+                scope.passages = passages
+            return res
         # an external vector index (Elasticsearch): the filter as the ids it allows
         return self.index.vectors[name].search(qv, depth, allowed=scope.allowed_ids())
 
@@ -193,11 +218,13 @@ class Searcher:
         filters: Filters | None = None,
         boosts: dict[str, float] | None = None,
         snapshot: Snapshot | None = None,
+        scope: _Scope | None = None,
     ) -> tuple[list[dict[str, list[tuple[str, float]]]], dict[str, str]]:
         """Per query, each channel's ranked ``(id, score)`` list; plus failed channels. Every
-        channel reads the same snapshot (``snapshot``, or the index's current one)."""
-        scope = _Scope(snapshot or self.index.snapshot(),
-                       parse_filter(filters, max_values=self.settings.search.max_filter_values))
+        channel reads the same snapshot (``snapshot``, or the index's current one; or the
+        one of ``scope``, which collects the dense channel's passages)."""
+        scope = scope or _Scope(snapshot or self.index.snapshot(),
+                                parse_filter(filters, max_values=self.settings.search.max_filter_values))
         out: list[dict[str, list[tuple[str, float]]]] = [{} for _ in queries]
         failed: dict[str, str] = {}
         for name in MODES[mode]:
@@ -250,9 +277,10 @@ class Searcher:
             # answer, whatever the fusion depth (filtered vector searches may drop rows, so
             # they keep the full depth)
             depth = k + offset
-        per_query, failed = self.channel_results(queries, depth, mode, filters=filters, boosts=boosts)
+        scope = _Scope(self.index.snapshot(), parse_filter(filters, max_values=self.settings.search.max_filter_values))
+        per_query, failed = self.channel_results(queries, depth, mode, boosts=boosts, scope=scope)
         results = []
-        for q, channels in zip(queries, per_query):
+        for qi, (q, channels) in enumerate(zip(queries, per_query)):
             if len(MODES[mode]) == 1:
                 (name,) = MODES[mode]
                 fused = [Fused(d, s, {name: (r, s)}) for r, (d, s) in enumerate(channels.get(name, []), 1)]
@@ -287,6 +315,8 @@ class Searcher:
                 docs = self.index.get([h.id for h in hits])
                 for h in hits:
                     h.document = docs.get(h.id)
+            if scope.passages and scope.passages[qi]:
+                self._mark_passages(hits, scope.passages[qi], scope.snap)
             results.append(
                 SearchResult(query=q, mode=mode, hits=hits, degraded=bool(failed), failed_channels=failed)
             )

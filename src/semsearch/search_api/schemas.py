@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from semsearch.documents import ChannelScore
+from semsearch.documents import ChannelScore, PassageMatch
 
 
 class SearchRequest(BaseModel):
@@ -67,6 +67,9 @@ class HitOut(BaseModel):
     image: str | None = None
     image_url: str | None = Field(None, description="thumbnail of the hit's image on this server")
     duplicates: list[str] = Field(default_factory=list, description="ids collapsed into this hit")
+    passage: PassageMatch | None = Field(
+        None, description="the passage of a long document the dense channel matched (index, count, "
+        "[start, end) character offsets in its text); the snippet is cut from it")
 
 
 class SearchResponse(BaseModel):

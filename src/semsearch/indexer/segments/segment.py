@@ -8,7 +8,8 @@
       metadata.jsonl      one metadata object per ordinal (read only by merges)
       meta/               the per-field metadata index (filters; segments/meta.py)
       lexical/            postings of title, text and all (segments/lexical.py)
-      dense.npy ...       per vector channel: raw rows, presence, ANN index if large
+      dense.npy ...       per vector channel: raw rows, presence, ANN index if large, and
+                          row -> ordinal (dense.owners.npy) when documents have passages
 
 A segment is built in a temporary folder and renamed into place; the commit point
 (``manifest.json``) names the segments that are live and their deletion files. Deletions never
@@ -34,7 +35,7 @@ from semsearch.errors import IndexIncompatible
 from semsearch.indexer.manifest import fsync_tree
 from semsearch.indexer.segments.lexical import LexicalSegment
 from semsearch.indexer.segments.meta import MetadataIndex
-from semsearch.indexer.segments.vectors import VectorSegment
+from semsearch.indexer.segments.vectors import VectorSegment, pack_passages
 
 logger = logging.getLogger(__name__)
 
@@ -64,19 +65,21 @@ class Segment:
     def write(cls, folder: Path, name: str, docs: Sequence[Document],
               tokens: tuple[list[list[str]], list[list[str]]] | None,
               vectors: dict[str, tuple[np.ndarray, np.ndarray]], binary_channels: set[str],
-              faiss: dict[str, FaissSettings], templates: dict[str, Any]) -> Segment:
+              faiss: dict[str, FaissSettings], templates: dict[str, Any],
+              owners: dict[str, np.ndarray] | None = None) -> Segment:
         """Write a new segment ``folder/name`` from ``docs`` (ordinal = position) and load it.
         ``tokens``: (title tokens, text tokens) per doc, or None without an embedded lexical
-        index; ``vectors``: channel -> (rows, present mask)."""
+        index; ``vectors``: channel -> (rows, present mask); ``owners``: channel -> the
+        ordinal of each row, for channels whose documents have several passages."""
         return cls._write(folder, name, [d.id for d in docs], (d.metadata for d in docs),
                           None if tokens is None else LexicalSegment.build(*tokens),
-                          vectors, binary_channels, faiss, templates)
+                          vectors, binary_channels, faiss, templates, owners or {})
 
     @classmethod
     def _write(cls, folder: Path, name: str, ids: list[str], metas: Iterator[dict[str, Any]] | Any,
                lexical: LexicalSegment | None, vectors: dict[str, tuple[np.ndarray, np.ndarray]],
                binary_channels: set[str], faiss: dict[str, FaissSettings],
-               templates: dict[str, Any]) -> Segment:
+               templates: dict[str, Any], owners: dict[str, np.ndarray]) -> Segment:
         tmp = folder / f".tmp-{name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -93,7 +96,7 @@ class Segment:
                 np.save(tmp / f"{ch}.codes.npy", np.ascontiguousarray(rows, dtype=np.uint8), allow_pickle=False)
                 np.save(tmp / f"{ch}.present.npy", np.asarray(present, dtype=bool), allow_pickle=False)
             else:
-                VectorSegment.build(rows, present, faiss[ch], templates.get(ch)).save(tmp, ch)
+                VectorSegment.build(rows, present, faiss[ch], templates.get(ch), owners.get(ch)).save(tmp, ch)
         info = {"format": SEGMENT_FORMAT, "n_docs": len(ids), "lexical": lexical is not None,
                 "channels": sorted(c for c in vectors if c not in binary_channels),
                 "binary": sorted(c for c in vectors if c in binary_channels)}
@@ -148,8 +151,19 @@ class Segment:
             have = [s.lexical is not None for s in segments]
             lexical = LexicalSegment.merge([s.lexical for s in segments], keep) if all(have) else None
         vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        owners: dict[str, np.ndarray] = {}
         binary: set[str] = set()
         for ch in sorted({c for s in segments for c in list(s.vectors) + list(s.binary)}):
+            if any(ch in s.vectors and s.vectors[ch].owners is not None for s in segments):
+                # passages: each kept document's rows, whatever layout its segment has
+                per_doc: list[np.ndarray | None] = []
+                for seg, rows in zip(segments, keep, strict=True):
+                    per_doc.extend(seg.vectors[ch].take(rows) if ch in seg.vectors else [None] * len(rows))
+                rows_all, present_all, own = pack_passages(per_doc, cls._shape_of(segments, ch)[0])
+                vectors[ch] = (rows_all, present_all)
+                if own is not None:
+                    owners[ch] = own
+                continue
             rows_, present_ = [], []
             for seg, rows in zip(segments, keep, strict=True):
                 if ch in seg.vectors:
@@ -165,7 +179,7 @@ class Segment:
                     rows_.append(np.zeros((len(rows), dim), dtype))
                     present_.append(np.zeros(len(rows), bool))
             vectors[ch] = (np.concatenate(rows_), np.concatenate(present_))
-        return cls._write(folder, name, ids, metas, lexical or None, vectors, binary, faiss, templates)
+        return cls._write(folder, name, ids, metas, lexical or None, vectors, binary, faiss, templates, owners)
 
     @staticmethod
     def _shape_of(segments: Sequence[Segment], ch: str) -> tuple[int, Any]:

@@ -201,6 +201,14 @@ class FloatChannel:
 
     def search(self, queries: np.ndarray, k: int, *, masks: Masks | None = None,
                filters: Filter | None = None) -> list[list[tuple[str, float]]]:
+        return self.search_passages(queries, k, masks=masks, filters=filters)[0]
+
+    def search_passages(self, queries: np.ndarray, k: int, *, masks: Masks | None = None,
+                        filters: Filter | None = None, aggregation: str | None = None,
+                        top_n: int | None = None) -> tuple[list[list[tuple[str, float]]], list[dict[str, tuple[int, int]]]]:
+        """Per query the ranked ``(id, score)`` list and, for the hits that are documents of
+        several passages, ``id -> (best passage, passages)``. ``aggregation`` / ``top_n``:
+        how passage scores make a document's (default: ``text_encoder.passages``)."""
         if k < 1:
             raise BadInput(f"k must be >= 1, got {k}")
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
@@ -208,26 +216,36 @@ class FloatChannel:
             raise BadInput(f"query vectors must have {self.dim} dimensions, got {q.shape[1]}")
         if masks is None:
             masks = self.snap.masks(filters)
-        parts_s, parts_id = [], []
+        ps = self.snap.settings.text_encoder.passages
+        agg = {"aggregation": aggregation or ps.aggregation, "top_n": top_n or ps.top_n}
+        parts_s, parts_id, parts_p = [], [], []
         for seg, allow in zip(self.snap.segments, masks):
             vs = seg.vectors.get(self.name)
             if vs is None:
                 continue
-            scores, ords = vs.search(q, k, allow, self.settings)
+            scores, ords, best = vs.search(q, k, allow, self.settings, **agg)
             if scores.shape[1] == 0:
                 continue
             ids = np.array(seg.ids, dtype=object)
             parts_s.append(scores)
             parts_id.append(np.where(ords >= 0, ids[np.maximum(ords, 0)], None))
+            if vs.owners is not None:
+                n = np.diff(vs.starts)[np.maximum(ords, 0)]
+                parts_p.append([{i: (int(b), int(c)) for i, b, c in zip(irow, brow, crow) if i is not None and c > 1}
+                                for irow, brow, crow in zip(parts_id[-1], best, n)])
         if not parts_s:
-            return [[] for _ in range(len(q))]
+            return [[] for _ in range(len(q))], [{} for _ in range(len(q))]
         scores = np.concatenate(parts_s, axis=1)
         ids = np.concatenate(parts_id, axis=1)
         out = []
         for srow, irow in zip(scores, ids):
             order = np.argsort(-srow, kind="stable")
             out.append([(irow[j], float(srow[j])) for j in order if irow[j] is not None][:k])
-        return out
+        passages: list[dict[str, tuple[int, int]]] = [{} for _ in range(len(q))]
+        for part in parts_p:
+            for i, m in enumerate(part):
+                passages[i].update(m)
+        return out, passages
 
     def info(self) -> dict[str, Any]:
         ann = sum(1 for s in self.snap.segments if self.name in s.vectors and s.vectors[self.name].ann is not None)

@@ -2,8 +2,13 @@
 plus, for segments large enough to need one, an ANN index built once (``<channel>.faiss``).
 
 Row ``i`` belongs to the segment's ordinal ``i``; ``present`` says which ordinals have a vector
-in this channel (a text-only document has none in an image channel). Searches take an
-``allow`` mask (live documents and the filter, per ordinal) and are:
+in this channel (a text-only document has none in an image channel). A channel whose
+documents were split into passages (encoders/passages.py) holds several rows per document
+instead: ``<channel>.owners.npy`` maps each row to its ordinal (rows of one document are
+contiguous and in passage order; absent documents have no row), and only segments holding
+a document of more than one passage have it. Searches take an
+``allow`` mask (live documents and the filter, per ordinal: a deleted or filtered-out
+document takes all its passages with it) and are:
 
 * exact (one matrix product over the allowed rows) when the segment is below
   ``vector.faiss.exact_below`` documents, when the factory is ``Flat``, or when the mask
@@ -11,7 +16,9 @@ in this channel (a text-only document has none in an image channel). Searches ta
   search over the filtered set beats a graph walk that rejects most of what it visits);
 * otherwise an ANN search with the mask pushed into FAISS as an ``IDSelectorBitmap``.
 
-ANN ids are ordinals (``IndexIDMap`` over the present rows). IVF/PQ factories are trained once
+ANN ids are ordinals (``IndexIDMap`` over the present rows), or row numbers with passages.
+Passage rows are aggregated per document (its best passage's score, or the sum of its top
+``n``); an ANN search over-fetches rows until it has ``k`` documents. IVF/PQ factories are trained once
 per channel on a sample of the whole store (see :func:`train_template`), and the trained but
 empty template is cloned for each segment.
 """
@@ -87,16 +94,57 @@ def train_template(dim: int, factory: str, sample: np.ndarray) -> Any:
     return idx
 
 
+def pack_passages(per_doc: list[np.ndarray | None], dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(rows, present, owners)`` of documents given as their passages' vectors (None: no
+    vector in the channel). Without a document of several passages: one row per ordinal
+    (zeros where absent) and no owners, the layout of a channel without passages."""
+    present = np.array([p is not None and len(p) > 0 for p in per_doc], dtype=bool)
+    counts = np.array([len(p) if p is not None else 0 for p in per_doc], dtype=np.int64)
+    if not (counts > 1).any():
+        rows = np.zeros((len(per_doc), dim), np.float32)
+        for o in np.flatnonzero(present):
+            rows[o] = per_doc[o][0]
+        return rows, present, None
+    rows = np.concatenate([p for p in per_doc if p is not None and len(p)]).astype(np.float32, copy=False)
+    return rows, present, np.repeat(np.arange(len(per_doc), dtype=np.int32), counts)
+
+
 class VectorSegment:
-    def __init__(self, vectors: np.ndarray, present: np.ndarray, ann: Any = None) -> None:
+    def __init__(self, vectors: np.ndarray, present: np.ndarray, ann: Any = None,
+                 owners: np.ndarray | None = None) -> None:
         self.vectors = vectors
         self.present = present
         self.ann = ann
+        #: row -> ordinal when documents have several passages (None: row = ordinal)
+        self.owners = owners
         self._gpu: Any = None  # a GPU copy for searching, made on first use where there is one
+        self._starts: np.ndarray | None = None
 
     @property
     def n_docs(self) -> int:
         return len(self.present)
+
+    @property
+    def starts(self) -> np.ndarray:
+        """With owners: the first row of each ordinal (``n_docs + 1`` bounds)."""
+        if self._starts is None:
+            self._starts = np.searchsorted(self.owners, np.arange(self.n_docs + 1)).astype(np.int64)
+        return self._starts
+
+    def rows_of(self, ordinal: int) -> np.ndarray:
+        """The vectors of one document: ``(n_passages, dim)`` (one row without passages)."""
+        if self.owners is None:
+            return np.asarray(self.vectors[ordinal : ordinal + 1])
+        return np.asarray(self.vectors[self.starts[ordinal] : self.starts[ordinal + 1]])
+
+    def passages_of(self, ordinal: int) -> int:
+        if self.owners is None:
+            return int(self.present[ordinal])
+        return int(self.starts[ordinal + 1] - self.starts[ordinal])
+
+    def take(self, ordinals: np.ndarray) -> list[np.ndarray | None]:
+        """The documents ``ordinals`` as :func:`pack_passages` takes them (merges)."""
+        return [self.rows_of(o) if self.present[o] else None for o in ordinals.tolist()]
 
     @property
     def dim(self) -> int:
@@ -104,13 +152,15 @@ class VectorSegment:
 
     @classmethod
     def build(cls, vectors: np.ndarray, present: np.ndarray, settings: FaissSettings,
-              template: Any = None) -> VectorSegment:
-        """``template``: a trained empty index to clone (IVF/PQ), or None."""
+              template: Any = None, owners: np.ndarray | None = None) -> VectorSegment:
+        """``template``: a trained empty index to clone (IVF/PQ), or None; ``owners``: the
+        ordinal of each row when documents have several passages."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if not np.isfinite(vectors).all():
             raise BadInput("vectors contain NaN or infinity")
-        seg = cls(vectors, np.asarray(present, dtype=bool))
-        n = int(seg.present.sum())
+        seg = cls(vectors, np.asarray(present, dtype=bool),
+                  owners=None if owners is None else np.asarray(owners, dtype=np.int32))
+        n = int(seg.present.sum()) if owners is None else len(vectors)
         factory = settings.factory
         if n >= settings.exact_below and factory != "Flat":
             import faiss
@@ -125,7 +175,7 @@ class VectorSegment:
                 except RuntimeError as e:
                     raise BadInput(f"invalid FAISS factory string {factory!r}: {e}") from e
             ann = faiss.IndexIDMap(base)
-            rows = np.flatnonzero(seg.present)
+            rows = np.flatnonzero(seg.present) if owners is None else np.arange(len(vectors))
             ann.add_with_ids(vectors[rows], rows.astype(np.int64))
             seg.ann = ann
         return seg
@@ -134,6 +184,8 @@ class VectorSegment:
     def save(self, path: Path, name: str) -> None:
         np.save(path / f"{name}.npy", self.vectors, allow_pickle=False)
         np.save(path / f"{name}.present.npy", self.present, allow_pickle=False)
+        if self.owners is not None:
+            np.save(path / f"{name}.owners.npy", self.owners, allow_pickle=False)
         if self.ann is not None:
             import faiss
 
@@ -144,6 +196,9 @@ class VectorSegment:
         try:
             vectors = np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
             present = np.load(path / f"{name}.present.npy", allow_pickle=False)
+            owners = None
+            if os.path.exists(path / f"{name}.owners.npy"):
+                owners = np.load(path / f"{name}.owners.npy", allow_pickle=False)
             ann = None
             if os.path.exists(path / f"{name}.faiss"):
                 import faiss
@@ -151,16 +206,59 @@ class VectorSegment:
                 ann = faiss.read_index(str(path / f"{name}.faiss"))
         except (OSError, ValueError, RuntimeError) as e:
             raise IndexIncompatible(f"vector segment {path}/{name} is unreadable: {e}") from e
-        return cls(vectors, present, ann)
+        return cls(vectors, present, ann, owners)
 
     def nbytes(self) -> int:
-        return int(self.vectors.nbytes + self.present.nbytes)
+        return int(self.vectors.nbytes + self.present.nbytes + (0 if self.owners is None else self.owners.nbytes))
 
     # -- search -------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int, allow: np.ndarray | None,
-               settings: FaissSettings) -> tuple[np.ndarray, np.ndarray]:
-        """``(scores, ordinals)``, each (nq, <= k), best first; ordinal -1 pads."""
-        mask = self.present if allow is None else (self.present & allow)
+               settings: FaissSettings, *, aggregation: str = "max",
+               top_n: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(scores, ordinals, passages)``, each (nq, <= k), best first; ordinal -1 pads.
+        ``passages``: the best passage of each hit (0 without passages). A document's score
+        is its best passage's (``aggregation="max"``) or the sum of its ``top_n`` best."""
+        if self.owners is not None:
+            return self._search_passages(queries, k, allow, settings, aggregation, top_n)
+        scores, ords = self._search_rows(queries, k, allow, settings)
+        return scores, ords, np.zeros(ords.shape, np.int64)
+
+    def _search_passages(self, queries: np.ndarray, k: int, allow: np.ndarray | None,
+                         settings: FaissSettings, aggregation: str,
+                         top_n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        owners = self.owners
+        docs = self.present if allow is None else (self.present & allow)
+        n_docs = int(docs.sum())
+        nq = len(queries)
+        k = min(k, n_docs)
+        if k == 0:
+            return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64), np.zeros((nq, 0), np.int64)
+        rows_allowed = docs[owners]
+        n_rows = int(rows_allowed.sum())
+        # rows to fetch: enough for k documents when every one of them has its average
+        # number of passages, more (doubling) while a query still has fewer than k
+        fetch = min(n_rows, k * max(1, -(-n_rows // n_docs)))
+        if aggregation == "sum_top" and (self.ann is None or n_rows <= settings.exact_below):
+            fetch = n_rows  # exact: every passage counts (an ANN search sums those it finds)
+        while True:
+            scores, rows = self._search_rows(queries, fetch, rows_allowed, settings, n_rows=n_rows)
+            out = [_aggregate(s, r, owners, self.starts, k, aggregation, top_n) for s, r in zip(scores, rows)]
+            if fetch >= n_rows or all(len(o[0]) >= k for o in out):
+                break
+            fetch = min(n_rows, fetch * 2)
+        width = max(len(o[0]) for o in out)
+        s_out = np.full((nq, width), -np.inf, np.float32)
+        o_out = np.full((nq, width), -1, np.int64)
+        p_out = np.zeros((nq, width), np.int64)
+        for i, (s, o, p) in enumerate(out):
+            s_out[i, : len(s)], o_out[i, : len(o)], p_out[i, : len(p)] = s, o, p
+        return s_out, o_out, p_out
+
+    def _search_rows(self, queries: np.ndarray, k: int, allow: np.ndarray | None,
+                     settings: FaissSettings, *, n_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The top ``k`` rows: ``(scores, rows)``; ``allow`` is per ordinal without
+        passages, per row with them (``n_rows`` rows in the ANN index)."""
+        mask = (self.present if allow is None else (self.present & allow)) if self.owners is None else allow
         selected = np.flatnonzero(mask)
         nq = len(queries)
         if len(selected) == 0:
@@ -168,7 +266,7 @@ class VectorSegment:
         k = min(k, len(selected))
         if self.ann is None or len(selected) <= settings.exact_below:
             q = np.asarray(queries, dtype=np.float32)
-            if len(selected) == self.n_docs:  # every row: the mapped matrix as it is, no copy
+            if len(selected) == len(self.vectors):  # every row: the mapped matrix as it is, no copy
                 scores = q @ self.vectors.T
             else:
                 scores = q @ np.asarray(self.vectors[selected]).T
@@ -180,11 +278,12 @@ class VectorSegment:
             order = np.argsort(-top, axis=1, kind="stable")
             cols = np.take_along_axis(part, order, axis=1)
             return np.take_along_axis(scores, cols, axis=1), selected[cols]
-        if uses_gpu(settings) and len(selected) == int(self.present.sum()):
+        total = int(self.present.sum()) if self.owners is None else len(self.vectors)
+        if uses_gpu(settings) and len(selected) == total:
             gpu = self._gpu_index(settings)
             if gpu is not None:
                 return gpu.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        return self._ann_search(queries, k, mask, len(selected), settings)
+        return self._ann_search(queries, k, mask, len(selected) < total, settings)
 
     def _gpu_index(self, settings: FaissSettings) -> Any:
         """The ANN index copied to the GPU(s), for unfiltered searches (filtered ones use the
@@ -202,14 +301,14 @@ class VectorSegment:
                 self._gpu = False
         return self._gpu or None
 
-    def _ann_search(self, queries: np.ndarray, k: int, mask: np.ndarray, n_selected: int,
+    def _ann_search(self, queries: np.ndarray, k: int, mask: np.ndarray, filtered: bool,
                     settings: FaissSettings) -> tuple[np.ndarray, np.ndarray]:
         import faiss
 
         inner = faiss.downcast_index(self.ann.index)
         params: Any
         sel = None
-        if n_selected < int(self.present.sum()):
+        if filtered:
             bits = np.packbits(mask, bitorder="little")
             sel = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
         if hasattr(inner, "hnsw"):
@@ -222,3 +321,26 @@ class VectorSegment:
             params.sel = sel
         # ``bits`` stays referenced until the search returns: the selector points into it
         return self.ann.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
+
+
+def _aggregate(scores: np.ndarray, rows: np.ndarray, owners: np.ndarray, starts: np.ndarray, k: int,
+               aggregation: str, top_n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One query's passage rows folded into its top ``k`` documents: ``(scores, ordinals,
+    best passage)``, best first."""
+    keep = rows >= 0
+    s, r = scores[keep], rows[keep]
+    own = owners[r]
+    order = np.lexsort((-s, own))  # by document, best passage first
+    s, r, own = s[order], r[order], own[order]
+    first = np.ones(len(own), bool)
+    first[1:] = own[1:] != own[:-1]
+    heads = np.flatnonzero(first)
+    if aggregation == "sum_top":
+        group = np.cumsum(first) - 1
+        rank = np.arange(len(own)) - heads[group]
+        doc_scores = np.bincount(group, weights=np.where(rank < top_n, s, 0.0)).astype(np.float32)
+    else:
+        doc_scores = s[heads]
+    top = np.argsort(-doc_scores, kind="stable")[:k]
+    best = heads[top]
+    return doc_scores[top], own[best].astype(np.int64), (r[best] - starts[own[best]]).astype(np.int64)

@@ -1,0 +1,109 @@
+"""Long documents as overlapping passages of the text encoder's window.
+
+A document whose text fits in one window (``window`` word pieces, the title included) is one
+passage and is embedded exactly as before: ``doc_template`` over its title and whole text. A
+longer text is cut, by the encoder's own tokenizer, into passages of at most ``window`` word
+pieces less the title's, ``overlap`` pieces shared by neighbours; each passage is embedded
+with the title (``doc_template`` over the title and the passage's text). Passages are
+character spans of ``Document.text``, so a hit can say where its best passage is and a
+snippet can be cut from it.
+
+The cut is a pure function of the text, the tokenizer and the recorded :class:`PassagePlan`:
+the search path recomputes a hit's spans instead of storing them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from semsearch.config import PassageSettings
+from semsearch.documents import Document
+
+_WORD = re.compile(r"\S+")
+#: the window of an encoder that does not say its own (no tokenizer): words
+DEFAULT_WINDOW = 256
+
+
+@dataclass(frozen=True)
+class PassagePlan:
+    """What the index records (``ChannelSpec.passages``): a change needs a re-encode."""
+
+    window: int
+    overlap: int
+    max_passages: int
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any] | None) -> PassagePlan | None:
+        return None if not rec else cls(int(rec["window"]), int(rec["overlap"]), int(rec["max_passages"]))
+
+
+def plan_for(settings: PassageSettings, encoder: Any) -> PassagePlan | None:
+    """The plan ``settings`` ask for with ``encoder`` (None: one vector per document)."""
+    if not settings.enabled:
+        return None
+    window = settings.window
+    if window is None:
+        max_len = getattr(encoder, "max_length", None)
+        window = int(max_len) - int(getattr(encoder, "special_tokens", 0)) if max_len else DEFAULT_WINDOW
+    return PassagePlan(window=window, overlap=settings.overlap, max_passages=settings.max_passages)
+
+
+def explicit(settings: PassageSettings) -> bool:
+    """Whether the user set the recorded options (else an index's recorded plan is used)."""
+    return bool(settings.model_fields_set & {"enabled", "window", "overlap", "max_passages"})
+
+
+def token_spans(encoder: Any, texts: Sequence[str]) -> list[np.ndarray]:
+    """The encoder's word pieces as character spans; whitespace words for an encoder
+    without a tokenizer."""
+    fn = getattr(encoder, "token_spans", None)
+    if fn is not None:
+        return fn(list(texts))
+    return [np.array([m.span() for m in _WORD.finditer(t)], dtype=np.int64).reshape(-1, 2) for t in texts]
+
+
+def split(encoder: Any, template: str, docs: Sequence[Document], plan: PassagePlan) -> list[list[tuple[int, int]]]:
+    """Per document, the ``[start, end)`` character spans of its passages in ``text``:
+    ``[(0, len(text))]`` when it fits in one window."""
+    prefixes = token_spans(encoder, [template.format(title=d.title, text="").strip() for d in docs])
+    pieces = token_spans(encoder, [d.text for d in docs])
+    out = []
+    for d, pre, spans in zip(docs, prefixes, pieces):
+        budget = max(plan.window - len(pre), 8)
+        n = len(spans)
+        if n <= budget:
+            out.append([(0, len(d.text))])
+            continue
+        stride = budget - min(plan.overlap, budget // 2)
+        cuts = []
+        for start in range(0, n, stride):
+            end = min(start + budget, n)
+            cuts.append((int(spans[start, 0]), int(spans[end - 1, 1])))
+            if end == n or len(cuts) == plan.max_passages:
+                break
+        out.append(cuts)
+    return out
+
+
+def passage_texts(template: str, doc: Document, cuts: list[tuple[int, int]]) -> list[str]:
+    """The texts embedded for a document's passages (the whole document for one passage)."""
+    if len(cuts) == 1 and cuts[0] == (0, len(doc.text)):
+        return [template.format(title=doc.title, text=doc.text).strip()]
+    return [template.format(title=doc.title, text=doc.text[a:b]).strip() for a, b in cuts]
+
+
+def encode(encoder: Any, template: str, docs: Sequence[Document], plan: PassagePlan) -> list[np.ndarray]:
+    """Per document, its passages' vectors, shape ``(n_passages, dim)`` (one encoder call)."""
+    cuts = split(encoder, template, docs, plan)
+    texts = [passage_texts(template, d, c) for d, c in zip(docs, cuts)]
+    flat = encoder.encode([t for ts in texts for t in ts])
+    bounds = np.cumsum([0] + [len(ts) for ts in texts])
+    return [np.ascontiguousarray(flat[a:b], dtype=np.float32) for a, b in zip(bounds[:-1], bounds[1:])]

@@ -1,0 +1,226 @@
+"""Long documents as passages (encoders/passages.py, segments/vectors.py): a document longer
+than the encoder's window is several rows of the dense channel that deletes, filters, merges
+and reindexes treat as one document; its score aggregates its passages'; hits say which
+passage matched. The bookkeeping tests use the hashing encoder (no tokenizer: passages are
+cut by words) with a small window; the retrieval test uses the real MiniLM."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from semsearch.collection import Collection
+from semsearch.config import FaissSettings, PassageSettings, Settings
+from semsearch.documents import Document, Hit, PassageMatch
+from semsearch.encoders import passages as P
+from semsearch.errors import IndexIncompatible
+from semsearch.indexer.segments.vectors import VectorSegment
+from semsearch.indexer.verify import verify
+from tests.conftest import TINY_DOCS, HashingEncoder
+
+WORDS = ("bees honey pollen flowers crops solar panels wind turbines bread yeast dough river lake "
+         "ocean mountain glacier volcano magma crust planet star galaxy comet chess knight").split()
+
+
+def long_doc(i: int, rng: random.Random, n_words: int = 60, at: int = 45) -> Document:
+    """A document of ``n_words`` common words with its own marker word ``m<i>`` at ``at``."""
+    words = [rng.choice(WORDS) for _ in range(n_words)]
+    words[at] = f"m{i}"
+    return Document(id=f"d{i}", title="doc", text=" ".join(words),
+                    metadata={"n": i, "topic": "even" if i % 2 == 0 else "odd"})
+
+
+@pytest.fixture
+def settings():
+    s = Settings()
+    s.no_progress = True
+    s.indexing.background_merges = False
+    s.text_encoder.passages = PassageSettings(enabled=True, window=16, overlap=4)
+    return s
+
+
+def open_col(path, settings, enc=None) -> Collection:
+    return Collection.create(path, settings, encoder=enc or HashingEncoder(dim=512))
+
+
+def dense(col: Collection, q: str, k: int = 5, **kw) -> list[Hit]:
+    return col.search(q, mode="dense", k=k, **kw).hits
+
+
+def test_split_cuts_overlapping_windows_and_leaves_short_texts_whole():
+    enc = HashingEncoder()
+    plan = P.PassagePlan(window=11, overlap=3, max_passages=100)  # title "doc": 10 words of text
+    text = " ".join(f"w{i}" for i in range(30))
+    short = Document(id="s", title="doc", text="a few words")
+    (cuts, one) = P.split(enc, "{title} {text}", [Document(id="l", title="doc", text=text), short], plan)
+    assert one == [(0, len(short.text))]
+    pieces = [text[a:b].split() for a, b in cuts]
+    assert pieces[0] == [f"w{i}" for i in range(10)]
+    assert pieces[1][:3] == pieces[0][-3:]  # 3 words of overlap
+    assert pieces[-1][-1] == "w29" and all(len(p) <= 10 for p in pieces)
+    assert P.passage_texts("{title} {text}", short, one) == ["doc a few words"]
+    capped = P.split(enc, "{title} {text}", [Document(id="l", text=text)], P.PassagePlan(11, 3, 2))[0]
+    assert len(capped) == 2
+
+
+def test_a_marker_past_the_first_window_is_found_and_the_hit_points_at_its_passage(tmp_path, settings):
+    rng = random.Random(1)
+    docs = [long_doc(i, rng) for i in range(12)]
+    with open_col(tmp_path / "ix", settings) as col:
+        col.upsert(docs, wait_for=True)
+        seg = col.index.snapshot().segments[0]
+        assert seg.vectors["dense"].owners is not None and len(seg.vectors["dense"].owners) > len(docs)
+        for i in (0, 5, 11):
+            hit = dense(col, f"m{i}")[0]
+            assert hit.id == f"d{i}"
+            p = hit.passage
+            assert p is not None and p.index >= 1 and p.count > 1
+            assert f"m{i}" in hit.document.text[p.start : p.end].split()
+        assert verify(tmp_path / "ix").ok
+
+
+def test_short_documents_are_one_row_exactly_as_without_passages(tmp_path, settings):
+    enc = HashingEncoder()
+    docs = [Document(id=d["_id"], title=d["title"], text=d["text"]) for d in TINY_DOCS]
+    settings.text_encoder.passages = PassageSettings(enabled=True)  # the default window (256 words here)
+    with open_col(tmp_path / "ix", settings, enc) as col:
+        col.upsert(docs, wait_for=True)
+        vs = col.index.snapshot().segments[0].vectors["dense"]
+        assert vs.owners is None and not (col.index.snapshot().segments[0].path / "dense.owners.npy").exists()
+        want = enc.encode([f"{d.title} {d.text}" for d in docs])
+        assert np.array_equal(np.asarray(vs.vectors), want)
+        assert all(h.passage is None for h in dense(col, "sunlight"))
+
+
+def test_deletes_filters_merges_and_reindex_treat_a_documents_passages_as_one(tmp_path, settings):
+    settings.vector.faiss.exact_below = 20  # the merged segment gets an ANN index
+    settings.vector.faiss.factory = "HNSW16"
+    rng = random.Random(2)
+    docs = [long_doc(i, rng) for i in range(30)]
+    with open_col(tmp_path / "ix", settings) as col:
+        for start in (0, 10, 20):  # three segments
+            col.upsert(docs[start : start + 10], wait_for=True)
+        assert len(col.index.manifest.segments) == 3
+        col.delete(["d7"], wait_for=True)
+        assert all(h.id != "d7" for h in dense(col, "m7", k=30))
+        hits = dense(col, "m8 m9", k=30, filters={"topic": "odd"})
+        assert hits and all(int(h.id[1:]) % 2 == 1 for h in hits) and hits[0].id == "d9"
+        assert len({h.id for h in hits}) == len(hits) == 14  # each document once (d7 deleted)
+        before = {i: [(h.id, round(h.score, 5)) for h in dense(col, f"m{i}")] for i in range(0, 30, 3)}
+        col.compact()
+        (seg,) = col.index.snapshot().segments
+        vs = seg.vectors["dense"]
+        assert vs.ann is not None and vs.owners is not None and "d7" not in seg.ids
+        assert vs.ann.ntotal == len(vs.owners) and int(vs.present.sum()) == 29
+        for i in range(0, 30, 3):
+            got = dense(col, f"m{i}")
+            assert got[0].id == f"d{i}" and got[0].passage.index >= 1
+            assert [(h.id, round(h.score, 5)) for h in got][:1] == before[i][:1]
+        assert all(h.id != "d7" for h in dense(col, "m7", k=30))
+        hits = dense(col, "m8 m9", k=30, filters={"topic": "odd"})  # a filter through the ANN index
+        assert all(int(h.id[1:]) % 2 == 1 for h in hits) and hits[0].id == "d9"
+        col.reindex(factory="Flat")
+        vs = col.index.snapshot().segments[0].vectors["dense"]
+        assert vs.ann is None and vs.owners is not None and len(vs.owners) == len(np.asarray(vs.vectors))
+        assert dense(col, "m12")[0].id == "d12"
+    report = verify(tmp_path / "ix")
+    assert report.ok, report.problems
+
+
+def test_sum_top_aggregation_favours_a_document_with_several_good_passages():
+    # document 0: one passage at 0.9; document 1: three passages at 0.6 each
+    q = np.array([[1.0, 0.0]], np.float32)
+    rows = np.array([[0.9, 0.44], [0.6, 0.8], [0.6, 0.8], [0.6, 0.8]], np.float32)
+    present, owners = np.array([True, True]), np.array([0, 1, 1, 1], np.int32)
+    for fs in (FaissSettings(), FaissSettings(factory="HNSW16", exact_below=0)):
+        vs = VectorSegment.build(rows, present, fs, owners=owners)
+        assert (vs.ann is not None) == (fs.factory != "Flat")
+        s, o, p = vs.search(q, 2, None, fs)
+        assert o[0].tolist() == [0, 1] and np.allclose(s[0], [0.9, 0.6])
+        s, o, p = vs.search(q, 2, None, fs, aggregation="sum_top", top_n=3)
+        assert o[0].tolist() == [1, 0] and np.allclose(s[0], [1.8, 0.9])
+        s, o, p = vs.search(q, 2, None, fs, aggregation="sum_top", top_n=2)
+        assert o[0].tolist() == [1, 0] and np.allclose(s[0], [1.2, 0.9])
+        s, o, p = vs.search(q, 2, np.array([True, False]), fs)  # a mask drops every passage
+        assert o[0].tolist() == [0]
+
+
+def test_the_aggregation_setting_applies_at_query_time(tmp_path, settings):
+    rng = random.Random(3)
+    docs = [long_doc(i, rng) for i in range(6)]
+    with open_col(tmp_path / "ix", settings) as col:
+        col.upsert(docs, wait_for=True)
+        best = dense(col, "bees honey", k=6)
+        col.searcher.settings = col.settings.model_copy(deep=True)
+        col.searcher.settings.text_encoder.passages.aggregation = "sum_top"
+        col.searcher.settings.text_encoder.passages.top_n = 2
+        summed = dense(col, "bees honey", k=6)
+        assert {h.id for h in summed} == {h.id for h in best}
+        assert summed[0].score > best[0].score  # two passages' scores
+
+
+def test_the_passage_plan_is_recorded_and_checked_on_open(tmp_path, settings):
+    rng = random.Random(4)
+    with open_col(tmp_path / "ix", settings) as col:
+        col.upsert([long_doc(0, rng)], wait_for=True)
+        assert col.index.manifest.channels["dense"].passages == {"window": 16, "overlap": 4, "max_passages": 256}
+    other = settings.model_copy(deep=True)
+    other.text_encoder.passages = PassageSettings(enabled=True, window=32)
+    with open_col(tmp_path / "ix", other) as col:
+        with pytest.raises(IndexIncompatible, match="re-encode"):
+            col.upsert([long_doc(1, rng)])
+    plain = settings.model_copy(deep=True)
+    plain.text_encoder.passages = PassageSettings()  # nothing set: the index's plan is used
+    with open_col(tmp_path / "ix", plain) as col:
+        col.upsert([long_doc(2, rng)], wait_for=True)
+        assert dense(col, "m2")[0].passage.count > 1
+    off = settings.model_copy(deep=True)
+    off.text_encoder.passages = PassageSettings(enabled=False)  # an index without passages
+    with open_col(tmp_path / "ix2", off) as col:
+        col.upsert([long_doc(3, rng)], wait_for=True)
+        assert col.index.manifest.channels["dense"].passages is None
+        assert col.index.snapshot().segments[0].vectors["dense"].owners is None
+
+
+def test_the_snippet_is_cut_from_the_matched_passage(settings):
+    from semsearch.search_api.routes.search import hit_out
+    from semsearch.search_api.schemas import SearchRequest
+
+    text = "Bees make honey. " * 40 + "The knight guards the castle. " + "Bees make honey. " * 40
+    start = text.index("The knight")
+    doc = Document(id="x", title="t", text=text)
+    hit = Hit(id="x", score=1.0, rank=1, document=doc,
+              passage=PassageMatch(index=3, count=6, start=start - 20, end=start + 60))
+    out = hit_out(hit, SearchRequest(query="knight castle"), {"knight", "castl"}, settings)
+    assert "knight" in out.snippet.text and out.snippet.truncated_start and out.snippet.truncated_end
+    assert out.passage.index == 3
+    a, b = out.snippet.highlights[0]
+    assert out.snippet.text[a:b] == "knight"
+
+
+def test_minilm_finds_a_sentence_past_the_first_window_only_with_passages(tmp_path, minilm):
+    filler = ("The history of chess openings fills many volumes. Players study the Sicilian Defence, "
+              "the French Defence and the Queen's Gambit for years. ") * 12
+    needle = ("Honeybees carry pollen between flowers. Bees pollinate many food crops such as almonds, "
+              "apples and blueberries. Beekeepers move their hives into the orchards every spring so "
+              "that the bees pollinate the trees.")
+    long = Document(id="long", title="Notes", text=filler + needle)
+    others = [Document(id=d["_id"], title=d["title"], text=d["text"]) for d in TINY_DOCS if d["_id"] != "d11"]
+    ranks = {}
+    for name, ps in (("passages", PassageSettings(enabled=True)), ("truncated", PassageSettings())):
+        s = Settings()
+        s.no_progress = True
+        s.text_encoder.device = "cpu"
+        s.text_encoder.passages = ps
+        with Collection.create(tmp_path / name, s, encoder=minilm) as col:
+            col.upsert([long, *others], wait_for=True)
+            hits = dense(col, "bees pollinating almond orchards", k=len(others) + 1)
+            ranks[name] = [h.id for h in hits].index("long") + 1
+            if name == "passages":
+                p = hits[0].passage
+                assert p is not None and p.index >= 1
+                assert needle in long.text[p.start : p.end]
+    assert ranks["passages"] == 1
+    assert ranks["truncated"] > 3, ranks
