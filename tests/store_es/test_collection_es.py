@@ -64,10 +64,14 @@ def test_create_dispatches_and_reads_its_writes(store, tiny_docs):
 def test_hybrid_is_one_request_with_both_channels_explained(store):
     _, col = store
     calls = _count_requests(col, "msearch")
+    gets = _count_requests(col, "mget")
     res = col.search(SearchRequest(query="sunlight into electricity", k=5, mode="hybrid"))
-    assert len(calls) == 1  # BM25 and kNN in one round trip (documents included)
+    assert len(calls) == 1  # BM25 and kNN in one round trip, candidates without their sources
+    # then the page's documents only, by id, once fused
+    assert len(gets) == 1 and gets[0]["ids"] == [h.id for h in res.hits]
     top = res.hits[0]
     assert top.id == "d8" and set(top.channels) == {"lexical", "dense"}
+    assert top.document is not None and top.document.title.startswith("Solar")
     # a batch of queries with equal options is still one request
     out = col.search_batch([SearchRequest(query=q, mode="hybrid") for q in ("bees", "magma rises through the crust", "chess openings")])
     assert len(calls) == 2 and [r.hits[0].id for r in out] == ["d11", "d5", "d7"]

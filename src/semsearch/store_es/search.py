@@ -96,14 +96,18 @@ class StoreSearch(BatchedSearch):
                     weights=weights, rrf_k=r.rrf_k or fs.rrf_k, with_documents=r.with_documents)))
                 continue
             size, offset = (r.k, r.offset) if single else (depth, 0)
+            # fused candidates come without their documents (a depth of 100 per channel would
+            # fetch and parse 200 sources to show 10): the page (and the rerank candidates)
+            # are fetched by id once fused
+            with_docs = r.with_documents and single
             for ch in channels:
                 if ch == "lexical":
                     body = query.lexical_body(q, size=size, offset=offset, boosts=boosts,
-                                              filters=r.filters, with_documents=r.with_documents)
+                                              filters=r.filters, with_documents=with_docs)
                 else:
                     body = query.dense_body(vecs[i].tolist(), size=size, offset=offset,
                                             num_candidates=nc(size + offset), filters=r.filters,
-                                            with_documents=r.with_documents)
+                                            with_documents=with_docs)
                 bodies.append((ch, body))
         try:
             responses = self._msearch([b for _, b in bodies])
