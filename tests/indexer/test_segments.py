@@ -282,3 +282,16 @@ def test_a_format_1_index_is_upgraded_from_its_document_store(tmp_path, settings
         assert [d for d, _ in lexical(idx, "bees")] == ["a"]
     with Index.open(ix, settings) as idx:
         assert idx.snapshot().count() == 2
+
+
+def test_filter_masks_equal_the_ordinals_they_select(tmp_path, settings):
+    enc, rng = HashingEncoder(), random.Random(10)
+    with Index.create(tmp_path / "ix", settings) as idx:
+        write(idx, [doc(i, rng) for i in range(200)], enc)
+        idx.sync()
+        meta = idx.snapshot().segments[0].meta
+        for f in ({"n": {"lt": 100}}, {"topic": ["a", "c"]}, {"not": {"n": {"gte": 50}}},
+                  {"and": [{"n": {"gte": 20}}, {"topic": "b"}]}, {"or": [{"n": 3}, {"topic": "a"}]},
+                  {"missing": 1}):
+            flt = parse_filter(f)
+            assert np.array_equal(np.flatnonzero(meta.mask(flt)), meta.ordinals(flt)), f
