@@ -87,6 +87,38 @@ def train_template(dim: int, factory: str, sample: np.ndarray) -> Any:
     return idx
 
 
+class _Owned:
+    """A read-only array interface over memory owned by a FAISS index, which it keeps alive
+    (the array made from it holds this object as its base)."""
+
+    def __init__(self, view: np.ndarray, owner: Any) -> None:
+        iface = dict(view.__array_interface__)
+        iface["data"] = (iface["data"][0], True)
+        self.__array_interface__ = iface
+        self._owner = owner
+
+
+def _rows_in_ann(ann: Any, present: np.ndarray) -> np.ndarray | None:
+    """The raw rows as an ``(n_docs, dim)`` float32 array over the ANN index's own storage,
+    without a copy, when the index is ``IndexIDMap(IndexHNSW over IndexFlat)`` holding every
+    ordinal in order (a segment whose rows all have a vector); None otherwise."""
+    import faiss
+
+    n = len(present)
+    if n == 0 or not bool(np.all(present)) or not isinstance(ann, faiss.IndexIDMap):
+        return None
+    inner = faiss.downcast_index(ann.index)
+    if not isinstance(inner, faiss.IndexHNSW):
+        return None
+    storage = faiss.downcast_index(inner.storage)
+    if type(storage) not in (faiss.IndexFlat, faiss.IndexFlatIP, faiss.IndexFlatL2) or storage.ntotal != n:
+        return None
+    if not np.array_equal(faiss.vector_to_array(ann.id_map), np.arange(n)):
+        return None
+    view = faiss.rev_swig_ptr(storage.get_xb(), n * storage.d).reshape(n, storage.d)
+    return np.asarray(_Owned(view, ann))
+
+
 class VectorSegment:
     def __init__(self, vectors: np.ndarray, present: np.ndarray, ann: Any = None) -> None:
         self.vectors = vectors
@@ -132,8 +164,12 @@ class VectorSegment:
 
     # -- persistence --------------------------------------------------------------------
     def save(self, path: Path, name: str) -> None:
-        np.save(path / f"{name}.npy", self.vectors, allow_pickle=False)
+        """``<name>.present.npy``, the ANN index if any (``<name>.faiss``), and the raw rows
+        (``<name>.npy``) unless the ANN index holds them already: an HNSW graph over flat
+        storage of every row in ordinal order keeps each vector once, as FAISS stores it."""
         np.save(path / f"{name}.present.npy", self.present, allow_pickle=False)
+        if self.ann is None or _rows_in_ann(self.ann, self.present) is None:
+            np.save(path / f"{name}.npy", self.vectors, allow_pickle=False)
         if self.ann is not None:
             import faiss
 
@@ -142,13 +178,18 @@ class VectorSegment:
     @classmethod
     def load(cls, path: Path, name: str) -> VectorSegment:
         try:
-            vectors = np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
             present = np.load(path / f"{name}.present.npy", allow_pickle=False)
             ann = None
             if os.path.exists(path / f"{name}.faiss"):
                 import faiss
 
                 ann = faiss.read_index(str(path / f"{name}.faiss"))
+            if os.path.exists(path / f"{name}.npy") or ann is None:
+                vectors = np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            else:
+                vectors = _rows_in_ann(ann, present)
+                if vectors is None:
+                    raise ValueError(f"{name}.npy is missing and {name}.faiss does not hold the rows")
         except (OSError, ValueError, RuntimeError) as e:
             raise IndexIncompatible(f"vector segment {path}/{name} is unreadable: {e}") from e
         return cls(vectors, present, ann)
