@@ -9,8 +9,10 @@ channels search each segment and merge the per-segment top k.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any
 
@@ -165,6 +167,25 @@ class SegmentLexical:
         return [[(segs[s].ids[o], float(score)) for s, o, score in hits] for hits in res]
 
 
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _map_segments(fn: Any, jobs: list[Any], n_ann: int) -> list[Any]:
+    """``fn`` over the per-segment jobs; on several cores, when two or more segments are
+    searched through an ANN index (one FAISS graph walk each, single-threaded for one query,
+    with the GIL released), in a shared thread pool, so that a few large segments are
+    searched side by side rather than one after the other."""
+    global _POOL
+    cores = os.cpu_count() or 1
+    if n_ann < 2 or cores < 2:
+        return [fn(j) for j in jobs]
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(min(cores, 8), thread_name_prefix="semsearch-seg")
+    return list(_POOL.map(fn, jobs))
+
+
 class FloatChannel:
     """A float vector channel over the snapshot's segments (inner product)."""
 
@@ -208,12 +229,12 @@ class FloatChannel:
             raise BadInput(f"query vectors must have {self.dim} dimensions, got {q.shape[1]}")
         if masks is None:
             masks = self.snap.masks(filters)
+        jobs = [(seg, seg.vectors[self.name], allow) for seg, allow in zip(self.snap.segments, masks)
+                if self.name in seg.vectors]
+        found = _map_segments(lambda j: j[1].search(q, k, j[2], self.settings), jobs,
+                              sum(1 for _, vs, _ in jobs if vs.ann is not None))
         parts_s, parts_id = [], []
-        for seg, allow in zip(self.snap.segments, masks):
-            vs = seg.vectors.get(self.name)
-            if vs is None:
-                continue
-            scores, ords = vs.search(q, k, allow, self.settings)
+        for (seg, _, _), (scores, ords) in zip(jobs, found):
             if scores.shape[1] == 0:
                 continue
             # only the hits' ids: an object array of every id costs 12 ms per 500k documents
