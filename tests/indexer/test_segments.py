@@ -320,3 +320,12 @@ def test_filter_masks_equal_the_ordinals_they_select(tmp_path, settings):
                   {"missing": 1}):
             flt = parse_filter(f)
             assert np.array_equal(np.flatnonzero(meta.mask(flt)), meta.ordinals(flt)), f
+
+
+def test_index_size_skips_files_a_merge_removes_during_the_walk(tmp_path, monkeypatch):
+    import semsearch.indexer.index as index_mod
+
+    (tmp_path / "a").write_bytes(b"12345")
+    walk = index_mod.os.walk
+    monkeypatch.setattr(index_mod.os, "walk", lambda p: [(str(tmp_path), [], ["a", "gone"])] if p == tmp_path else walk(p))
+    assert index_mod._dir_size(tmp_path) == 5
