@@ -262,4 +262,16 @@ class VectorSegment:
         if sel is not None:
             params.sel = sel
         # ``bits`` stays referenced until the search returns: the selector points into it
-        return self.ann.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if len(q) > 1:
+            return self.ann.search(q, k, params=params)
+        # One query: FAISS still opens an OpenMP parallel region over the queries, and on a
+        # busy machine its barrier waits for a descheduled worker thread: HNSW32 over 51k
+        # rows took 12 ms per query with 2 threads and 1.3-1.7 ms with 1 (load ~10, 2 cores).
+        # The thread count is a per-thread OpenMP setting, restored for this thread after.
+        prev = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            return self.ann.search(q, k, params=params)
+        finally:
+            faiss.omp_set_num_threads(prev)
