@@ -148,3 +148,24 @@ def test_rebuild_lexical_applies_new_settings(tmp_path, tiny_jsonl, settings):
     with Index.open(tmp_path / "ix", settings) as idx:
         assert idx.lexical.search("pollinate", 3)[0][0] == "d11"
         assert idx.lexical.search("pollinating", 3) == []
+
+
+@pytest.mark.parametrize("merge_after_load", [True, False])
+def test_a_bulk_load_runs_the_merge_policy_before_it_returns(tmp_path, settings, merge_after_load):
+    p = tmp_path / "many.jsonl"
+    p.write_text("".join(json.dumps({"_id": f"d{i}", "text": f"doc {i} about item{i % 7}"}) + "\n"
+                         for i in range(6144)))
+    # a refresh reads the store 2,048 changes at a time: three segments of 2,048
+    settings.indexing.segment_docs = 2048
+    settings.indexing.merge_factor = 2
+    settings.indexing.merge_after_load = merge_after_load
+    r = build(tmp_path / "ix", settings, [p])
+    assert r.sync["segments"] == 3
+    m = read_manifest(tmp_path / "ix")
+    if merge_after_load:  # two of the same tier merge; the third is alone in its tier
+        assert sorted(s.n_docs for s in m.segments) == [2048, 4096]
+        assert r.as_dict()["merges"] == [{"into": r.merges[0]["into"], "docs": 4096, "seconds": r.merges[0]["seconds"]}]
+    else:
+        assert [s.n_docs for s in m.segments] == [2048] * 3 and r.merges == []
+    with Index.open(tmp_path / "ix", settings) as idx:
+        assert idx.lexical.count() == 6144 and idx.lexical.search("item3", 1)

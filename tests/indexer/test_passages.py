@@ -114,6 +114,13 @@ def test_deletes_filters_merges_and_reindex_treat_a_documents_passages_as_one(tm
         vs = seg.vectors["dense"]
         assert vs.ann is not None and vs.owners is not None and "d7" not in seg.ids
         assert vs.ann.ntotal == len(vs.owners) and int(vs.present.sum()) == 29
+        # the HNSW graph's flat storage holds the passage rows: no second copy on disk, and a
+        # reader that opens the segment from disk finds the same passages
+        assert not (seg.path / "dense.npy").exists()
+        with Collection.open(tmp_path / "ix", settings, encoder=HashingEncoder(dim=512)) as ro:
+            (ro_seg,) = ro.index.snapshot().segments
+            assert np.array_equal(np.asarray(ro_seg.vectors["dense"].vectors), np.asarray(vs.vectors))
+            assert [(h.id, h.passage.index) for h in dense(ro, "m12")] == [(h.id, h.passage.index) for h in dense(col, "m12")]
         for i in range(0, 30, 3):
             got = dense(col, f"m{i}")
             assert got[0].id == f"d{i}" and got[0].passage.index >= 1

@@ -282,3 +282,50 @@ def test_a_format_1_index_is_upgraded_from_its_document_store(tmp_path, settings
         assert [d for d, _ in lexical(idx, "bees")] == ["a"]
     with Index.open(ix, settings) as idx:
         assert idx.snapshot().count() == 2
+
+
+def test_an_hnsw_segment_keeps_its_vectors_once_and_merges_and_reopens_from_them(tmp_path, settings):
+    enc, rng = HashingEncoder(), random.Random(9)
+    settings.vector.faiss.factory = "HNSW16"
+    docs = [doc(i, rng) for i in range(120)]
+    with Index.create(tmp_path / "ix", settings) as idx:
+        write(idx, docs[:60], enc)
+        idx.sync()
+        write(idx, docs[60:], enc)
+        idx.sync()
+        for seg in idx.snapshot().segments:  # the raw rows are the HNSW index's own storage
+            assert {p.name for p in seg.path.iterdir() if p.name.startswith("dense")} == {"dense.faiss", "dense.present.npy"}
+        idx.force_merge(1)
+    with Index.open(tmp_path / "ix", settings) as idx:
+        (seg,) = idx.snapshot().segments
+        assert not (seg.path / "dense.npy").exists()
+        vs = seg.vectors["dense"]
+        stored = enc.encode([f"{d.title} {d.text}" for d in docs])
+        np.testing.assert_array_equal(vs.vectors[[seg.ids.index(d.id) for d in docs]], stored)
+        # an exact (filtered) search reads the same rows
+        snap = idx.snapshot()
+        masks = snap.masks(parse_filter({"n": {"lt": 5}}))
+        hits = snap.vectors["dense"].search(stored[:1], 3, masks=masks)[0]
+        assert hits[0][0] == "d0" and hits[0][1] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_filter_masks_equal_the_ordinals_they_select(tmp_path, settings):
+    enc, rng = HashingEncoder(), random.Random(10)
+    with Index.create(tmp_path / "ix", settings) as idx:
+        write(idx, [doc(i, rng) for i in range(200)], enc)
+        idx.sync()
+        meta = idx.snapshot().segments[0].meta
+        for f in ({"n": {"lt": 100}}, {"topic": ["a", "c"]}, {"not": {"n": {"gte": 50}}},
+                  {"and": [{"n": {"gte": 20}}, {"topic": "b"}]}, {"or": [{"n": 3}, {"topic": "a"}]},
+                  {"missing": 1}):
+            flt = parse_filter(f)
+            assert np.array_equal(np.flatnonzero(meta.mask(flt)), meta.ordinals(flt)), f
+
+
+def test_index_size_skips_files_a_merge_removes_during_the_walk(tmp_path, monkeypatch):
+    import semsearch.indexer.index as index_mod
+
+    (tmp_path / "a").write_bytes(b"12345")
+    walk = index_mod.os.walk
+    monkeypatch.setattr(index_mod.os, "walk", lambda p: [(str(tmp_path), [], ["a", "gone"])] if p == tmp_path else walk(p))
+    assert index_mod._dir_size(tmp_path) == 5

@@ -76,6 +76,19 @@ def lexical_record(settings: Settings) -> dict[str, Any]:
     return settings.lexical.model_dump(mode="json", exclude={"elasticsearch": {"api_key", "password"}})
 
 
+def _dir_size(path: Path) -> int:
+    """Bytes of the files under ``path``; a file or folder that a merge or refresh removes
+    during the walk is skipped (``Path.rglob`` raised FileNotFoundError for it)."""
+    total = 0
+    for root, _, files in os.walk(path):  # os.walk skips folders that vanish
+        for f in files:
+            try:
+                total += os.stat(os.path.join(root, f)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
 class Index:
     """Use :meth:`open` (existing index) or :meth:`create` (new or existing, for writing)."""
 
@@ -880,7 +893,7 @@ class Index:
     def info(self) -> dict[str, Any]:
         snap = self.snapshot()
         m = self.manifest
-        size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        size = _dir_size(self.path)
         vectors = {**snap.vectors, **self._external}
         return {
             "path": str(self.path),

@@ -120,6 +120,7 @@ class IndexReport:
     seconds: float = 0.0
     encode_seconds: float = 0.0
     sync: dict[str, Any] = field(default_factory=dict)
+    merges: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def docs_per_s(self) -> float:
@@ -134,6 +135,7 @@ class IndexReport:
             "seconds": round(self.seconds, 3),
             "docs_per_s": round(self.docs_per_s, 1),
             "sync": self.sync,
+            "merges": self.merges,
         }
 
 
@@ -204,6 +206,9 @@ class Pipeline:
             source, _, line = seen.get(f["id"], ":0").rpartition(":")
             report.rejected.append(Rejected(source, int(line or 0), f"lexical backend: {f['reason']}", f["id"]))
             report.indexed -= f["id"] in seen
+        if self.settings.indexing.merge_after_load:
+            while (m := self.index.maybe_merge()) is not None:
+                report.merges.append({k: m[k] for k in ("into", "docs", "seconds")})
         report.seconds = time.perf_counter() - t0
         return report
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any, Literal
 
@@ -58,6 +61,32 @@ class _Scope:
             return None
         return {seg.ids[o] for seg, m in zip(self.snap.segments, masks)
                 for o in (np.flatnonzero(m).tolist() if m is not None else range(seg.n_docs))}
+
+
+_CHANNEL_POOL: ThreadPoolExecutor | None = None
+_CHANNEL_POOL_LOCK = threading.Lock()
+
+
+def _side_by_side(runs: Sequence[Callable[[], Any]]) -> list[Future[Any]]:
+    """Start ``runs`` in a thread pool, so that a hybrid search's channels (BM25 in numpy,
+    query encoding in ONNX Runtime, FAISS graph walks: all release the GIL for their heavy
+    parts) run side by side with the one the calling thread runs, on machines with several
+    cores. On one core they just run in turn."""
+    global _CHANNEL_POOL
+    if (os.cpu_count() or 1) < 2:
+        done: list[Future[Any]] = []
+        for fn in runs:
+            f: Future[Any] = Future()
+            try:
+                f.set_result(fn())
+            except BaseException as e:  # noqa: BLE001 - re-raised by result(), as from the pool
+                f.set_exception(e)
+            done.append(f)
+        return done
+    with _CHANNEL_POOL_LOCK:
+        if _CHANNEL_POOL is None:
+            _CHANNEL_POOL = ThreadPoolExecutor(8, thread_name_prefix="semsearch-channel")
+    return [_CHANNEL_POOL.submit(fn) for fn in runs]
 
 
 class Searcher:
@@ -227,9 +256,15 @@ class Searcher:
                                 parse_filter(filters, max_values=self.settings.search.max_filter_values))
         out: list[dict[str, list[tuple[str, float]]]] = [{} for _ in queries]
         failed: dict[str, str] = {}
-        for name in MODES[mode]:
+        names = MODES[mode]
+        if len(names) > 1:
+            scope.masks()  # computed once, before the channels share it
+        runs = [partial(self._run_channel, name, partial(self._channel, name, queries, depth, scope, boosts))
+                for name in names]
+        pending = _side_by_side(runs[1:]) if len(runs) > 1 else []
+        for c, name in enumerate(names):
             try:
-                res = self._run_channel(name, partial(self._channel, name, queries, depth, scope, boosts))
+                res = runs[0]() if c == 0 else pending[c - 1].result()
             except ChannelFailed as e:
                 if self.settings.search.on_channel_failure == "fail" or len(MODES[mode]) == 1:
                     raise

@@ -517,7 +517,9 @@ class BM25Searcher:
         for term in known:
             for acc, col in zip(accs, scored[term]):
                 if col is not None:
-                    np.add.at(acc, col[0], col[1])  # float32, as bm25s
+                    # float32, as bm25s; a column's ordinals are distinct, so a buffered
+                    # fancy-index add equals np.add.at bit for bit, at twice its speed
+                    acc[col[0]] += col[1]
         if nonocc:
             const = np.array([nonocc_of[t] for t in known], dtype=np.float32).sum()
             for acc in accs:

@@ -137,12 +137,39 @@ class MetadataIndex:
 
     # -- evaluation ---------------------------------------------------------------------
     def mask(self, f: Filter | None) -> np.ndarray:
-        """A bool array over the ordinals: which documents satisfy ``f`` (None: all)."""
-        out = np.zeros(self.n_docs, dtype=bool)
+        """A bool array over the ordinals: which documents satisfy ``f`` (None: all). Built
+        as boolean algebra over per-clause masks, so a clause that selects half a large
+        segment costs a scatter, not the sort of :meth:`ordinals` (duplicates and order do
+        not matter to a mask)."""
         if f is None:
-            out[:] = True
-        else:
-            out[self.ordinals(f)] = True
+            return np.ones(self.n_docs, dtype=bool)
+        if isinstance(f, And):
+            out = self.mask(f.children[0]) if f.children else np.ones(self.n_docs, dtype=bool)
+            for c in f.children[1:]:
+                out &= self.mask(c)
+            return out
+        if isinstance(f, Or):
+            out = np.zeros(self.n_docs, dtype=bool)
+            for c in f.children:
+                out |= self.mask(c)
+            return out
+        if isinstance(f, Not):
+            return ~self.mask(f.child)
+        out = np.zeros(self.n_docs, dtype=bool)
+        fld = self._fields.get(f.field)
+        if fld is None:
+            return out
+        if isinstance(f, Exists):
+            out[fld.exists] = True
+        elif isinstance(f, Eq):
+            out[self._eq(fld, f.value)] = True
+        elif isinstance(f, AnyOf):
+            for v in f.values:
+                out[self._eq(fld, v)] = True
+        elif isinstance(f, Range):
+            out[self._range(fld, f)] = True
+        else:  # pragma: no cover
+            raise TypeError(f"not a filter: {f!r}")
         return out
 
     def ordinals(self, f: Filter) -> np.ndarray:

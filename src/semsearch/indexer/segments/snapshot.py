@@ -9,8 +9,10 @@ channels search each segment and merge the per-segment top k.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any
 
@@ -165,6 +167,25 @@ class SegmentLexical:
         return [[(segs[s].ids[o], float(score)) for s, o, score in hits] for hits in res]
 
 
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _map_segments(fn: Any, jobs: list[Any], n_ann: int) -> list[Any]:
+    """``fn`` over the per-segment jobs; on several cores, when two or more segments are
+    searched through an ANN index (one FAISS graph walk each, single-threaded for one query,
+    with the GIL released), in a shared thread pool, so that a few large segments are
+    searched side by side rather than one after the other."""
+    global _POOL
+    cores = os.cpu_count() or 1
+    if n_ann < 2 or cores < 2:
+        return [fn(j) for j in jobs]
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(min(cores, 8), thread_name_prefix="semsearch-seg")
+    return list(_POOL.map(fn, jobs))
+
+
 class FloatChannel:
     """A float vector channel over the snapshot's segments (inner product)."""
 
@@ -218,17 +239,19 @@ class FloatChannel:
             masks = self.snap.masks(filters)
         ps = self.snap.settings.text_encoder.passages
         agg = {"aggregation": aggregation or ps.aggregation, "top_n": top_n or ps.top_n}
+        jobs = [(seg, seg.vectors[self.name], allow) for seg, allow in zip(self.snap.segments, masks)
+                if self.name in seg.vectors]
+        found = _map_segments(lambda j: j[1].search(q, k, j[2], self.settings, **agg), jobs,
+                              sum(1 for _, vs, _ in jobs if vs.ann is not None))
         parts_s, parts_id, parts_p = [], [], []
-        for seg, allow in zip(self.snap.segments, masks):
-            vs = seg.vectors.get(self.name)
-            if vs is None:
-                continue
-            scores, ords, best = vs.search(q, k, allow, self.settings, **agg)
+        for (seg, vs, _), (scores, ords, best) in zip(jobs, found):
             if scores.shape[1] == 0:
                 continue
-            ids = np.array(seg.ids, dtype=object)
+            # only the hits' ids: an object array of every id costs 12 ms per 500k documents
+            ids = seg.ids
             parts_s.append(scores)
-            parts_id.append(np.where(ords >= 0, ids[np.maximum(ords, 0)], None))
+            parts_id.append(np.array([[ids[o] if o >= 0 else None for o in row] for row in ords.tolist()],
+                                     dtype=object).reshape(ords.shape))
             if vs.owners is not None:
                 n = np.diff(vs.starts)[np.maximum(ords, 0)]
                 parts_p.append([{i: (int(b), int(c)) for i, b, c in zip(irow, brow, crow) if i is not None and c > 1}

@@ -109,6 +109,39 @@ def pack_passages(per_doc: list[np.ndarray | None], dim: int) -> tuple[np.ndarra
     return rows, present, np.repeat(np.arange(len(per_doc), dtype=np.int32), counts)
 
 
+class _Owned:
+    """A read-only array interface over memory owned by a FAISS index, which it keeps alive
+    (the array made from it holds this object as its base)."""
+
+    def __init__(self, view: np.ndarray, owner: Any) -> None:
+        iface = dict(view.__array_interface__)
+        iface["data"] = (iface["data"][0], True)
+        self.__array_interface__ = iface
+        self._owner = owner
+
+
+def _rows_in_ann(ann: Any, present: np.ndarray, owners: np.ndarray | None) -> np.ndarray | None:
+    """The raw rows as an ``(n_rows, dim)`` float32 array over the ANN index's own storage,
+    without a copy, when the index is ``IndexIDMap(IndexHNSW over IndexFlat)`` holding every
+    row in order (a segment whose rows all have a vector: every ordinal's, or with passages
+    every passage row); None otherwise."""
+    import faiss
+
+    n = len(present) if owners is None else len(owners)
+    if n == 0 or (owners is None and not bool(np.all(present))) or not isinstance(ann, faiss.IndexIDMap):
+        return None
+    inner = faiss.downcast_index(ann.index)
+    if not isinstance(inner, faiss.IndexHNSW):
+        return None
+    storage = faiss.downcast_index(inner.storage)
+    if type(storage) not in (faiss.IndexFlat, faiss.IndexFlatIP, faiss.IndexFlatL2) or storage.ntotal != n:
+        return None
+    if not np.array_equal(faiss.vector_to_array(ann.id_map), np.arange(n)):
+        return None
+    view = faiss.rev_swig_ptr(storage.get_xb(), n * storage.d).reshape(n, storage.d)
+    return np.asarray(_Owned(view, ann))
+
+
 class VectorSegment:
     def __init__(self, vectors: np.ndarray, present: np.ndarray, ann: Any = None,
                  owners: np.ndarray | None = None) -> None:
@@ -182,10 +215,14 @@ class VectorSegment:
 
     # -- persistence --------------------------------------------------------------------
     def save(self, path: Path, name: str) -> None:
-        np.save(path / f"{name}.npy", self.vectors, allow_pickle=False)
+        """``<name>.present.npy``, the ANN index if any (``<name>.faiss``), and the raw rows
+        (``<name>.npy``) unless the ANN index holds them already: an HNSW graph over flat
+        storage of every row in ordinal order keeps each vector once, as FAISS stores it."""
         np.save(path / f"{name}.present.npy", self.present, allow_pickle=False)
         if self.owners is not None:
             np.save(path / f"{name}.owners.npy", self.owners, allow_pickle=False)
+        if self.ann is None or _rows_in_ann(self.ann, self.present, self.owners) is None:
+            np.save(path / f"{name}.npy", self.vectors, allow_pickle=False)
         if self.ann is not None:
             import faiss
 
@@ -194,7 +231,6 @@ class VectorSegment:
     @classmethod
     def load(cls, path: Path, name: str) -> VectorSegment:
         try:
-            vectors = np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
             present = np.load(path / f"{name}.present.npy", allow_pickle=False)
             owners = None
             if os.path.exists(path / f"{name}.owners.npy"):
@@ -204,6 +240,12 @@ class VectorSegment:
                 import faiss
 
                 ann = faiss.read_index(str(path / f"{name}.faiss"))
+            if os.path.exists(path / f"{name}.npy") or ann is None:
+                vectors = np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            else:
+                vectors = _rows_in_ann(ann, present, owners)
+                if vectors is None:
+                    raise ValueError(f"{name}.npy is missing and {name}.faiss does not hold the rows")
         except (OSError, ValueError, RuntimeError) as e:
             raise IndexIncompatible(f"vector segment {path}/{name} is unreadable: {e}") from e
         return cls(vectors, present, ann, owners)
@@ -320,7 +362,19 @@ class VectorSegment:
         if sel is not None:
             params.sel = sel
         # ``bits`` stays referenced until the search returns: the selector points into it
-        return self.ann.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if len(q) > 1:
+            return self.ann.search(q, k, params=params)
+        # One query: FAISS still opens an OpenMP parallel region over the queries, and on a
+        # busy machine its barrier waits for a descheduled worker thread: HNSW32 over 51k
+        # rows took 12 ms per query with 2 threads and 1.3-1.7 ms with 1 (load ~10, 2 cores).
+        # The thread count is a per-thread OpenMP setting, restored for this thread after.
+        prev = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            return self.ann.search(q, k, params=params)
+        finally:
+            faiss.omp_set_num_threads(prev)
 
 
 def _aggregate(scores: np.ndarray, rows: np.ndarray, owners: np.ndarray, starts: np.ndarray, k: int,
