@@ -103,10 +103,14 @@ def load_queries(path: Path, limit: int) -> list[str]:
         return [json.loads(line)["text"] for line in fh if line.strip()][:limit]
 
 
+def server_pythonpath() -> str:
+    """The server's PYTHONPATH: this checkout's src, then the caller's (extra packages)."""
+    return os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p)
+
+
 def start_server(index: Path | None, port: int, log: Path, env_extra: dict[str, str], log_level: str,
                  workers: int = 1) -> subprocess.Popen:
-    path = os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p)
-    env = dict(os.environ, PYTHONPATH=path, HF_HUB_OFFLINE="1", SEMSEARCH_API_KEY=KEY,
+    env = dict(os.environ, PYTHONPATH=server_pythonpath(), HF_HUB_OFFLINE="1", SEMSEARCH_API_KEY=KEY,
                SEMSEARCH_NO_PROGRESS="1", TOKENIZERS_PARALLELISM="false", **env_extra)
     proc = subprocess.Popen(
         [sys.executable, "-m", "semsearch", "serve", *(["--index", str(index)] if index else []),
@@ -206,10 +210,9 @@ def server_profile(url: str) -> dict[str, Any]:
 
 def server_http() -> dict[str, bool]:
     """Whether the server's environment has uvloop and httptools (uvicorn uses them if so)."""
-    path = os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p)
     code = "import importlib.util as u; print(*(u.find_spec(m) is not None for m in ('uvloop', 'httptools')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=dict(os.environ, PYTHONPATH=path)).stdout.split()
+                         env=dict(os.environ, PYTHONPATH=server_pythonpath())).stdout.split()
     return {"uvloop": out[:1] == ["True"], "httptools": out[1:2] == ["True"]}
 
 
