@@ -283,7 +283,7 @@ class VectorSegment:
         if aggregation == "sum_top" and (self.ann is None or n_rows <= settings.exact_below):
             fetch = n_rows  # exact: every passage counts (an ANN search sums those it finds)
         while True:
-            scores, rows = self._search_rows(queries, fetch, rows_allowed, settings, n_rows=n_rows)
+            scores, rows = self._search_rows(queries, fetch, rows_allowed, settings)
             out = [_aggregate(s, r, owners, self.starts, k, aggregation, top_n) for s, r in zip(scores, rows)]
             if fetch >= n_rows or all(len(o[0]) >= k for o in out):
                 break
@@ -297,9 +297,9 @@ class VectorSegment:
         return s_out, o_out, p_out
 
     def _search_rows(self, queries: np.ndarray, k: int, allow: np.ndarray | None,
-                     settings: FaissSettings, *, n_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     settings: FaissSettings) -> tuple[np.ndarray, np.ndarray]:
         """The top ``k`` rows: ``(scores, rows)``; ``allow`` is per ordinal without
-        passages, per row with them (``n_rows`` rows in the ANN index)."""
+        passages, per row with them."""
         mask = (self.present if allow is None else (self.present & allow)) if self.owners is None else allow
         selected = np.flatnonzero(mask)
         nq = len(queries)
