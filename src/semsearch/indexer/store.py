@@ -32,6 +32,9 @@ CREATE TABLE IF NOT EXISTS docs (
     deleted INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS docs_seq ON docs(seq);
+-- tombstones only: a refresh purges the deleted rows it made searchable without reading the
+-- live ones (through docs_seq that purge read every row: 125 ms per refresh at 50k documents)
+CREATE INDEX IF NOT EXISTS docs_deleted ON docs(seq) WHERE deleted=1;
 CREATE TABLE IF NOT EXISTS vectors (
     id TEXT NOT NULL,
     channel TEXT NOT NULL,
