@@ -164,3 +164,26 @@ def test_open_directory_opens_the_local_index_whatever_the_store_setting(three_d
         assert isinstance(col, semsearch.Collection) and not col.writable
         assert col.search("magma", mode="lexical").hits[0].id == "v"
     assert settings.store.backend == "elasticsearch"
+
+
+def test_a_waiting_write_is_refreshed_soon_and_others_keep_the_schedule(tmp_path, minilm, settings):
+    import time
+
+    # a busy spell: the refresh of "a" sets the schedule's clock, so with an hour's interval
+    # only a waiting write (refresh_min_interval after the last refresh) gets refreshed
+    settings.indexing.refresh_interval = 3600
+    settings.indexing.refresh_min_interval = 0.1
+    with semsearch.Collection.create(tmp_path / "ix", settings, encoder=minilm) as col:
+        col.upsert([semsearch.Document(id="a", text="alpha particles")])
+        col.refresh()
+        res = col.upsert([semsearch.Document(id="b", text="beta decay")])
+        time.sleep(0.5)
+        assert not res.searchable and col.search("beta decay", mode="lexical").hits == []
+        t0 = time.monotonic()
+        res = col.upsert([semsearch.Document(id="c", text="gamma rays")], wait_for=True, timeout=30)
+        assert res.searchable and time.monotonic() - t0 < 10
+        # the refresh it asked for took every write committed before it, "b" too
+        assert {h.id for h in col.search("beta decay gamma rays", mode="lexical").hits} == {"b", "c"}
+        res = col.upsert([semsearch.Document(id="d", text="delta waves")])
+        time.sleep(0.5)
+        assert not res.searchable and col.search("delta waves", mode="lexical").hits == []

@@ -135,6 +135,7 @@ class Collection(BatchedSearch):
         self._synced = threading.Condition()
         self._sync_error: BaseException | None = None
         self._dirty = threading.Event()
+        self._urgent = threading.Event()  # a write waits for the next refresh (wait_for)
         self._stop = threading.Event()
         self._encoder = encoder
         self._image_channels: list | None = None
@@ -282,6 +283,7 @@ class Collection(BatchedSearch):
             return  # a view from with_models: the collection it came from owns the index
         self._stop.set()
         self._dirty.set()
+        self._urgent.set()
         self._merge_wanted.set()
         for t in (self._promoter, self._worker, self._merger):
             if t is not None and t.is_alive():
@@ -571,6 +573,8 @@ class Collection(BatchedSearch):
             time.sleep(min(0.05, left))
         with self._synced:
             while self.index.manifest.synced_seq < seq:
+                if timeout > 0:
+                    self._urgent.set()  # refresh soon rather than at the next tick
                 if self._sync_error is not None:
                     raise BackendUnavailable(
                         f"the write is stored but not yet searchable: refresh failed: {self._sync_error}"
@@ -628,11 +632,11 @@ class Collection(BatchedSearch):
             elif self._stop.is_set():
                 return
             else:
-                # at most one refresh per interval, on a fixed schedule (as Elasticsearch's
-                # refresh_interval): a write after a quiet spell is refreshed at once, one in
-                # a busy spell waits for the next tick (half an interval on average)
-                self._stop.wait(max(0.0, self._last_refresh + interval - time.monotonic()))
+                self._wait_for_tick(interval)
             self._dirty.clear()
+            # cleared before the refresh reads the store: a waiting write committed before
+            # this point is in this refresh, a later one sets it again for the next
+            self._urgent.clear()
             self._last_refresh = time.monotonic()
             try:
                 # no writer lock: the refresh takes the changes committed before it starts
@@ -650,6 +654,21 @@ class Collection(BatchedSearch):
             with self._synced:
                 self._sync_error = err
                 self._synced.notify_all()
+
+    def _wait_for_tick(self, interval: float) -> None:
+        """At most one refresh per ``refresh_interval``, on a fixed schedule (as
+        Elasticsearch's): a write after a quiet spell is refreshed at once, one in a busy spell
+        waits for the next tick -- unless a write waits for it (``wait_for``): then the refresh
+        comes ``refresh_min_interval`` after the last one, as Lucene's
+        ControlledRealTimeReopenThread reopens at ``targetMinStaleSec`` for a waiter."""
+        min_gap = min(interval, self.settings.indexing.refresh_min_interval)
+        while not self._stop.is_set():
+            urgent = self._urgent.is_set()
+            left = self._last_refresh + (min_gap if urgent else interval) - time.monotonic()
+            if left <= 0:
+                return
+            # woken early by a writer that starts waiting; once one waits, sleep out the gap
+            (self._stop if urgent else self._urgent).wait(left)
 
     def _foreign_changes(self) -> bool:
         """Changes in the store past the last commit that this process did not signal (a

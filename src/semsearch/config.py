@@ -230,6 +230,11 @@ class IndexingSettings(_Section):
     #: seconds between the background refreshes that make acknowledged writes searchable
     #: (like Elasticsearch's ``refresh_interval``); writes may also ask to wait for one
     refresh_interval: float = Field(1.0, ge=0, le=3600)
+    #: seconds at least between two refreshes while a write waits to be searchable
+    #: (``wait_for``): it gets its refresh this soon after the last one instead of at the
+    #: next ``refresh_interval`` tick (Lucene's ``targetMinStaleSec``); writes that do not
+    #: wait keep the interval's schedule
+    refresh_min_interval: float = Field(0.1, ge=0, le=3600)
     #: a refresh writes one segment per this many changed documents (a bulk load becomes
     #: several segments that background merges fold together)
     segment_docs: int = Field(50_000, ge=1)
