@@ -334,29 +334,6 @@ class SemsearchEngine(Engine):
         return dir_size_mb(self.path)
 
 
-class SemsearchGcWorkaround(SemsearchEngine):
-    """semsearch with a benchmark-side stand-in for a core fix (not a fix): a refresh that
-    commits while a background merge builds its segment deletes the merge's new folder (it is
-    not yet in the manifest), so the merge's commit names a segment with no files and later
-    merges fail. Here unreferenced files are not removed while a merge holds the merge lock
-    (they go at the next refresh after it)."""
-
-    name = "semsearch-gcfix"
-
-    def open(self) -> None:
-        from semsearch.indexer.index import Index
-
-        orig = Index._remove_unreferenced
-
-        def guarded(index: Index) -> None:
-            if index._merge_lock.locked():
-                return
-            orig(index)
-
-        Index._remove_unreferenced = guarded  # this child process only
-        super().open()
-
-
 class LanceEngine(Engine):
     """LanceDB embedded: one table (id, body = title + text, bucket, vector); an
     IVF_HNSW_FLAT vector index (HNSW over full vectors, m=32, ef_construction=40 like FAISS
@@ -530,7 +507,7 @@ class MilvusEngine(Engine):
 ANALYZER = {"tokenizer": "standard",
             "filter": ["lowercase", {"type": "stop", "stop_words": ["_english_"]}, {"type": "stemmer", "language": "english"}]}
 
-ENGINE_CLASSES = {"semsearch": SemsearchEngine, "semsearch-gcfix": SemsearchGcWorkaround, "lancedb": LanceEngine, "milvus": MilvusEngine}
+ENGINE_CLASSES = {"semsearch": SemsearchEngine, "lancedb": LanceEngine, "milvus": MilvusEngine}
 
 
 # -- one engine, in its own process ---------------------------------------------------------
