@@ -207,7 +207,10 @@ def test_the_snippet_is_cut_from_the_matched_passage(settings):
     assert out.snippet.text[a:b] == "knight"
 
 
-def test_minilm_finds_a_sentence_past_the_first_window_only_with_passages(tmp_path, minilm):
+def test_minilm_finds_a_sentence_past_the_first_window_only_with_passages(tmp_path, minilm, caplog, monkeypatch):
+    from semsearch.indexer import pipeline
+
+    monkeypatch.setattr(pipeline, "_TRUNCATION_WARNED", set())  # warned once per process
     filler = ("The history of chess openings fills many volumes. Players study the Sicilian Defence, "
               "the French Defence and the Queen's Gambit for years. ") * 12
     needle = ("Honeybees carry pollen between flowers. Bees pollinate many food crops such as almonds, "
@@ -216,13 +219,16 @@ def test_minilm_finds_a_sentence_past_the_first_window_only_with_passages(tmp_pa
     long = Document(id="long", title="Notes", text=filler + needle)
     others = [Document(id=d["_id"], title=d["title"], text=d["text"]) for d in TINY_DOCS if d["_id"] != "d11"]
     ranks = {}
-    for name, ps in (("passages", PassageSettings(enabled=True)), ("truncated", PassageSettings())):
+    warned = {}
+    for name, ps in (("passages", PassageSettings()), ("truncated", PassageSettings(enabled=False))):
         s = Settings()
         s.no_progress = True
         s.text_encoder.device = "cpu"
         s.text_encoder.passages = ps
         with Collection.create(tmp_path / name, s, encoder=minilm) as col:
+            caplog.clear()
             col.upsert([long, *others], wait_for=True)
+            warned[name] = [r.getMessage() for r in caplog.records if "longer than the text encoder's window" in r.getMessage()]
             hits = dense(col, "bees pollinating almond orchards", k=len(others) + 1)
             ranks[name] = [h.id for h in hits].index("long") + 1
             if name == "passages":
@@ -231,3 +237,7 @@ def test_minilm_finds_a_sentence_past_the_first_window_only_with_passages(tmp_pa
                 assert needle in long.text[p.start : p.end]
     assert ranks["passages"] == 1
     assert ranks["truncated"] > 3, ranks
+    # passages are the default; with them off, indexing says what the dense channel misses
+    assert warned["passages"] == []
+    assert len(warned["truncated"]) == 1 and warned["truncated"][0].startswith(f"1 of {len(others) + 1} documents")
+    assert "PASSAGES__ENABLED=true" in warned["truncated"][0]

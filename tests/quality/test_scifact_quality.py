@@ -1,7 +1,7 @@
 """Issue 2's quality bar on SciFact (test split, nDCG@10), computed by the eval runner with
 the real MiniLM model and the default settings. Needs ../shared/data/scifact beside the
 clone (CI has it); skipped with the reason otherwise. Builds the index once per session
-(about 3 minutes on 2 cores) unless SEMSEARCH_SCIFACT_INDEX names a prebuilt one."""
+(about 3 minutes on 2 quiet cores, twice that with passages, the default) unless SEMSEARCH_SCIFACT_INDEX names a prebuilt one."""
 
 from __future__ import annotations
 

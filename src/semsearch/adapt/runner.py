@@ -296,6 +296,7 @@ class Adapter:
 
     def step_apply(self) -> dict[str, Any]:
         from semsearch.adapt.dense import reencode_index
+        from semsearch.encoders import passages as P
         from semsearch.indexer.index import Index
         from semsearch.indexer.manifest import write_manifest
 
@@ -305,7 +306,14 @@ class Adapter:
         with Index.open(self.path, self.settings, writable=True) as idx:
             if self._dense_kept():
                 model = str((self.path / ADAPTED_DIR).resolve())
-                matrix = np.load(self.work / "vectors-adapted.npy")
+                plan = P.PassagePlan.from_record(idx.manifest.channels["dense"].passages)
+                if plan is None:
+                    matrix = np.load(self.work / "vectors-adapted.npy")
+                else:
+                    # a channel of passages: every passage again with the adapted encoder (the
+                    # held-out judging used each document's first window, vectors-adapted.npy)
+                    self.say(f"[apply] encoding the passages of {len(self.docs())} documents with the fine-tuned encoder")
+                    matrix = P.encode(self.encoder(model), self.template, self.docs(), plan)
                 info = reencode_index(idx, [d.id for d in self.docs()], matrix, model, tuned=tuned)
             else:
                 idx.manifest.tuned = tuned

@@ -51,9 +51,22 @@ def plan_for(settings: PassageSettings, encoder: Any) -> PassagePlan | None:
         return None
     window = settings.window
     if window is None:
-        max_len = getattr(encoder, "max_length", None)
-        window = int(max_len) - int(getattr(encoder, "special_tokens", 0)) if max_len else DEFAULT_WINDOW
+        window = window_of(encoder) or DEFAULT_WINDOW
     return PassagePlan(window=window, overlap=settings.overlap, max_passages=settings.max_passages)
+
+
+def window_of(encoder: Any) -> int | None:
+    """Word pieces the encoder embeds per text, special tokens excluded (None: not known)."""
+    max_len = getattr(encoder, "max_length", None)
+    return int(max_len) - int(getattr(encoder, "special_tokens", 0)) if max_len else None
+
+
+def count_truncated(encoder: Any, texts: Sequence[str]) -> int:
+    """How many of ``texts`` are longer than the encoder's window (0 when it is not known)."""
+    window = window_of(encoder)
+    if window is None or getattr(encoder, "token_spans", None) is None:
+        return 0
+    return sum(len(spans) > window for spans in token_spans(encoder, texts))
 
 
 def explicit(settings: PassageSettings) -> bool:

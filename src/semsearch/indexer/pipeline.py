@@ -65,6 +65,10 @@ class EncoderChannel:
         return self.encoder.dim
 
 
+#: (encoder, backend) pairs whose truncation was reported in this process
+_TRUNCATION_WARNED: set[tuple[str, str]] = set()
+
+
 class TextChannel(EncoderChannel):
     """The ``dense`` channel: sentence embeddings of the document's title and text; with
     ``passages`` (FAISS backend only), a long document's overlapping passages, each embedded
@@ -103,7 +107,24 @@ class TextChannel(EncoderChannel):
             from semsearch.encoders import passages as P
 
             return P.encode(self.encoder, self.template, docs, self.plan), []
-        return self.encoder.encode([self.text_of(d) for d in docs]), []
+        texts = [self.text_of(d) for d in docs]
+        if (self.encoder_name, self.backend) not in _TRUNCATION_WARNED:
+            self._warn_truncation(texts)
+        return self.encoder.encode(texts), []
+
+    def _warn_truncation(self, texts: list[str]) -> None:
+        """Say once per process (and encoder) that documents are embedded from their start only."""
+        from semsearch.encoders import passages as P
+
+        n = P.count_truncated(self.encoder, texts)
+        if n:
+            _TRUNCATION_WARNED.add((self.encoder_name, self.backend))
+            how = ("turn on text_encoder.passages.enabled (SEMSEARCH_TEXT_ENCODER__PASSAGES__ENABLED=true)"
+                   " to embed them whole as passages" if self.backend == "faiss" else
+                   "passages are split for the FAISS dense channel only")
+            logger.warning("%d of %d documents in this batch are longer than the text encoder's window "
+                           "(%d word pieces): the dense channel embeds only their start; %s",
+                           n, len(texts), P.window_of(self.encoder), how)
 
 
 def select(mat: Any, rows: Sequence[int]) -> Any:

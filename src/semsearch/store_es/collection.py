@@ -314,7 +314,7 @@ class ElasticsearchCollection(StoreSearch):
         if with_text:  # every text document carries its embedding
             from semsearch.indexer.pipeline import TextChannel
 
-            channel = TextChannel(self.encoder, self.settings.text_encoder.doc_template)
+            channel = TextChannel(self.encoder, self.settings.text_encoder.doc_template, backend="elasticsearch")
             self._ensure_dense(channel.encoder_name, channel.dim)
             mat = channel.encode(with_text)[0]
             for d, row in zip(with_text, np.asarray(mat, dtype=np.float32)):
