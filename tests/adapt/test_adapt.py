@@ -143,3 +143,38 @@ def test_dense_fine_tune_end_to_end_and_the_index_searches_with_it(topic_index, 
         res = col.search("how bees collect pollen in the hive", mode="dense", k=3)
         assert col.encoder.name == str(adapted)
         assert res.hits and res.hits[0].id == "t02"
+
+
+def test_adapting_a_passage_index_re_encodes_every_passage(tmp_path, minilm, settings):
+    import json
+
+    import numpy as np
+
+    from semsearch.config import PassageSettings
+    from semsearch.encoders import passages as P
+    from semsearch.encoders.sbert import SentenceTransformerEncoder
+    from semsearch.indexer.index import Index
+    from semsearch.indexer.pipeline import Pipeline, TextChannel
+
+    # a window of 24 word pieces cuts each four-sentence document into several passages
+    settings.text_encoder.passages = PassageSettings(enabled=True, window=24, overlap=4)
+    src = tmp_path / "topics.jsonl"
+    src.write_text("".join(json.dumps(d) + "\n" for d in topic_docs()), encoding="utf-8")
+    path = tmp_path / "index"
+    with Index.create(path, settings) as idx:
+        Pipeline(idx, [TextChannel(minilm, passages=settings.text_encoder.passages)], settings).run([src])
+    opts = AdaptOptions(sample=16, dev=6, reranker=False, min_gain=-1.0,  # keep it whatever it scores
+                        dense_config=DenseTrainConfig(batch_size=4, max_steps=2, max_seq_length=64))
+    assert Adapter(path, settings, opts, say=lambda m: None).run()["dense"]["result"]["kept"]
+    with Index.open(path, settings) as idx:
+        spec = idx.manifest.channels["dense"]
+        plan = P.PassagePlan.from_record(spec.passages)
+        assert plan == P.PassagePlan(window=24, overlap=4, max_passages=plan.max_passages)
+        docs = _docs()
+        stored = idx.store.passage_vectors([d.id for d in docs], "dense", spec.dim)
+    adapted = SentenceTransformerEncoder(settings.text_encoder.model_copy(update={"model": spec.encoder}))
+    expected = P.encode(adapted, settings.text_encoder.doc_template, docs, plan)
+    assert all(len(e) > 1 for e in expected)  # every document is several passages
+    for got, want in zip(stored, expected):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-4)  # the adapted encoder's, passage by passage
