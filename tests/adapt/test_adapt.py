@@ -178,3 +178,67 @@ def test_adapting_a_passage_index_re_encodes_every_passage(tmp_path, minilm, set
     for got, want in zip(stored, expected):
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, atol=1e-4)  # the adapted encoder's, passage by passage
+
+
+def test_dense_keep_gate_needs_a_significant_gain():
+    from semsearch.adapt.runner import keep_decision
+
+    assert keep_decision(0.60, 0.65, 0.01)["kept"]
+    assert not keep_decision(0.60, 0.65, 0.20)["kept"]  # a gain, but not significant
+    assert not keep_decision(0.60, 0.58, 0.01)["kept"]  # significant, but a loss
+    assert keep_decision(0.60, 0.58, 0.90, min_gain=-1.0)["kept"]  # tests: kept whatever it scores
+
+
+def test_with_qrels_the_dense_gate_is_the_held_out_judged_queries(topic_index, settings, tmp_path, monkeypatch):
+    """With judged queries the fine-tuned encoder is kept or not on the held-out judged
+    queries, not on the pseudo-queries: here the pseudo-queries' test is forced to say
+    'significant' and the judged one 'not significant', so it must not be kept."""
+    import json
+
+    from semsearch.adapt import runner as R
+
+    queries, qrels = tmp_path / "q.jsonl", tmp_path / "qrels.tsv"
+    topics = topic_docs()
+    queries.write_text("".join(json.dumps({"_id": f"q{i}", "text": f"what about {d['title'].lower()}"}) + "\n"
+                               for i, d in enumerate(topics)))
+    qrels.write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\t{d['_id']}\t1\n" for i, d in enumerate(topics)))
+    opts = AdaptOptions(sample=12, dev=6, reranker=False, queries=queries, qrels=qrels, judged_dev_fraction=0.25,
+                        dense_config=DenseTrainConfig(batch_size=4, max_steps=1, max_seq_length=64))
+    ad = Adapter(topic_index, settings, opts, say=lambda m: None)
+    for step in ("mine", "baseline"):
+        ad.state[step] = {"seconds": 0, "result": getattr(ad, f"step_{step}")()}
+    judged_ids = {e.qid for e in ad.examples("judged_dev")}
+    judged_train = {e.qid for e in ad.examples("judged_train")}
+    assert judged_ids and judged_train and not judged_ids & judged_train
+    assert not judged_ids & {e.qid for e in ad.examples("dev")}
+
+    def p_by_set(q, a, b):
+        return 0.5 if set(q) == judged_ids else 0.001
+
+    import semsearch.adapt.dense as D
+
+    trained_on: list[str] = []
+    real_finetune = D.finetune
+
+    def spy(base, examples, *a, **kw):
+        trained_on.extend(e.qid for e in examples)
+        return real_finetune(base, examples, *a, **kw)
+
+    gated: list[tuple] = []
+    real_keep = R.keep_decision
+
+    def keep_spy(base, adapted, p, **kw):
+        gated.append((base, adapted, p))
+        return real_keep(base, adapted, p, **kw)
+
+    monkeypatch.setattr(D, "finetune", spy)
+    monkeypatch.setattr(R, "_paired_p", p_by_set)
+    monkeypatch.setattr(R, "keep_decision", keep_spy)
+    res = ad.step_dense()
+    # the judged training pairs join the dense training set, the held-out judged ones do not
+    assert judged_train <= set(trained_on) and not judged_ids & set(trained_on)
+    # the gate saw the judged held-out scores and their p-value, not the pseudo-queries'
+    assert gated == [(res["judged_base_dense"], res["judged_adapted_dense"], 0.5)]
+    assert res["on"].endswith("held-out judged queries")
+    assert res["p_value"] == 0.5 and res["pseudo_p_value"] == 0.001
+    assert not res["kept"]

@@ -40,9 +40,10 @@ def fusion_params(method: str, p: dict[str, Any]) -> dict[str, Any]:
 
 def select_fusion(per_query: PerQuery, qrels: Mapping[str, Mapping[str, int]], *,
                   default: dict[str, Any], grid: dict[str, Any] | None = None,
-                  alpha: float | None = 0.05) -> dict[str, Any]:
+                  alpha: float | None = 0.05, on: str = "held-out pseudo-queries") -> dict[str, Any]:
     """The chosen fusion settings with the evidence: ``{"chosen", "score", "default_score",
-    "channels": {name: score}, "best": {method: {...}}, "why"}``."""
+    "channels": {name: score}, "best": {method: {...}}, "why"}`` (``on`` names the queries
+    in ``why``)."""
     grid = grid or GRID
     singles = {c: score(qrels, single_channel_run(per_query, c)) for c in ("lexical", "dense")}
     d = {k: default[k] for k in ("method", "weights", "depth", "rrf_k", "normalization")}
@@ -55,8 +56,8 @@ def select_fusion(per_query: PerQuery, qrels: Mapping[str, Mapping[str, int]], *
                 best[method] = {"params": fusion_params(method, p), "score": s}
     top_method = max(best, key=lambda m: best[m]["score"])
     chosen, chosen_score = best[top_method]["params"], best[top_method]["score"]
-    why = (f"{top_method} ({_describe(chosen)}) scored nDCG@10 {chosen_score:.4f} on the held-out "
-           f"pseudo-queries, vs {default_score:.4f} for the default ({_describe(d)}), "
+    why = (f"{top_method} ({_describe(chosen)}) scored nDCG@10 {chosen_score:.4f} on the {on}, "
+           f"vs {default_score:.4f} for the default ({_describe(d)}), "
            f"lexical alone {singles['lexical']:.4f}, dense alone {singles['dense']:.4f}")
     if alpha is not None and chosen_score > default_score:
         from semsearch.adapt.runner import _paired_p
@@ -74,8 +75,8 @@ def select_fusion(per_query: PerQuery, qrels: Mapping[str, Mapping[str, int]], *
         chosen = {**d, "method": "convex", "normalization": d.get("normalization") or "zscore",
                   "weights": {top_channel: 1.0, other: 0.0}}
         chosen_score = singles[top_channel]
-        why = (f"{top_channel} alone (nDCG@10 {chosen_score:.4f}) beat every fusion on the held-out "
-               f"pseudo-queries (best {best[top_method]['score']:.4f}); hybrid searches use its "
+        why = (f"{top_channel} alone (nDCG@10 {chosen_score:.4f}) beat every fusion on the {on} "
+               f"(best {best[top_method]['score']:.4f}); hybrid searches use its "
                f"weight only ({other} weight 0)")
     logger.info("fusion: %s", why)
     return {"chosen": chosen, "score": chosen_score, "default_score": default_score, "channels": singles,

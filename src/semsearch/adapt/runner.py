@@ -244,17 +244,27 @@ class Adapter:
         if judged:
             jper = self.channels(self.copy(False, []), judged, str(out.resolve()), matrix)
             _save_json(self.work / "channels-adapted-judged.json", jper)
-            res["judged_base_dense"] = score(H.qrels_of(judged), single_channel_run(
-                _load_json(self.work / "channels-base-judged.json"), "dense"))
-            res["judged_adapted_dense"] = score(H.qrels_of(judged), single_channel_run(jper, "dense"))
-            gain = res["judged_adapted_dense"] - res["judged_base_dense"] + adapted - base
+            jqrels = H.qrels_of(judged)
+            jbase_run = single_channel_run(_load_json(self.work / "channels-base-judged.json"), "dense")
+            jrun = single_channel_run(jper, "dense")
+            res["judged_base_dense"] = score(jqrels, jbase_run)
+            res["judged_adapted_dense"] = score(jqrels, jrun)
+            res["pseudo_p_value"] = _paired_p(qrels, single_channel_run(base_per, "dense"),
+                                              single_channel_run(per, "dense"))
+            res.update(keep_decision(res["judged_base_dense"], res["judged_adapted_dense"],
+                                     _paired_p(jqrels, jbase_run, jrun), min_gain=self.opt.min_gain,
+                                     alpha=self.opt.keep_alpha))
+            res["on"] = f"{len(judged)} held-out judged queries"
         else:
-            gain = adapted - base
-        res["p_value"] = _paired_p(qrels, single_channel_run(base_per, "dense"), single_channel_run(per, "dense"))
-        res["kept"] = gain > self.opt.min_gain and (self.opt.min_gain < 0 or res["p_value"] < self.opt.keep_alpha)
+            res.update(keep_decision(base, adapted, _paired_p(qrels, single_channel_run(base_per, "dense"),
+                                                              single_channel_run(per, "dense")),
+                                     min_gain=self.opt.min_gain, alpha=self.opt.keep_alpha))
+            res["on"] = f"{len(dev)} held-out pseudo-queries (informative judge)"
         res["why"] = (f"held-out dense nDCG@10 {base:.4f} (base) -> {adapted:.4f} (fine-tuned)"
-                      + (f"; judged dev {res['judged_base_dense']:.4f} -> {res['judged_adapted_dense']:.4f}" if judged else "")
-                      + f" (paired t-test p={res['p_value']:.3f})"
+                      + (f" (pseudo-queries, paired t-test p={res['pseudo_p_value']:.3f}, not the gate); "
+                         f"judged dev {res['judged_base_dense']:.4f} -> {res['judged_adapted_dense']:.4f}"
+                         if judged else "")
+                      + f" (paired t-test p={res['p_value']:.3f} on the {res['on']})"
                       + (": kept" if res["kept"] else
                          f": not significantly better (alpha {self.opt.keep_alpha}), the base encoder stays"))
         return res
@@ -269,7 +279,8 @@ class Adapter:
     def step_fusion(self) -> dict[str, Any]:
         judged = self.examples("judged_dev")
         if judged:  # real queries are better evidence than pseudo-queries
-            res = select_fusion(self._per_query(True), H.qrels_of(judged), default=self._default_fusion())
+            res = select_fusion(self._per_query(True), H.qrels_of(judged), default=self._default_fusion(),
+                                on="held-out judged queries")
             res["on"] = f"{len(judged)} held-out judged queries"
         else:
             res = select_fusion(self._per_query(), H.qrels_of(self.examples("dev")), default=self._default_fusion())
@@ -325,6 +336,17 @@ class Adapter:
         from semsearch.adapt.report import write_adapt_report
 
         return write_adapt_report(self)
+
+
+def keep_decision(base: float, adapted: float, p_value: float, *, min_gain: float = 0.0,
+                  alpha: float = 0.05) -> dict[str, Any]:
+    """Whether a fine-tuned encoder is kept: its held-out nDCG@10 gain over the base encoder
+    must exceed ``min_gain`` with paired t-test ``p_value`` below ``alpha`` (``min_gain`` < 0:
+    kept whatever it scores, for tests). The caller passes the held-out judged queries when the
+    user gave qrels (real queries are better evidence than pseudo-queries, as for fusion), else
+    the held-out pseudo-queries."""
+    kept = adapted - base > min_gain and (min_gain < 0 or p_value < alpha)
+    return {"kept": bool(kept), "gain": adapted - base, "p_value": p_value}
 
 
 def _paired_p(qrels: dict[str, Any], a: dict[str, Any], b: dict[str, Any]) -> float:
