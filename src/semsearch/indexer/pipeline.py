@@ -119,8 +119,8 @@ class TextChannel(EncoderChannel):
         n = P.count_truncated(self.encoder, texts)
         if n:
             _TRUNCATION_WARNED.add((self.encoder_name, self.backend))
-            how = ("turn on text_encoder.passages.enabled (SEMSEARCH_TEXT_ENCODER__PASSAGES__ENABLED=true)"
-                   " to embed them whole as passages" if self.backend == "faiss" else
+            how = ("an index built with text_encoder.passages.enabled (SEMSEARCH_TEXT_ENCODER__PASSAGES__ENABLED=true,"
+                   " the default) embeds them whole as passages" if self.backend == "faiss" else
                    "passages are split for the FAISS dense channel only")
             logger.warning("%d of %d documents in this batch are longer than the text encoder's window "
                            "(%d word pieces): the dense channel embeds only their start; %s",
