@@ -9,6 +9,9 @@ set -euo pipefail
 DATA=${DATA:-../shared/data/scifact}; WORK=${WORK:-/tmp/adapt-cache}
 PY=${PYTHON:-python}
 export HF_HUB_OFFLINE=1 SEMSEARCH_NO_PROGRESS=1
+# the measured runs built their base index before passages became the default; PASSAGES=true
+# builds it with passages (adapt then re-encodes every passage with the adapted encoder)
+export SEMSEARCH_TEXT_ENCODER__PASSAGES__ENABLED=${PASSAGES:-false}
 mkdir -p "$WORK"
 [ -f "$WORK/scifact-base/manifest.json" ] || /usr/bin/time -f "index: %e s" $PY -m semsearch index --input "$DATA" --index "$WORK/scifact-base"
 [ -f "$WORK/scifact-adapted/manifest.json" ] || cp -r "$WORK/scifact-base" "$WORK/scifact-adapted"
