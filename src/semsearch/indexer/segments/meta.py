@@ -156,20 +156,7 @@ class MetadataIndex:
         if isinstance(f, Not):
             return ~self.mask(f.child)
         out = np.zeros(self.n_docs, dtype=bool)
-        fld = self._fields.get(f.field)
-        if fld is None:
-            return out
-        if isinstance(f, Exists):
-            out[fld.exists] = True
-        elif isinstance(f, Eq):
-            out[self._eq(fld, f.value)] = True
-        elif isinstance(f, AnyOf):
-            for v in f.values:
-                out[self._eq(fld, v)] = True
-        elif isinstance(f, Range):
-            out[self._range(fld, f)] = True
-        else:  # pragma: no cover
-            raise TypeError(f"not a filter: {f!r}")
+        out[self._leaf(f)] = True
         return out
 
     def ordinals(self, f: Filter) -> np.ndarray:
@@ -190,17 +177,23 @@ class MetadataIndex:
             keep = np.ones(self.n_docs, dtype=bool)
             keep[self.ordinals(f.child)] = False
             return np.flatnonzero(keep).astype(np.int32)
+        leaf = self._leaf(f)
+        return leaf if isinstance(f, Exists) else _unique(leaf)
+
+    def _leaf(self, f: Filter) -> np.ndarray:
+        """The ordinals that satisfy a leaf clause, in no order and possibly repeated (an
+        ``Exists``: sorted and distinct); :meth:`ordinals` sorts them, :meth:`mask` scatters."""
         fld = self._fields.get(f.field)
         if fld is None:
             return _EMPTY
         if isinstance(f, Exists):
             return fld.exists
         if isinstance(f, Eq):
-            return _unique(self._eq(fld, f.value))
+            return self._eq(fld, f.value)
         if isinstance(f, AnyOf):
-            return _unique(np.concatenate([self._eq(fld, v) for v in f.values]))
+            return np.concatenate([self._eq(fld, v) for v in f.values])
         if isinstance(f, Range):
-            return _unique(self._range(fld, f))
+            return self._range(fld, f)
         raise TypeError(f"not a filter: {f!r}")  # pragma: no cover
 
     @staticmethod
