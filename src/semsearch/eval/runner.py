@@ -215,7 +215,7 @@ def evaluate(
     from semsearch.search import engine
 
     rerankers = reranker if isinstance(reranker, dict) else ({"": reranker} if reranker is not None else {})
-    channels = set(col.stats()["channels"])
+    channels = set(index_info.channels)  # what ensure_index read from the collection
     memo = _MemoEncoder(col.encoder) if "dense" in channels else None
     collections: dict[str | None, tuple[Collection, Collection]] = {}
 
