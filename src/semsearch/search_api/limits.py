@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from semsearch import metrics
+from semsearch.config import Settings
+from semsearch.search_api.errors import LimitExceeded
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on Windows; SharedRateLimiter needs it
     fcntl = None  # type: ignore[assignment]
-from semsearch.config import Settings
-from semsearch.search_api.errors import LimitExceeded
 
 
 def _cap(what: str, value: int, limit: int, setting: str) -> None:
