@@ -40,6 +40,9 @@ def rebuild(col: ElasticsearchCollection) -> dict[str, Any]:
     try:
         put_mapping(col, new, old_meta)
         marks = max_seq_nos(col, old)  # before the point in time opens: nothing slips between
+        # the point in time sees refreshed writes only: every write up to the marks is made
+        # visible to it (those after them move a mark and are caught up)
+        refresh(col, old)
         seen: dict[str, Version] = {}
 
         def copy() -> Iterator[dict[str, Any]]:
@@ -59,7 +62,7 @@ def rebuild(col: ElasticsearchCollection) -> dict[str, Any]:
         if (meta.get("dense"), meta.get("hashes")) != (old_meta.get("dense"), old_meta.get("hashes")):
             put_mapping(col, new, meta)
         caught = catch_up(col, old, new, seen, marks)
-        col.conn.call(f"refresh {new}", lambda c: c.indices.refresh(index=new))
+        refresh(col, new)
         col.aliased.swap(new)
         blocked_s = time.perf_counter() - t_block
     except BaseException:
@@ -96,6 +99,10 @@ def max_seq_nos(col: ElasticsearchCollection, index: str) -> dict[str, int]:
             for c in copies if c["routing"]["primary"]}
 
 
+def refresh(col: ElasticsearchCollection, index: str) -> None:
+    col.conn.call(f"refresh {index}", lambda c: c.indices.refresh(index=index))
+
+
 def block_writes(col: ElasticsearchCollection, index: str) -> None:
     """Add the ``write`` block; the API answers once writes in flight on ``index`` are done."""
     resp = col.conn.call(f"add write block to {index}",
@@ -121,6 +128,9 @@ def catch_up(col: ElasticsearchCollection, old: str, new: str, seen: dict[str, V
     those deleted since. Nothing to read when no shard's max ``_seq_no`` moved."""
     if max_seq_nos(col, old) == marks:
         return {"new": 0, "changed": 0, "deleted": 0}
+    # a point in time sees what was refreshed only: without this, writes acknowledged just
+    # before the block (not yet refreshed) would be neither copied nor caught up, and lost
+    refresh(col, old)
     now: dict[str, Version] = {}
     body = {"query": {"match_all": {}}, "_source": False, "seq_no_primary_term": True}
     for batch in col._pit_pages(body, ["_shard_doc"], 10_000, index=old):
