@@ -116,6 +116,7 @@ def test_stored_vectors_and_documents_are_read_from_the_store(three_docs, minilm
         assert vecs[[0, 2]] == pytest.approx(want[[1, 0]], abs=1e-5)
         with pytest.raises(BadInput, match="no 'image' channel"):
             col.vectors(["p"], "image")
+        assert col.channels == tuple(col.stats()["channels"]) == ("dense",)
         assert [(d.id, d.title) for d in col.documents()] == [(i, t) for i, t, _ in DOCS]
         col.delete("v")  # an acknowledged delete, not yet refreshed
         assert [d.id for d in col.documents()] == ["p", "b"]

@@ -317,7 +317,7 @@ class Collection(BatchedSearch):
                     f"the configured one is {enc.name!r}; set SEMSEARCH_TEXT_ENCODER__MODEL={spec.encoder}"
                 )
             self._encoder = enc
-            self.searcher._encoder = enc
+            self.searcher.share_models(encoder=enc)
         return self._encoder
 
     def warm_up(self) -> None:
@@ -423,11 +423,16 @@ class Collection(BatchedSearch):
         if encoder is None and "dense" in self.index.manifest.channels:
             encoder = self.encoder
         view = type(self)(self.index, self.settings, encoder=encoder if encoder is not None else self._encoder)
-        view.searcher._reranker = reranker if reranker is not None else self.searcher._reranker
-        view.searcher._clip = self.searcher._clip
+        view.searcher = self.searcher.with_models(encoder=view._encoder, reranker=reranker)
         view.writable = False
         view._view_of = self
         return view
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The names of the index's vector and hash channels (``"dense"``, ``"image"``, hash
+        channels), from the manifest: no directory walk, unlike :meth:`stats`."""
+        return tuple(self.index.manifest.channels)
 
     def stats(self) -> dict[str, Any]:
         info = self.index.info()
@@ -699,8 +704,7 @@ class Collection(BatchedSearch):
                 for ch in chans:
                     self._ensure_channel(ch.name, dim=ch.dim, encoder=ch.encoder_name, backend=ch.backend)
                 clip_enc = next((c.encoder for c in chans if c.name == "image"), None)
-                if clip_enc is not None and self.searcher._clip is None:
-                    self.searcher._clip = clip_enc  # one CLIP model for writes and searches
+                self.searcher.share_models(clip=clip_enc)  # one CLIP model for writes and searches
                 self._image_channels = chans
             return self._image_channels
 

@@ -58,6 +58,7 @@ def test_create_dispatches_and_reads_its_writes(store, tiny_docs):
         col.get("nope")
     st = col.stats()
     assert st["documents"] == 12 and st["channels"]["dense"]["dim"] == 64
+    assert col.channels == tuple(st["channels"]) == ("dense",)
     assert col.ready()["index"] in ("green", "yellow")
 
 

@@ -141,7 +141,7 @@ class Adapter:
         )
 
         with self.collection() as col:
-            if "dense" not in col.stats()["channels"]:
+            if "dense" not in col.channels:
                 raise BadInput(f"index at {self.path} has no dense channel: adapt needs one")
             if read_manifest(self.path).tuned.get("dense_encoder"):
                 raise BadInput(f"index at {self.path} is already adapted; re-index it to adapt again")

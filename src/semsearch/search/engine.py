@@ -109,6 +109,28 @@ class Searcher:
         self._clip = clip  # an ImageEncoder for the "image" channel, created lazily
         self._reranker = reranker
 
+    def share_models(self, *, encoder: TextEncoder | None = None, clip: Any = None) -> None:
+        """Use models loaded elsewhere (the collection's text encoder, the CLIP encoder its
+        image writes loaded) instead of loading them again; a model already set stays."""
+        if self._encoder is None:
+            self._encoder = encoder
+        if self._clip is None:
+            self._clip = clip
+
+    def with_models(self, *, encoder: TextEncoder | None = None,
+                    reranker: Reranker | None = None) -> Searcher:
+        """A searcher of the same index and settings with ``encoder`` and/or ``reranker``
+        instead of this one's; it shares every model of this one that is not replaced."""
+        return Searcher(self.index, self.base_settings,
+                        encoder=encoder if encoder is not None else self._encoder, clip=self._clip,
+                        reranker=reranker if reranker is not None else self._reranker)
+
+    @property
+    def clip(self) -> Any:
+        """The CLIP encoder of the ``image`` channel once loaded (by
+        :func:`semsearch.search.images.clip_encoder` or shared), else None."""
+        return self._clip
+
     @property
     def settings(self) -> Settings:
         """The settings searches use: the configured ones plus the defaults ``semsearch adapt``

@@ -34,12 +34,12 @@ HASH_CHANNELS = ("phash", "dhash")
 
 def clip_encoder(searcher: Searcher):  # noqa: ANN201 - ClipEncoder
     """The CLIP encoder of the index's ``image`` channel, created once per searcher."""
-    enc = getattr(searcher, "_clip", None)
+    enc = searcher.clip
     if enc is None:
         from semsearch.encoders.clip import ClipEncoder
 
-        enc = ClipEncoder(searcher.settings.clip)
-        searcher._clip = enc
+        searcher.share_models(clip=ClipEncoder(searcher.settings.clip))
+        enc = searcher.clip
     spec = searcher.index.manifest.channels.get("image")
     if spec is not None and spec.encoder != enc.name:
         raise IndexIncompatible(

@@ -37,7 +37,7 @@ from semsearch.errors import (
 )
 from semsearch.indexer.es_common import AliasedIndex, EsConnection, item_reason
 from semsearch.store_es import mapping
-from semsearch.store_es.search import StoreSearch, _document
+from semsearch.store_es.search import StoreSearch, stored_document
 from semsearch.store_es.writer import BulkOutcome, BulkWriter
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class ElasticsearchCollection(StoreSearch):
                 new = col.aliased.create_next(mapping.index_body(col.es))
                 col.aliased.swap(new)
                 logger.info("created store index %s behind alias %s", new, col.alias)
-            col._load_manifest()
+            col.reload_manifest()
             return col
         except BaseException:
             col.close()
@@ -102,7 +102,7 @@ class ElasticsearchCollection(StoreSearch):
         """Open an existing store index (:class:`IndexNotFound` if the alias is missing)."""
         col = cls(settings, encoder=encoder, writable=writable)
         try:
-            col._load_manifest()
+            col.reload_manifest()
             return col
         except BaseException:
             col.close()
@@ -130,7 +130,9 @@ class ElasticsearchCollection(StoreSearch):
     def index(self) -> _IndexView:
         return _IndexView(self)
 
-    def _load_manifest(self) -> dict[str, Any]:
+    def reload_manifest(self) -> dict[str, Any]:
+        """The manifest read again from the index's mapping (another replica or a rebuild may
+        have changed it), checked against the settings and the encoder, and kept."""
         target = self.aliased.current()
         if target is None:
             raise IndexNotFound(f"{self.location} does not exist (no alias {self.alias!r}); "
@@ -146,7 +148,7 @@ class ElasticsearchCollection(StoreSearch):
 
     @property
     def manifest(self) -> dict[str, Any]:
-        return self._manifest if self._manifest is not None else self._load_manifest()
+        return self._manifest if self._manifest is not None else self.reload_manifest()
 
     def _put_meta(self, properties: dict[str, Any], meta: dict[str, Any]) -> None:
         body = {"_meta": {"semsearch": meta}, "properties": properties}
@@ -156,7 +158,7 @@ class ElasticsearchCollection(StoreSearch):
 
     def _ensure_dense(self, name: str, dim: int) -> None:
         with self._meta_lock:
-            meta = self._load_manifest()  # another replica may have added it
+            meta = self.reload_manifest()  # another replica may have added it
             if meta.get("dense"):
                 mapping.check_encoder(meta, name, dim, self.location)
                 return
@@ -168,7 +170,7 @@ class ElasticsearchCollection(StoreSearch):
             meta = self.manifest
             new = [n for n in names if n not in meta.get("hashes", [])]
             if new:
-                meta = self._load_manifest()
+                meta = self.reload_manifest()
                 have = list(meta.get("hashes", []))
                 new = [n for n in names if n not in have]
                 if new:
@@ -207,11 +209,11 @@ class ElasticsearchCollection(StoreSearch):
         ``with_vectors`` the raw embedding and hashes come along in the second item."""
         body: dict[str, Any] = {"query": {"match_all": {}},
                                 "_source": True if with_vectors else {"excludes": mapping.SOURCE_EXCLUDES}}
-        for batch in self._pit_pages(body, ["_shard_doc"], page):
+        for batch in self.pit_pages(body, ["_shard_doc"], page):
             for h in batch:
                 src = h["_source"]
                 extra = {k: src[k] for k in mapping.SOURCE_EXCLUDES if k in src}
-                yield _document(h["_id"], src), extra
+                yield stored_document(h["_id"], src), extra
 
     def search_by_image(self, image: Any, **kw: Any) -> SearchResult:
         raise BadInput("image search is not available with the elasticsearch store yet")
@@ -229,7 +231,7 @@ class ElasticsearchCollection(StoreSearch):
                 index=self.alias, ids=want, source_excludes=mapping.SOURCE_EXCLUDES))
             for d in resp["docs"]:
                 if d.get("found"):
-                    docs[d["_id"]] = _document(d["_id"], d["_source"])
+                    docs[d["_id"]] = stored_document(d["_id"], d["_source"])
                 elif "error" in d:
                     raise BackendUnavailable(f"{self.location}: get {d['_id']!r} failed: {item_reason(d)}")
         if one:
@@ -244,6 +246,12 @@ class ElasticsearchCollection(StoreSearch):
         resp = self.conn.call(f"check ids in {self.alias}", lambda c: c.mget(
             index=self.alias, ids=list(ids), source=False))
         return {d["_id"] for d in resp["docs"] if d.get("found")}
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The names of the index's vector and hash channels, from the manifest."""
+        meta = self.manifest
+        return (*(("dense",) if meta.get("dense") else ()), *meta.get("hashes", []))
 
     def stats(self) -> dict[str, Any]:
         target = self.aliased.current()
@@ -323,7 +331,7 @@ class ElasticsearchCollection(StoreSearch):
         for i, h in extra_h.items():
             extra[i].update(h)
         actions = ({"_op_type": op, "_index": self.alias, "_id": d.id,
-                    "_source": {**_source(d), **extra[d.id]}} for d in docs)
+                    "_source": {**document_source(d), **extra[d.id]}} for d in docs)
         out = self.writer.write(actions, f"bulk write into {self.alias}",
                                 refresh=self._refresh_arg(wait_for))
         return self._result(ids, out, wait_for)
@@ -340,7 +348,7 @@ class ElasticsearchCollection(StoreSearch):
             raise BadInput(f"vectors of shape {v.shape} for {len(docs)} documents")
         self._ensure_dense(encoder_name, v.shape[1])
         actions = ({"_op_type": "index", "_index": self.alias, "_id": d.id,
-                    "_source": {**_source(d), mapping.VECTOR_FIELD: row.tolist()}}
+                    "_source": {**document_source(d), mapping.VECTOR_FIELD: row.tolist()}}
                    for d, row in zip(docs, v))
         out = self.writer.write(actions, f"bulk load into {self.alias}")
         if refresh:
@@ -436,7 +444,7 @@ class ElasticsearchCollection(StoreSearch):
         return rebuild(self)
 
 
-def _source(d: Document) -> dict[str, Any]:
+def document_source(d: Document) -> dict[str, Any]:
     src: dict[str, Any] = {"title": d.title, "text": d.text, "metadata": d.metadata}
     if d.image is not None:
         src["image"] = d.image

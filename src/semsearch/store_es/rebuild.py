@@ -20,8 +20,8 @@ from semsearch.errors import BackendUnavailable, BulkIndexError, IndexNotFound
 from semsearch.store_es import mapping
 
 # collection imports this module lazily (in rebuild()), so this import is not circular
-from semsearch.store_es.collection import ElasticsearchCollection, _source
-from semsearch.store_es.search import _document
+from semsearch.store_es.collection import ElasticsearchCollection, document_source
+from semsearch.store_es.search import stored_document
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ Version = tuple[int, int]
 
 def rebuild(col: ElasticsearchCollection) -> dict[str, Any]:
     t0 = time.perf_counter()
-    old_meta = col._load_manifest()
+    old_meta = col.reload_manifest()
     old = col.aliased.current()
     if old is None:  # the alias went away since the manifest was read
         raise IndexNotFound(f"{col.location} does not exist (no alias {col.alias!r})")
@@ -47,7 +47,7 @@ def rebuild(col: ElasticsearchCollection) -> dict[str, Any]:
 
         def copy() -> Iterator[dict[str, Any]]:
             body = {"query": {"match_all": {}}, "_source": True, "seq_no_primary_term": True}
-            for batch in col._pit_pages(body, ["_shard_doc"], index=old):
+            for batch in col.pit_pages(body, ["_shard_doc"], index=old):
                 for h in batch:
                     seen[h["_id"]] = (h["_seq_no"], h["_primary_term"])
                     yield copy_action(new, h)
@@ -58,7 +58,7 @@ def rebuild(col: ElasticsearchCollection) -> dict[str, Any]:
         block_writes(col, old)
         blocked = True
         t_block = time.perf_counter()
-        meta = col._load_manifest()  # a channel added during the copy goes to the new index too
+        meta = col.reload_manifest()  # a channel added during the copy goes to the new index too
         if (meta.get("dense"), meta.get("hashes")) != (old_meta.get("dense"), old_meta.get("hashes")):
             put_mapping(col, new, meta)
         caught = catch_up(col, old, new, seen, marks)
@@ -70,8 +70,7 @@ def rebuild(col: ElasticsearchCollection) -> dict[str, Any]:
             unblock_writes(col, old)
         col.aliased.drop(new)
         raise
-    col._manifest = None
-    col._load_manifest()
+    col.reload_manifest()
     docs = len(seen) + caught["new"] - caught["deleted"]
     logger.info("rebuilt %s into %s: %d documents; during the copy %d new, %d changed, %d "
                 "deleted; writes blocked %.2f s", col.alias, new, docs, caught["new"],
@@ -133,7 +132,7 @@ def catch_up(col: ElasticsearchCollection, old: str, new: str, seen: dict[str, V
     refresh(col, old)
     now: dict[str, Version] = {}
     body = {"query": {"match_all": {}}, "_source": False, "seq_no_primary_term": True}
-    for batch in col._pit_pages(body, ["_shard_doc"], 10_000, index=old):
+    for batch in col.pit_pages(body, ["_shard_doc"], 10_000, index=old):
         for h in batch:
             now[h["_id"]] = (h["_seq_no"], h["_primary_term"])
     changed = [i for i, v in now.items() if seen.get(i) != v]
@@ -162,4 +161,4 @@ def copy_action(index: str, hit: dict[str, Any]) -> dict[str, Any]:
     src = hit["_source"]
     extra = {k: src[k] for k in mapping.SOURCE_EXCLUDES if k in src}
     return {"_op_type": "index", "_index": index, "_id": hit["_id"],
-            "_source": {**_source(_document(hit["_id"], src)), **extra}}
+            "_source": {**document_source(stored_document(hit["_id"], src)), **extra}}

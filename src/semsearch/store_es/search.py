@@ -183,13 +183,13 @@ class StoreSearch(BatchedSearch):
             docs = self.get(missing) if missing else {}
             for h in hits:
                 src = sources.get(h.id)
-                h.document = _document(h.id, src) if src is not None else docs.get(h.id)
+                h.document = stored_document(h.id, src) if src is not None else docs.get(h.id)
         return SearchResult(query=q, mode=mode, hits=hits, degraded=bool(failed),
                             failed_channels=failed)
 
     def _docs_getter(self, sources: dict[str, dict[str, Any]]) -> Any:
         def get(ids: list[str]) -> dict[str, Document]:
-            have = {i: _document(i, sources[i]) for i in ids if i in sources}
+            have = {i: stored_document(i, sources[i]) for i in ids if i in sources}
             rest = [i for i in ids if i not in have]
             return {**have, **(self.get(rest) if rest else {})}
         return get
@@ -213,7 +213,7 @@ class StoreSearch(BatchedSearch):
         """A lexical page beyond ``max_result_window``: ``search_after`` over a point in time."""
         body = query.lexical_body(q, size=0, boosts=boosts, filters=r.filters, with_documents=False)
         skip, got = r.offset, []
-        for batch in self._pit_pages(body, ["_score", "_shard_doc"]):
+        for batch in self.pit_pages(body, ["_score", "_shard_doc"]):
             if skip >= len(batch):
                 skip -= len(batch)
                 continue
@@ -230,7 +230,7 @@ class StoreSearch(BatchedSearch):
                 h.document = docs.get(h.id)
         return SearchResult(query=q, mode="lexical", hits=hits)
 
-    def _pit_pages(self, body: dict[str, Any], sort: list[Any], page: int = 1000, *,
+    def pit_pages(self, body: dict[str, Any], sort: list[Any], page: int = 1000, *,
                    index: str | None = None) -> Iterator[list[dict[str, Any]]]:
         """Pages of hits of ``body`` over a point in time of ``index`` (default: the alias)."""
         index = index or self.alias
@@ -269,7 +269,7 @@ def _search_error(resp: dict[str, Any]) -> str:
 
 
 
-def _document(doc_id: str, src: dict[str, Any]) -> Document:
+def stored_document(doc_id: str, src: dict[str, Any]) -> Document:
     return Document(id=doc_id, title=src.get("title") or "", text=src.get("text") or "",
                     metadata=src.get("metadata") or {}, image=src.get("image"))
 

@@ -75,7 +75,7 @@ class NegativeMiner:
         self.fn_ratio = fn_ratio
         self.rng = random.Random(seed)
         self.dropped_false_negatives = 0
-        self.dense = "dense" in col.stats()["channels"]
+        self.dense = "dense" in col.channels
 
     def _dense_sims(self, queries: Sequence[str], ids: list[list[str]]) -> list[np.ndarray] | None:
         if not self.dense or self.fn_ratio is None:
