@@ -8,7 +8,9 @@ base encoder on the held-out pseudo-queries (judged by :class:`~semsearch.adapt.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -111,31 +113,76 @@ def finetune(base: str, examples: Sequence[Example], docs: dict[str, Document], 
 
 
 def encode_corpus(encoder: Any, docs: Sequence[Document], template: str, cache: Path | None = None,
-                  *, batch: int = 256, progress: Any = None) -> np.ndarray:
-    """Vectors of ``docs`` in order, cached in ``cache`` (a .npy file; partial progress is kept
-    in ``cache.partial.npy`` so an interrupted run resumes)."""
+                  *, progress: Any = None) -> np.ndarray:
+    """One vector per document of ``docs``, in order (each document's first window), cached
+    chunk by chunk under the folder ``cache`` (see :func:`encode_chunked`)."""
     from semsearch.adapt.heldout import doc_text
 
-    if cache is not None and cache.exists():
-        mat = np.load(cache)
-        if mat.shape[0] == len(docs):
-            return mat
-    partial = cache.with_suffix(".partial.npy") if cache is not None else None
-    done = np.load(partial) if partial is not None and partial.exists() else None
-    rows = [done] if done is not None else []
-    start = 0 if done is None else done.shape[0]
-    for i in range(start, len(docs), batch):
-        rows.append(encoder.encode([doc_text(d, template) for d in docs[i : i + batch]]))
-        if partial is not None:
-            np.save(partial, np.concatenate(rows))
-        if progress:
-            progress(min(i + batch, len(docs)), len(docs))
-    mat = np.concatenate(rows) if rows else np.zeros((0, encoder.dim), np.float32)
+    def one(part: Sequence[Document]) -> tuple[np.ndarray, np.ndarray]:
+        return encoder.encode([doc_text(d, template) for d in part]), np.ones(len(part), np.int64)
+
+    flat, _ = encode_chunked(one, docs, cache, progress=progress)
+    return flat
+
+
+def encode_passages(encoder: Any, docs: Sequence[Document], template: str, plan: Any,
+                    cache: Path | None = None, *, progress: Any = None) -> list[np.ndarray]:
+    """Per document of ``docs``, its passages' vectors ``(n_passages, dim)`` as ``plan``
+    splits it, cached chunk by chunk under the folder ``cache``."""
+    from semsearch.encoders import passages as P
+
+    def chunk(part: Sequence[Document]) -> tuple[np.ndarray, np.ndarray]:
+        per = P.encode(encoder, template, part, plan)
+        return np.concatenate(per), np.array([len(m) for m in per], np.int64)
+
+    flat, counts = encode_chunked(chunk, docs, cache, progress=progress)
+    return np.split(flat, np.cumsum(counts)[:-1])
+
+
+def encode_chunked(encode: Any, docs: Sequence[Document], cache: Path | None, *, chunk: int = 2048,
+                   progress: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """``encode(part) -> (vectors, rows per document)`` over ``docs`` in chunks; the vectors of
+    all chunks concatenated and the rows per document. With ``cache`` (a folder), each chunk
+    is saved on its own (written whole, then renamed, with a digest of its ids), so an
+    interrupted run resumes at the first chunk not saved, and a chunk of other documents
+    (the corpus changed) is encoded again instead of being used."""
+    vecs: list[np.ndarray] = []
+    counts: list[np.ndarray] = []
     if cache is not None:
-        np.save(cache, mat)
-        if partial is not None and partial.exists():
-            partial.unlink()
-    return mat
+        cache.mkdir(parents=True, exist_ok=True)
+    for c, start in enumerate(range(0, len(docs), chunk)):
+        part = docs[start : start + chunk]
+        digest = hashlib.sha1("\0".join(d.id for d in part).encode()).hexdigest()
+        f = cache / f"part-{c:06d}.npz" if cache is not None else None
+        got = _load_part(f, digest) if f is not None else None
+        if got is None:
+            v, n = encode(part)
+            got = (np.asarray(v, np.float32), np.asarray(n, np.int64))
+            if f is not None:
+                _save_part(f, digest, *got)
+        vecs.append(got[0])
+        counts.append(got[1])
+        if progress:
+            progress(start + len(part), len(docs))
+    if not vecs:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(vecs), np.concatenate(counts)
+
+
+def _load_part(f: Path, digest: str) -> tuple[np.ndarray, np.ndarray] | None:
+    if not f.exists():
+        return None
+    with np.load(f, allow_pickle=False) as z:
+        if str(z["ids"]) != digest:
+            return None
+        return z["vectors"], z["counts"]
+
+
+def _save_part(f: Path, digest: str, vectors: np.ndarray, counts: np.ndarray) -> None:
+    tmp = f.with_name(f.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, vectors=vectors, counts=counts, ids=np.array(digest))
+    os.replace(tmp, f)
 
 
 def reencode_index(index: Any, ids: Sequence[str], matrix: np.ndarray | list[np.ndarray], encoder_name: str, *,

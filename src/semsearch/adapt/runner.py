@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -114,6 +115,9 @@ class Adapter:
                 self.settings.text_encoder.model_copy(update={"model": model or self.settings.text_encoder.model}))
         return self._encoders[model]
 
+    def _progress(self, step: str) -> Any:
+        return lambda n, total: self.say(f"[{step}] encoded {n}/{total}")
+
     def base_matrix(self) -> np.ndarray:
         """The dense vectors as indexed (base encoder), in :meth:`docs` order."""
         if self._base_matrix is None:
@@ -123,7 +127,10 @@ class Adapter:
             else:
                 with self.collection() as col:
                     self._base_matrix = col.vectors([d.id for d in self.docs()], "dense")
-                np.save(cache, self._base_matrix)
+                tmp = cache.with_name(cache.name + ".tmp")  # never a half-written cache
+                with open(tmp, "wb") as fh:
+                    np.save(fh, self._base_matrix, allow_pickle=False)
+                os.replace(tmp, cache)
         return self._base_matrix
 
     def examples(self, name: str) -> list:
@@ -230,8 +237,8 @@ class Adapter:
         card = json.loads(card_file.read_text())
         enc = self.encoder(str(out.resolve()))
         self.say(f"[dense] encoding {len(self.docs())} documents with the fine-tuned encoder")
-        matrix = encode_corpus(enc, self.docs(), self.template, self.work / "vectors-adapted.npy",
-                               progress=lambda n, t: self.say(f"[dense] encoded {n}/{t}") if n % 1024 < 256 else None)
+        matrix = encode_corpus(enc, self.docs(), self.template, self.work / "vectors-adapted",
+                               progress=self._progress("dense"))
         dev = self.examples("dev")
         qrels = H.qrels_of(dev)
         per = self.channels(self.copy(True), dev, str(out.resolve()), matrix)
@@ -306,7 +313,7 @@ class Adapter:
         return t
 
     def step_apply(self) -> dict[str, Any]:
-        from semsearch.adapt.dense import reencode_index
+        from semsearch.adapt.dense import encode_corpus, encode_passages, reencode_index
         from semsearch.encoders import passages as P
         from semsearch.indexer.index import Index
         from semsearch.indexer.manifest import write_manifest
@@ -318,13 +325,16 @@ class Adapter:
             if self._dense_kept():
                 model = str((self.path / ADAPTED_DIR).resolve())
                 plan = P.PassagePlan.from_record(idx.manifest.channels["dense"].passages)
-                if plan is None:
-                    matrix = np.load(self.work / "vectors-adapted.npy")
+                if plan is None:  # encoded by the dense step: read from its cache
+                    matrix = encode_corpus(self.encoder(model), self.docs(), self.template,
+                                           self.work / "vectors-adapted")
                 else:
                     # a channel of passages: every passage again with the adapted encoder (the
-                    # held-out judging used each document's first window, vectors-adapted.npy)
+                    # held-out judging used each document's first window, vectors-adapted/);
+                    # cached chunk by chunk, so an interrupted apply resumes
                     self.say(f"[apply] encoding the passages of {len(self.docs())} documents with the fine-tuned encoder")
-                    matrix = P.encode(self.encoder(model), self.template, self.docs(), plan)
+                    matrix = encode_passages(self.encoder(model), self.docs(), self.template, plan,
+                                             self.work / "passages-adapted", progress=self._progress("apply"))
                 info = reencode_index(idx, [d.id for d in self.docs()], matrix, model, tuned=tuned)
             else:
                 idx.manifest.tuned = tuned
