@@ -142,3 +142,58 @@ def test_lexical_es_config_runs_against_a_real_server(tiny_eval, es_names, es_ur
     for qid, run in res.runs["lexical-es"].items():
         assert run, qid
     assert res.means["lexical-es"]["ndcg@10"] > 0.5
+
+
+def test_another_index_is_reported_beside_with_its_own_tuned_defaults(tiny_beir, tmp_path, minilm):
+    # the index before/after `semsearch adapt` side by side: "tuned" is a copy of the index
+    # whose recorded defaults (Manifest.tuned) make hybrid lexical only
+    import json
+    import shutil
+
+    from semsearch.eval.api import run_eval
+    from semsearch.indexer.manifest import read_manifest, write_manifest
+
+    s = Settings()
+    s.no_progress = True
+    s.text_encoder.device = "cpu"
+    base = run_eval(tiny_beir, "test", tmp_path / "r1", s, configs=["lexical", "hybrid-index"],
+                    encoder=minilm, latency_queries=2)
+    shutil.copytree(tmp_path / "r1" / "index", tmp_path / "tuned")
+    m = read_manifest(tmp_path / "tuned")
+    m.tuned = {"fusion": {"method": "rrf", "weights": {"lexical": 1.0, "dense": 0.0}}}
+    write_manifest(tmp_path / "tuned", m)
+
+    out = run_eval(tiny_beir, "test", tmp_path / "r2", s, configs=["lexical", "hybrid-index"],
+                   index_dir=tmp_path / "r1" / "index", encoder=minilm, latency_queries=2,
+                   compare_index=[f"tuned={tmp_path / 'tuned'}"], baseline="hybrid-index[tuned]")
+    r = out.result
+    assert list(r.runs) == ["lexical", "hybrid-index", "lexical[tuned]", "hybrid-index[tuned]"]
+    assert r.runs["hybrid-index"] == base.result.runs["hybrid-index"]  # the main index as before
+    # same corpus, same lexical index: identical; the tuned hybrid ranks as lexical does
+    assert r.runs["lexical[tuned]"].keys() == r.runs["lexical"].keys()
+    for q, docs in r.runs["lexical"].items():
+        lex = list(docs)[:10]
+        assert list(r.runs["lexical[tuned]"][q])[:10] == lex
+        # dense weight 0: its candidates add nothing, so they come after the lexical ones
+        assert list(r.runs["hybrid-index[tuned]"][q])[: len(lex)] == lex
+    assert r.runs["hybrid-index[tuned]"] != r.runs["hybrid-index"]
+    # tested against the chosen baseline, which is a compared config
+    assert r.baseline == "hybrid-index[tuned]" and set(r.significance) >= {"lexical", "hybrid-index", "lexical[tuned]"}
+    data = json.loads(out.paths["results"].read_text())
+    assert list(data["configs"]) == list(r.runs)
+    assert data["compared_indexes"]["tuned"]["path"] == str(tmp_path / "tuned")
+    assert "Index `tuned`" in out.paths["markdown"].read_text()
+    assert (tmp_path / "r2" / "runs" / "hybrid-index[tuned].trec").exists()
+
+
+def test_compared_index_specs_are_checked(tmp_path):
+    from semsearch.eval.api import parse_compared
+
+    with pytest.raises(BadInput, match="give NAME=DIR"):
+        parse_compared([str(tmp_path)])
+    with pytest.raises(BadInput, match="is not an index"):
+        parse_compared([f"x={tmp_path}"])
+    (tmp_path / "manifest.json").write_text("{}")
+    with pytest.raises(BadInput, match="given twice"):
+        parse_compared([f"x={tmp_path}", f"x={tmp_path}"])
+    assert parse_compared([f"before={tmp_path}"]) == {"before": tmp_path}

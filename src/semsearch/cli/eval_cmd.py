@@ -22,6 +22,7 @@ def eval_cmd(
     stat_test: Annotated[str, typer.Option("--stat-test", help="student (paired t-test) or fisher (randomisation)")] = "student",
     alpha: Annotated[float, typer.Option(help="significance level after Holm correction")] = 0.05,
     latency_queries: Annotated[int, typer.Option(help="queries searched one at a time to measure latency")] = 100,
+    compare_index: Annotated[list[str] | None, typer.Option("--compare-index", help="NAME=DIR: another index of the same corpus (e.g. the one before `semsearch adapt`): its configs run too, reported as CONFIG[NAME] beside the others; repeatable")] = None,
 ) -> None:
     """Evaluate retrieval quality on a dataset and write a report."""
     import time
@@ -39,7 +40,7 @@ def eval_cmd(
     with errors_to_exit():
         outcome = run_eval(dataset, split, out_dir, settings, configs=names, index_dir=index, tune_on=tune_on,
                            reranker=reranker, baseline=baseline, stat_test=stat_test, alpha=alpha,
-                           on_config=progress, latency_queries=latency_queries)
+                           on_config=progress, latency_queries=latency_queries, compare_index=compare_index)
     r = outcome.result
     for name, why in r.skipped.items():
         console.print(f"skipped {name}: {why}", highlight=False)

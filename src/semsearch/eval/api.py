@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from semsearch.eval import repro
 from semsearch.eval.configs import DEFAULT_CAPTION_CONFIGS, DEFAULT_TEXT_CONFIGS, resolve_configs
 from semsearch.eval.datasets import load_dataset
 from semsearch.eval.report import write_report
-from semsearch.eval.runner import EvalResult, ensure_index, evaluate
+from semsearch.eval.runner import EvalResult, add_compared, compare, ensure_index, evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,28 @@ def load_reranker(path: Path, settings: Settings) -> Any:
     return CrossEncoderReranker(settings.rerank.model_copy(update={"model": str(path)}))
 
 
+def _name_ok(name: str) -> bool:
+    return bool(name) and all(c.isalnum() or c in "-_.+" for c in name)
+
+
+def parse_compared(specs: list[Path | str] | None) -> dict[str, Path]:
+    """``--compare-index NAME=DIR`` values: other indexes of the dataset's corpus whose
+    configs are run too and reported as ``config[NAME]`` (e.g. ``base=DIR`` before adapt)."""
+    out: dict[str, Path] = {}
+    for spec in specs or []:
+        name, sep, path = str(spec).partition("=")
+        if not sep or not _name_ok(name) or not path:
+            raise BadInput(f"--compare-index {spec!r}: give NAME=DIR (NAME of letters, digits, "
+                           "'-', '_', '.' or '+')")
+        if name in out:
+            raise BadInput(f"--compare-index {spec!r}: the name {name!r} is given twice")
+        if not (Path(path) / "manifest.json").exists():
+            raise BadInput(f"--compare-index {spec!r}: {path} is not an index (no manifest.json); "
+                           "compared indexes are read, never built")
+        out[name] = Path(path)
+    return out
+
+
 def parse_rerankers(specs: Path | str | list[Path | str] | None) -> dict[str, Path]:
     """``--reranker`` values: one ``DIR`` (configs ``X+rerank``) or several ``NAME=DIR``
     (configs ``X+rerank:NAME``, an ablation of rerankers in one report)."""
@@ -48,7 +70,7 @@ def parse_rerankers(specs: Path | str | list[Path | str] | None) -> dict[str, Pa
         name, sep, path = str(spec).partition("=")
         if not sep:
             name, path = "", str(spec)
-        elif not name or not all(c.isalnum() or c in "-_.+" for c in name):
+        elif not _name_ok(name):
             raise BadInput(f"--reranker {spec!r}: NAME in NAME=DIR must be letters, digits, '-', '_', '.' or '+'")
         if name in out:
             raise BadInput(f"--reranker {spec!r}: the name {name or '(unnamed)'!r} is given twice")
@@ -75,6 +97,7 @@ def run_eval(
     command: str | None = None,
     on_config: Any = None,
     latency_queries: int = 100,
+    compare_index: list[Path | str] | None = None,
 ) -> EvalOutcome:
     if tune_on is not None and tune_on == split:
         raise BadInput(f"--tune-on {tune_on!r} is the split being reported: tune on another split (e.g. train)")
@@ -83,6 +106,7 @@ def run_eval(
     rr_paths = parse_rerankers(reranker)
     rr = {name: load_reranker(p, settings) for name, p in rr_paths.items()}
     cfgs = resolve_configs(names, settings, rerankers=list(rr))
+    others = parse_compared(compare_index)
     col, info = ensure_index(dataset, index_dir or Path(out) / "index", settings, encoder)
     try:
         tuning = None
@@ -95,10 +119,24 @@ def run_eval(
             tuning = tune_fusion(col, train)
             cfgs += tuned_configs(tuning)
         result = evaluate(dataset, col, info, cfgs, settings, reranker=rr or None,
-                          baseline=baseline, stat_test=stat_test, alpha=alpha, tuning=tuning,
-                          on_config=on_config, latency_queries=latency_queries)
+                          baseline=None if others else baseline, stat_test=stat_test, alpha=alpha,
+                          tuning=tuning, on_config=on_config, latency_queries=latency_queries)
     finally:
         col.close()
+    for name, path in others.items():
+        # the other index's own encoder and tuned defaults (an adapted index searches with its
+        # fine-tuned encoder and fusion), the same configs and rerankers
+        other_col, other_info = ensure_index(dataset, path, settings)
+        try:
+            other = evaluate(dataset, other_col, other_info, cfgs, settings, reranker=rr or None,
+                             stat_test=stat_test, alpha=alpha, latency_queries=latency_queries,
+                             on_config=(lambda c, m, lat, n=name: on_config(
+                                 replace(c, name=f"{c.name}[{n}]"), m, lat)) if on_config else None)
+        finally:
+            other_col.close()
+        add_compared(result, name, other)
+    if others:
+        compare(result, baseline)
     paths = write_report(
         result, Path(out), settings=repro.settings_dump(settings), versions=repro.versions(),
         models=repro.models(info.channels, settings, {n: str(p) for n, p in rr_paths.items()}),

@@ -12,7 +12,7 @@ from typing import Any
 from semsearch.eval import charts
 from semsearch.eval import metrics as M
 from semsearch.eval.datasets import write_trec_run
-from semsearch.eval.runner import EvalResult
+from semsearch.eval.runner import EvalResult, IndexInfo
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ def results_json(result: EvalResult, *, settings: dict[str, Any], versions: dict
                          "vs_baseline": result.significance},
         "recall_curve": {n: {str(k): v for k, v in c.items()} for n, c in result.recall_curve.items()},
         "index": vars(result.index),
+        "compared_indexes": {n: vars(i) for n, i in result.compared.items()},
         "tuning": result.tuning,
         "sanity": sanity(result),
         "eval_choices": M.EVAL_CHOICES,
@@ -114,15 +115,20 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _notes(result: EvalResult, data: dict[str, Any]) -> list[str]:
-    idx = result.index
+def _index_line(label: str, idx: IndexInfo) -> str:
     built = (f"built in {idx.build_seconds:.1f} s" if idx.build_seconds is not None else "reused (build time not measured here)")
+    return (f"{label}: {idx.path} ({idx.documents} documents, lexical {idx.lexical_backend}, channels "
+            f"{', '.join(f'{k}={v}' for k, v in idx.channels.items()) or 'none'}); {built}"
+            + (f"; WARNING: {idx.missing_judged} judged documents are not in the index" if idx.missing_judged else ""))
+
+
+def _notes(result: EvalResult, data: dict[str, Any]) -> list[str]:
     notes = [
         f"Dataset: {data['dataset']} split {data['split']}: {data['dataset_info']['queries']} queries, "
         f"{data['dataset_info']['judgements']} judgements; sha256 {data['dataset_info']['sha256']}",
-        f"Index: {idx.path} ({idx.documents} documents, lexical {idx.lexical_backend}, channels "
-        f"{', '.join(f'{k}={v}' for k, v in idx.channels.items()) or 'none'}); {built}"
-        + (f"; WARNING: {idx.missing_judged} judged documents are not in the index" if idx.missing_judged else ""),
+        _index_line("Index", result.index),
+        *(_index_line(f"Index `{n}` (configs `…[{n}]`, searched with its own encoder and tuned defaults)", i)
+          for n, i in result.compared.items()),
         f"Significance: paired {'t-test' if result.stat_test == 'student' else 'randomisation test'} (ranx) "
         f"against baseline `{result.baseline}`, Holm-corrected over all configs x metrics, alpha {result.alpha}: "
         "▲ significantly better, ▼ significantly worse",

@@ -54,6 +54,8 @@ class EvalResult:
     tuning: dict[str, Any] | None = None
     stat_test: str = "student"
     alpha: float = 0.05
+    #: other indexes whose configs were run too (``config[NAME]``), by name
+    compared: dict[str, IndexInfo] = field(default_factory=dict)
 
     @property
     def evaluated(self) -> list[EvalConfig]:
@@ -261,10 +263,33 @@ def evaluate(
             on_config(cfg, result.means[cfg.name], lat)
     if not result.runs:
         raise BadInput("no eval config could run here: " + "; ".join(f"{n}: {w}" for n, w in result.skipped.items()))
+    compare(result, baseline)
+    return result
+
+
+def compare(result: EvalResult, baseline: str | None = None) -> None:
+    """Choose the baseline (default: the first config run) and test every run against it."""
     names = list(result.runs)
     if baseline is not None and baseline not in result.runs:
         raise BadInput(f"baseline {baseline!r} was not run (ran: {names})")
     result.baseline = baseline or names[0]
-    result.significance = M.significance(dataset.qrels, result.runs, result.baseline,
-                                         test=stat_test, alpha=alpha)
-    return result
+    result.significance = M.significance(result.dataset.qrels, result.runs, result.baseline,
+                                         test=result.stat_test, alpha=result.alpha)
+
+
+def add_compared(result: EvalResult, name: str, other: EvalResult) -> None:
+    """Add the runs of ``other`` (the same configs over another index of the same corpus,
+    e.g. the index before ``semsearch adapt``) to ``result`` as ``config[name]``; call
+    :func:`compare` afterwards to test them against the baseline too."""
+    from dataclasses import replace
+
+    def renamed(n: str) -> str:
+        return f"{n}[{name}]"
+
+    result.compared[name] = other.index
+    result.configs += [replace(c, name=renamed(c.name)) for c in other.evaluated]
+    for mine, theirs in ((result.runs, other.runs), (result.per_query, other.per_query),
+                         (result.means, other.means), (result.latency_ms, other.latency_ms),
+                         (result.recall_curve, other.recall_curve)):
+        mine.update({renamed(n): v for n, v in theirs.items()})
+    result.skipped.update({renamed(n): why for n, why in other.skipped.items()})
