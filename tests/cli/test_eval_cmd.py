@@ -29,6 +29,16 @@ def test_eval_command_writes_the_report(tmp_path):
     for name in data["configs"]:
         assert (out / "runs" / f"{name}.trec").exists()
     assert (out / "report.html").exists() and (out / "report.md").exists()
+    # the same index again as a compared one: its configs print and report as CONFIG[NAME]
+    p = subprocess.run(
+        semsearch_cmd("eval", "--dataset", str(ds), "--out", str(tmp_path / "r2"), "--index", str(out / "index"),
+                      "--configs", "lexical", "--compare-index", f"again={out / 'index'}", "--latency-queries", "2"),
+        env=subprocess_env(SEMSEARCH_TEXT_ENCODER__DEVICE="cpu"), capture_output=True, text=True, timeout=600,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "lexical[again]: nDCG@10" in p.stderr, p.stderr
+    again = json.loads((tmp_path / "r2" / "results.json").read_text())["configs"]
+    assert list(again) == ["lexical", "lexical[again]"] and again["lexical"] == again["lexical[again]"]
 
 
 def test_eval_command_refuses_to_tune_on_the_reported_split(tmp_path):
