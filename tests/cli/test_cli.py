@@ -161,3 +161,16 @@ def test_reindex_applies_new_bm25_settings(tmp_path):
     # the old settings are now the ones refused
     old = run("search", "--index", str(ix), "sourdough", "--mode", "lexical", "--json", check=False)
     assert old.returncode != 0 and "k1" in old.stderr + old.stdout
+
+
+def test_brackets_in_documents_and_errors_are_printed_as_they_are(tmp_path):
+    # Rich reads "[word]" as markup: a title, an id or a path with one must not lose it
+    src = tmp_path / "docs.jsonl"
+    src.write_text(json.dumps({"id": "[n1]", "title": "[draft] Bracketed beekeeping notes",
+                               "text": "hives and honey"}) + "\n")
+    run("index", "--input", str(src), "--index", str(tmp_path / "ix"))
+    p = run("search", "--index", str(tmp_path / "ix"), "[draft] beekeeping", "--mode", "lexical")
+    assert "[draft] Bracketed beekeeping notes" in p.stdout and "[n1]" in p.stdout
+    assert "'[draft] beekeeping'" in p.stdout
+    p = run("search", "--index", str(tmp_path / "[old]" / "ix"), "q", check=False)
+    assert p.returncode == 2 and "[old]" in p.stderr, p.stderr

@@ -72,7 +72,7 @@ def verify_cmd(
     else:
         for p in report.problems:
             colour = "red" if p.level == "error" else "yellow"
-            console.print(f"[bold {colour}]{p.level}[/] {escape(f'[{p.check}] {p.message}')}", highlight=False)
+            console.print(f"[bold {colour}]{p.level}[/] {escape(f'[{p.check}] {p.message}')}", highlight=False, markup=True)
         st = report.stats
         verdict = "OK" if report.ok else f"{len(report.errors)} error(s)"
         console.print(f"{index}: {verdict}, {len(report.warnings)} warning(s); {st.get('documents', '?')} "

@@ -11,11 +11,14 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from semsearch.errors import SemsearchError
 
-console = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+# markup off: what is printed holds ids, titles, paths and messages ("[draft] ...", "ix[2]");
+# the few styled prefixes ask for markup and escape the data beside them
+console = Console(stderr=True, soft_wrap=True, markup=False)
+out = Console(soft_wrap=True, markup=False)
 
 
 def load_settings(**overrides: Any):  # noqa: ANN201 - Settings
@@ -39,7 +42,7 @@ def load_settings(**overrides: Any):  # noqa: ANN201 - Settings
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     raise typer.Exit(code)
 
 

@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from semsearch.cli import app
 from semsearch.cli.common import console, errors_to_exit, load_settings, out, progress_enabled
@@ -123,8 +124,8 @@ def index_cmd(
             f"[bold]indexed[/] {report.indexed} docs ({report.unchanged} unchanged, "
             f"{len(report.rejected)} rejected) of {report.read} read in {report.seconds:.1f}s "
             f"({report.docs_per_s:.1f} docs/s)"
-            + (f"; rejected records in {errors_path}" if report.rejected else ""),
-            highlight=False,
+            + (f"; rejected records in {escape(str(errors_path))}" if report.rejected else ""),
+            highlight=False, markup=True,
         )
     if report.rejected:
         raise typer.Exit(1)
@@ -152,8 +153,9 @@ def _index_store(inputs: list[Path], settings, errors: Path | None, json_out: bo
         console.print(
             f"[bold]indexed[/] {report['indexed']} docs ({len(rejected)} rejected) of {report['read']} "
             f"read in {report['seconds']:.1f}s ({report['docs_per_s']:.1f} docs/s) into Elasticsearch "
-            f"index {settings.store.elasticsearch.index!r}"
-            + (f"; rejected records in {errors_path}" if rejected else ""), highlight=False)
+            f"index {escape(repr(settings.store.elasticsearch.index))}"
+            + (f"; rejected records in {escape(str(errors_path))}" if rejected else ""),
+            highlight=False, markup=True)
     if rejected:
         raise typer.Exit(1)
 

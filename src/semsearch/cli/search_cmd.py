@@ -84,13 +84,15 @@ def search_cmd(
         out.print_json(json.dumps(payload))
         return
     from rich.table import Table
+    from rich.text import Text
 
-    t = Table(title=f"{res.mode} search: {res.query!r} ({res.took_ms:.0f} ms)")
+    # Text, not str: ids, titles and queries are data, never Rich markup ("[draft] ..." stays)
+    t = Table(title=Text(f"{res.mode} search: {res.query!r} ({res.took_ms:.0f} ms)"))
     for col in ("rank", "id", "score", "channels", "title / text"):
         t.add_column(col)
     for h in res.hits:
         chans = " ".join(f"{c}#{v.rank}" for c, v in h.channels.items())
         doc = h.document
         snippet = (doc.title or doc.text[:80]) if doc else ""
-        t.add_row(str(h.rank), h.id, f"{h.score:.4f}", chans, snippet)
+        t.add_row(str(h.rank), Text(h.id), f"{h.score:.4f}", chans, Text(snippet))
     out.print(t)
