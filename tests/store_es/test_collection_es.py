@@ -155,8 +155,20 @@ def test_deep_pages_use_search_after_over_a_point_in_time(es_url, es_names, tiny
         mid = col.search("immune bacteria plants gravity magma yeast chess sunlight marathon books bees lithium", k=4, offset=3, mode="lexical")
         assert [h.id for h in mid.hits] == [h.id for h in deep.hits[3:7]]
         assert [h.rank for h in mid.hits] == [4, 5, 6, 7]
-        ids = {d.id for d, _ in col.iter_documents(page=5)}
-        assert ids == {d.id for d in tiny_docs}
+        docs = list(col.documents(page=5))
+        assert sorted(d.id for d in docs) == sorted(d.id for d in tiny_docs)
+        assert {d.id: d for d in docs}["d3"] == tiny_docs[2]
+
+
+def test_documents_are_every_acknowledged_write(es_url, es_names, tiny_docs):
+    # as the local Collection.documents(): written, not yet refreshed, is included
+    s = store_settings(es_url, es_names("docs-acked"), refresh_interval="-1")
+    with Collection.create(None, s, encoder=HashingEncoder()) as col:
+        col.upsert(tiny_docs, wait_for=True)
+        col.upsert([Document(id="late", title="Late", text="written, not refreshed")])
+        col.delete(["d3"])
+        ids = [d.id for d in col.documents()]
+        assert sorted(ids) == sorted({d.id for d in tiny_docs} - {"d3"} | {"late"})
 
 
 def test_rebuild_swaps_the_alias_and_keeps_vectors(store):

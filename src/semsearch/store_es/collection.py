@@ -204,16 +204,15 @@ class ElasticsearchCollection(StoreSearch):
         return self._reranker
 
     # -- reads --------------------------------------------------------------------------
-    def iter_documents(self, *, with_vectors: bool = False, page: int = 1000) -> Iterator[tuple[Document, dict[str, Any]]]:
-        """Every document, read through a point in time (a consistent snapshot); with
-        ``with_vectors`` the raw embedding and hashes come along in the second item."""
-        body: dict[str, Any] = {"query": {"match_all": {}},
-                                "_source": True if with_vectors else {"excludes": mapping.SOURCE_EXCLUDES}}
+    def documents(self, *, page: int = 1000) -> Iterator[Document]:
+        """Every stored document, read through a point in time (a consistent snapshot) taken
+        after a refresh: acknowledged writes included, deleted documents not (as the local
+        :meth:`semsearch.collection.Collection.documents`). Order: by shard and Lucene doc."""
+        self.refresh()
+        body: dict[str, Any] = {"query": {"match_all": {}}, "_source": {"excludes": mapping.SOURCE_EXCLUDES}}
         for batch in self.pit_pages(body, ["_shard_doc"], page):
             for h in batch:
-                src = h["_source"]
-                extra = {k: src[k] for k in mapping.SOURCE_EXCLUDES if k in src}
-                yield stored_document(h["_id"], src), extra
+                yield stored_document(h["_id"], h["_source"])
 
     def search_by_image(self, image: Any, **kw: Any) -> SearchResult:
         raise BadInput("image search is not available with the elasticsearch store yet")
