@@ -66,3 +66,9 @@ def test_corpus_and_passage_vectors_equal_the_uncached_encoding(tmp_path, minilm
     one = encode_corpus(minilm, docs, "{title} {text}", tmp_path / "v")
     assert one.shape == (7, minilm.dim)
     assert np.array_equal(encode_corpus(None, docs, "{title} {text}", tmp_path / "v"), one)
+
+
+def test_no_documents_no_vectors(tmp_path):
+    assert encode_passages(None, [], "{text}", P.PassagePlan(8, 2, 4), tmp_path / "p") == []
+    flat, counts = encode_chunked(_Rows(), [], tmp_path / "c")
+    assert len(flat) == 0 and len(counts) == 0

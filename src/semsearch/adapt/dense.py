@@ -136,7 +136,7 @@ def encode_passages(encoder: Any, docs: Sequence[Document], template: str, plan:
         return np.concatenate(per), np.array([len(m) for m in per], np.int64)
 
     flat, counts = encode_chunked(chunk, docs, cache, progress=progress)
-    return np.split(flat, np.cumsum(counts)[:-1])
+    return np.split(flat, np.cumsum(counts)[:-1]) if len(counts) else []
 
 
 def encode_chunked(encode: Any, docs: Sequence[Document], cache: Path | None, *, chunk: int = 2048,
