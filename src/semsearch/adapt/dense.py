@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from semsearch.documents import Document
+from semsearch.indexer.manifest import write_atomic
 from semsearch.rerank.train.mining import Example
 
 logger = logging.getLogger(__name__)
@@ -179,10 +179,7 @@ def _load_part(f: Path, digest: str) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _save_part(f: Path, digest: str, vectors: np.ndarray, counts: np.ndarray) -> None:
-    tmp = f.with_name(f.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, vectors=vectors, counts=counts, ids=np.array(digest))
-    os.replace(tmp, f)
+    write_atomic(f, lambda fh: np.savez(fh, vectors=vectors, counts=counts, ids=np.array(digest)))
 
 
 def reencode_index(index: Any, ids: Sequence[str], matrix: np.ndarray | list[np.ndarray], encoder_name: str, *,

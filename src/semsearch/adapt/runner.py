@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from semsearch.adapt.fusion import score, select_fusion, single_channel_run
 from semsearch.collection import Collection, open_directory
 from semsearch.config import Settings
 from semsearch.errors import BadInput
+from semsearch.indexer.manifest import save_npy
 
 logger = logging.getLogger(__name__)
 
@@ -127,10 +127,7 @@ class Adapter:
             else:
                 with self.collection() as col:
                     self._base_matrix = col.vectors([d.id for d in self.docs()], "dense")
-                tmp = cache.with_name(cache.name + ".tmp")  # never a half-written cache
-                with open(tmp, "wb") as fh:
-                    np.save(fh, self._base_matrix, allow_pickle=False)
-                os.replace(tmp, cache)
+                save_npy(cache, self._base_matrix)  # never a half-written cache
         return self._base_matrix
 
     def examples(self, name: str) -> list:

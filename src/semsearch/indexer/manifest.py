@@ -22,9 +22,11 @@ import functools
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from semsearch.errors import IndexIncompatible, IndexNotFound
@@ -129,6 +131,23 @@ def write_manifest(path: Path, manifest: Manifest) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path / MANIFEST)
     fsync_dir(path)
+
+
+def write_atomic(dest: Path, write: Callable[[BinaryIO], object], *, fsync: bool = False) -> None:
+    """``write(file)`` into ``dest`` whole or not at all: a temp file beside it, renamed over
+    it (fsynced first with ``fsync``), so a reader or an interrupted run never sees half."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        write(fh)
+        if fsync:
+            fh.flush()
+            os.fsync(fh.fileno())
+    os.replace(tmp, dest)
+
+
+def save_npy(dest: Path, arr: np.ndarray, *, fsync: bool = False) -> None:
+    """``arr`` as ``dest`` (.npy, no pickles), written atomically (:func:`write_atomic`)."""
+    write_atomic(dest, lambda fh: np.save(fh, arr, allow_pickle=False), fsync=fsync)
 
 
 def fsync_dir(path: Path) -> None:

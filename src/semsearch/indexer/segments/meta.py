@@ -43,6 +43,7 @@ from semsearch.filters import (
     Scalar,
     parse_date,
 )
+from semsearch.indexer.manifest import save_npy
 
 FORMAT = 1
 _EMPTY = np.zeros(0, dtype=np.int32)
@@ -273,7 +274,7 @@ class MetadataIndex:
             if fld.strings:
                 arrays["string_offsets"], arrays["string_ords"] = fld.str_offsets, fld.str_ords
             for col, arr in arrays.items():
-                _atomic_npy(path / f"f{i}.{col}.npy", arr)
+                save_npy(path / f"f{i}.{col}.npy", arr)
             fields[name] = {"file": f"f{i}", "types": sorted(fld.types), "columns": sorted(arrays),
                             "strings": fld.strings}
         tmp = path / "meta.json.tmp"
@@ -308,13 +309,6 @@ class MetadataIndex:
         except (OSError, KeyError, ValueError) as e:
             raise IndexIncompatible(f"metadata index at {path} is damaged: {e}") from e
         return cls(int(info["n_docs"]), fields)
-
-
-def _atomic_npy(dest: Path, arr: np.ndarray) -> None:
-    tmp = dest.with_name(dest.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, arr, allow_pickle=False)
-    os.replace(tmp, dest)
 
 
 def union_types(indexes: Iterable[MetadataIndex]) -> dict[str, set[str]]:

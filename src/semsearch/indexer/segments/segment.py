@@ -32,7 +32,7 @@ import numpy as np
 from semsearch.config import FaissSettings
 from semsearch.documents import Document
 from semsearch.errors import IndexIncompatible
-from semsearch.indexer.manifest import fsync_tree
+from semsearch.indexer.manifest import fsync_tree, save_npy
 from semsearch.indexer.segments.lexical import LexicalSegment
 from semsearch.indexer.segments.meta import MetadataIndex
 from semsearch.indexer.segments.vectors import VectorSegment, pack_passages
@@ -198,9 +198,4 @@ def read_deletes(path: Path, n_docs: int) -> np.ndarray:
 
 
 def write_deletes(path: Path, deleted: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, np.packbits(deleted, bitorder="little"), allow_pickle=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    save_npy(path, np.packbits(deleted, bitorder="little"), fsync=True)
