@@ -35,7 +35,7 @@ def eval_cmd(
 
     def progress(cfg, means, lat) -> None:  # noqa: ANN001
         console.print(f"{cfg.name}: nDCG@10 {means['ndcg@10']:.4f}  recall@100 {means['recall@100']:.4f}  "
-                      f"p50 {lat['p50']:.1f} ms  p95 {lat['p95']:.1f} ms", highlight=False, markup=False)
+                      f"p50 {lat['p50']:.1f} ms  p95 {lat['p95']:.1f} ms", highlight=False)
 
     with errors_to_exit():
         outcome = run_eval(dataset, split, out_dir, settings, configs=names, index_dir=index, tune_on=tune_on,
@@ -43,7 +43,7 @@ def eval_cmd(
                            on_config=progress, latency_queries=latency_queries, compare_index=compare_index)
     r = outcome.result
     for name, why in r.skipped.items():
-        console.print(f"skipped {name}: {why}", highlight=False, markup=False)
+        console.print(f"skipped {name}: {why}", highlight=False)
     from semsearch.eval.report import sanity
 
     s = sanity(r)

@@ -14,7 +14,14 @@ from semsearch.eval import repro
 from semsearch.eval.configs import DEFAULT_CAPTION_CONFIGS, DEFAULT_TEXT_CONFIGS, resolve_configs
 from semsearch.eval.datasets import load_dataset
 from semsearch.eval.report import write_report
-from semsearch.eval.runner import EvalResult, add_compared, compare, ensure_index, evaluate
+from semsearch.eval.runner import (
+    EvalResult,
+    add_compared,
+    compare,
+    compared_name,
+    ensure_index,
+    evaluate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +138,7 @@ def run_eval(
             other = evaluate(dataset, other_col, other_info, cfgs, settings, reranker=rr or None,
                              stat_test=stat_test, alpha=alpha, latency_queries=latency_queries,
                              on_config=(lambda c, m, lat, n=name: on_config(
-                                 replace(c, name=f"{c.name}[{n}]"), m, lat)) if on_config else None)
+                                 replace(c, name=compared_name(c.name, n)), m, lat)) if on_config else None)
         finally:
             other_col.close()
         add_compared(result, name, other)

@@ -12,7 +12,7 @@ from typing import Any
 from semsearch.eval import charts
 from semsearch.eval import metrics as M
 from semsearch.eval.datasets import write_trec_run
-from semsearch.eval.runner import EvalResult, IndexInfo
+from semsearch.eval.runner import EvalResult, IndexInfo, compared_name
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,8 @@ def _notes(result: EvalResult, data: dict[str, Any]) -> list[str]:
         f"Dataset: {data['dataset']} split {data['split']}: {data['dataset_info']['queries']} queries, "
         f"{data['dataset_info']['judgements']} judgements; sha256 {data['dataset_info']['sha256']}",
         _index_line("Index", result.index),
-        *(_index_line(f"Index `{n}` (configs `…[{n}]`, searched with its own encoder and tuned defaults)", i)
+        *(_index_line(f"Index `{n}` (configs `{compared_name('…', n)}`, searched with its own encoder and "
+                      "tuned defaults)", i)
           for n, i in result.compared.items()),
         f"Significance: paired {'t-test' if result.stat_test == 'student' else 'randomisation test'} (ranx) "
         f"against baseline `{result.baseline}`, Holm-corrected over all configs x metrics, alpha {result.alpha}: "

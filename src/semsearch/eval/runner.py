@@ -277,6 +277,11 @@ def compare(result: EvalResult, baseline: str | None = None) -> None:
                                          test=result.stat_test, alpha=result.alpha)
 
 
+def compared_name(config: str, index: str) -> str:
+    """The name a config run over the compared index ``index`` is reported under."""
+    return f"{config}[{index}]"
+
+
 def add_compared(result: EvalResult, name: str, other: EvalResult) -> None:
     """Add the runs of ``other`` (the same configs over another index of the same corpus,
     e.g. the index before ``semsearch adapt``) to ``result`` as ``config[name]``; call
@@ -284,7 +289,7 @@ def add_compared(result: EvalResult, name: str, other: EvalResult) -> None:
     from dataclasses import replace
 
     def renamed(n: str) -> str:
-        return f"{n}[{name}]"
+        return compared_name(n, name)
 
     result.compared[name] = other.index
     result.configs += [replace(c, name=renamed(c.name)) for c in other.evaluated]
