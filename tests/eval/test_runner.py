@@ -144,7 +144,7 @@ def test_lexical_es_config_runs_against_a_real_server(tiny_eval, es_names, es_ur
     assert res.means["lexical-es"]["ndcg@10"] > 0.5
 
 
-def test_another_index_is_reported_beside_with_its_own_tuned_defaults(tiny_beir, tmp_path, minilm):
+def test_another_index_is_reported_beside_with_its_own_tuned_defaults(tiny_beir, tmp_path, minilm, monkeypatch):
     # the index before/after `semsearch adapt` side by side: "tuned" is a copy of the index
     # whose recorded defaults (Manifest.tuned) make hybrid lexical only
     import json
@@ -163,11 +163,18 @@ def test_another_index_is_reported_beside_with_its_own_tuned_defaults(tiny_beir,
     m.tuned = {"fusion": {"method": "rrf", "weights": {"lexical": 1.0, "dense": 0.0}}}
     write_manifest(tmp_path / "tuned", m)
 
+    from semsearch.eval import metrics
+
+    tested = []  # the significance tests run once, over every run of both indexes
+    real = metrics.significance
+    monkeypatch.setattr(metrics, "significance", lambda qrels, runs, *a, **kw: tested.append(list(runs))
+                        or real(qrels, runs, *a, **kw))
     out = run_eval(tiny_beir, "test", tmp_path / "r2", s, configs=["lexical", "hybrid-index"],
                    index_dir=tmp_path / "r1" / "index", encoder=minilm, latency_queries=2,
                    compare_index=[f"tuned={tmp_path / 'tuned'}"], baseline="hybrid-index[tuned]")
     r = out.result
     assert list(r.runs) == ["lexical", "hybrid-index", "lexical[tuned]", "hybrid-index[tuned]"]
+    assert tested == [list(r.runs)]
     assert r.runs["hybrid-index"] == base.result.runs["hybrid-index"]  # the main index as before
     # same corpus, same lexical index: identical; the tuned hybrid ranks as lexical does
     assert r.runs["lexical[tuned]"].keys() == r.runs["lexical"].keys()

@@ -126,8 +126,9 @@ def run_eval(
             tuning = tune_fusion(col, train)
             cfgs += tuned_configs(tuning)
         result = evaluate(dataset, col, info, cfgs, settings, reranker=rr or None,
-                          baseline=None if others else baseline, stat_test=stat_test, alpha=alpha,
-                          tuning=tuning, on_config=on_config, latency_queries=latency_queries)
+                          baseline=baseline, stat_test=stat_test, alpha=alpha, tuning=tuning,
+                          on_config=on_config, latency_queries=latency_queries,
+                          compare_runs=not others)
     finally:
         col.close()
     for name, path in others.items():
@@ -137,6 +138,7 @@ def run_eval(
         try:
             other = evaluate(dataset, other_col, other_info, cfgs, settings, reranker=rr or None,
                              stat_test=stat_test, alpha=alpha, latency_queries=latency_queries,
+                             compare_runs=False,
                              on_config=(lambda c, m, lat, n=name: on_config(
                                  replace(c, name=compared_name(c.name, n)), m, lat)) if on_config else None)
         finally:

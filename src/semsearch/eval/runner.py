@@ -211,9 +211,12 @@ def evaluate(
     tuning: dict[str, Any] | None = None,
     on_config: Any = None,
     latency_queries: int = LATENCY_QUERIES,
+    compare_runs: bool = True,
 ) -> EvalResult:
     """Run ``configs`` over ``col`` and compare them. Searches use the collection's encoder
-    and settings; ``settings`` decides which configs can run (and the ``lexical-es`` index)."""
+    and settings; ``settings`` decides which configs can run (and the ``lexical-es`` index).
+    ``compare_runs=False`` leaves the significance tests to a later :func:`compare` (when
+    the runs of other indexes are added first)."""
     from semsearch.search import engine
 
     rerankers = reranker if isinstance(reranker, dict) else ({"": reranker} if reranker is not None else {})
@@ -263,7 +266,8 @@ def evaluate(
             on_config(cfg, result.means[cfg.name], lat)
     if not result.runs:
         raise BadInput("no eval config could run here: " + "; ".join(f"{n}: {w}" for n, w in result.skipped.items()))
-    compare(result, baseline)
+    if compare_runs:
+        compare(result, baseline)
     return result
 
 
