@@ -317,3 +317,29 @@ def test_searcher_is_shared_between_threads():
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda q: s.search_many([q], 10, boosts=boosts)[0], c.queries * 3))
     assert got == want * 3
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("share", [0.1, 0.6])  # pushed into the scoring / applied after it
+def test_filters_give_the_unfiltered_ranking_of_the_allowed_documents(method, share, monkeypatch):
+    """A filter changes which documents are returned, never their scores or order (the
+    statistics stay those of every live document); a selective one also spares the
+    arithmetic of the postings it excludes."""
+    settings = EmbeddedLexicalSettings(method=method, k1=1.2, b=0.75)
+    c = Corpus(4, n_batches=6)
+    rng = np.random.default_rng(7)
+    masks = [rng.random(seg.n_docs) < share for seg in c.segments]
+    s = BM25Searcher(c.segments, c.live, settings)
+    scored = []
+    real = s._posting_scores
+    monkeypatch.setattr(s, "_posting_scores", lambda ords, *a: scored.append(ords.size) or real(ords, *a))
+    for boosts in ({"all": 1.0}, {"title": 2.0, "text": 1.0}):
+        everything = s.search_many(c.queries, 10_000, boosts=boosts)
+        n_unfiltered = sum(scored)
+        scored.clear()
+        got = s.search_many(c.queries, 7, boosts=boosts, masks=masks)
+        for q, full, hits in zip(c.queries, everything, got):
+            want = [h for h in full if masks[h[0]][h[1]]][:7]
+            assert hits == want, q  # same scores, bit for bit, and the same order
+        assert sum(scored) < n_unfiltered if share < 0.25 else sum(scored) == n_unfiltered
+        scored.clear()
