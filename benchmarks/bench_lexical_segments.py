@@ -420,9 +420,8 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    from semsearch.indexer.lexical.embedded import Analyzer
-
     from semsearch.config import EmbeddedLexicalSettings
+    from semsearch.indexer.lexical.analysis import Analyzer
 
     settings = EmbeddedLexicalSettings(method=METHOD, k1=K1, b=B)
     analyzer = Analyzer()
