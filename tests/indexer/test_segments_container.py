@@ -1,13 +1,20 @@
 """The segments' array container: named arrays in one file, read back as zero-copy
-memory-mapped views; a short or damaged file is refused naming the array."""
+memory-mapped views; a short or damaged file is refused naming the array; and a segment of
+one document is three files."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
 
+from semsearch.config import Settings
+from semsearch.documents import Document
 from semsearch.errors import BadInput, IndexIncompatible
+from semsearch.indexer.index import Index
 from semsearch.indexer.segments.container import ALIGN, ArrayFile, ArrayWriter
+from tests.conftest import HashingEncoder
 
 rng = np.random.default_rng(0)
 ARRAYS = {
@@ -131,3 +138,33 @@ def test_extra_bytes_a_damaged_table_and_changed_bytes_are_found(tmp_path):
     changed[f.span("b")[0] + 3] ^= 1
     p.write_bytes(bytes(changed))
     assert ArrayFile.open(p).check() == ["b"]  # opening checks sizes; check() reads the bytes
+
+
+def test_a_one_document_segment_is_three_files(tmp_path, monkeypatch):
+    s = Settings()
+    s.no_progress = True
+    enc = HashingEncoder()
+    with Index.create(tmp_path / "ix", s) as idx:
+        idx.ensure_channel("dense", dim=enc.dim, encoder=enc.name)
+        docs = [Document(id="a", title="airship", text="zeppelin hangar", metadata={"year": 1900, "tag": "x"})]
+        idx.write(docs, {"dense": enc.encode(["airship zeppelin hangar"])})
+        synced: list[str] = []
+        fsync = os.fsync
+
+        def counting(fd: int) -> None:
+            synced.append(os.readlink(f"/proc/self/fd/{fd}"))  # (Linux: fcntl locks, too)
+            fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", counting)
+        idx.sync()
+        monkeypatch.undo()
+        (seg,) = idx.snapshot().segments
+        assert {p.name for p in seg.path.iterdir()} == {"segment.json", "arrays.bin", "metadata.jsonl"}
+        assert {n.split(".")[0] for n in seg.arrays} == {"lexical", "meta", "vectors"}
+        # the segment's three files and its folder (then the segments folder, the manifest and
+        # the index folder)
+        in_segment = [p for p in synced if "/segments/" in p]
+        assert len(in_segment) == 4, synced
+        np.testing.assert_array_equal(seg.vectors["dense"].vectors, enc.encode(["airship zeppelin hangar"]))
+        assert isinstance(seg.vectors["dense"].vectors, np.memmap)
+        assert idx.snapshot().lexical.search("zeppelin", 1)[0][0] == "a"
