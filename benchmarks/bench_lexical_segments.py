@@ -140,6 +140,7 @@ def scifact(analyzer, settings) -> dict:
 def synthetic(analyzer, settings, n: int, n_segments: int, n_queries: int) -> dict:
     import bm25s
 
+    from semsearch.indexer.segments.container import ArrayFile, ArrayWriter
     from semsearch.indexer.segments.lexical import BM25Searcher, LexicalSegment
 
     corpus = synth_corpus(n)
@@ -205,12 +206,19 @@ def synthetic(analyzer, settings, n: int, n_segments: int, n_queries: int) -> di
 
     with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parents[1] / ".cache") as tmp:
         t = time.perf_counter()
-        for i, s in enumerate(segments):
-            s.save(Path(tmp) / f"seg{i}")
+        infos = []
+        for i, s in enumerate(segments):  # as a segment saves them: one container + its JSON
+            (Path(tmp) / f"seg{i}").mkdir()
+            w = ArrayWriter()
+            infos.append(s.save(w))
+            w.write(Path(tmp) / f"seg{i}" / "arrays.bin")
+            (Path(tmp) / f"seg{i}" / "segment.json").write_text(json.dumps(infos[-1], ensure_ascii=False))
         save_s = time.perf_counter() - t
         seg_disk = dir_size_mb(Path(tmp))
         t = time.perf_counter()
-        loaded = [LexicalSegment.load(Path(tmp) / f"seg{i}") for i in range(len(segments))]
+        loaded = [LexicalSegment.load(ArrayFile.open(Path(tmp) / f"seg{i}" / "arrays.bin"),
+                                      json.loads((Path(tmp) / f"seg{i}" / "segment.json").read_text()))
+                  for i in range(len(segments))]
         load_s = time.perf_counter() - t
         del loaded
         mono.save(str(Path(tmp) / "bm25s"), show_progress=False)
@@ -420,9 +428,8 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    from semsearch.indexer.lexical.embedded import Analyzer
-
     from semsearch.config import EmbeddedLexicalSettings
+    from semsearch.indexer.lexical.analysis import Analyzer
 
     settings = EmbeddedLexicalSettings(method=METHOD, k1=K1, b=B)
     analyzer = Analyzer()

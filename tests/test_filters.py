@@ -4,6 +4,8 @@ against the shared cases of tests/conformance/filters.py."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -22,6 +24,7 @@ from semsearch.filters import (
     parse_filter,
     to_elasticsearch,
 )
+from semsearch.indexer.segments.container import ArrayFile, ArrayWriter
 from semsearch.indexer.segments.meta import MetadataIndex, union_types
 from tests.conformance.filters import META, FilterSuite
 
@@ -74,13 +77,21 @@ class TestMetadataIndexThreeSegments(FilterSuite):
         return segmented_search([(ids, MetadataIndex.build([META[i] for i in ids])) for ids in split(3)])
 
 
+def saved(index: MetadataIndex, path) -> tuple[ArrayFile, dict]:
+    """``index`` saved as a segment saves it: its columns into a container, the rest as JSON."""
+    w = ArrayWriter()
+    info = json.loads(json.dumps(index.save(w)))
+    w.write(path)
+    return ArrayFile.open(path), info
+
+
 class TestMetadataIndexSavedAndLoaded(FilterSuite):
     @pytest.fixture
     def search(self, tmp_path):
         segs = []
         for n, ids in enumerate(split(3)):
-            MetadataIndex.build([META[i] for i in ids]).save(tmp_path / f"seg{n}")
-            segs.append((ids, MetadataIndex.load(tmp_path / f"seg{n}")))
+            arrays, info = saved(MetadataIndex.build([META[i] for i in ids]), tmp_path / f"seg{n}.bin")
+            segs.append((ids, MetadataIndex.load(arrays, info)))
         return segmented_search(segs)
 
 
@@ -241,15 +252,23 @@ def test_not_costs_a_complement_and_none_is_everything():
     assert MetadataIndex.build([]).mask(parse_filter({"a": 1})).shape == (0,)
 
 
-def test_save_writes_explicit_files_and_load_checks_the_format(tmp_path):
-    MetadataIndex.build(list(META.values())).save(tmp_path / "m")
-    names = sorted(p.name for p in (tmp_path / "m").iterdir())
-    assert "meta.json" in names and all(n == "meta.json" or n.endswith(".npy") for n in names)
-    (tmp_path / "m" / "meta.json").write_text('{"format": 99}')
+def test_save_writes_named_plain_arrays_and_load_checks_the_format(tmp_path):
+    w = ArrayWriter()
+    info = MetadataIndex.build(list(META.values())).save(w)
+    assert w.names() and all(n.startswith("meta.f") for n in w.names())
+    w.write(tmp_path / "m.bin")
+    arrays = ArrayFile.open(tmp_path / "m.bin")
+    assert all(arrays[n].dtype.kind in "biuf" for n in arrays)  # no objects, no pickles
+    assert info["format"] == 2 and json.loads(json.dumps(info)) == info
     with pytest.raises(IndexIncompatible, match="format 99"):
-        MetadataIndex.load(tmp_path / "m")
-    with pytest.raises(IndexIncompatible, match="unreadable"):
-        MetadataIndex.load(tmp_path / "nothing")
+        MetadataIndex.load(arrays, {**info, "format": 99})
+    with pytest.raises(IndexIncompatible, match="format 1; .*rebuild the index"):
+        MetadataIndex.load(arrays, {**info, "format": 1})
+    with pytest.raises(IndexIncompatible, match="damaged"):
+        MetadataIndex.load(arrays, {k: v for k, v in info.items() if k != "n_docs"})
+    ArrayWriter().write(tmp_path / "empty.bin")
+    with pytest.raises(IndexIncompatible, match=r"empty\.bin holds no array 'meta\.f0\.exists'"):
+        MetadataIndex.load(ArrayFile.open(tmp_path / "empty.bin"), info)
 
 
 def test_to_elasticsearch_shapes():

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import TINY_DOCS, semsearch_cmd, subprocess_env
+from tests.conftest import TINY_DOCS, semsearch_cmd, subprocess_env, to_format_2_layout
 
 
 def run(*args, check=True):
@@ -161,6 +161,24 @@ def test_reindex_applies_new_bm25_settings(tmp_path):
     # the old settings are now the ones refused
     old = run("search", "--index", str(ix), "sourdough", "--mode", "lexical", "--json", check=False)
     assert old.returncode != 0 and "k1" in old.stderr + old.stdout
+
+
+def test_reindex_upgrades_an_index_of_the_file_per_array_layout(tmp_path):
+    """An index written before the segments' array container (index format 2) is refused by
+    a search, with the command that upgrades it; `semsearch reindex` rebuilds its segments
+    from the document store."""
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(json.dumps(x) + "\n" for x in TINY_DOCS))
+    ix = tmp_path / "ix"
+    run("index", "--input", str(src), "--index", str(ix), "--no-dense", "--json")
+    to_format_2_layout(ix)
+    refused = run("search", "--index", str(ix), "sourdough", "--mode", "lexical", "--json", check=False)
+    assert refused.returncode != 0
+    assert "format 2" in refused.stderr + refused.stdout and f"semsearch reindex --index {ix}" in refused.stderr + refused.stdout
+    run("reindex", "--index", str(ix), "--json")
+    after = run("search", "--index", str(ix), "sourdough", "--mode", "lexical", "--json")
+    assert [h["id"] for h in json.loads(after.stdout)["hits"]] == ["d6"]
+    assert json.loads(run("verify", "--index", str(ix), "--json").stdout)["ok"]
 
 
 def test_brackets_in_documents_and_errors_are_printed_as_they_are(tmp_path):

@@ -20,7 +20,8 @@ from semsearch.documents import Document
 from semsearch.errors import BadInput, IndexIncompatible
 from semsearch.indexer import backup
 from semsearch.indexer.index import Index, IndexLocked
-from semsearch.indexer.manifest import read_manifest
+from semsearch.indexer.manifest import FORMAT_VERSION, read_manifest
+from semsearch.indexer.segments.container import ArrayFile
 from tests.conftest import HashingEncoder
 
 
@@ -208,14 +209,55 @@ def checks(report: backup.VerifyReport) -> set[str]:
 def test_verify_finds_a_deleted_segment_file(quiet_index, tmp_path):
     ix = damaged(quiet_index, tmp_path, "a")
     seg = read_manifest(ix).segments[1].name
-    (ix / "segments" / seg / "dense.npy").unlink()
+    (ix / "segments" / seg / "arrays.bin").unlink()
     report = backup.verify(ix)
     assert not report.ok and checks(report) == {"segments"}
-    assert report.errors[0].message.startswith(f"segment {seg}") and "dense.npy" in report.errors[0].message
+    assert report.errors[0].message.startswith(f"segment {seg}") and "arrays.bin" in report.errors[0].message
+    assert "is incomplete" in report.errors[0].message
+
+    ix = damaged(quiet_index, tmp_path, "c")
+    (ix / "segments" / seg / "segment.json").unlink()
+    report = backup.verify(ix)
+    assert checks(report) == {"segments"} and "segment.json is missing" in report.errors[0].message
 
     ix = damaged(quiet_index, tmp_path, "b")
     shutil.rmtree(ix / "segments" / seg)
     assert "named by the manifest is missing" in backup.verify(ix).errors[0].message
+
+
+def test_verify_finds_a_truncated_or_damaged_array_container(quiet_index, tmp_path):
+    ix = damaged(quiet_index, tmp_path, "a")
+    seg = read_manifest(ix).segments[1].name
+    f = ix / "segments" / seg / "arrays.bin"
+    arrays = ArrayFile.open(f)
+    last = max(arrays, key=lambda n: arrays.span(n)[0])
+    assert last.startswith("vectors.dense.")
+    f.write_bytes(f.read_bytes()[:-1])
+    report = backup.verify(ix)
+    assert not report.ok and checks(report) == {"segments"}
+    msg = report.errors[0].message
+    assert msg.startswith(f"segment {seg} does not load") and f"arrays.bin is truncated: array {last!r}" in msg
+
+    # a changed byte in the middle: the table still fits the file, the checksum does not
+    ix = damaged(quiet_index, tmp_path, "b")
+    f = ix / "segments" / seg / "arrays.bin"
+    offset, nbytes = ArrayFile.open(f).span("lexical.all.doc_len")
+    raw = bytearray(f.read_bytes())
+    raw[offset] ^= 0xFF
+    f.write_bytes(bytes(raw))
+    report = backup.verify(ix)
+    assert not report.ok and checks(report) == {"segments"}
+    assert report.errors[0].message == (f"segment {seg}: arrays.bin is damaged: 1 array(s) differ from "
+                                        "their checksum: lexical.all.doc_len")
+
+    # a damaged table
+    ix = damaged(quiet_index, tmp_path, "c")
+    f = ix / "segments" / seg / "arrays.bin"
+    raw = bytearray(f.read_bytes())
+    raw[20] ^= 0xFF
+    f.write_bytes(bytes(raw))
+    report = backup.verify(ix)
+    assert checks(report) == {"segments"} and "table of arrays is damaged" in report.errors[0].message
 
 
 def test_verify_finds_a_truncated_deletion_file(quiet_index, tmp_path):
@@ -300,7 +342,7 @@ def test_restore_refuses_an_archive_it_did_not_write(tmp_path):
 def test_snapshot_refuses_an_index_of_another_format(quiet_index, tmp_path):
     ix = damaged(quiet_index, tmp_path, "old")
     m = (ix / "manifest.json").read_text()
-    (ix / "manifest.json").write_text(m.replace('"format_version": 2', '"format_version": 1'))
-    with pytest.raises(IndexIncompatible, match="format version 1"):
+    (ix / "manifest.json").write_text(m.replace(f'"format_version": {FORMAT_VERSION}', '"format_version": 2'))
+    with pytest.raises(IndexIncompatible, match="format version 2"):
         backup.snapshot(ix, tmp_path / "snap.tar")
     assert not list(tmp_path.glob("*snap.tar*"))

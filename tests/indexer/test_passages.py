@@ -88,7 +88,7 @@ def test_short_documents_are_one_row_exactly_as_without_passages(tmp_path, setti
     with open_col(tmp_path / "ix", settings, enc) as col:
         col.upsert(docs, wait_for=True)
         vs = col.index.snapshot().segments[0].vectors["dense"]
-        assert vs.owners is None and not (col.index.snapshot().segments[0].path / "dense.owners.npy").exists()
+        assert vs.owners is None and "vectors.dense.owners" not in col.index.snapshot().segments[0].arrays
         want = enc.encode([f"{d.title} {d.text}" for d in docs])
         assert np.array_equal(np.asarray(vs.vectors), want)
         assert all(h.passage is None for h in dense(col, "sunlight"))
@@ -116,7 +116,7 @@ def test_deletes_filters_merges_and_reindex_treat_a_documents_passages_as_one(tm
         assert vs.ann.ntotal == len(vs.owners) and int(vs.present.sum()) == 29
         # the HNSW graph's flat storage holds the passage rows: no second copy on disk, and a
         # reader that opens the segment from disk finds the same passages
-        assert not (seg.path / "dense.npy").exists()
+        assert "vectors.dense.rows" not in seg.arrays and "vectors.dense.owners" in seg.arrays
         with Collection.open(tmp_path / "ix", settings, encoder=HashingEncoder(dim=512)) as ro:
             (ro_seg,) = ro.index.snapshot().segments
             assert np.array_equal(np.asarray(ro_seg.vectors["dense"].vectors), np.asarray(vs.vectors))

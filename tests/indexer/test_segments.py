@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import numpy as np
 import pytest
 
 from semsearch.config import Settings
 from semsearch.documents import Document
-from semsearch.errors import BadInput
+from semsearch.errors import BadInput, IndexIncompatible
 from semsearch.filters import parse_filter
 from semsearch.indexer.index import Index
-from semsearch.indexer.manifest import Manifest
+from semsearch.indexer.manifest import FORMAT_VERSION, Manifest
+from semsearch.indexer.segments.segment import Segment
 from semsearch.indexer.store import DocStore
-from tests.conftest import HashingEncoder
+from semsearch.indexer.verify import verify
+from tests.conftest import HashingEncoder, to_format_2_layout
 
 WORDS = ("bees honey pollen flowers crops solar panels wind turbines bread yeast dough river lake "
          "ocean mountain glacier volcano magma crust planet star galaxy comet chess knight").split()
@@ -278,10 +281,41 @@ def test_a_format_1_index_is_upgraded_from_its_document_store(tmp_path, settings
         Index.open(ix, settings)
     with Index.create(ix, settings) as idx:
         idx.sync()
-        assert idx.manifest.format_version == 2 and not (ix / "gen-000003").exists()
+        assert idx.manifest.format_version == FORMAT_VERSION and not (ix / "gen-000003").exists()
         assert [d for d, _ in lexical(idx, "bees")] == ["a"]
     with Index.open(ix, settings) as idx:
         assert idx.snapshot().count() == 2
+
+
+def test_an_index_of_the_file_per_array_layout_is_refused_read_only_and_upgraded_for_writing(tmp_path, settings):
+    enc, rng = HashingEncoder(), random.Random(4)
+    ix = tmp_path / "ix"
+    docs = [doc(i, rng) for i in range(12)]
+    with Index.create(ix, settings) as idx:
+        write(idx, docs[:7], enc)
+        idx.sync()
+        write(idx, docs[7:], enc)
+        idx.sync()
+        idx.delete(["d2"])
+        idx.sync()
+        want = lexical(idx, "bees honey")
+    to_format_2_layout(ix)
+    seg = min((ix / "segments").iterdir())
+    assert (seg / "ids.json").is_file() and (seg / "lexical" / "vocab.json").is_file()
+    with pytest.raises(IndexIncompatible, match=rf"segment {re.escape(str(seg))} has format 1; this semsearch "
+                       rf"reads segment format 2 .*rebuild .* `semsearch reindex --index {re.escape(str(ix))}`"):
+        Segment.load(seg)
+    with pytest.raises(IndexIncompatible, match=rf"older semsearch \(format 2\).*`semsearch reindex --index {re.escape(str(ix))}`"):
+        Index.open(ix, settings)
+    with Index.create(ix, settings, reindex=True) as idx:  # what `semsearch reindex` does
+        idx.sync()
+        assert idx.manifest.format_version == FORMAT_VERSION
+        assert lexical(idx, "bees honey") == want and idx.snapshot().count() == 11
+        assert idx.snapshot().vectors["dense"].count() == 11
+        names = {r.name for r in idx.manifest.segments}
+        assert {p.name for p in (ix / "segments").iterdir()} == names and seg.name not in names
+    with Index.open(ix, settings) as idx:
+        assert idx.snapshot().count() == 11 and lexical(idx, "bees honey") == want
 
 
 def test_an_hnsw_segment_keeps_its_vectors_once_and_merges_and_reopens_from_them(tmp_path, settings):
@@ -294,11 +328,12 @@ def test_an_hnsw_segment_keeps_its_vectors_once_and_merges_and_reopens_from_them
         write(idx, docs[60:], enc)
         idx.sync()
         for seg in idx.snapshot().segments:  # the raw rows are the HNSW index's own storage
-            assert {p.name for p in seg.path.iterdir() if p.name.startswith("dense")} == {"dense.faiss", "dense.present.npy"}
+            assert {p.name for p in seg.path.iterdir()} == {"segment.json", "arrays.bin", "metadata.jsonl", "dense.faiss"}
+            assert [n for n in seg.arrays if n.startswith("vectors.")] == ["vectors.dense.present"]
         idx.force_merge(1)
     with Index.open(tmp_path / "ix", settings) as idx:
         (seg,) = idx.snapshot().segments
-        assert not (seg.path / "dense.npy").exists()
+        assert "vectors.dense.rows" not in seg.arrays and (seg.path / "dense.faiss").is_file()
         vs = seg.vectors["dense"]
         stored = enc.encode([f"{d.title} {d.text}" for d in docs])
         np.testing.assert_array_equal(vs.vectors[[seg.ids.index(d.id) for d in docs]], stored)
@@ -307,6 +342,13 @@ def test_an_hnsw_segment_keeps_its_vectors_once_and_merges_and_reopens_from_them
         masks = snap.masks(parse_filter({"n": {"lt": 5}}))
         hits = snap.vectors["dense"].search(stored[:1], 3, masks=masks)[0]
         assert hits[0][0] == "d0" and hits[0][1] == pytest.approx(1.0, abs=1e-5)
+    # without its ANN index (the only copy of its rows) the segment is incomplete, not exact
+    assert verify(tmp_path / "ix").ok
+    (seg.path / "dense.faiss").unlink()
+    with pytest.raises(FileNotFoundError, match="dense.faiss"):
+        Segment.load(seg.path)
+    assert [p.message for p in verify(tmp_path / "ix").errors] == [
+        f"segment {seg.name} is incomplete: {seg.path / 'dense.faiss'} is missing"]
 
 
 def test_filter_masks_equal_the_ordinals_they_select(tmp_path, settings):

@@ -6,6 +6,7 @@ a score > 0, ties by position."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 
 from semsearch.config import EmbeddedLexicalSettings
 from semsearch.errors import BadInput, IndexIncompatible
+from semsearch.indexer.segments.container import ArrayFile, ArrayWriter
 from semsearch.indexer.segments.lexical import BM25Searcher, LexicalSegment
 
 METHODS = ["lucene", "robertson", "atire", "bm25l", "bm25+"]
@@ -190,43 +192,64 @@ def test_merge_drops_terms_only_in_deleted_docs():
         LexicalSegment.merge([seg], [np.array([1, 0])])
 
 
+def _saved(seg: LexicalSegment, path) -> tuple[ArrayFile, dict]:
+    """``seg`` saved as a segment saves it: arrays into a container, the rest through JSON."""
+    w = ArrayWriter()
+    info = json.loads(json.dumps(seg.save(w)))
+    w.write(path)
+    return ArrayFile.open(path), info
+
+
 def test_save_load_round_trip(tmp_path):
     settings = EmbeddedLexicalSettings(method="lucene")
     c = Corpus(5)
-    paths = []
-    for i, seg in enumerate(c.segments):
-        seg.save(tmp_path / f"seg{i}")
-        paths.append(tmp_path / f"seg{i}")
+    saved = [_saved(seg, tmp_path / f"seg{i}.bin") for i, seg in enumerate(c.segments)]
     assert not list(tmp_path.rglob("*.pkl"))
-    loaded = [LexicalSegment.load(p) for p in paths]
-    for a, b in zip(c.segments, loaded):
-        assert a.n_docs == b.n_docs and a.terms == b.terms
+    loaded = [LexicalSegment.load(arrays, info) for arrays, info in saved]
+    in_memory = [LexicalSegment.load(arrays, info, mmap=False) for arrays, info in saved]
+    for a, b, m in zip(c.segments, loaded, in_memory):
+        assert a.n_docs == b.n_docs == m.n_docs and a.terms == b.terms == m.terms
         assert isinstance(b.fields["all"].indices, np.memmap)
+        assert isinstance(b.fields["all"].data, np.memmap)
+        # small arrays touched by every query are in memory either way
+        assert not isinstance(b.fields["all"].indptr, np.memmap)
+        assert not isinstance(b.fields["all"].doc_len, np.memmap)
         for name in ("all", "title", "text"):
             for attr in ("indptr", "indices", "data", "doc_len"):
+                assert not isinstance(getattr(m.fields[name], attr), np.memmap)
                 np.testing.assert_array_equal(
                     getattr(a.fields[name], attr), getattr(b.fields[name], attr)
                 )
+                np.testing.assert_array_equal(
+                    getattr(a.fields[name], attr), getattr(m.fields[name], attr)
+                )
     _check(BM25Searcher(loaded, c.live, settings), c, settings, {"all": 1.0})
+    _check(BM25Searcher(in_memory, c.live, settings), c, settings, {"all": 1.0})
     # merging memory-mapped segments works too
     merged = LexicalSegment.merge(loaded, [np.flatnonzero(lv) for lv in c.live])
     assert merged.n_docs == sum(int(lv.sum()) for lv in c.live)
-    with pytest.raises(BadInput, match="not empty"):
-        c.segments[0].save(paths[0])
+    w = ArrayWriter()
+    c.segments[0].save(w)
+    with pytest.raises(BadInput, match="already holds"):
+        c.segments[0].save(w)
+    c.segments[1].save(w, prefix="other")  # another prefix: a second segment in the container
 
 
 def test_load_rejects_other_formats(tmp_path):
-    LexicalSegment.build([["a"]], [["b"]]).save(tmp_path / "s")
-    meta = (
-        (tmp_path / "s" / "segment.json")
-        .read_text()
-        .replace('"format_version": 1', '"format_version": 99')
-    )
-    (tmp_path / "s" / "segment.json").write_text(meta)
+    arrays, info = _saved(LexicalSegment.build([["a"]], [["b"]]), tmp_path / "s.bin")
+    assert info["format_version"] == 2
     with pytest.raises(IndexIncompatible, match="v99"):
-        LexicalSegment.load(tmp_path / "s")
+        LexicalSegment.load(arrays, {**info, "format_version": 99})
+    with pytest.raises(IndexIncompatible, match="v1; this version reads"):
+        LexicalSegment.load(arrays, {**info, "format_version": 1})
     with pytest.raises(IndexIncompatible, match="unreadable"):
-        LexicalSegment.load(tmp_path / "missing")
+        LexicalSegment.load(arrays, {k: v for k, v in info.items() if k != "terms"})
+    with pytest.raises(IndexIncompatible, match="does not match its term count"):
+        LexicalSegment.load(arrays, {**info, "terms": ["a"]})
+    with pytest.raises(IndexIncompatible, match="wrong array sizes"):
+        LexicalSegment.load(arrays, {**info, "n_docs": 2})
+    with pytest.raises(IndexIncompatible, match=r"s\.bin holds no array 'other\.all\.indptr'"):
+        LexicalSegment.load(arrays, info, prefix="other")
 
 
 def test_masks_and_live_bitmaps():

@@ -52,7 +52,8 @@ from semsearch.indexer.manifest import (
     fsync_tree,
     library_versions,
 )
-from semsearch.indexer.segments.segment import read_deletes
+from semsearch.indexer.segments.segment import INFO as SEGMENT_INFO
+from semsearch.indexer.segments.segment import read_deletes, read_ids
 from semsearch.indexer.store import DocStore
 from semsearch.indexer.verify import VerifyReport, verify
 
@@ -235,7 +236,7 @@ def _tombstone_purged(stage: Path, m: Manifest) -> tuple[int, int]:
         conn.execute("CREATE TEMP TABLE live_ids (id TEXT PRIMARY KEY)")
         for ref in m.segments:
             folder = stage / SEGMENTS / ref.name
-            ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
+            ids = read_ids(folder)
             if ref.deletes:
                 dead = read_deletes(stage / DELETES / ref.deletes, len(ids))
                 ids = [i for i, d in zip(ids, dead.tolist()) if not d]
@@ -370,7 +371,7 @@ def _unpack(archive: Path, dest: Path) -> tuple[dict[str, Any], int, int]:
 
 
 def _missing(path: Path, m: Manifest) -> list[str]:
-    names = [f"{SEGMENTS}/{r.name}/segment.json" for r in m.segments]
+    names = [f"{SEGMENTS}/{r.name}/{SEGMENT_INFO}" for r in m.segments]
     names += [f"{DELETES}/{r.deletes}" for r in m.segments if r.deletes]
     names += [f"{TEMPLATES}/{rec['file']}" for rec in m.templates.values()]
     names.append(STORE)

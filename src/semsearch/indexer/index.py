@@ -120,7 +120,7 @@ class Index:
                 raise IndexIncompatible(
                     f"index at {self.path} was written by an older semsearch (format "
                     f"{self.manifest.format_version}): open it once for writing (e.g. `semsearch "
-                    "reindex --index DIR`) to upgrade it")
+                    f"reindex --index {self.path}`) to upgrade it from its document store")
             if not reindex:
                 self._check_lexical_settings()
             self.store = DocStore(self.path / "docs.sqlite", readonly=not self.accepts_writes)

@@ -31,10 +31,11 @@ from pydantic import BaseModel, Field
 
 from semsearch.errors import IndexIncompatible, IndexNotFound
 
-FORMAT_VERSION = 2
+#: 3: a segment is one array container plus segment.json (2: a file per array)
+FORMAT_VERSION = 3
 #: older formats this version opens for writing and upgrades (derived data is rebuilt from
 #: the document store, which every format shares)
-UPGRADABLE = (1,)
+UPGRADABLE = (1, 2)
 MANIFEST = "manifest.json"
 
 
@@ -110,8 +111,9 @@ def read_manifest(path: Path) -> Manifest:
     if version in UPGRADABLE:
         # the derived data of older formats is rebuilt from the document store on the first
         # writable open; its channels and settings carry over
+        # (next_segment too: the new segments do not reuse the names of the old ones)
         keep = {k: data[k] for k in ("created_at", "lexical_backend", "lexical_settings", "channels",
-                                     "versions", "build") if k in data}
+                                     "versions", "build", "next_segment") if k in data}
         return Manifest.model_validate({**keep, "format_version": version})
     if version != FORMAT_VERSION:
         raise IndexIncompatible(

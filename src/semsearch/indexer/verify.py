@@ -3,8 +3,10 @@
 Errors (the index is damaged or inconsistent):
 
 * the manifest is missing, unreadable or of an unsupported format;
-* a segment it names is missing or does not load, holds a different number of documents than
-  the manifest says, repeats an id, or has channel data of the wrong shape;
+* a segment it names is missing or does not load (its ``segment.json``, its array container
+  ``arrays.bin`` truncated or with a damaged table, an ANN index file), an array of its
+  container fails its checksum, it holds a different number of documents than the manifest
+  says, repeats an id, or has channel data of the wrong shape;
 * a deletion file is missing, unreadable or of the wrong length, or deletes another number of
   rows than the manifest says; a trained FAISS template is missing or unreadable;
 * the manifest's counts (documents, segments, per channel) differ from what the segments hold;
@@ -36,7 +38,8 @@ import numpy as np
 from semsearch.errors import IndexIncompatible, IndexNotFound
 from semsearch.indexer.index import DELETES, LOCAL_BACKENDS, SEGMENTS, TEMPLATES
 from semsearch.indexer.manifest import FORMAT_VERSION, MANIFEST, Manifest, read_manifest
-from semsearch.indexer.segments.segment import Segment
+from semsearch.indexer.segments.container import ARRAYS
+from semsearch.indexer.segments.segment import METADATA, Segment
 from semsearch.indexer.store import DocStore
 
 logger = logging.getLogger(__name__)
@@ -235,8 +238,12 @@ class _Check:
         except Exception as e:  # noqa: BLE001 - whatever a damaged file raises is reported
             self.r.error("segments", f"segment {name} does not load: {e}")
             return None
-        if not (folder / "metadata.jsonl").is_file():
-            self.r.error("segments", f"segment {name} is incomplete: metadata.jsonl is missing")
+        if not (folder / METADATA).is_file():
+            self.r.error("segments", f"segment {name} is incomplete: {METADATA} is missing")
+        bad = seg.arrays.check() if seg.arrays is not None else []
+        if bad:
+            self.r.error("segments", f"segment {name}: {ARRAYS} is damaged: {len(bad)} array(s) differ "
+                         f"from their checksum: {', '.join(bad[:SHOWN])}")
         return seg
 
     def _segment_parts(self, m: Manifest, seg: Segment) -> None:

@@ -23,8 +23,8 @@ Interface (the segment manager calls these)::
 
     seg = LexicalSegment.build(title_tokens, text_tokens)   # token lists from the Analyzer
     seg.n_docs, seg.fields["all" | "title" | "text"], seg.terms, seg.nbytes()
-    seg.save(directory)            # a new (or empty) directory; npy files + vocab.json
-    seg = LexicalSegment.load(directory)                    # big arrays memory-mapped
+    info = seg.save(arrays)        # arrays into a container.ArrayWriter; info: JSON to keep
+    seg = LexicalSegment.load(array_file, info)             # big arrays memory-mapped
     merged = LexicalSegment.merge([seg_a, seg_b], keep=[ords_a, ords_b])
         # keep[i]: sorted ordinals of segments[i] to carry over; the merged ordinals are the
         # kept ones of segments[0], then those of segments[1], ... in order
@@ -41,28 +41,30 @@ document ordinals, increasing within a column), ``data`` (uint16, or uint32 when
 does not fit), plus ``doc_len`` (int32 tokens per document). ``all`` is the title tokens
 followed by the text tokens. Sorted vocabularies make a merge a sorted-run merge.
 
-Files of a saved segment: ``segment.json`` (format, document count, dtypes), ``vocab.json``
-(the terms in column order) and ``<field>.{indptr,indices,tf,doc_len}.npy``.
+Saved, a segment is the arrays ``lexical.<field>.{indptr,indices,tf,doc_len}`` in its segment's
+one array container (``arrays.bin``, segments/container.py) plus a JSON object (format,
+document count, dtypes, the terms in column order) that the segment keeps in its
+``segment.json``.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from semsearch.config import EmbeddedLexicalSettings
 from semsearch.errors import BadInput, IndexIncompatible
+from semsearch.indexer.segments.container import ArrayFile, ArrayWriter
 
 FIELDS = ("all", "title", "text")
 FORMAT = "semsearch-lexical-segment"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the arrays in the segment's container, the vocabulary in its JSON
 #: bm25s's default ``delta`` of BM25L and BM25+ (``bm25s.BM25(delta=0.5)``); the embedded
 #: index does not change it
 BM25S_DELTA = 0.5
@@ -242,24 +244,14 @@ class LexicalSegment:
         return LexicalSegment(n, terms, fields)
 
     # -- persistence --------------------------------------------------------------------
-    def save(self, path: Path) -> None:
-        """Write into ``path``, a new or empty directory (the caller renames it into place)."""
-        path = Path(path)
-        if path.exists() and any(path.iterdir()):
-            raise BadInput(f"segment directory {path} is not empty")
-        path.mkdir(parents=True, exist_ok=True)
+    def save(self, arrays: ArrayWriter, prefix: str = "lexical") -> dict[str, Any]:
+        """Add the postings to ``arrays`` as ``<prefix>.<field>.{indptr,indices,tf,doc_len}``
+        and return the rest (format, counts, the vocabulary) as JSON for the caller to store
+        (the segment's ``segment.json``)."""
         for name, fp in self.fields.items():
-            arrays = {
-                "indptr": fp.indptr,
-                "indices": fp.indices,
-                "tf": fp.data,
-                "doc_len": fp.doc_len,
-            }
-            for part, arr in arrays.items():
-                np.save(path / f"{name}.{part}.npy", np.ascontiguousarray(arr), allow_pickle=False)
-        with open(path / "vocab.json", "w", encoding="utf-8") as fh:
-            json.dump(self.terms, fh, ensure_ascii=False)
-        meta = {
+            for part, arr in zip(_ARRAYS, (fp.indptr, fp.indices, fp.data, fp.doc_len)):
+                arrays.add(f"{prefix}.{name}.{part}", arr)
+        return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "n_docs": self.n_docs,
@@ -268,57 +260,50 @@ class LexicalSegment:
                 n: {"postings": int(fp.indices.size), "tf_dtype": str(fp.data.dtype)}
                 for n, fp in self.fields.items()
             },
+            "terms": self.terms,
         }
-        with open(path / "segment.json", "w", encoding="utf-8") as fh:
-            json.dump(meta, fh, indent=1)
 
     @classmethod
-    def load(cls, path: Path, *, mmap: bool = True) -> LexicalSegment:
-        """Open a saved segment; the postings are memory-mapped unless ``mmap=False``."""
-        path = Path(path)
+    def load(
+        cls, arrays: ArrayFile, info: dict[str, Any], prefix: str = "lexical", *, mmap: bool = True
+    ) -> LexicalSegment:
+        """The segment :meth:`save` wrote (``info`` is what it returned); the postings stay
+        memory-mapped views of ``arrays`` unless ``mmap=False`` (copied into memory)."""
+        where = f"lexical segment in {arrays.path}"
+        if info.get("format") != FORMAT or info.get("format_version") != FORMAT_VERSION:
+            raise IndexIncompatible(
+                f"{where} has format {info.get('format')} v{info.get('format_version')}; this "
+                f"version reads {FORMAT} v{FORMAT_VERSION}"
+            )
         try:
-            with open(path / "segment.json", encoding="utf-8") as fh:
-                meta = json.load(fh)
-            with open(path / "vocab.json", encoding="utf-8") as fh:
-                terms = json.load(fh)
-        except (OSError, json.JSONDecodeError) as e:
-            raise IndexIncompatible(f"lexical segment at {path} is unreadable: {e}") from e
-        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-            raise IndexIncompatible(
-                f"lexical segment at {path} has format {meta.get('format')} "
-                f"v{meta.get('format_version')}; this version reads {FORMAT} v{FORMAT_VERSION}"
-            )
-        if len(terms) != meta["n_terms"]:
-            raise IndexIncompatible(
-                f"lexical segment at {path}: vocab.json does not match segment.json"
-            )
+            terms = info["terms"]
+            n_docs = int(info["n_docs"])
+            if len(terms) != info["n_terms"]:
+                raise IndexIncompatible(f"{where}: the vocabulary does not match its term count")
+            postings = {n: int(info["fields"][n]["postings"]) for n in FIELDS}
+        except (KeyError, TypeError, ValueError) as e:
+            raise IndexIncompatible(f"{where} is unreadable: {e}") from e
         vocab = {t: i for i, t in enumerate(terms)}
         fields = {}
-        mode = "r" if mmap else None
         for name in FIELDS:
-            try:
-                arrs = {
-                    p: np.load(path / f"{name}.{p}.npy", mmap_mode=mode, allow_pickle=False)
-                    for p in _ARRAYS
-                }
-            except (OSError, ValueError) as e:
-                raise IndexIncompatible(f"lexical segment at {path}: field {name}: {e}") from e
+            arrs = {p: arrays[f"{prefix}.{name}.{p}"] for p in _ARRAYS}
             # small arrays are read into memory: they are touched on every query
             fields[name] = FieldPostings(
                 vocab,
                 np.array(arrs["indptr"]),
-                arrs["indices"],
-                arrs["tf"],
+                arrs["indices"] if mmap else np.array(arrs["indices"]),
+                arrs["tf"] if mmap else np.array(arrs["tf"]),
                 np.array(arrs["doc_len"]),
             )
+            fp = fields[name]
             if (
-                fields[name].doc_len.size != meta["n_docs"]
-                or fields[name].indptr.size != len(terms) + 1
+                fp.doc_len.shape != (n_docs,)
+                or fp.indptr.shape != (len(terms) + 1,)
+                or fp.indices.shape != (postings[name],)
+                or fp.data.shape != (postings[name],)
             ):
-                raise IndexIncompatible(
-                    f"lexical segment at {path}: field {name} has wrong array sizes"
-                )
-        return cls(int(meta["n_docs"]), terms, fields)
+                raise IndexIncompatible(f"{where}: field {name} has wrong array sizes")
+        return cls(n_docs, terms, fields)
 
     def nbytes(self) -> int:
         """Bytes of the arrays plus an estimate of the vocabulary in memory."""

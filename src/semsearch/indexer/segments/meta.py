@@ -14,18 +14,17 @@ only ``not`` costs ``O(n)`` (a complement). Columns:
   grouped by string: equality is a dict lookup, a string range is a contiguous slice;
 * ``exists``: the sorted ordinals that have at least one value.
 
-Files (``save``/``load``, no pickles): ``meta.json`` (format, n_docs, per field its types and
-distinct strings) and ``f<i>.<column>.npy`` per field ``i``.
+Saved (``save``/``load``, no pickles): the arrays ``meta.f<i>.<column>`` per field ``i`` in the
+segment's one array container (``arrays.bin``, segments/container.py) and a JSON object
+(format, n_docs, per field its types, columns and distinct strings) that the segment keeps in
+its ``segment.json``.
 """
 
 from __future__ import annotations
 
 import bisect
-import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,9 +42,9 @@ from semsearch.filters import (
     Scalar,
     parse_date,
 )
-from semsearch.indexer.manifest import save_npy
+from semsearch.indexer.segments.container import ArrayFile, ArrayWriter
 
-FORMAT = 1
+FORMAT = 2  # 2: the columns in the segment's array container, the rest in its JSON
 _EMPTY = np.zeros(0, dtype=np.int32)
 
 
@@ -261,44 +260,37 @@ class MetadataIndex:
         return np.concatenate(parts) if parts else _EMPTY
 
     # -- persistence --------------------------------------------------------------------
-    def save(self, path: Path) -> None:
-        """Write into the directory ``path`` (created; files written to temporary names and
-        renamed into place, ``meta.json`` last)."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+    def save(self, arrays: ArrayWriter, prefix: str = "meta") -> dict[str, Any]:
+        """Add the columns to ``arrays`` as ``<prefix>.f<i>.<column>`` and return the rest
+        (format, n_docs, per field its types, columns and distinct strings) as JSON for the
+        caller to store (the segment's ``segment.json``)."""
         fields: dict[str, Any] = {}
         for i, (name, fld) in enumerate(self._fields.items()):
-            arrays = {"exists": fld.exists}
+            cols = {"exists": fld.exists}
             for t, (vals, ords) in fld.sorted_cols.items():
-                arrays[f"{t}_values"], arrays[f"{t}_ords"] = vals, ords
+                cols[f"{t}_values"], cols[f"{t}_ords"] = vals, ords
             if fld.strings:
-                arrays["string_offsets"], arrays["string_ords"] = fld.str_offsets, fld.str_ords
-            for col, arr in arrays.items():
-                save_npy(path / f"f{i}.{col}.npy", arr)
-            fields[name] = {"file": f"f{i}", "types": sorted(fld.types), "columns": sorted(arrays),
+                cols["string_offsets"], cols["string_ords"] = fld.str_offsets, fld.str_ords
+            for col, arr in cols.items():
+                arrays.add(f"{prefix}.f{i}.{col}", arr)
+            fields[name] = {"file": f"f{i}", "types": sorted(fld.types), "columns": sorted(cols),
                             "strings": fld.strings}
-        tmp = path / "meta.json.tmp"
-        tmp.write_text(json.dumps({"format": FORMAT, "n_docs": self.n_docs, "fields": fields}),
-                       encoding="utf-8")
-        os.replace(tmp, path / "meta.json")
+        return {"format": FORMAT, "n_docs": self.n_docs, "fields": fields}
 
     @classmethod
-    def load(cls, path: Path) -> MetadataIndex:
-        path = Path(path)
-        try:
-            info = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise IndexIncompatible(f"metadata index at {path} is unreadable: {e}") from e
+    def load(cls, arrays: ArrayFile, info: dict[str, Any], prefix: str = "meta") -> MetadataIndex:
+        """The index :meth:`save` wrote (``info`` is what it returned), its columns copied
+        into memory."""
+        where = f"metadata index in {arrays.path}"
         if info.get("format") != FORMAT:
             raise IndexIncompatible(
-                f"metadata index at {path} has format {info.get('format')!r}; this version reads "
+                f"{where} has format {info.get('format')!r}; this version reads "
                 f"format {FORMAT}: rebuild the index"
             )
         fields: dict[str, _Field] = {}
         try:
             for name, spec in info["fields"].items():
-                arr = {c: np.load(path / f"{spec['file']}.{c}.npy", allow_pickle=False)
-                       for c in spec["columns"]}
+                arr = {c: np.array(arrays[f"{prefix}.{spec['file']}.{c}"]) for c in spec["columns"]}
                 fld = _Field(types=set(spec["types"]), exists=arr["exists"], strings=spec["strings"])
                 for t in _DTYPES:
                     if f"{t}_values" in arr:
@@ -306,9 +298,10 @@ class MetadataIndex:
                 if "string_offsets" in arr:
                     fld.str_offsets, fld.str_ords = arr["string_offsets"], arr["string_ords"]
                 fields[name] = fld
-        except (OSError, KeyError, ValueError) as e:
-            raise IndexIncompatible(f"metadata index at {path} is damaged: {e}") from e
-        return cls(int(info["n_docs"]), fields)
+            n_docs = int(info["n_docs"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise IndexIncompatible(f"{where} is damaged: {e}") from e
+        return cls(n_docs, fields)
 
 
 def union_types(indexes: Iterable[MetadataIndex]) -> dict[str, set[str]]:

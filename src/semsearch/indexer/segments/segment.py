@@ -3,18 +3,20 @@
 ::
 
     seg-000042/
-      segment.json        n_docs, channels, what it holds
-      ids.json            ordinal -> document id
+      segment.json        format, n_docs, channels, ordinal -> document id, and the JSON parts
+                          of the lexical postings (vocabulary), the metadata index (field
+                          types, distinct strings) and the vector channels
+      arrays.bin          every array of the segment in one container (segments/container.py):
+                          lexical.<field>.* postings (segments/lexical.py), meta.f<i>.* filter
+                          columns (segments/meta.py), vectors.<channel>.{rows,present,owners}
+                          (segments/vectors.py), vectors.<hash channel>.{codes,present}
       metadata.jsonl      one metadata object per ordinal (read only by merges)
-      meta/               the per-field metadata index (filters; segments/meta.py)
-      lexical/            postings of title, text and all (segments/lexical.py)
-      dense.npy ...       per vector channel: raw rows, presence, ANN index if large, and
-                          row -> ordinal (dense.owners.npy) when documents have passages
+      dense.faiss         per vector channel, the ANN index of a segment large enough to have one
 
-A segment is built in a temporary folder and renamed into place; the commit point
-(``manifest.json``) names the segments that are live and their deletion files. Deletions never
-touch a segment: they are bitmaps beside it (``deletes/``), applied at query time and purged
-when segments merge.
+so a one-document refresh writes (and fsyncs) three files. A segment is built in a temporary
+folder and renamed into place; the commit point (``manifest.json``) names the segments that
+are live and their deletion files. Deletions never touch a segment: they are bitmaps beside it
+(``deletes/``), applied at query time and purged when segments merge.
 """
 
 from __future__ import annotations
@@ -33,20 +35,26 @@ from semsearch.config import FaissSettings
 from semsearch.documents import Document
 from semsearch.errors import IndexIncompatible
 from semsearch.indexer.manifest import fsync_tree, save_npy
+from semsearch.indexer.segments.container import ARRAYS, ArrayFile, ArrayWriter
 from semsearch.indexer.segments.lexical import LexicalSegment
 from semsearch.indexer.segments.meta import MetadataIndex
 from semsearch.indexer.segments.vectors import VectorSegment, pack_passages
 
 logger = logging.getLogger(__name__)
 
-SEGMENT_FORMAT = 1
+#: 2: one array container and one JSON file (format 1: a file per array, ``ids.json``,
+#: ``lexical/`` and ``meta/`` folders)
+SEGMENT_FORMAT = 2
+INFO = "segment.json"
+METADATA = "metadata.jsonl"
 
 
 class Segment:
     """A loaded segment. Its arrays are memory-mapped or in memory; nothing in it changes."""
 
     def __init__(self, name: str, path: Path, ids: list[str], lexical: LexicalSegment | None,
-                 meta: MetadataIndex, vectors: dict[str, VectorSegment], binary: dict[str, np.ndarray]) -> None:
+                 meta: MetadataIndex, vectors: dict[str, VectorSegment], binary: dict[str, np.ndarray],
+                 binary_present: dict[str, np.ndarray], arrays: ArrayFile | None = None) -> None:
         self.name = name
         self.path = path
         self.ids = ids
@@ -54,7 +62,9 @@ class Segment:
         self.meta = meta
         self.vectors = vectors  # float channels
         self.binary = binary  # binary (hash) channels: (n_docs, bytes) uint8 codes, zero rows absent
-        self.binary_present = {c: np.load(path / f"{c}.present.npy") for c in binary} if binary else {}
+        self.binary_present = binary_present
+        #: the mapped container the arrays are views of (``check()``: their checksums)
+        self.arrays = arrays
 
     @property
     def n_docs(self) -> int:
@@ -84,23 +94,27 @@ class Segment:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         metas = list(metas)
-        with open(tmp / "ids.json", "w", encoding="utf-8") as fh:
-            json.dump(ids, fh)
-        with open(tmp / "metadata.jsonl", "w", encoding="utf-8") as fh:
+        with open(tmp / METADATA, "w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(m) + "\n" for m in metas)
-        MetadataIndex.build(metas).save(tmp / "meta")
-        if lexical is not None:
-            lexical.save(tmp / "lexical")
+        arrays = ArrayWriter()
+        info: dict[str, Any] = {
+            "format": SEGMENT_FORMAT, "n_docs": len(ids),
+            "channels": sorted(c for c in vectors if c not in binary_channels),
+            "binary": sorted(c for c in vectors if c in binary_channels),
+            "meta": MetadataIndex.build(metas).save(arrays),
+            "lexical": None if lexical is None else lexical.save(arrays),
+            "vectors": {},
+        }
         for ch, (rows, present) in vectors.items():
             if ch in binary_channels:
-                np.save(tmp / f"{ch}.codes.npy", np.ascontiguousarray(rows, dtype=np.uint8), allow_pickle=False)
-                np.save(tmp / f"{ch}.present.npy", np.asarray(present, dtype=bool), allow_pickle=False)
+                arrays.add(f"vectors.{ch}.codes", np.ascontiguousarray(rows, dtype=np.uint8))
+                arrays.add(f"vectors.{ch}.present", np.asarray(present, dtype=bool))
             else:
-                VectorSegment.build(rows, present, faiss[ch], templates.get(ch), owners.get(ch)).save(tmp, ch)
-        info = {"format": SEGMENT_FORMAT, "n_docs": len(ids), "lexical": lexical is not None,
-                "channels": sorted(c for c in vectors if c not in binary_channels),
-                "binary": sorted(c for c in vectors if c in binary_channels)}
-        (tmp / "segment.json").write_text(json.dumps(info), encoding="utf-8")
+                vs = VectorSegment.build(rows, present, faiss[ch], templates.get(ch), owners.get(ch))
+                info["vectors"][ch] = vs.save(arrays, tmp, ch)
+        info["ids"] = ids
+        arrays.write(tmp / ARRAYS)
+        (tmp / INFO).write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
         fsync_tree(tmp)
         final = folder / name
         shutil.rmtree(final, ignore_errors=True)
@@ -110,23 +124,23 @@ class Segment:
     @classmethod
     def load(cls, path: Path) -> Segment:
         path = Path(path)
+        info = read_info(path)
         try:
-            info = json.loads((path / "segment.json").read_text(encoding="utf-8"))
-            ids = json.loads((path / "ids.json").read_text(encoding="utf-8"))
-            lexical = LexicalSegment.load(path / "lexical") if info["lexical"] else None
-            meta = MetadataIndex.load(path / "meta")
-            vectors = {c: VectorSegment.load(path, c) for c in info["channels"]}
-            binary = {c: np.load(path / f"{c}.codes.npy", allow_pickle=False) for c in info["binary"]}
+            arrays = ArrayFile.open(path / ARRAYS)
+            ids = info["ids"]
+            lexical = None if info["lexical"] is None else LexicalSegment.load(arrays, info["lexical"])
+            meta = MetadataIndex.load(arrays, info["meta"])
+            vectors = {c: VectorSegment.load(arrays, path, c, info["vectors"][c]) for c in info["channels"]}
+            binary = {c: np.array(arrays[f"vectors.{c}.codes"]) for c in info["binary"]}
+            binary_present = {c: np.array(arrays[f"vectors.{c}.present"]) for c in info["binary"]}
         except FileNotFoundError:
             raise
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise IndexIncompatible(f"segment {path} is unreadable: {e}") from e
-        if info.get("format") != SEGMENT_FORMAT:
-            raise IndexIncompatible(f"segment {path} has format {info.get('format')}, expected {SEGMENT_FORMAT}")
-        return cls(path.name, path, ids, lexical, meta, vectors, binary)
+        return cls(path.name, path, ids, lexical, meta, vectors, binary, binary_present, arrays)
 
     def metadata(self) -> Iterator[dict[str, Any]]:
-        with open(self.path / "metadata.jsonl", encoding="utf-8") as fh:
+        with open(self.path / METADATA, encoding="utf-8") as fh:
             for line in fh:
                 yield json.loads(line)
 
@@ -189,6 +203,29 @@ class Segment:
             if ch in s.binary:
                 return s.binary[ch].shape[1], np.uint8
         raise KeyError(ch)  # pragma: no cover - ch comes from the segments
+
+
+def read_info(path: Path) -> dict[str, Any]:
+    """The ``segment.json`` of the segment folder ``path``, checked to be of this format
+    (FileNotFoundError when it is missing)."""
+    try:
+        info = json.loads((Path(path) / INFO).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as e:
+        raise IndexIncompatible(f"segment {path} is unreadable: {e}") from e
+    fmt = info.get("format") if isinstance(info, dict) else None
+    if fmt != SEGMENT_FORMAT:
+        raise IndexIncompatible(
+            f"segment {path} has format {fmt}; this semsearch reads segment format {SEGMENT_FORMAT} "
+            f"(written by an older semsearch?): rebuild the index from its document store with "
+            f"`semsearch reindex --index {Path(path).parent.parent}`")
+    return info
+
+
+def read_ids(path: Path) -> list[str]:
+    """Ordinal -> document id of the segment folder ``path``."""
+    return list(read_info(path)["ids"])
 
 
 def read_deletes(path: Path, n_docs: int) -> np.ndarray:

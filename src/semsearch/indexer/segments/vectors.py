@@ -1,10 +1,11 @@
-"""One vector channel of one immutable segment: the raw rows (``<channel>.npy``, memory-mapped)
-plus, for segments large enough to need one, an ANN index built once (``<channel>.faiss``).
+"""One vector channel of one immutable segment: the raw rows (``vectors.<channel>.rows`` in the
+segment's array container, memory-mapped) plus, for segments large enough to need one, an ANN
+index built once (``<channel>.faiss``, a file of its own: see segments/container.py).
 
 Row ``i`` belongs to the segment's ordinal ``i``; ``present`` says which ordinals have a vector
 in this channel (a text-only document has none in an image channel). A channel whose
 documents were split into passages (encoders/passages.py) holds several rows per document
-instead: ``<channel>.owners.npy`` maps each row to its ordinal (rows of one document are
+instead: ``vectors.<channel>.owners`` maps each row to its ordinal (rows of one document are
 contiguous and in passage order; absent documents have no row), and only segments holding
 a document of more than one passage have it. Searches take an
 ``allow`` mask (live documents and the filter, per ordinal: a deleted or filtered-out
@@ -25,8 +26,8 @@ empty template is cloned for each segment.
 
 from __future__ import annotations
 
+import errno
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ import numpy as np
 
 from semsearch.config import FaissSettings
 from semsearch.errors import BadInput, IndexIncompatible
+from semsearch.indexer.segments.container import ArrayFile, ArrayWriter
 
 logger = logging.getLogger(__name__)
 
@@ -214,40 +216,53 @@ class VectorSegment:
         return seg
 
     # -- persistence --------------------------------------------------------------------
-    def save(self, path: Path, name: str) -> None:
-        """``<name>.present.npy``, the ANN index if any (``<name>.faiss``), and the raw rows
-        (``<name>.npy``) unless the ANN index holds them already: an HNSW graph over flat
-        storage of every row in ordinal order keeps each vector once, as FAISS stores it."""
-        np.save(path / f"{name}.present.npy", self.present, allow_pickle=False)
+    def save(self, arrays: ArrayWriter, folder: Path, name: str) -> dict[str, Any]:
+        """Add ``vectors.<name>.present`` (and ``.owners`` with passages) to ``arrays``, and
+        the raw rows ``vectors.<name>.rows`` unless the ANN index holds them already (an HNSW
+        graph over flat storage of every row in ordinal order keeps each vector once, as FAISS
+        stores it); write the ANN index, if any, as ``folder/<name>.faiss``. Returns what the
+        segment's ``segment.json`` keeps to load it."""
+        prefix = f"vectors.{name}"
+        arrays.add(f"{prefix}.present", self.present)
         if self.owners is not None:
-            np.save(path / f"{name}.owners.npy", self.owners, allow_pickle=False)
-        if self.ann is None or _rows_in_ann(self.ann, self.present, self.owners) is None:
-            np.save(path / f"{name}.npy", self.vectors, allow_pickle=False)
+            arrays.add(f"{prefix}.owners", self.owners)
+        rows = self.ann is None or _rows_in_ann(self.ann, self.present, self.owners) is None
+        if rows:
+            arrays.add(f"{prefix}.rows", self.vectors)
+        ann = None
         if self.ann is not None:
             import faiss
 
-            faiss.write_index(self.ann, str(path / f"{name}.faiss"))
+            ann = f"{name}.faiss"
+            faiss.write_index(self.ann, str(folder / ann))
+        return {"rows": rows, "owners": self.owners is not None, "ann": ann}
 
     @classmethod
-    def load(cls, path: Path, name: str) -> VectorSegment:
+    def load(cls, arrays: ArrayFile, folder: Path, name: str, info: dict[str, Any]) -> VectorSegment:
+        """The channel :meth:`save` wrote (``info`` is what it returned): the raw rows a
+        memory-mapped view of ``arrays`` (or the HNSW index's own storage), the rest in memory."""
+        prefix = f"vectors.{name}"
         try:
-            present = np.load(path / f"{name}.present.npy", allow_pickle=False)
-            owners = None
-            if os.path.exists(path / f"{name}.owners.npy"):
-                owners = np.load(path / f"{name}.owners.npy", allow_pickle=False)
+            present = np.array(arrays[f"{prefix}.present"])
+            owners = np.array(arrays[f"{prefix}.owners"]) if info["owners"] else None
             ann = None
-            if os.path.exists(path / f"{name}.faiss"):
+            if info["ann"]:
                 import faiss
 
-                ann = faiss.read_index(str(path / f"{name}.faiss"))
-            if os.path.exists(path / f"{name}.npy") or ann is None:
-                vectors = np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                f = folder / info["ann"]
+                if not f.is_file():
+                    raise FileNotFoundError(errno.ENOENT, "no such file", str(f))
+                ann = faiss.read_index(str(f))
+            if info["rows"]:
+                vectors = arrays[f"{prefix}.rows"]
             else:
-                vectors = _rows_in_ann(ann, present, owners)
+                vectors = _rows_in_ann(ann, present, owners) if ann is not None else None
                 if vectors is None:
-                    raise ValueError(f"{name}.npy is missing and {name}.faiss does not hold the rows")
-        except (OSError, ValueError, RuntimeError) as e:
-            raise IndexIncompatible(f"vector segment {path}/{name} is unreadable: {e}") from e
+                    raise ValueError(f"{name} has no raw rows and its ANN index does not hold them")
+        except RuntimeError as e:  # FAISS: a damaged index file
+            raise IndexIncompatible(f"vector segment {folder}/{name} is unreadable: {e}") from e
+        except (KeyError, TypeError, ValueError) as e:
+            raise IndexIncompatible(f"vector segment {folder}/{name} is damaged: {e}") from e
         return cls(vectors, present, ann, owners)
 
     def nbytes(self) -> int:
