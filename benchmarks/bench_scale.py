@@ -47,6 +47,7 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("SEMSEARCH_NO_PROGRESS", "1")
+os.environ.setdefault("LANCE_LOG", "error")  # lance logs a deprecation warning per hybrid query
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import dir_size_mb, load_jsonl, load_queries, percentiles, require_scifact, save  # noqa: E402
@@ -56,6 +57,18 @@ CHUNK = 5000
 ENGINES = ("semsearch", "lancedb", "milvus")
 SKIP_MERGES = False  # --ingest-only / --no-merges: the policy's merges after a bulk load are not run
 NO_BACKGROUND_MERGES = False  # --no-merges: the Collection runs no background merges either
+MAX_RSS_MB = float("inf")  # --max-rss-gb: a peer's ingest stops there (this machine has 24 GiB)
+
+
+class MemoryCap(Exception):
+    """An engine's resident memory passed --max-rss-gb during ingest."""
+
+
+def check_memory(done: int) -> None:
+    rss = rss_mb()
+    if rss > MAX_RSS_MB:
+        raise MemoryCap(f"resident memory {rss:.0f} MB passed the cap of {MAX_RSS_MB:.0f} MB "
+                        f"after {done} documents")
 
 
 # -- data -----------------------------------------------------------------------------------
@@ -369,6 +382,8 @@ class LanceEngine(Engine):
                 tbl.add(data)
             took += time.perf_counter() - t
             start += len(chunk)
+            self.progress = (start, took)
+            check_memory(start)
         write_s = took
         t = time.perf_counter()
         tbl.optimize()  # compact the appended fragments
@@ -450,14 +465,23 @@ class MilvusEngine(Engine):
                 c.insert("docs", rows[i : i + 1000])
             took += time.perf_counter() - t
             start += len(chunk)
+            self.progress = (start, took)
+            check_memory(start)
         write_s = took
         t = time.perf_counter()
         c.flush("docs")
-        ip = c.prepare_index_params()
-        ip.add_index("dense", index_type="HNSW", metric_type="IP", params={"M": 32, "efConstruction": 40})
-        ip.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-        ip.add_index("bucket", index_type="INVERTED")
-        c.create_index("docs", ip)
+        # one index per call, skipping any that exists: a run at 100k failed in one
+        # create_index call with "index already exists for field 'dense'"
+        specs = [("dense", {"index_type": "HNSW", "metric_type": "IP", "params": {"M": 32, "efConstruction": 40}}),
+                 ("sparse", {"index_type": "SPARSE_INVERTED_INDEX", "metric_type": "BM25"}),
+                 ("bucket", {"index_type": "INVERTED"})]
+        have = set(c.list_indexes("docs"))
+        for field, spec in specs:
+            if field in have:
+                continue
+            ip = c.prepare_index_params()
+            ip.add_index(field, **spec)
+            c.create_index("docs", ip)
         while True:
             d = c.describe_index("docs", "dense")
             if d.get("pending_index_rows", 0) == 0 and d.get("state", "Finished") == "Finished":
@@ -527,7 +551,16 @@ def run_engine(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"engine": args.engine, "query_encoder": f"{qenc.name} ({getattr(qenc, 'backend', type(qenc).__name__)})"}
     rss0 = rss_mb()
     print(f"[{args.engine}] ingest {args.docs} docs ...", flush=True)
-    ing = eng.ingest()
+    try:
+        ing = eng.ingest()
+    except MemoryCap as e:
+        done, took = getattr(eng, "progress", (0, 0.0))
+        out.update(error=f"stopped: {e}", docs_ingested=done,
+                   write_docs_per_s_before_stop=round(done / took, 1) if took else None,
+                   peak_rss_mb=peak_mb(), disk_mb=eng.disk_mb())
+        print(f"[{args.engine}] {out['error']}", flush=True)
+        shutil.rmtree(path, ignore_errors=True)
+        return out
     ing["docs_per_s"] = args.docs / ing["seconds"]
     out["ingest"] = ing
     out["peak_rss_mb_ingest"] = peak_mb()
@@ -565,10 +598,10 @@ def run_engine(args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(2)  # let merges the writes triggered finish before the idle runs
 
     out["stats_at_idle"] = eng.stats()
-    lat, _ = timed_queries(lambda q: eng.hybrid(q), queries)
+    lat, _ = timed_queries(lambda q: eng.hybrid(q), queries, args.query_seconds)
     out["hybrid_idle"] = pct(lat)
     for name, f in (("filtered_1pct", {"eq": 7}), ("filtered_50pct", {"lt": 50})):
-        lat, _ = timed_queries(lambda q, f=f: eng.hybrid(q, f), queries)
+        lat, _ = timed_queries(lambda q, f=f: eng.hybrid(q, f), queries, args.query_seconds)
         out[name] = pct(lat)
     print(f"[{args.engine}] hybrid idle p50 {out['hybrid_idle']['p50_ms']:.0f} ms p95 {out['hybrid_idle']['p95_ms']:.0f} ms",
           flush=True)
@@ -647,6 +680,10 @@ def main() -> None:
     ap.add_argument("--writer-rounds", type=int, default=1, help="passes over the queries while writing")
     ap.add_argument("--writer-seconds", type=float, default=60.0,
                     help="longest measurement window while writing (stops early, queries done are reported)")
+    ap.add_argument("--query-seconds", type=float, default=float("inf"),
+                    help="longest idle and filtered measurement (stops early; the queries done are reported)")
+    ap.add_argument("--max-rss-gb", type=float, default=20.0,
+                    help="a peer whose resident memory passes this during ingest is stopped and reported")
     ap.add_argument("--engines", default=",".join(ENGINES))
     ap.add_argument("--cache", type=Path, default=Path("/tmp/semsearch-bench-scale"))
     ap.add_argument("--work", type=Path, default=None, help="where indexes are built (default: under --cache)")
@@ -666,7 +703,8 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
 
     if args.engine:
-        global SKIP_MERGES, NO_BACKGROUND_MERGES
+        global SKIP_MERGES, NO_BACKGROUND_MERGES, MAX_RSS_MB
+        MAX_RSS_MB = args.max_rss_gb * 1024
         SKIP_MERGES = args.ingest_only or args.no_merges
         NO_BACKGROUND_MERGES = args.no_merges
         logging.basicConfig(level=logging.WARNING)
@@ -688,7 +726,8 @@ def main() -> None:
         out.unlink(missing_ok=True)
         cmd = [sys.executable, __file__, "--engine", name, "--out", str(out), "--docs", str(args.docs),
                "--queries", str(args.queries), "--writes", str(args.writes), "--writer-rate", str(args.writer_rate),
-               "--writer-rounds", str(args.writer_rounds), "--writer-seconds", str(args.writer_seconds), "--cache", str(args.cache), "--work", str(args.work)]
+               "--writer-rounds", str(args.writer_rounds), "--writer-seconds", str(args.writer_seconds),
+               "--query-seconds", str(args.query_seconds), "--max-rss-gb", str(args.max_rss_gb), "--cache", str(args.cache), "--work", str(args.work)]
         if args.keep:
             cmd.append("--keep")
         if args.ingest_only:
