@@ -252,7 +252,8 @@ def test_search_log_lines_carry_the_request_id(client, caplog):
     from semsearch.logs import RequestIdFilter
 
     caplog.handler.addFilter(RequestIdFilter())
-    with caplog.at_level(logging.INFO, logger="semsearch.search_api"):
+    # the search's own line is at DEBUG (at INFO its figures are on the one access line)
+    with caplog.at_level(logging.DEBUG, logger="semsearch.search_api"):
         client.post("/v1/search", json={"query": "bees"}, headers={"X-Request-ID": "rid-42"})
     lines = [r for r in caplog.records if r.name == "semsearch.search_api.routes.search"]
     assert lines and all(getattr(r, "request_id", None) == "rid-42" for r in lines)

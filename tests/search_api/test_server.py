@@ -31,6 +31,10 @@ def test_serve_end_to_end(index_dir, start_server):
     access = [x for x in lines if x.get("event") == "access"]
     hit = next(x for x in access if x["request_id"] == "e2e-1")
     assert hit["path"] == "/v1/search" and hit["status"] == 200 and hit["latency_ms"] > 0
+    # the search's own figures are on its access line: one line per search
+    assert hit["mode"] == "hybrid" and hit["k"] == 2 and hit["hits"] == 2 and hit["degraded"] is False
+    assert 0 < hit["took_ms"] <= hit["latency_ms"]
+    assert [x for x in lines if x.get("request_id") == "e2e-1"] == [hit]
 
 
 def test_killed_server_loses_no_acknowledged_write(index_dir, start_server):

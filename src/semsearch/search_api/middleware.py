@@ -153,7 +153,8 @@ class RequestContextMiddleware:
             "bytes_in": received,
             "client": f"{client[0]}:{client[1]}" if client else None,
         }
-        mode = scope.get("state", {}).get("mode")
-        if mode:
-            entry["mode"] = mode
+        state = scope.get("state", {})
+        if state.get("mode"):
+            entry["mode"] = state["mode"]
+        entry.update(state.get("search") or {})  # a search's k, offset, hits, took_ms, degraded
         access_logger.info(json.dumps(entry))

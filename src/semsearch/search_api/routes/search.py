@@ -108,8 +108,11 @@ async def search(
             f"the search did not finish within {settings.api.request_timeout_s:g} s "
             "(api.request_timeout_s); try a smaller k or depth, or later") from None
     response = await build_response(req, result, settings)
-    logger.info("search mode=%s k=%d offset=%d hits=%d took_ms=%.1f degraded=%s", result.mode,
-                req.k, req.offset, len(result.hits), result.took_ms, result.degraded)
+    # reported on the request's one access line (middleware); a line of its own at DEBUG only
+    request.state.search = {"k": req.k, "offset": req.offset, "hits": len(result.hits),
+                            "took_ms": round(result.took_ms, 1), "degraded": result.degraded}
+    logger.debug("search mode=%s k=%d offset=%d hits=%d took_ms=%.1f degraded=%s", result.mode,
+                 req.k, req.offset, len(result.hits), result.took_ms, result.degraded)
     return response
 
 
