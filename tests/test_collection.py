@@ -188,3 +188,120 @@ def test_a_waiting_write_is_refreshed_soon_and_others_keep_the_schedule(tmp_path
         res = col.upsert([semsearch.Document(id="d", text="delta waves")])
         time.sleep(0.5)
         assert not res.searchable and col.search("delta waves", mode="lexical").hits == []
+
+
+class SlowEncoder:
+    """The hashing encoder, slowed down per batch: a bulk load long enough for the refresh
+    loop (every 10 ms here) to have published a part of it, had it been allowed to."""
+
+    def __init__(self, inner, seconds: float) -> None:
+        self.inner, self.seconds = inner, seconds
+        self.name, self.dim = inner.name, inner.dim
+
+    def encode(self, texts, **kw):
+        import time
+
+        time.sleep(self.seconds)
+        return self.inner.encode(texts, **kw)
+
+
+def _watch(col, stop: threading.Event, seen: set) -> threading.Thread:
+    def run() -> None:
+        while not stop.is_set():
+            seen.add(col.searchable_seq)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_bulk_index_loads_files_in_one_commit_reports_rejects_and_resumes(tmp_path, settings, hashing_encoder):
+    import json
+
+    from semsearch.indexer.pipeline import TextChannel
+
+    settings.indexing.refresh_interval = 0.01
+    settings.indexing.batch_size = 4
+    rows = [{"_id": f"b{i}", "title": f"bulk {i}", "text": f"bulkword{i} shared"} for i in range(20)]
+    src = tmp_path / "bulk.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"_id": "bad"}\n', encoding="utf-8")
+    with semsearch.Collection.create(tmp_path / "ix", settings, encoder=hashing_encoder) as col:
+        col.upsert([semsearch.Document(id="seed", text="seed shared")], wait_for=True)
+        before = col.searchable_seq
+        seen: set[int] = set()
+        stop = threading.Event()
+        watcher = _watch(col, stop, seen)
+        report = col.bulk_index([src], [TextChannel(SlowEncoder(hashing_encoder, 0.05))])
+        stop.set()
+        watcher.join()
+        assert report.indexed == 20 and [r.line for r in report.rejected] == [21]
+        # five batches over >= 250 ms, a refresh loop every 10 ms: still one commit
+        assert col.searchable_seq > before and seen <= {before, col.searchable_seq}
+        assert col.search("bulkword7", mode="lexical", k=1).hits[0].id == "b7"
+        assert col.search("bulkword7", mode="dense", k=1).hits[0].id == "b7"
+        again = col.bulk_index([src], [TextChannel(hashing_encoder)])
+        assert again.indexed == 0 and again.unchanged == 20  # a re-run resumes: nothing re-encoded
+
+
+def test_replace_vectors_switches_encoder_and_vectors_in_one_commit(tmp_path, settings, hashing_encoder,
+                                                                    monkeypatch):
+    import time
+
+    import numpy as np
+
+    from tests.conftest import HashingEncoder
+
+    settings.indexing.refresh_interval = 0.01
+    docs = [semsearch.Document(id=f"r{i}", text=f"replace word{i}") for i in range(12)]
+    with semsearch.Collection.create(tmp_path / "ix", settings, encoder=hashing_encoder) as col:
+        col.upsert(docs, wait_for=True)
+        before = col.searchable_seq
+        other = HashingEncoder(name="test/other-encoder")
+        new = -other.encode([d.text for d in docs])
+        real_write = col.index.write
+
+        def slow_write(*a, **kw):  # one document per batch, slowly: the refresh loop runs between
+            time.sleep(0.02)
+            return real_write(*a, **kw)
+
+        monkeypatch.setattr(col.index, "write", slow_write)
+        seen: set[int] = set()
+        stop = threading.Event()
+        watcher = _watch(col, stop, seen)
+        info = col.replace_vectors([d.id for d in docs], new, "test/other-encoder", tuned={"fusion": {"method": "rrf"}},
+                                   batch=1)
+        stop.set()
+        watcher.join()
+        assert info["docs"] == 12 and info["encoder"] == "test/other-encoder"
+        assert col.searchable_seq > before and seen <= {before, col.searchable_seq}
+        assert np.allclose(col.vectors([d.id for d in docs]), new)
+        assert col.index.snapshot().channels["dense"].encoder == "test/other-encoder"
+    with semsearch.Collection.open(tmp_path / "ix", settings) as ro:  # committed, with the tuned defaults
+        assert ro.index.manifest.channels["dense"].encoder == "test/other-encoder"
+        assert ro.index.manifest.tuned == {"fusion": {"method": "rrf"}}
+
+
+def test_set_tuned_is_a_commit_that_other_processes_see(tmp_path, settings, hashing_encoder):
+    with semsearch.Collection.create(tmp_path / "ix", settings, encoder=hashing_encoder) as col:
+        col.upsert([semsearch.Document(id="a", text="alpha")], wait_for=True)
+        gen = col.index.manifest.generation
+        col.set_tuned({"fusion": {"method": "linear", "weights": {"lexical": 0.3, "dense": 0.7}}})
+        assert col.index.manifest.generation == gen + 1
+        assert col.search("alpha", mode="lexical").hits[0].id == "a"
+    with semsearch.Collection.open(tmp_path / "ix", settings) as ro:
+        assert ro.index.manifest.tuned["fusion"]["method"] == "linear"
+
+
+def test_vectors_acknowledged_before_a_crash_are_indexed_after_it(tmp_path, settings, hashing_encoder):
+    """The first write to a new channel declares it; that declaration is committed before the
+    write is acknowledged. Before, it lived in memory until the next refresh: a process that
+    died first left vectors in the store that the refresh after the restart indexed without
+    their channel (the documents were searchable by words, never by meaning)."""
+    settings.indexing.refresh_interval = 3600  # no refresh before the "crash"
+    docs = [semsearch.Document(id=f"c{i}", text=f"crashword{i} ocean") for i in range(5)]
+    col = semsearch.Collection.create(tmp_path / "ix", settings, encoder=hashing_encoder)
+    assert col.upsert(docs).searchable is False  # acknowledged: durable, not yet searchable
+    col.close()  # stops without a refresh, as a killed process would
+    with semsearch.Collection.open(tmp_path / "ix", settings, writable=True, encoder=hashing_encoder) as col:
+        assert col.stats()["channels"]["dense"]["count"] == 5
+        assert col.search("crashword3 ocean", mode="dense", k=1).hits[0].id == "c3"
+        assert col.search("crashword3", mode="lexical", k=1).hits[0].id == "c3"

@@ -27,7 +27,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -43,6 +43,7 @@ from semsearch.indexer.index import Index, IndexLocked
 
 if TYPE_CHECKING:
     from semsearch.images.dedup import DedupResult
+    from semsearch.indexer.pipeline import ChannelEncoder, IndexReport
     from semsearch.rerank.base import Reranker
 
 logger = logging.getLogger(__name__)
@@ -610,6 +611,74 @@ class Collection(BatchedSearch):
                 metrics.set_segments(len(self.index.manifest.segments))
                 logger.info("merged %s into %s (%d docs) in %.2f s", info["merged"], info["into"],
                             info["docs"], info["seconds"])
+
+    def bulk_index(self, inputs: Sequence[Path | str], channels: Sequence[ChannelEncoder], *,
+                   on_progress: Callable[[int], None] | None = None) -> IndexReport:
+        """Bulk-load JSONL/CSV files and image folders (``semsearch index``, the eval's
+        index build) through the indexing pipeline: records read in batches, encoded by
+        ``channels`` (a :class:`~semsearch.indexer.pipeline.TextChannel`, image channels),
+        every rejected record reported, documents whose content is already stored skipped
+        (a re-run resumes an interrupted load), then one refresh and the merges the policy
+        wants. Searches go on over the snapshot from before the load; no refresh publishes
+        a part of it (a write that waits for searchability meanwhile waits for its end)."""
+        from semsearch.indexer.pipeline import Pipeline
+
+        self._check_writable()
+        with self.index.exclusive():
+            report = Pipeline(self.index, channels, self.settings, on_progress=on_progress).run(
+                [Path(p) for p in inputs])
+        metrics.set_pending(self.index.store.last_seq() - self.searchable_seq)
+        with self._synced:
+            self._synced.notify_all()
+        return report
+
+    def replace_vectors(self, ids: Sequence[str], matrix: np.ndarray | list[np.ndarray], encoder_name: str, *,
+                        channel: str = "dense", tuned: dict[str, Any] | None = None,
+                        batch: int = 1024) -> dict[str, Any]:
+        """Replace a vector channel's vectors and encoder in one commit (``adapt`` switching
+        to a fine-tuned encoder). The channel spec gets the new encoder, the documents are
+        rewritten with their new vectors into the store, the manifest's ``tuned`` defaults
+        are set (when given), and one refresh writes them as new segments and tombstones
+        every old row: searches see the old vectors and encoder until that commit, then only
+        the new ones (background merges then drop the old rows). ``matrix`` is one row per
+        id, or for a channel split into passages one ``(n_passages, dim)`` matrix per id."""
+        from semsearch.indexer.pipeline import select
+
+        self._check_writable()
+        t0 = time.perf_counter()
+        index = self.index
+        with index.exclusive():
+            spec = index.manifest.channels[channel]
+            dim = int(matrix[0].shape[1] if isinstance(matrix, list) else matrix.shape[1])
+            index.manifest.channels[channel] = spec.model_copy(update={"encoder": encoder_name, "dim": dim})
+            if tuned is not None:
+                index.manifest.tuned = tuned
+            pos = {d: i for i, d in enumerate(ids)}
+            for start in range(0, len(ids), batch):
+                chunk = list(ids[start : start + batch])
+                docs = index.get(chunk)
+                have = [d for d in chunk if d in docs]
+                index.write([docs[d] for d in have], {channel: select(matrix, [pos[d] for d in have])})
+            info = index.sync()
+        with self._synced:
+            self._synced.notify_all()
+        self._merge_wanted.set()
+        return {"docs": len(ids), "encoder": encoder_name, "dim": dim, "sync_seconds": round(info["seconds"], 2),
+                "seconds": round(time.perf_counter() - t0, 2)}
+
+    def passage_plan(self, channel: str = "dense") -> Any:
+        """How ``channel`` splits long documents into passages (a
+        :class:`~semsearch.encoders.passages.PassagePlan`), or None: one vector per document."""
+        from semsearch.encoders.passages import PassagePlan
+
+        spec = self.index.snapshot().channels.get(channel)
+        return None if spec is None else PassagePlan.from_record(spec.passages)
+
+    def set_tuned(self, tuned: dict[str, Any]) -> None:
+        """Record the search defaults ``adapt`` chose (fusion, reranking) in the manifest;
+        searches that do not override them use them from the next search on."""
+        self._check_writable()
+        self.index.set_tuned(tuned)
 
     def compact(self) -> list[dict[str, Any]]:
         """Refresh, then merge every segment into one and purge every deleted row."""

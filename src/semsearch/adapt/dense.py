@@ -180,33 +180,3 @@ def _load_part(f: Path, digest: str) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _save_part(f: Path, digest: str, vectors: np.ndarray, counts: np.ndarray) -> None:
     write_atomic(f, lambda fh: np.savez(fh, vectors=vectors, counts=counts, ids=np.array(digest)))
-
-
-def reencode_index(index: Any, ids: Sequence[str], matrix: np.ndarray | list[np.ndarray], encoder_name: str, *,
-                   channel: str = "dense", tuned: dict[str, Any] | None = None, batch: int = 1024) -> dict[str, Any]:
-    """Replace a vector channel's vectors and encoder in one index switch.
-
-    The channel spec gets the new encoder, the documents are rewritten with their new
-    vectors into the store, the manifest's ``tuned`` is updated (when given), and one
-    :meth:`Index.sync` (a refresh) writes them as new segments, tombstones every old row and
-    commits: readers see the old segments and encoder until that one commit, then only the
-    new ones (background merges then drop the old rows). ``matrix`` is one row per id, or for
-    a channel split into passages one ``(n_passages, dim)`` matrix per id."""
-    from semsearch.indexer.pipeline import select
-
-    t0 = time.perf_counter()
-    spec = index.manifest.channels[channel]
-    dim = int(matrix[0].shape[1] if isinstance(matrix, list) else matrix.shape[1])
-    new_spec = spec.model_copy(update={"encoder": encoder_name, "dim": dim})
-    index.manifest.channels[channel] = new_spec
-    if tuned is not None:
-        index.manifest.tuned = tuned
-    pos = {d: i for i, d in enumerate(ids)}
-    for start in range(0, len(ids), batch):
-        chunk = list(ids[start : start + batch])
-        docs = index.get(chunk)
-        have = [d for d in chunk if d in docs]
-        index.write([docs[d] for d in have], {channel: select(matrix, [pos[d] for d in have])})
-    info = index.sync()
-    return {"docs": len(ids), "encoder": encoder_name, "dim": dim, "sync_seconds": round(info["seconds"], 2),
-            "seconds": round(time.perf_counter() - t0, 2)}

@@ -310,18 +310,14 @@ class Adapter:
         return t
 
     def step_apply(self) -> dict[str, Any]:
-        from semsearch.adapt.dense import encode_corpus, encode_passages, reencode_index
-        from semsearch.encoders import passages as P
-        from semsearch.indexer.index import Index
-        from semsearch.indexer.manifest import write_manifest
+        from semsearch.adapt.dense import encode_corpus, encode_passages
+        from semsearch.collection import Collection
 
         tuned = self.tuned()
-        # rewrites the dense channel and the manifest's tuned defaults: index maintenance,
-        # below the Collection API (as `semsearch reindex` is)
-        with Index.open(self.path, self.settings, writable=True) as idx:
+        with Collection.open(self.path, self.settings, writable=True) as col:
             if self._dense_kept():
                 model = str((self.path / ADAPTED_DIR).resolve())
-                plan = P.PassagePlan.from_record(idx.manifest.channels["dense"].passages)
+                plan = col.passage_plan("dense")
                 if plan is None:  # encoded by the dense step: read from its cache
                     matrix = encode_corpus(self.encoder(model), self.docs(), self.template,
                                            self.work / "vectors-adapted")
@@ -332,10 +328,9 @@ class Adapter:
                     self.say(f"[apply] encoding the passages of {len(self.docs())} documents with the fine-tuned encoder")
                     matrix = encode_passages(self.encoder(model), self.docs(), self.template, plan,
                                              self.work / "passages-adapted", progress=self._progress("apply"))
-                info = reencode_index(idx, [d.id for d in self.docs()], matrix, model, tuned=tuned)
+                info = col.replace_vectors([d.id for d in self.docs()], matrix, model, tuned=tuned)
             else:
-                idx.manifest.tuned = tuned
-                write_manifest(idx.path, idx.manifest)
+                col.set_tuned(tuned)
                 info = {}
         return {"tuned": tuned, "reencode": info}
 

@@ -47,8 +47,8 @@ def index_cmd(
     """Bulk-index documents. Re-running the same command resumes an interrupted run."""
     import json
 
-    from semsearch.indexer.index import Index
-    from semsearch.indexer.pipeline import Pipeline, TextChannel, write_errors
+    from semsearch.collection import Collection
+    from semsearch.indexer.pipeline import TextChannel, write_errors
 
     settings = load_settings(
         indexing__batch_size=batch_size, vector__faiss__factory=factory, indexing__on_duplicate=on_duplicate
@@ -66,10 +66,9 @@ def index_cmd(
             from semsearch.errors import BadInput
 
             raise BadInput("--index is required (or set SEMSEARCH_STORE__BACKEND=elasticsearch)")
-        idx = Index.create(index, settings)
+        col = Collection.create(index, settings)
         try:
-            if hasattr(idx.lexical, "ping"):  # a server backend: fail before encoding anything
-                idx.lexical.ping()
+            col.ready()  # a server backend (Elasticsearch lexical) fails here, before encoding anything
             channels = []
             if not no_dense:
                 from semsearch.encoders import make_text_encoder
@@ -104,15 +103,15 @@ def index_cmd(
                         speed = prog.tasks[0].speed
                         prog.update(task, rate=f"{speed:,.0f} docs/s" if speed else "")
 
-                    report = Pipeline(idx, channels, settings, on_progress=advance).run(input)
+                    report = col.bulk_index(input, channels, on_progress=advance)
             else:
-                report = Pipeline(idx, channels, settings).run(input)
+                report = col.bulk_index(input, channels)
             if not no_dense:
                 from semsearch.encoders import prepare_query_encoder
 
                 prepare_query_encoder(settings.text_encoder)  # the ONNX export, once, here
         finally:
-            idx.close()
+            col.close()
     errors_path = errors or (index / "errors.jsonl")
     write_errors(errors_path, report.rejected)
     summary = report.as_dict()

@@ -86,17 +86,17 @@ def ensure_index(dataset: EvalDataset, path: Path, settings: Settings,
                 f"cannot build an index for caption set {dataset.path} here: build it with the "
                 "image indexer and pass --index DIR (caption-to-image eval needs an 'image' channel)"
             )
-        from semsearch.indexer.index import Index
-        from semsearch.indexer.pipeline import Pipeline, TextChannel
+        from semsearch.collection import Collection
+        from semsearch.indexer.pipeline import TextChannel
 
         if encoder is None:
             from semsearch.encoders import make_text_encoder
 
             encoder = make_text_encoder(settings.text_encoder)
         t0 = time.perf_counter()
-        with Index.create(path, settings) as idx:
+        with Collection.create(path, settings, encoder=encoder) as col:
             te = settings.text_encoder
-            report = Pipeline(idx, [TextChannel(encoder, te.doc_template, passages=te.passages)], settings).run(dataset.corpus_files)
+            report = col.bulk_index(dataset.corpus_files, [TextChannel(encoder, te.doc_template, passages=te.passages)])
         build_seconds = time.perf_counter() - t0
         if report.rejected:
             logger.warning("%d corpus records were rejected while indexing", len(report.rejected))

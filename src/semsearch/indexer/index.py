@@ -28,7 +28,8 @@ import shutil
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -379,11 +380,21 @@ class Index:
 
                 check_factory(dim, spec.settings.get("factory", self.settings.vector.faiss.factory))
             with self._commit_lock:
-                self.manifest.channels[name] = spec
                 if backend not in LOCAL_BACKENDS:
                     from semsearch.indexer.vector.registry import create_vector
 
                     self._external[name] = create_vector(spec, self.settings)
+                if self.writable and not self._upgrading:
+                    # a commit of its own: the declaration is durable before any vector of the
+                    # channel is acknowledged, so a process killed before its next refresh
+                    # leaves stored vectors that the refresh after a restart indexes (with the
+                    # declaration only in memory, that refresh ran without the channel and the
+                    # vectors were never indexed)
+                    m = self.manifest.model_copy(deep=True)
+                    m.channels[name] = spec
+                    self._commit(m, m.synced_seq)
+                else:
+                    self.manifest.channels[name] = spec
         elif spec.encoder != encoder or spec.dim != dim:
             raise IndexIncompatible(
                 f"index at {self.path} channel {name!r} was built with encoder {spec.encoder!r} "
@@ -568,6 +579,25 @@ class Index:
         if dead:
             fsync_dir(self.path / DELETES)
         return out
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold off every other thread's refresh, commit and merge (waiting for a merge under
+        way) while a change of several steps is made that must land in one commit: a bulk
+        load, a channel's vectors replaced. Searches and store writes go on."""
+        if not self.writable:
+            raise BadInput(f"index at {self.path} was opened read-only")
+        with self._merge_lock, self._commit_lock:
+            yield
+
+    def set_tuned(self, tuned: dict[str, Any]) -> None:
+        """Record search defaults chosen for this index (``adapt``) in a new commit."""
+        if not self.writable:
+            raise BadInput(f"index at {self.path} was opened read-only")
+        with self._commit_lock:
+            m = self.manifest.model_copy(deep=True)
+            m.tuned = tuned
+            self._commit(m, m.synced_seq)
 
     def _commit(self, m: Manifest, synced_seq: int) -> None:
         m.synced_seq = synced_seq
