@@ -613,19 +613,21 @@ class Collection(BatchedSearch):
                             info["docs"], info["seconds"])
 
     def bulk_index(self, inputs: Sequence[Path | str], channels: Sequence[ChannelEncoder], *,
-                   on_progress: Callable[[int], None] | None = None) -> IndexReport:
+                   on_progress: Callable[[int], None] | None = None,
+                   on_phase: Callable[[str, int, int], None] | None = None) -> IndexReport:
         """Bulk-load JSONL/CSV files and image folders (``semsearch index``, the eval's
         index build) through the indexing pipeline: records read in batches, encoded by
         ``channels`` (a :class:`~semsearch.indexer.pipeline.TextChannel`, image channels),
         every rejected record reported, documents whose content is already stored skipped
         (a re-run resumes an interrupted load), then one refresh and the merges the policy
         wants. Searches go on over the snapshot from before the load; no refresh publishes
-        a part of it (a write that waits for searchability meanwhile waits for its end)."""
+        a part of it (a write that waits for searchability meanwhile waits for its end).
+        ``on_progress`` / ``on_phase``: see :class:`~semsearch.indexer.pipeline.Pipeline`."""
         from semsearch.indexer.pipeline import Pipeline
 
         self._check_writable()
         with self.index.exclusive():
-            report = Pipeline(self.index, channels, self.settings, on_progress=on_progress).run(
+            report = Pipeline(self.index, channels, self.settings, on_progress=on_progress, on_phase=on_phase).run(
                 [Path(p) for p in inputs])
         metrics.set_pending(self.index.store.last_seq() - self.searchable_seq)
         with self._synced:

@@ -169,3 +169,24 @@ def test_a_bulk_load_runs_the_merge_policy_before_it_returns(tmp_path, settings,
         assert [s.n_docs for s in m.segments] == [2048] * 3 and r.merges == []
     with Index.open(tmp_path / "ix", settings) as idx:
         assert idx.lexical.count() == 6144 and idx.lexical.search("item3", 1)
+
+
+def test_a_bulk_load_reports_progress_of_its_refresh_and_merges(tmp_path, settings):
+    """What `semsearch index`'s progress bars show after reading + encoding: documents
+    written into segments (of the total) and documents merged (of the known total)."""
+    p = tmp_path / "many.jsonl"
+    p.write_text("".join(json.dumps({"_id": f"d{i}", "text": f"doc {i} about item{i % 7}"}) + "\n"
+                         for i in range(6144)))
+    settings.indexing.segment_docs = 2048
+    settings.indexing.merge_factor = 2
+    calls: list[tuple[str, int, int]] = []
+    encoded: list[int] = []
+    with Index.create(tmp_path / "ix", settings) as idx:
+        r = Pipeline(idx, [TextChannel(HashingEncoder())], settings, on_progress=encoded.append,
+                     on_phase=lambda *a: calls.append(a)).run([p])
+    assert sum(encoded) == 6144
+    refresh = [c for c in calls if c[0] == "refresh"]
+    assert refresh == [("refresh", 2048, 6144)] * 3  # one call per segment written, of all 6,144
+    merge = [c for c in calls if c[0] == "merge"]
+    # the total is announced before the merge (4,096 docs of two segments), then advanced
+    assert merge == [("merge", 0, 4096), ("merge", 4096, 4096)] and r.merges[0]["docs"] == 4096

@@ -94,16 +94,21 @@ def index_cmd(
                 )
 
                 rate = TextColumn("{task.fields[rate]}")
-                with Progress(TextColumn("reading + encoding"), BarColumn(), MofNCompleteColumn(), rate,
+                with Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), rate,
                               TimeElapsedColumn(), TimeRemainingColumn(), console=console) as prog:
-                    task = prog.add_task("index", total=count_records(input), rate="")
+                    tasks = {"encode": prog.add_task("reading + encoding", total=count_records(input), rate="")}
+                    names = {"refresh": "writing segments", "merge": "merging segments"}
 
-                    def advance(n: int) -> None:
-                        prog.advance(task, n)
-                        speed = prog.tasks[0].speed
+                    def step(phase: str, n: int, total: int | None = None) -> None:
+                        if phase not in tasks:
+                            tasks[phase] = prog.add_task(names[phase], total=total, rate="")
+                        task = tasks[phase]
+                        prog.update(task, advance=n, **({"total": total} if total is not None else {}))
+                        speed = next(t for t in prog.tasks if t.id == task).speed
                         prog.update(task, rate=f"{speed:,.0f} docs/s" if speed else "")
 
-                    report = col.bulk_index(input, channels, on_progress=advance)
+                    report = col.bulk_index(input, channels, on_progress=lambda n: step("encode", n),
+                                            on_phase=step)
             else:
                 report = col.bulk_index(input, channels)
             if not no_dense:

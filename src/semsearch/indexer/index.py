@@ -28,7 +28,7 @@ import shutil
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -466,16 +466,17 @@ class Index:
             self._where = where
         return self._where
 
-    def sync(self) -> dict[str, Any]:
+    def sync(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """Refresh: make every stored change after the last commit searchable, as one new
         segment (several for a bulk load, ``indexing.segment_docs`` documents each) plus
-        deletion bitmaps, in one new commit."""
+        deletion bitmaps, in one new commit. ``progress(docs, total)`` is called after each
+        new segment is written (a bulk load's progress bar)."""
         if not self.writable:
             raise BadInput(f"index at {self.path} was opened read-only")
         with self._commit_lock:
-            return self._refresh()
+            return self._refresh(progress)
 
-    def _refresh(self) -> dict[str, Any]:
+    def _refresh(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         t0 = time.perf_counter()
         m = self.manifest.model_copy(deep=True)
         upgrading = self._upgrading
@@ -507,12 +508,15 @@ class Index:
                 ref = self._flush(m, batch)
                 new_refs.append(ref)
                 new_where.update({d.id: (ref.name, o) for o, d in enumerate(batch)})
+                if progress is not None:
+                    progress(len(batch), total)
                 batch.clear()
 
         # documents and their vectors are read as of one instant; writes go on meanwhile
         # and are the next refresh's (their sequence numbers are past ``target``)
         with self.store.read_snapshot():
             target = self.store.last_seq()
+            total = self.store.count_since(m.synced_seq, target) if progress is not None else 0
             for ups, dels in self.store.changes_since(m.synced_seq, upto=target):
                 for doc_id in dels:
                     deleted += tombstone(doc_id)

@@ -174,11 +174,17 @@ class Pipeline:
         settings: Settings | None = None,
         *,
         on_progress: Callable[[int], None] | None = None,
+        on_phase: Callable[[str, int, int], None] | None = None,
     ) -> None:
+        """``on_progress(n)``: ``n`` more records read and encoded. ``on_phase(phase, n,
+        total)``: the phases after it, ``"refresh"`` (``n`` more documents written into
+        segments, of ``total``) and ``"merge"`` (``n`` more documents merged, of ``total``: the
+        merged so far plus the policy's next candidates)."""
         self.index = index
         self.settings = settings or index.settings
         self.channels = list(channels)
         self.on_progress = on_progress
+        self.on_phase = on_phase
         for ch in self.channels:
             if isinstance(ch, TextChannel):
                 ch.declare(index.ensure_channel)
@@ -220,7 +226,8 @@ class Pipeline:
         if batch:
             self._flush(batch, report)
         report.encode_seconds = round(report.encode_seconds, 3)
-        report.sync = self.index.sync()
+        phase = self.on_phase
+        report.sync = self.index.sync(None if phase is None else lambda n, total: phase("refresh", n, total))
         # documents a backend rejected at sync time (e.g. an Elasticsearch mapping conflict)
         # were taken out of the index again: report each one; a re-run retries exactly them
         for f in report.sync.get("failed", []):
@@ -228,7 +235,19 @@ class Pipeline:
             report.rejected.append(Rejected(source, int(line or 0), f"lexical backend: {f['reason']}", f["id"]))
             report.indexed -= f["id"] in seen
         if self.settings.indexing.merge_after_load:
-            while (m := self.index.maybe_merge()) is not None:
+            merged = 0
+            while True:
+                if phase is not None:
+                    live = {r.name: r.live for r in self.index.manifest.segments}
+                    nxt = sum(live.get(n, 0) for n in self.index.merge_candidates())
+                    if nxt:
+                        phase("merge", 0, merged + nxt)
+                m = self.index.maybe_merge()
+                if m is None:
+                    break
+                merged += m["docs"]
+                if phase is not None:
+                    phase("merge", m["docs"], merged)
                 report.merges.append({k: m[k] for k in ("into", "docs", "seconds")})
         report.seconds = time.perf_counter() - t0
         return report

@@ -309,6 +309,10 @@ class DocStore:
                 raise
 
     # -- reads --------------------------------------------------------------------------
+    def count_since(self, seq: int, upto: int) -> int:
+        """How many documents changed (written or deleted) with ``seq < sequence <= upto``."""
+        return self._conn.execute("SELECT COUNT(*) FROM docs WHERE seq>? AND seq<=?", (seq, upto)).fetchone()[0]
+
     def changes_since(self, seq: int, batch: int = 2048, *,
                       upto: int | None = None) -> Iterator[tuple[list[Document], list[str]]]:
         """Yield ``(upserted docs, deleted ids)`` for changes with ``seq < sequence <= upto``."""
