@@ -212,6 +212,31 @@ def test_ivf_is_trained_on_a_sample_of_the_store_with_nlist_from_its_size(tmp_pa
         assert len(hits) == 3
 
 
+def test_ivf_is_retrained_once_the_channel_has_grown_tenfold(tmp_path, settings):
+    enc, rng = HashingEncoder(), random.Random(5)
+    settings.vector.faiss.factory = "IVF{nlist},Flat"
+    with Index.create(tmp_path / "ix", settings) as idx:
+        write(idx, [doc(i, rng) for i in range(300)], enc)
+        idx.sync()
+        first = dict(idx.manifest.templates["dense"])
+        assert first["trained_on"] == 300 and first["factory"] == "IVF64,Flat"
+        write(idx, [doc(i, rng) for i in range(300, 2900)], enc)  # 2,900 < 10 x 300: kept
+        idx.sync()
+        assert idx.manifest.templates["dense"] == first
+        write(idx, [doc(i, rng) for i in range(2900, 3000)], enc)  # 3,000 = 10 x 300: retrained
+        idx.sync()
+        again = idx.manifest.templates["dense"]
+        # on a sample of the whole store, with nlist from its size (4 sqrt(3000) ~ 219 -> 256)
+        assert again["trained_on"] == 3000 and again["factory"] == "IVF256,Flat"
+        assert again["file"] != first["file"]
+        newest = idx.snapshot().segments[-1]
+        import faiss
+
+        assert faiss.extract_index_ivf(newest.vectors["dense"].ann).nlist == 256  # cloned from the new one
+        q = enc.encode([f"{d.title} {d.text}" for d in [doc(2950, random.Random(5))]])
+        assert len(idx.snapshot().vectors["dense"].search(q, 3)[0]) == 3
+
+
 def test_filters_are_pushed_into_every_segment_and_channel(tmp_path, settings):
     enc, rng = HashingEncoder(), random.Random(6)
     settings.vector.faiss.factory = "HNSW16"
