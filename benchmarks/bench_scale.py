@@ -475,13 +475,23 @@ class MilvusEngine(Engine):
         specs = [("dense", {"index_type": "HNSW", "metric_type": "IP", "params": {"M": 32, "efConstruction": 40}}),
                  ("sparse", {"index_type": "SPARSE_INVERTED_INDEX", "metric_type": "BM25"}),
                  ("bucket", {"index_type": "INVERTED"})]
+        from pymilvus import MilvusException
+
         have = set(c.list_indexes("docs"))
         for field, spec in specs:
             if field in have:
                 continue
             ip = c.prepare_index_params()
             ip.add_index(field, **spec)
-            c.create_index("docs", ip)
+            try:
+                c.create_index("docs", ip)
+            except MilvusException as e:
+                # at 1M the first CreateIndex call blocked for 210 s, gRPC's keepalive dropped
+                # the connection (GOAWAY too_many_pings) and pymilvus retried a call that had
+                # gone through: "index already exists for field 'dense'"
+                if "already exists" not in str(e):
+                    raise
+                print(f"[milvus] create_index({field}): retried after the first call went through", flush=True)
         while True:
             d = c.describe_index("docs", "dense")
             if d.get("pending_index_rows", 0) == 0 and d.get("state", "Finished") == "Finished":

@@ -289,6 +289,10 @@ class Collection(BatchedSearch):
         for t in (self._promoter, self._worker, self._merger):
             if t is not None and t.is_alive():
                 t.join(timeout=600)
+        if self._image_channels:
+            from semsearch.images.channels import close_channels
+
+            close_channels(self._image_channels)  # worker threads, numpy's BLAS thread limit
         with self._writer:
             self.index.close()
             for old in self._retired:

@@ -217,3 +217,22 @@ def test_rerun_is_unchanged_and_delete_reaches_the_hash_index(tmp_path, image_tr
         assert idx.vectors["phash"].count() == 13 and idx.vectors["phash_mirror"].count() == 13
         res = Searcher(idx).search_by_image(image_tree / "photos" / "astronaut.jpg", channels=["phash"], max_distance=10)
         assert {h.id for h in res.hits} == {"photos/astronaut.jpg", "photos/astronaut_flip.png"}
+
+
+def test_closing_a_collection_stops_its_image_workers_and_restores_numpy_blas(tmp_path, image_tree, image_settings):
+    """Image writes through a Collection start a loader (worker threads, numpy's BLAS held
+    at one thread while it is open); close() stops them. Before, they outlived the
+    collection: the process's numpy BLAS stayed at one thread."""
+    import threading
+
+    import semsearch
+    from semsearch.images import resample
+
+    users = resample._blas_users
+    with semsearch.Collection.create(tmp_path / "ix", image_settings) as col:
+        docs = [semsearch.Document(id=p.stem, image=str(p)) for p in sorted((image_tree / "photos").glob("*.jpg"))[:3]]
+        assert col.upsert(docs, wait_for=True).searchable
+        assert resample._blas_users == users + 1
+        assert any(t.name.startswith("semsearch-img") for t in threading.enumerate())
+    assert resample._blas_users == users
+    assert not any(t.name.startswith("semsearch-img") for t in threading.enumerate())

@@ -67,9 +67,9 @@ def index_cmd(
 
             raise BadInput("--index is required (or set SEMSEARCH_STORE__BACKEND=elasticsearch)")
         col = Collection.create(index, settings)
+        channels: list = []
         try:
             col.ready()  # a server backend (Elasticsearch lexical) fails here, before encoding anything
-            channels = []
             if not no_dense:
                 from semsearch.encoders import make_text_encoder
 
@@ -116,6 +116,9 @@ def index_cmd(
 
                 prepare_query_encoder(settings.text_encoder)  # the ONNX export, once, here
         finally:
+            from semsearch.images.channels import close_channels
+
+            close_channels(channels)
             col.close()
     errors_path = errors or (index / "errors.jsonl")
     write_errors(errors_path, report.rejected)

@@ -100,3 +100,14 @@ def image_channels(settings: Settings, *, roots: Sequence | None = None, clip: b
     if settings.images.mirrored and "phash" in settings.images.hashes:
         chans.append(HashChannel("phash", loader, mirrored=True))
     return chans
+
+
+def close_channels(channels: Sequence) -> None:
+    """Stop the image loaders of ``channels`` (their worker threads, and numpy's BLAS
+    thread limit they hold while open); each shared loader once."""
+    seen: set[int] = set()
+    for ch in channels:
+        loader = getattr(ch, "loader", None)
+        if loader is not None and id(loader) not in seen:
+            seen.add(id(loader))
+            loader.close()
