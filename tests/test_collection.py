@@ -305,3 +305,26 @@ def test_vectors_acknowledged_before_a_crash_are_indexed_after_it(tmp_path, sett
         assert col.stats()["channels"]["dense"]["count"] == 5
         assert col.search("crashword3 ocean", mode="dense", k=1).hits[0].id == "c3"
         assert col.search("crashword3", mode="lexical", k=1).hits[0].id == "c3"
+
+
+def test_a_failed_replace_vectors_leaves_the_old_encoder_in_place(tmp_path, settings, hashing_encoder, monkeypatch):
+    docs = [semsearch.Document(id=f"f{i}", text=f"fail word{i}") for i in range(6)]
+    with semsearch.Collection.create(tmp_path / "ix", settings, encoder=hashing_encoder) as col:
+        col.upsert(docs, wait_for=True)
+        real_write, calls = col.index.write, []
+
+        def failing_write(*a, **kw):
+            calls.append(1)
+            if len(calls) == 3:
+                raise OSError("disk full")
+            return real_write(*a, **kw)
+
+        monkeypatch.setattr(col.index, "write", failing_write)
+        with pytest.raises(OSError, match="disk full"):
+            col.replace_vectors([d.id for d in docs], hashing_encoder.encode([d.text for d in docs]), "test/other",
+                                tuned={"fusion": {"method": "rrf"}}, batch=1)
+        col.refresh()  # a later refresh publishes the two rewritten documents, not the new spec
+        assert col.index.snapshot().channels["dense"].encoder == hashing_encoder.name
+    with semsearch.Collection.open(tmp_path / "ix", settings) as ro:
+        assert ro.index.manifest.channels["dense"].encoder == hashing_encoder.name
+        assert ro.index.manifest.tuned == {}

@@ -654,18 +654,24 @@ class Collection(BatchedSearch):
         t0 = time.perf_counter()
         index = self.index
         with index.exclusive():
-            spec = index.manifest.channels[channel]
+            spec, old_tuned = index.manifest.channels[channel], index.manifest.tuned
             dim = int(matrix[0].shape[1] if isinstance(matrix, list) else matrix.shape[1])
             index.manifest.channels[channel] = spec.model_copy(update={"encoder": encoder_name, "dim": dim})
             if tuned is not None:
                 index.manifest.tuned = tuned
-            pos = {d: i for i, d in enumerate(ids)}
-            for start in range(0, len(ids), batch):
-                chunk = list(ids[start : start + batch])
-                docs = index.get(chunk)
-                have = [d for d in chunk if d in docs]
-                index.write([docs[d] for d in have], {channel: select(matrix, [pos[d] for d in have])})
-            info = index.sync()
+            try:
+                pos = {d: i for i, d in enumerate(ids)}
+                for start in range(0, len(ids), batch):
+                    chunk = list(ids[start : start + batch])
+                    docs = index.get(chunk)
+                    have = [d for d in chunk if d in docs]
+                    index.write([docs[d] for d in have], {channel: select(matrix, [pos[d] for d in have])})
+                info = index.sync()
+            except BaseException:
+                # not committed: the next refresh must not publish the new spec (the vectors
+                # already rewritten keep the old one until a re-run completes the switch)
+                index.manifest.channels[channel], index.manifest.tuned = spec, old_tuned
+                raise
         with self._synced:
             self._synced.notify_all()
         self._merge_wanted.set()
