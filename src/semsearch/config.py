@@ -270,6 +270,11 @@ class ApiSettings(_Section):
     #: one batch (one encoder call); 0 turns batching off
     batch_window_ms: float = Field(2.0, ge=0, le=1000)
     max_batch_queries: int = Field(32, ge=1)
+    #: numpy's BLAS threads in a server process (None: numpy's default, one per core). A
+    #: search's exact vector scan is one small matrix product that OpenBLAS splits over its
+    #: threads, which then spin: with 1, a hybrid request on the SciFact index took 14-16 ms
+    #: of CPU instead of 23-25 (docs/api.md). ONNX Runtime and FAISS keep their own threads
+    blas_threads: int | None = Field(1, ge=1)
     #: dense cosine similarity at or above which two hits count as near-duplicates when a
     #: search asks to collapse them
     duplicate_threshold: float = Field(0.95, gt=0, le=1)

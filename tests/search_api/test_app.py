@@ -292,3 +292,28 @@ def test_request_dependencies_run_on_the_event_loop(client, monkeypatch):
     r = client.post("/v1/documents", json={"documents": [{"id": "d99", "text": "new text"}]}, headers=WRITE)
     assert r.status_code == 200
     assert hops == []
+
+
+def test_the_server_runs_numpy_blas_on_one_thread_while_it_serves(index_dir, api_settings, minilm):
+    """api.blas_threads (default 1): a search's exact vector scan is one small matrix product,
+    which OpenBLAS splits over threads that then spin (a hybrid request cost 23-25 ms of CPU
+    instead of 14-16). Held for the app's life, restored after; None leaves numpy alone."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from fastapi.testclient import TestClient
+
+    from semsearch.search_api.app import create_app
+
+    def numpy_blas():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas" and "numpy" in i["filepath"]]
+
+    before = numpy_blas()
+    if not before or before == [1] * len(before):
+        pytest.skip("numpy's BLAS is not a separate multi-threaded library here")
+    with TestClient(create_app(index_dir, api_settings, encoder=minilm)) as c:
+        assert numpy_blas() == [1] * len(before)
+        assert c.post("/v1/search", json={"query": "bees", "k": 1}).status_code == 200
+    assert numpy_blas() == before
+    api_settings.api.blas_threads = None
+    with TestClient(create_app(index_dir, api_settings, encoder=minilm)):
+        assert numpy_blas() == before

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -77,6 +77,16 @@ def create_app(
             opener = partial(Collection.open_shared, where, settings, encoder=encoder)
         else:
             opener = partial(Collection.open, where, settings, writable=True, encoder=encoder)
+        with contextlib.ExitStack() as process:  # process-wide settings held while serving
+            if settings.api.blas_threads is not None:
+                from semsearch.images.resample import NumpyBlasThreads
+
+                process.enter_context(NumpyBlasThreads(settings.api.blas_threads))
+            async with _serving(app, opener):
+                yield
+
+    @contextlib.asynccontextmanager
+    async def _serving(app: FastAPI, opener: Callable[[], Collection]) -> AsyncIterator[None]:
         svc = await run_in_threadpool(opener)
         try:
             await run_in_threadpool(svc.warm_up)
