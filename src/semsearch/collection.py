@@ -38,7 +38,7 @@ from semsearch import metrics
 from semsearch.config import Settings
 from semsearch.documents import Document, Hit, SearchResult
 from semsearch.encoders.base import TextEncoder
-from semsearch.errors import BackendUnavailable, BadInput, DocumentNotFound, IndexIncompatible
+from semsearch.errors import BackendUnavailable, BadInput, DocumentNotFound
 from semsearch.indexer.index import Index, IndexLocked
 
 if TYPE_CHECKING:
@@ -312,17 +312,7 @@ class Collection(BatchedSearch):
     def encoder(self) -> TextEncoder:
         """The query/document text encoder, loaded on first use."""
         if self._encoder is None:
-            from semsearch.encoders import make_text_encoder
-
-            enc = make_text_encoder(self.searcher.settings.text_encoder, for_queries=True)
-            spec = self.index.manifest.channels.get("dense")
-            if spec is not None and spec.encoder != enc.name:
-                raise IndexIncompatible(
-                    f"index at {self.index.path} was built with text encoder {spec.encoder!r} but "
-                    f"the configured one is {enc.name!r}; set SEMSEARCH_TEXT_ENCODER__MODEL={spec.encoder}"
-                )
-            self._encoder = enc
-            self.searcher.share_models(encoder=enc)
+            self._encoder = self.searcher.encoder  # loads it and checks it against the index
         return self._encoder
 
     def warm_up(self) -> None:
@@ -656,7 +646,8 @@ class Collection(BatchedSearch):
         with index.exclusive():
             spec, old_tuned = index.manifest.channels[channel], index.manifest.tuned
             dim = int(matrix[0].shape[1] if isinstance(matrix, list) else matrix.shape[1])
-            index.manifest.channels[channel] = spec.model_copy(update={"encoder": encoder_name, "dim": dim})
+            index.manifest.channels[channel] = spec.model_copy(
+                update={"encoder": index.record_encoder(encoder_name), "dim": dim})
             if tuned is not None:
                 index.manifest.tuned = tuned
             try:

@@ -137,11 +137,19 @@ def test_dense_fine_tune_end_to_end_and_the_index_searches_with_it(topic_index, 
     m = read_manifest(topic_index)
     adapted = (topic_index / "models" / "dense-adapted").resolve()
     assert m.tuned["dense_encoder"] == "models/dense-adapted"
-    assert m.channels["dense"].encoder == str(adapted)
+    # recorded relative to the index: an index copied, moved or restored elsewhere names its
+    # own copy of the model (an absolute path made the copy refuse to search)
+    assert m.channels["dense"].encoder == "./models/dense-adapted"
     settings.text_encoder.query_backend = "torch"
     with Collection.open(topic_index, settings) as col:
         res = col.search("how bees collect pollen in the hive", mode="dense", k=3)
         assert col.encoder.name == str(adapted)
+        assert res.hits and res.hits[0].id == "t02"
+    moved = topic_index.parent / "moved"
+    topic_index.rename(moved)
+    with Collection.open(moved, settings) as col:
+        res = col.search("how bees collect pollen in the hive", mode="dense", k=3)
+        assert col.encoder.name == str((moved / "models" / "dense-adapted").resolve())
         assert res.hits and res.hits[0].id == "t02"
 
 
@@ -172,7 +180,8 @@ def test_adapting_a_passage_index_re_encodes_every_passage(tmp_path, minilm, set
         assert plan == P.PassagePlan(window=24, overlap=4, max_passages=plan.max_passages)
         docs = _docs()
         stored = idx.store.passage_vectors([d.id for d in docs], "dense", spec.dim)
-    adapted = SentenceTransformerEncoder(settings.text_encoder.model_copy(update={"model": spec.encoder}))
+        model = idx.channel_encoder("dense")
+    adapted = SentenceTransformerEncoder(settings.text_encoder.model_copy(update={"model": model}))
     expected = P.encode(adapted, settings.text_encoder.doc_template, docs, plan)
     assert all(len(e) > 1 for e in expected)  # every document is several passages
     for got, want in zip(stored, expected):

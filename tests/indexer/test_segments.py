@@ -324,6 +324,8 @@ def test_an_index_of_the_file_per_array_layout_is_refused_read_only_and_upgraded
         idx.delete(["d2"])
         idx.sync()
         want = lexical(idx, "bees honey")
+        tuned = {"fusion": {"method": "rrf"}, "dense_encoder": "models/dense-adapted"}
+        idx.set_tuned(tuned)  # what `semsearch adapt` chose for this corpus
     to_format_2_layout(ix)
     seg = min((ix / "segments").iterdir())
     assert (seg / "ids.json").is_file() and (seg / "lexical" / "vocab.json").is_file()
@@ -337,6 +339,7 @@ def test_an_index_of_the_file_per_array_layout_is_refused_read_only_and_upgraded
         assert idx.manifest.format_version == FORMAT_VERSION
         assert lexical(idx, "bees honey") == want and idx.snapshot().count() == 11
         assert idx.snapshot().vectors["dense"].count() == 11
+        assert idx.manifest.tuned == tuned  # the upgrade had dropped adapt's choices
         names = {r.name for r in idx.manifest.segments}
         assert {p.name for p in (ix / "segments").iterdir()} == names and seg.name not in names
     with Index.open(ix, settings) as idx:

@@ -354,6 +354,29 @@ class Index:
                 shutil.rmtree(p, ignore_errors=True)
 
     # -- channels -----------------------------------------------------------------------
+    def record_encoder(self, name: str) -> str:
+        """How a channel spec records the encoder ``name``: a model directory inside the
+        index directory (``adapt``'s fine-tuned encoder) as ``./`` + its path relative to
+        it, so that an index moved, copied or restored elsewhere still names its own model;
+        any other name as given."""
+        if not Path(name).is_absolute():
+            return name
+        try:
+            return "./" + Path(name).resolve().relative_to(self.path.resolve()).as_posix()
+        except ValueError:
+            return name
+
+    def channel_encoder(self, channel: str) -> str | None:
+        """The encoder that produced ``channel``'s vectors (None: no such channel), with a
+        model directory recorded inside the index resolved to where the index is now: what
+        a configured encoder's name must equal."""
+        spec = self.manifest.channels.get(channel)
+        if spec is None:
+            return None
+        if spec.encoder.startswith("./"):
+            return str((self.path / spec.encoder[2:]).resolve())
+        return spec.encoder
+
     def ensure_channel(self, name: str, *, dim: int, encoder: str, backend: str = "faiss",
                        settings: dict[str, Any] | None = None, passages: dict[str, Any] | None = None,
                        passages_explicit: bool = False) -> ChannelSpec:
@@ -373,7 +396,7 @@ class Index:
                 settings = {"factory": self.settings.vector.faiss.factory}
             if settings is None and backend == "elasticsearch":
                 settings = {"index": f"{self.settings.lexical.elasticsearch.index}-vec-{name}"}
-            spec = ChannelSpec(backend=backend, dim=dim, encoder=encoder, settings=settings or {},
+            spec = ChannelSpec(backend=backend, dim=dim, encoder=self.record_encoder(encoder), settings=settings or {},
                                passages=passages)
             if backend == "faiss":
                 from semsearch.indexer.segments.vectors import check_factory
@@ -395,9 +418,9 @@ class Index:
                     self._commit(m, m.synced_seq)
                 else:
                     self.manifest.channels[name] = spec
-        elif spec.encoder != encoder or spec.dim != dim:
+        elif self.channel_encoder(name) != encoder or spec.dim != dim:
             raise IndexIncompatible(
-                f"index at {self.path} channel {name!r} was built with encoder {spec.encoder!r} "
+                f"index at {self.path} channel {name!r} was built with encoder {self.channel_encoder(name)!r} "
                 f"(dim {spec.dim}) but the configured encoder is {encoder!r} (dim {dim}): use "
                 "the same encoder or build a new index"
             )

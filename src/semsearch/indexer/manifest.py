@@ -110,10 +110,10 @@ def read_manifest(path: Path) -> Manifest:
     version = data.get("format_version")
     if version in UPGRADABLE:
         # the derived data of older formats is rebuilt from the document store on the first
-        # writable open; its channels and settings carry over
+        # writable open; its channels, settings and tuned search defaults carry over
         # (next_segment too: the new segments do not reuse the names of the old ones)
         keep = {k: data[k] for k in ("created_at", "lexical_backend", "lexical_settings", "channels",
-                                     "versions", "build", "next_segment") if k in data}
+                                     "versions", "build", "next_segment", "tuned") if k in data}
         return Manifest.model_validate({**keep, "format_version": version})
     if version != FORMAT_VERSION:
         raise IndexIncompatible(

@@ -167,14 +167,14 @@ class Searcher:
             from semsearch.encoders import make_text_encoder
 
             self._encoder = make_text_encoder(self.settings.text_encoder, for_queries=True)
-            spec = self.index.manifest.channels.get("dense")
-            if spec is not None and spec.encoder != self._encoder.name:
+            built = self.index.channel_encoder("dense")
+            if built is not None and built != self._encoder.name:
                 from semsearch.errors import IndexIncompatible
 
                 raise IndexIncompatible(
-                    f"index at {self.index.path} was built with text encoder {spec.encoder!r} "
+                    f"index at {self.index.path} was built with text encoder {built!r} "
                     f"but the configured one is {self._encoder.name!r}; set "
-                    f"SEMSEARCH_TEXT_ENCODER__MODEL={spec.encoder} or rebuild"
+                    f"SEMSEARCH_TEXT_ENCODER__MODEL={built} or rebuild"
                 )
         return self._encoder
 

@@ -40,10 +40,10 @@ def clip_encoder(searcher: Searcher):  # noqa: ANN201 - ClipEncoder
 
         searcher.share_models(clip=ClipEncoder(searcher.settings.clip))
         enc = searcher.clip
-    spec = searcher.index.manifest.channels.get("image")
-    if spec is not None and spec.encoder != enc.name:
+    built = searcher.index.channel_encoder("image")
+    if built is not None and built != enc.name:
         raise IndexIncompatible(
-            f"index at {searcher.index.path} was built with CLIP {spec.encoder!r} but the "
+            f"index at {searcher.index.path} was built with CLIP {built!r} but the "
             f"configured one is {enc.name!r}; set SEMSEARCH_CLIP__ARCHITECTURE / "
             "SEMSEARCH_CLIP__PRETRAINED to match or rebuild"
         )
