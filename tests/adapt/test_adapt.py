@@ -9,6 +9,7 @@ from semsearch.adapt.dense import DenseTrainConfig
 from semsearch.adapt.fusion import select_fusion
 from semsearch.adapt.runner import Adapter, AdaptOptions
 from tests.adapt.conftest import topic_docs
+from tests.conftest import semsearch_cmd, subprocess_env
 
 
 def _docs():
@@ -127,6 +128,9 @@ def test_adapt_is_resumable_and_records_fusion(topic_index, settings):
 
 
 def test_dense_fine_tune_end_to_end_and_the_index_searches_with_it(topic_index, settings):
+    import json
+    import subprocess
+
     from semsearch.collection import Collection
     from semsearch.indexer.manifest import read_manifest
 
@@ -151,6 +155,17 @@ def test_dense_fine_tune_end_to_end_and_the_index_searches_with_it(topic_index, 
         res = col.search("how bees collect pollen in the hive", mode="dense", k=3)
         assert col.encoder.name == str((moved / "models" / "dense-adapted").resolve())
         assert res.hits and res.hits[0].id == "t02"
+    # `semsearch index` into the adapted index encodes with the index's own fine-tuned encoder
+    # (it used the configured default and was refused: "built with encoder ...")
+    new = moved.parent / "new.jsonl"
+    new.write_text(json.dumps({"id": "n1", "text": "Honeybees carry pollen home in baskets on their legs."}) + "\n")
+    p = subprocess.run(semsearch_cmd("index", "--input", str(new), "--index", str(moved), "--json"),
+                       env=subprocess_env(), capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    with Collection.open(moved, settings) as col:
+        assert col.index.manifest.channels["dense"].encoder == "./models/dense-adapted"
+        assert col.stats()["channels"]["dense"]["count"] == 25
+        assert "n1" in [h.id for h in col.search("honeybees pollen baskets legs", mode="dense", k=3).hits]
 
 
 def test_adapting_a_passage_index_re_encodes_every_passage(tmp_path, minilm, settings):

@@ -67,15 +67,16 @@ def index_cmd(
 
             raise BadInput("--index is required (or set SEMSEARCH_STORE__BACKEND=elasticsearch)")
         col = Collection.create(index, settings)
+        # the index's own encoder when the user configured none (adapt's fine-tuned one)
+        te = col.searcher.settings.text_encoder
         channels: list = []
         try:
             col.ready()  # a server backend (Elasticsearch lexical) fails here, before encoding anything
             if not no_dense:
                 from semsearch.encoders import make_text_encoder
 
-                enc = make_text_encoder(settings.text_encoder)
-                channels.append(TextChannel(enc, settings.text_encoder.doc_template, settings.vector.backend,
-                                            passages=settings.text_encoder.passages))
+                enc = make_text_encoder(te)
+                channels.append(TextChannel(enc, te.doc_template, settings.vector.backend, passages=te.passages))
             from semsearch.images.cli_support import wants_images
 
             if images if images is not None else wants_images(input):
@@ -114,7 +115,7 @@ def index_cmd(
             if not no_dense:
                 from semsearch.encoders import prepare_query_encoder
 
-                prepare_query_encoder(settings.text_encoder)  # the ONNX export, once, here
+                prepare_query_encoder(te)  # the ONNX export, once, here
         finally:
             from semsearch.images.channels import close_channels
 
