@@ -42,6 +42,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,21 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def connections_per_process(port: int) -> dict[str, int]:
+    """Established client connections on ``port`` per server process (pid -> count), from
+    ``ss``: with several workers, how the load generator's keep-alive connections were split
+    (each stays with the worker that accepted it)."""
+    try:
+        out = subprocess.run(["ss", "-Htnp", "state", "established", f"( sport = :{port} )"],
+                             capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    counts: dict[str, int] = {}
+    for pid in re.findall(r"pid=(\d+)", out):
+        counts[pid] = counts.get(pid, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def server_profile(url: str) -> dict[str, Any]:
     """Mean per-channel seconds and batch sizes from the server's /metrics."""
     text = httpx.get(url + "/metrics", timeout=30).text
@@ -234,8 +250,13 @@ def serve_and_load(args: argparse.Namespace, index: Path | None, tmpd: Path, que
             if args.warmup > 0:
                 run_wrk(url, script, args.connections, args.threads, args.warmup)
             cpu0 = tree_cpu_seconds(proc.pid)
+            split: dict[str, int] = {}
+            probe = threading.Timer(min(2.0, args.duration / 2), lambda d=split: d.update(connections_per_process(port)))
+            probe.start()
             res = results[mode + suffix] = run_wrk(url, script, args.connections, args.threads, args.duration)
             cpu = tree_cpu_seconds(proc.pid) - cpu0
+            probe.join()
+            res["connections_per_worker"] = sorted(split.values(), reverse=True)
             # server CPU per answered request: what the machine's load does not change
             # much, and 1000 / it is the ceiling of one process that had a core to itself
             res["workers"] = workers
@@ -331,10 +352,10 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"{'scenario':<24}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}{'requests':>10}"
-          f"{'cpu ms/req':>12}")
+          f"{'cpu ms/req':>12}  connections per worker")
     for name, r in results.items():
         print(f"{name:<24}{r['rps']:>9}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}{r['requests']:>10}"
-              f"{r.get('server_cpu_ms_per_req', ''):>12}")
+              f"{r.get('server_cpu_ms_per_req', ''):>12}  {'/'.join(map(str, r.get('connections_per_worker', [])))}")
     print(f"wrote {args.out}")
 
 

@@ -266,3 +266,58 @@ def test_with_qrels_the_dense_gate_is_the_held_out_judged_queries(topic_index, s
     assert res["on"].endswith("held-out judged queries")
     assert res["p_value"] == 0.5 and res["pseudo_p_value"] == 0.001
     assert not res["kept"]
+
+
+def _run_with_first_relevant_at(qrels: dict, ranks: dict[str, int], n: int = 10) -> dict:
+    """A run where each query's relevant document is at ``ranks[qid]`` (1-based)."""
+    run = {}
+    for qid, rel in qrels.items():
+        (doc,) = rel
+        others = [f"x{i}" for i in range(n - 1)]
+        ranked = others[: ranks[qid] - 1] + [doc] + others[ranks[qid] - 1 :]
+        run[qid] = {d: float(n - i) for i, d in enumerate(ranked)}
+    return run
+
+
+def test_reranking_is_turned_on_only_for_a_significant_held_out_gain():
+    """The reranker step's rule, as the dense and fusion gates: the best blend must beat no
+    reranking with paired t-test p < alpha. A gain on one query of twelve (the best of
+    several blends can look like that by chance) leaves reranking off."""
+    from semsearch.adapt.rerank import rerank_decision
+
+    qrels = {f"q{i}": {f"d{i}": 1} for i in range(12)}
+    base = _run_with_first_relevant_at(qrels, {q: 3 for q in qrels})
+    everywhere = _run_with_first_relevant_at(qrels, {q: 1 for q in qrels})
+    once = _run_with_first_relevant_at(qrels, {q: 1 if q == "q0" else 3 for q in qrels})
+    worse = _run_with_first_relevant_at(qrels, {q: 6 for q in qrels})
+
+    on = rerank_decision(qrels, base, {0.0: worse, 0.4: everywhere, 0.8: once})
+    assert on["enabled"] and on["blend"] == 0.4 and on["p_value"] < 0.05
+    assert on["by_blend"]["0.4"] == pytest.approx(1.0) and on["no_rerank"] == pytest.approx(0.5)
+    off = rerank_decision(qrels, base, {0.0: worse, 0.8: once})
+    assert not off["enabled"] and off["blend"] == 0.8 and off["p_value"] > 0.05
+    assert "not significantly better" in off["why"]
+    assert not rerank_decision(qrels, base, {0.0: worse})["enabled"]
+    # min_gain < 0 (tests): on whatever it scores
+    assert rerank_decision(qrels, base, {0.0: worse}, min_gain=-1.0)["enabled"]
+
+
+def test_adapt_trains_a_reranker_and_records_it_when_the_gate_lets_it_on(topic_index, settings):
+    """The reranker step end to end on a tiny budget: stage 1 on the mined pairs, the held-out
+    decision recorded, the model kept inside the index (relative path) and used by searches."""
+    from semsearch.collection import Collection
+    from semsearch.indexer.manifest import read_manifest
+
+    opts = AdaptOptions(sample=14, dev=8, dense=False, reranker=True, reranker_max_pairs=16,
+                        reranker_max_steps=2, min_gain=-1.0)  # on whatever it scores
+    state = Adapter(topic_index, settings, opts, say=lambda m: None).run()
+    rr = state["reranker"]["result"]
+    assert rr["enabled"] and rr["model"] == "models/reranker/stage1" and 0 <= rr["p_value"] <= 1
+    assert set(rr["by_blend"]) == {"0.0", "0.2", "0.4", "0.6", "0.8"}
+    assert (topic_index / "models" / "reranker" / "stage1" / "training.json").exists()
+    tuned = read_manifest(topic_index).tuned
+    assert tuned["rerank"] == {"enabled": True, "model": "models/reranker/stage1", "blend": rr["blend"], "depth": 20}
+    assert "adapted-hybrid+rerank" in (topic_index / "adapt" / "report" / "pseudo" / "report.md").read_text()
+    with Collection.open(topic_index, settings) as col:
+        hits = col.search("how bees collect pollen in the hive", mode="hybrid", k=3).hits
+        assert hits and all("rerank" in h.extra for h in hits)  # the cross-encoder scored them

@@ -51,8 +51,9 @@ def _runs(ad: Any, judged: bool) -> dict[str, Any]:
     runs["adapted-hybrid"] = _run(adapted, chosen["method"], chosen)
     rr = ad.state.get("reranker", {}).get("result", {})
     rr_file = ad.work / "run-rerank.json"
-    if rr.get("enabled") and rr_file.exists() and bool(judged) == bool(ad.examples("judged_dev")):
-        runs["adapted-hybrid+rerank"] = _load_json(rr_file)
+    if "blend" in rr and rr_file.exists() and bool(judged) == bool(ad.examples("judged_dev")):
+        # shown whether or not it was turned on (the choices say why)
+        runs["adapted-hybrid+rerank" + ("" if rr.get("enabled") else " (off)")] = _load_json(rr_file)
     return runs
 
 

@@ -1,7 +1,7 @@
 """The reranker step of ``semsearch adapt``: train stage 1 on the mined pairs (and stage 2 on
 judged qrels when given), as ``train-reranker`` does, within a pair/step budget; then rerank
 the chosen fusion's top-N of the held-out queries (informative judge) at several blends and
-turn reranking on only if some blend beats no reranking."""
+turn reranking on only if the best blend beats no reranking significantly (:func:`rerank_decision`)."""
 
 from __future__ import annotations
 
@@ -45,13 +45,13 @@ def adapt_reranker(ad: Any) -> dict[str, Any]:
                 jdev = ad.examples("judged_dev")[:50] or small_dev
                 cards.append(train_stage(cfg2, judged_train, jdev, col))
             final = cfg2.out
-        reranker = CrossEncoderReranker(ad.settings.rerank.model_copy(update={"model": str(final), "backend": "torch"}))
+        # scored as searches will score it (the configured backend: on CPU, ONNX int8 by default)
+        reranker = CrossEncoderReranker(ad.settings.rerank.model_copy(update={"model": str(final)}))
         fusion = ad.state["fusion"]["result"]["chosen"]
         judged = ad.examples("judged_dev")
         examples, per, copy = (judged, ad._per_query(True), ad.copy(False, [])) if judged else (dev, ad._per_query(), ad.copy(True))
         qrels = H.qrels_of(examples)
         fused_run = _run(per, fusion["method"], fusion)
-        base = score(qrels, fused_run)
         text = {e.qid: e.query for e in examples}
         scores: dict[float, dict[str, dict[str, float]]] = {b: {} for b in BLENDS}
         def get(ids: list[str]) -> dict:
@@ -65,19 +65,35 @@ def adapt_reranker(ad: Any) -> dict[str, Any]:
             for b in BLENDS:
                 rrb = rerank_candidates(text[qid], fused, cached, get, depth=DEPTH, blend=b)
                 scores[b][qid] = {r.item.id: r.score for r in rrb}
-    by_blend = {b: score(qrels, scores[b]) for b in BLENDS}
-    best = max(by_blend, key=lambda b: by_blend[b])
-    enabled = by_blend[best] > base
+    decision = rerank_decision(qrels, fused_run, scores, min_gain=ad.opt.min_gain, alpha=ad.opt.keep_alpha)
     from semsearch.adapt.runner import _save_json
 
-    _save_json(ad.work / "run-rerank.json", scores[best])
-    rel = str(final.relative_to(ad.path))
+    _save_json(ad.work / "run-rerank.json", scores[decision["blend"]])
+    return {**decision, "model": str(final.relative_to(ad.path)), "depth": DEPTH,
+            "cards": [{k: c.get(k) for k in ("stage", "counts", "metrics", "train_seconds")} for c in cards]}
+
+
+def rerank_decision(qrels: dict[str, Any], no_rerank: dict[str, Any], by_blend_runs: dict[float, dict[str, Any]],
+                    *, min_gain: float = 0.0, alpha: float = 0.05) -> dict[str, Any]:
+    """Whether searches rerank, and at which blend: the blend with the best held-out
+    nDCG@10, turned on only when it beats no reranking by more than ``min_gain`` with paired
+    t-test p below ``alpha`` (the rule that keeps a fine-tuned encoder or a fusion choice:
+    reranking costs a cross-encoder pass per query, and the best of several blends looks
+    better than it is on the queries that chose it)."""
+    from semsearch.adapt.runner import _paired_p, keep_decision
+
+    base = score(qrels, no_rerank)
+    by_blend = {b: score(qrels, run) for b, run in by_blend_runs.items()}
+    best = max(by_blend, key=lambda b: by_blend[b])
+    p = _paired_p(qrels, no_rerank, by_blend_runs[best])
+    enabled = keep_decision(base, by_blend[best], p, min_gain=min_gain, alpha=alpha)["kept"]
     why = (f"held-out nDCG@10 without reranking {base:.4f}; with reranking "
            + ", ".join(f"blend {b:g}: {v:.4f}" for b, v in by_blend.items())
-           + (f"; enabled at blend {best:g}" if enabled else "; not better, reranking stays off"))
-    return {"enabled": enabled, "model": rel, "blend": best, "depth": DEPTH, "no_rerank": base,
-            "by_blend": {str(b): v for b, v in by_blend.items()}, "why": why,
-            "cards": [{k: c.get(k) for k in ("stage", "counts", "metrics", "train_seconds")} for c in cards]}
+           + f"; best blend {best:g}, paired t-test p={p:.3f}"
+           + ("; enabled" if enabled else
+              f"; {'not significantly ' if by_blend[best] > base else 'not '}better, reranking stays off"))
+    return {"enabled": enabled, "blend": best, "no_rerank": base, "p_value": p,
+            "by_blend": {str(b): v for b, v in by_blend.items()}, "why": why}
 
 
 class _Cached:
