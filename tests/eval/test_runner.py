@@ -204,3 +204,31 @@ def test_compared_index_specs_are_checked(tmp_path):
     with pytest.raises(BadInput, match="given twice"):
         parse_compared([f"x={tmp_path}", f"x={tmp_path}"])
     assert parse_compared([f"before={tmp_path}"]) == {"before": tmp_path}
+
+
+def test_hybrid_index_reranks_when_the_index_says_so(tiny_beir, tmp_path, minilm):
+    """``hybrid-index`` is the index's own defaults, reranking included: `semsearch adapt` can
+    turn the reranker on in the manifest. (It passed rerank=False and evaluated the adapted
+    index without its reranker.)"""
+    from semsearch.eval.api import run_eval
+    from semsearch.indexer.manifest import read_manifest, write_manifest
+    from semsearch.rerank.cross_encoder import load_cross_encoder
+
+    s = Settings()
+    s.no_progress = True
+    s.text_encoder.device = "cpu"
+    s.rerank.backend = "torch"
+    base = run_eval(tiny_beir, "test", tmp_path / "r1", s, configs=["hybrid", "hybrid-index"],
+                    encoder=minilm, latency_queries=1).result
+    assert base.runs["hybrid-index"] == base.runs["hybrid"]  # nothing tuned: the settings
+    idx = tmp_path / "r1" / "index"
+    load_cross_encoder(None, device="cpu", max_length=64).save(str(idx / "models" / "rr"))
+    m = read_manifest(idx)
+    m.tuned = {"rerank": {"enabled": True, "model": "models/rr", "blend": 0.0, "depth": 5}}
+    write_manifest(idx, m)
+    r = run_eval(tiny_beir, "test", tmp_path / "r2", s, configs=["hybrid", "hybrid-index"], index_dir=idx,
+                 encoder=minilm, latency_queries=1).result
+    assert r.runs["hybrid"] == base.runs["hybrid"]  # "hybrid" says rerank=False
+    assert r.runs["hybrid-index"] != r.runs["hybrid"]  # the top 5 by the (untrained) cross-encoder
+    for q, docs in r.runs["hybrid-index"].items():
+        assert set(list(docs)[:5]) == set(list(r.runs["hybrid"][q])[:5])  # reordered, not replaced

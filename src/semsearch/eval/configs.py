@@ -29,7 +29,9 @@ class EvalConfig:
     depth: int | None = None
     #: "elasticsearch": query a separate Elasticsearch lexical index of the same documents
     lexical_backend: str | None = None
-    rerank: bool = False
+    #: None: the index's own default (``Manifest.tuned``, else the settings), as a search
+    #: that does not say
+    rerank: bool | None = False
     #: which reranker (a ``--reranker NAME=DIR`` name; "" = the only, unnamed one)
     reranker: str = ""
     #: where the parameters came from ("settings", "tuned on train", ...)
@@ -47,6 +49,8 @@ class EvalConfig:
             d["lexical_backend"] = self.lexical_backend
         if self.rerank:
             d["rerank"] = self.reranker or True
+        elif self.rerank is None:
+            d["rerank"] = "the index's default"
         return d
 
 
@@ -68,8 +72,9 @@ CONFIGS: dict[str, Callable[[Settings], EvalConfig]] = {
     "hybrid": lambda s: EvalConfig("hybrid", "hybrid", fusion=s.fusion.method, weights=dict(s.fusion.weights),
                                    depth=s.fusion.depth),
     # hybrid with the index's own defaults (what `semsearch adapt` recorded in its manifest,
-    # else the settings): no fusion parameters are passed, the Searcher fills them in
-    "hybrid-index": lambda s: EvalConfig("hybrid-index", "hybrid", origin="the index's defaults (Manifest.tuned)"),
+    # else the settings): no fusion or rerank parameters are passed, the Searcher fills them in
+    "hybrid-index": lambda s: EvalConfig("hybrid-index", "hybrid", rerank=None,
+                                         origin="the index's defaults (Manifest.tuned)"),
     "hybrid-rrf": lambda s: _hybrid("hybrid-rrf", s, "rrf"),
     "hybrid-convex": lambda s: _hybrid("hybrid-convex", s, "convex"),
     "hybrid-convex-minmax": lambda s: _hybrid("hybrid-convex-minmax", s, "convex", normalization="minmax"),
