@@ -32,6 +32,10 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=1)
     ap.add_argument("--vector-index", default="int8_hnsw")
     ap.add_argument("--index", default="semsearch-eval-scifact")
+    ap.add_argument("--split", default="test", help="queries and qrels: test (report) or train (choosing settings)")
+    ap.add_argument("--factors", default=None,
+                    help="also search the store at these num_candidates_factor values, e.g. 4,2,1.5 "
+                         "(kNN candidates per shard = factor x k); the first row is the settings' value")
     args = ap.parse_args()
 
     from semsearch.collection import SearchRequest
@@ -58,7 +62,7 @@ def main() -> None:
         vecs = SentenceTransformerEncoder(settings.text_encoder).encode([f"{d.title} {d.text}" for d in docs])
         CACHE.mkdir(parents=True, exist_ok=True)
         np.save(vf, vecs)
-    qids, queries, qrels = load_queries("test")
+    qids, queries, qrels = load_queries(args.split)
 
     # embedded
     tmp = Path(tempfile.mkdtemp())
@@ -97,19 +101,36 @@ def main() -> None:
                            for q in qids])
         rows[-1]["top10_overlap"] = round(float(overlap), 3)
         rows[-2]["top10_overlap"] = ""
+    by_factor = {}
+    for f in [float(x) for x in args.factors.split(",")] if args.factors else []:
+        e.num_candidates_factor = f
+        fcol = ElasticsearchCollection(es_settings, encoder=qenc)
+        for mode in ("dense", "hybrid"):
+            t = time.perf_counter()
+            res = fcol.search_batch([SearchRequest(query=q, k=100, mode=mode, with_documents=False) for q in queries])
+            secs = time.perf_counter() - t
+            run = {qid: {h.id: float(h.score) for h in r.hits} for qid, r in zip(qids, res)}
+            m = means(per_query(qrels, run, ["ndcg@10", "recall@100"]))
+            by_factor[f"{f:g}/{mode}"] = {"ndcg@10": round(m["ndcg@10"], 4), "recall@100": round(m["recall@100"], 4),
+                                          "ms_per_query_batched": round(1000 * secs / len(queries), 2)}
+        fcol.close()
     diff = {m: round(next(r["ndcg@10"] for r in rows if r["mode"] == m and r["engine"] == "elasticsearch")
                      - next(r["ndcg@10"] for r in rows if r["mode"] == m and r["engine"] == "embedded"), 4)
             for m in ("lexical", "dense", "hybrid")}
-    result = {"docs": len(docs), "queries": len(queries), "shards": args.shards, "replicas": args.replicas,
+    result = {"docs": len(docs), "split": args.split, "queries": len(queries), "shards": args.shards, "replicas": args.replicas,
               "vector_index": args.vector_index, "analyzer": "semsearch_en", "fusion": "convex z-score 0.5/0.5 depth 100 (client-side)",
               "bulk_load_s": round(load_s, 2), "rows": rows, "ndcg10_es_minus_embedded": diff,
-              "target": "hybrid |diff| <= 0.02", "met": abs(diff["hybrid"]) <= 0.02}
+              "target": "hybrid |diff| <= 0.02", "met": abs(diff["hybrid"]) <= 0.02,
+              "by_num_candidates_factor": by_factor}
     col.conn.call("drop", lambda c: c.indices.delete(index=f"{args.index}-v*"))
     col.close()
     idx.close()
     shutil.rmtree(tmp)
-    out = save(f"es_store_scifact_{args.shards}x{args.replicas}_{args.vector_index}", result)
-    table(rows, f"SciFact test, embedded vs Elasticsearch store ({args.shards} shards, {args.replicas} replica, {args.vector_index})")
+    suffix = "" if args.split == "test" else f"_{args.split}"
+    out = save(f"es_store_scifact_{args.shards}x{args.replicas}_{args.vector_index}{suffix}", result)
+    if by_factor:
+        table([{"factor/mode": k, **v} for k, v in by_factor.items()], "the store at other num_candidates_factor values")
+    table(rows, f"SciFact {args.split}, embedded vs Elasticsearch store ({args.shards} shards, {args.replicas} replica, {args.vector_index})")
     print(f"nDCG@10 ES - embedded: {diff}; target met: {result['met']}; saved {out}")
 
 
