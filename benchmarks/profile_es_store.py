@@ -60,7 +60,7 @@ def main() -> None:
     col.get = spy("mget", col.get)
     qenc.encode = spy("encode", qenc.encode)
 
-    rows, result = [], {"docs": col.count() if hasattr(col, "count") else None, "queries": len(queries),
+    rows, result = [], {"docs": col.stats()["documents"], "queries": len(queries),
                         "num_candidates_factor": e.num_candidates_factor, "modes": {}}
     for mode in ("lexical", "dense", "hybrid"):
         for q in queries[:5]:  # warm-up

@@ -418,9 +418,9 @@ class Index:
                     self._commit(m, m.synced_seq)
                 else:
                     self.manifest.channels[name] = spec
-        elif self.channel_encoder(name) != encoder or spec.dim != dim:
+        elif (built := self.channel_encoder(name)) != encoder or spec.dim != dim:
             raise IndexIncompatible(
-                f"index at {self.path} channel {name!r} was built with encoder {self.channel_encoder(name)!r} "
+                f"index at {self.path} channel {name!r} was built with encoder {built!r} "
                 f"(dim {spec.dim}) but the configured encoder is {encoder!r} (dim {dim}): use "
                 "the same encoder or build a new index"
             )
