@@ -70,6 +70,24 @@ def test_onnx_vectors_match_pytorch(onnx_encoder, minilm):
     np.testing.assert_allclose(onnx_encoder.encode(TEXTS[::-1], batch_size=64), v[::-1], atol=1e-5)
 
 
+def test_onnx_runs_batches_of_onnx_batch_size_by_default(onnx_encoder, monkeypatch):
+    """text_encoder.onnx_batch_size (4): small batches are cheaper per text on CPU than
+    PyTorch's batch_size (64); the vectors do not depend on it."""
+    assert onnx_encoder.settings.onnx_batch_size == 4 and onnx_encoder.settings.batch_size == 64
+    texts = [f"text {i} " + "word " * i for i in range(10)]
+    whole = onnx_encoder.encode(texts, batch_size=64)
+    sizes = []
+    real = onnx_encoder._session.run
+
+    def counting(names, feed):
+        sizes.append(len(feed["input_ids"]))
+        return real(names, feed)
+
+    monkeypatch.setattr(onnx_encoder._session, "run", counting, raising=False)
+    np.testing.assert_allclose(onnx_encoder.encode(texts), whole, atol=1e-5)
+    assert sizes == [4, 4, 2]
+
+
 def test_empty_batch_and_single_string(onnx_encoder):
     assert onnx_encoder.encode([]).shape == (0, 384)
     with pytest.raises(BadInput, match="not a single string"):

@@ -258,7 +258,7 @@ class OnnxTextEncoder:
             return self._delegate.encode(texts, batch_size=batch_size)
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        bs = batch_size or self.settings.batch_size
+        bs = batch_size or self.settings.onnx_batch_size
         names = self._meta["inputs"]
         # longest first, as sentence-transformers does, so each batch pads little
         order = np.argsort([-len(t) for t in texts], kind="stable")

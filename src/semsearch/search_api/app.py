@@ -131,6 +131,7 @@ def create_app(
                 lambda queries, opts: svc.search_batch([SearchRequest(query=q, **opts) for q in queries]),
                 window_s=settings.api.batch_window_ms / 1000,
                 max_batch=settings.api.max_batch_queries,
+                max_in_flight=settings.api.max_batches_in_flight,
             )
             logger.info("serving %s as %s (pid %s)", svc.location if stateless else index_path,
                         getattr(svc, "role", "stateless"), os.getpid())

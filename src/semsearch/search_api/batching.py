@@ -1,9 +1,17 @@
 """Micro-batching of concurrent searches.
 
-Searches that arrive within ``window`` seconds of each other with the same options are run
-as one :meth:`Searcher.search_batch` call in a worker thread: one encoder forward pass and
-one BM25 pass for all of them, which is where the time goes under concurrent load. The event
-loop never runs model inference itself.
+Searches with the same options are run as one :meth:`Searcher.search_batch` call in a worker
+thread: one encoder pass and one BM25 pass for all of them, which is where the time goes
+under concurrent load. The event loop never runs model inference itself.
+
+Batches form as in dynamic batching servers (Triton's queue delay, TorchServe's batch
+delay): while no batch with the same options is running, searches that arrive within
+``window`` seconds of the first are gathered; while ``max_in_flight`` batches with the
+same options are running, the searches that arrive wait and go as one batch when one of
+them finishes (or sooner once ``max_batch`` have gathered). Requests are answered in the
+order they came, and a busy server runs a few large batches rather than many small
+concurrent ones competing for the cores: on 2 cores under 50 clients, hybrid searches went
+from 139 to 164-174 req/s and their p95 from 0.70-0.77 s to 0.43-0.49 s (docs/api.md).
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import asyncio
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from starlette.concurrency import run_in_threadpool
@@ -36,11 +45,15 @@ class QueryBatcher(Generic[R]):
         *,
         window_s: float,
         max_batch: int,
+        max_in_flight: int = 1,
     ) -> None:
         self._run = run
         self.window_s = window_s
         self.max_batch = max_batch
+        self.max_in_flight = max_in_flight
         self._pending: dict[str, _Batch[R]] = {}
+        #: batches running per options key
+        self._running: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, query: str, opts: dict[str, Any]) -> R:
@@ -52,7 +65,9 @@ class QueryBatcher(Generic[R]):
         batch = self._pending.get(key)
         if batch is None:
             batch = self._pending[key] = _Batch(opts)
-            batch.timer = loop.call_later(self.window_s, self._flush, key)
+            if self._running.get(key, 0) < self.max_in_flight:
+                batch.timer = loop.call_later(self.window_s, self._flush, key)
+            # else it starts when a running batch with these options finishes (_finished)
         fut: asyncio.Future[R] = loop.create_future()
         batch.items.append((query, fut))
         if len(batch.items) >= self.max_batch:
@@ -65,9 +80,20 @@ class QueryBatcher(Generic[R]):
             return
         if batch.timer is not None:
             batch.timer.cancel()
+        self._running[key] = self._running.get(key, 0) + 1
         task = asyncio.get_running_loop().create_task(self._execute(batch))
         self._tasks.add(task)  # keep a reference until it is done
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(partial(self._finished, key))
+
+    def _finished(self, key: str, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        left = self._running[key] - 1
+        if left:
+            self._running[key] = left
+        else:
+            del self._running[key]
+        if key in self._pending:  # the searches that waited for it go now, as one batch
+            self._flush(key)
 
     async def _execute(self, batch: _Batch[R]) -> None:
         queries = [q for q, _ in batch.items]
