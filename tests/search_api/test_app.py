@@ -194,6 +194,25 @@ def test_media_type_and_body_limits(index_dir, api_settings, minilm):
         assert c.get("/v1/documents/big").status_code == 404
 
 
+def test_new_request_ids_are_unique_and_a_forked_child_draws_its_own_prefix():
+    import os
+
+    from semsearch.search_api.middleware import new_request_id
+
+    ids = [new_request_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one id, then out without running the parent's cleanups
+        os.write(w, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(r, 64).decode()
+    os.close(r)
+    os.close(w)
+    assert len(child) == 32 and child[:16] != new_request_id()[:16]
+
+
 def test_request_ids_and_access_log(client, caplog):
     import logging
 

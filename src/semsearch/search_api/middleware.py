@@ -3,11 +3,12 @@ request metrics and structured access logs."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,27 @@ access_logger = logging.getLogger("semsearch.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 #: never rate limited: probes and scrapes
 EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class _RequestIds:
+    """New request ids: this process's random 64-bit prefix and a counter (32 hex digits, as
+    a UUID's). Unique across processes and restarts like ``uuid4`` without its ``getrandom``
+    call per request (3% of a lexical search's CPU under load); a forked child draws a new
+    prefix."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.counter = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+new_request_id = _RequestIds()
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -72,7 +94,7 @@ class RequestContextMiddleware:
             return
         t0 = time.perf_counter()
         given = _header(scope, b"x-request-id")
-        rid = given if given and _SAFE_ID.match(given) else uuid.uuid4().hex
+        rid = given if given and _SAFE_ID.match(given) else new_request_id()
         state = scope.setdefault("state", {})
         state["request_id"] = rid
         token = request_id.set(rid)
