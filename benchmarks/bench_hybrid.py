@@ -44,10 +44,10 @@ def scifact_vectors(texts: list[str], encoder) -> np.ndarray:
     f = CACHE / "scifact-minilm.npy"
     if f.exists():
         v = np.load(f)
-        if v.shape[0] == len(texts):
-            return v
+        if v.shape[0] >= len(texts):  # the whole corpus in order: a smaller run takes a prefix
+            return v[: len(texts)]
     v = encoder.encode(texts)
-    np.save(f, v)
+    np.save(f, v)  # only ever replaces a smaller cache
     return v
 
 
