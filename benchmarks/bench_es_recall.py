@@ -37,7 +37,7 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench_es_store import vectors  # noqa: E402
+from bench_es_store import bulk_load, store_settings, vectors  # noqa: E402
 from common import load_queries, percentiles, save, synth_corpus, table  # noqa: E402
 
 
@@ -107,11 +107,8 @@ def main() -> None:
     settings = Settings()
     settings.no_progress = True
     settings.text_encoder.device = "cpu"
-    # at least the 5,183 SciFact documents: vectors() re-encodes (and re-caches) the base
-    # when it is given fewer than the cached ones
-    corpus = synth_corpus(max(args.docs, 5183))
-    vecs = vectors(len(corpus), corpus, SentenceTransformerEncoder(settings.text_encoder))[: args.docs]
-    corpus = corpus[: args.docs]
+    corpus = synth_corpus(args.docs)
+    vecs = vectors(args.docs, corpus, SentenceTransformerEncoder(settings.text_encoder))
     ids = [d["_id"] for d in corpus]
     assert len(set(ids)) == len(ids), "document ids are not unique"
     row_of = {d: i for i, d in enumerate(ids)}
@@ -126,12 +123,8 @@ def main() -> None:
     exact = exact_topk(qv, vecs, max(ks))
     exact_s = time.perf_counter() - t
 
-    es_settings = settings.model_copy(deep=True)
-    es_settings.store.backend = "elasticsearch"
+    es_settings = store_settings(settings, args)
     e = es_settings.store.elasticsearch
-    e.url, e.index, e.analyzer = args.url, args.index, "semsearch_en"
-    e.shards, e.replicas, e.vector_index = args.shards, args.replicas, args.vector_index
-    e.bulk_threads, e.chunk_size, e.request_timeout = args.bulk_threads, args.chunk, 120.0
     probe = ElasticsearchCollection(es_settings)
     have = None
     if args.reuse and probe.aliased.targets():
@@ -142,23 +135,9 @@ def main() -> None:
     probe.close()
     col = ElasticsearchCollection.create(es_settings, encoder=qenc)
     ingest_s = None
-    if not reused:
-        # Elasticsearch's bulk-load advice: no refresh while loading (replicas as asked)
-        col.conn.call("load settings", lambda c: c.indices.put_settings(
-            index=args.index, settings={"refresh_interval": "-1"}))
+    if not reused:  # no refresh while loading (replicas as asked)
         docs = [Document(id=d["_id"], title=d["title"], text=d["text"]) for d in corpus]
-        t = time.perf_counter()
-        for s in range(0, args.docs, 10_000):
-            col.bulk_load(docs[s : s + 10_000], vecs[s : s + 10_000], encoder_name=qenc.name)
-            n = min(args.docs, s + 10_000)
-            print(f"{time.strftime('%H:%M:%S')} {n} documents acknowledged "
-                  f"({n / (time.perf_counter() - t):.0f} docs/s)", flush=True)
-        col.conn.call("serving settings", lambda c: c.indices.put_settings(
-            index=args.index, settings={"refresh_interval": e.refresh_interval}))
-        col.refresh()
-        col.conn.call("green", lambda c: c.options(request_timeout=1900).cluster.health(
-            index=args.index, wait_for_status="green", timeout="1800s"))
-        ingest_s = time.perf_counter() - t
+        _, ingest_s = bulk_load(col, docs, vecs, qenc.name, refresh_off=True)
     st = col.stats()
     assert st["documents"] == args.docs, st
 

@@ -47,6 +47,50 @@ def vectors(n: int, corpus: list[dict], encoder, random_base: bool = False) -> n
     return v.astype(np.float32)
 
 
+def store_settings(settings, args):  # noqa: ANN001, ANN201 - (Settings, argparse.Namespace) -> Settings
+    """``settings`` with the Elasticsearch store of the command line (url, index, shards,
+    replicas, vector index, bulk threads and chunk size)."""
+    es_settings = settings.model_copy(deep=True)
+    es_settings.store.backend = "elasticsearch"
+    e = es_settings.store.elasticsearch
+    e.url, e.index, e.analyzer = args.url, args.index, "semsearch_en"
+    e.shards, e.replicas, e.vector_index = args.shards, args.replicas, args.vector_index
+    e.bulk_threads, e.chunk_size, e.request_timeout = args.bulk_threads, args.chunk, 120.0
+    return es_settings
+
+
+def bulk_load(col, docs: list, vecs: np.ndarray, encoder_name: str, *, refresh_off: bool,  # noqa: ANN001
+              replicas_after: int | None = None) -> tuple[float, float]:
+    """Loads ``docs`` into the store in chunks of 10,000, printing progress, then refreshes and
+    waits for green. ``refresh_off``: no refresh while loading (Elasticsearch's bulk-load
+    advice); ``replicas_after``: no replica while loading either, then this many (they recover
+    by copying segment files, not by indexing again). Returns the seconds until every
+    document was acknowledged and until the index was green."""
+    e = col.settings.store.elasticsearch
+    load = {"refresh_interval": "-1"} if refresh_off else {}
+    if replicas_after is not None:
+        load["number_of_replicas"] = 0
+    if load:
+        col.conn.call("load settings", lambda c: c.indices.put_settings(index=e.index, settings=load))
+    t = time.perf_counter()
+    for s in range(0, len(docs), 10_000):
+        col.bulk_load(docs[s : s + 10_000], vecs[s : s + 10_000], encoder_name=encoder_name)
+        n = min(len(docs), s + 10_000)
+        print(f"{time.strftime('%H:%M:%S')} {n} documents acknowledged "
+              f"({n / (time.perf_counter() - t):.0f} docs/s)", flush=True)
+    ack_s = time.perf_counter() - t
+    if load:  # back to the serving settings
+        serving = {"refresh_interval": e.refresh_interval} if refresh_off else {}
+        if replicas_after is not None:
+            serving["number_of_replicas"] = replicas_after
+        col.conn.call("serving settings", lambda c: c.indices.put_settings(index=e.index, settings=serving))
+    col.refresh()
+    # until searchable on every copy: replicas restored after the load are only green later
+    col.conn.call("green", lambda c: c.options(request_timeout=1900).cluster.health(
+        index=e.index, wait_for_status="green", timeout="1800s"))
+    return ack_s, time.perf_counter() - t
+
+
 class LoadSampler:
     """Samples ``os.getloadavg()[0]`` every ``every`` seconds on a daemon thread."""
 
@@ -114,34 +158,13 @@ def main() -> None:
     queries = queries[: args.queries]
 
     # -- Elasticsearch store -------------------------------------------------------------
-    es_settings = settings.model_copy(deep=True)
-    es_settings.store.backend = "elasticsearch"
-    e = es_settings.store.elasticsearch
-    e.url, e.index, e.analyzer = args.url, args.index, "semsearch_en"
-    e.shards, e.replicas, e.vector_index = args.shards, args.replicas, args.vector_index
-    e.bulk_threads, e.chunk_size, e.request_timeout = args.bulk_threads, args.chunk, 120.0
+    es_settings = store_settings(settings, args)
     probe = ElasticsearchCollection(es_settings)
     probe.conn.call("drop", lambda c: c.options(ignore_status=404).indices.delete(index=f"{args.index}-v*"))
     probe.close()
     col = ElasticsearchCollection.create(es_settings, encoder=qenc)
-    if args.bulk_recipe:  # Elasticsearch's bulk-load advice: no replica, no refresh while loading
-        col.conn.call("load settings", lambda c: c.indices.put_settings(
-            index=args.index, settings={"number_of_replicas": 0, "refresh_interval": "-1"}))
-    t = time.perf_counter()
-    for s in range(0, args.docs, 10_000):
-        col.bulk_load(docs[s : s + 10_000], vecs[s : s + 10_000], encoder_name=qenc.name)
-        print(f"{time.strftime('%H:%M:%S')} {s + 10_000} documents acknowledged "
-              f"({(s + 10_000) / (time.perf_counter() - t):.0f} docs/s)", flush=True)
-    ack_s = time.perf_counter() - t
-    if args.bulk_recipe:  # back to the serving settings; the replicas recover by copying files
-        col.conn.call("serving settings", lambda c: c.indices.put_settings(
-            index=args.index, settings={"number_of_replicas": args.replicas,
-                                        "refresh_interval": e.refresh_interval}))
-    col.refresh()
-    # until searchable on every copy: the replicas of the bulk recipe are only green later
-    col.conn.call("green", lambda c: c.cluster.health(index=args.index, wait_for_status="green",
-                                                      timeout="1800s", request_timeout=1900))
-    ingest_s = time.perf_counter() - t
+    ack_s, ingest_s = bulk_load(col, docs, vecs, qenc.name, refresh_off=args.bulk_recipe,
+                                replicas_after=args.replicas if args.bulk_recipe else None)
     st = col.stats()
     assert st["documents"] == args.docs, st
     stats_all = col.conn.call("stats", lambda c: c.indices.stats(index=args.index, metric="store,segments"))
