@@ -221,6 +221,9 @@ def server_profile(url: str) -> dict[str, Any]:
             n = float(count.group(1)) if count else 0.0
             if n:
                 out[f"{name}{labels}"] = {"count": int(n), "mean": round(float(m.group(2)) / n, 5)}
+    rebalanced = re.search(r"^semsearch_connections_rebalanced_total (\S+)$", text, re.M)
+    if rebalanced:  # since the server started (warm-ups and earlier scenarios included)
+        out["connections_rebalanced_total"] = int(float(rebalanced.group(1)))
     return out
 
 
@@ -250,13 +253,25 @@ def serve_and_load(args: argparse.Namespace, index: Path | None, tmpd: Path, que
             if args.warmup > 0:
                 run_wrk(url, script, args.connections, args.threads, args.warmup)
             cpu0 = tree_cpu_seconds(proc.pid)
-            split: dict[str, int] = {}
-            probe = threading.Timer(min(2.0, args.duration / 2), lambda d=split: d.update(connections_per_process(port)))
-            probe.start()
+            splits: list[list[int]] = []  # connections per worker, every 2 s of the run
+            stop = threading.Event()
+
+            def probe(out: list[list[int]] = splits, done: threading.Event = stop) -> None:
+                while not done.wait(min(2.0, args.duration / 2)):
+                    out.append(sorted(connections_per_process(port).values(), reverse=True))
+
+            prober = threading.Thread(target=probe, daemon=True)
+            prober.start()
             res = results[mode + suffix] = run_wrk(url, script, args.connections, args.threads, args.duration)
             cpu = tree_cpu_seconds(proc.pid) - cpu0
-            probe.join()
-            res["connections_per_worker"] = sorted(split.values(), reverse=True)
+            stop.set()
+            prober.join()
+            # the split 2 s in and at the end (with balancing, the busier worker sheds its
+            # surplus in the first seconds), and the busiest worker's mean share
+            res["connections_per_worker"] = splits[0] if splits else []
+            res["connections_per_worker_end"] = splits[-1] if splits else []
+            res["busiest_worker_share"] = round(sum(s[0] / max(1, sum(s)) for s in splits if s)
+                                                / max(1, sum(1 for s in splits if s)), 3)
             # server CPU per answered request: what the machine's load does not change
             # much, and 1000 / it is the ceiling of one process that had a core to itself
             res["workers"] = workers
@@ -357,10 +372,11 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"{'scenario':<24}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}{'requests':>10}"
-          f"{'cpu ms/req':>12}  connections per worker")
+          f"{'cpu ms/req':>12}  connections per worker (2 s in -> end)")
     for name, r in results.items():
         print(f"{name:<24}{r['rps']:>9}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}{r['requests']:>10}"
-              f"{r.get('server_cpu_ms_per_req', ''):>12}  {'/'.join(map(str, r.get('connections_per_worker', [])))}")
+              f"{r.get('server_cpu_ms_per_req', ''):>12}  {'/'.join(map(str, r.get('connections_per_worker', [])))}"
+              + (f" -> {'/'.join(map(str, r['connections_per_worker_end']))}" if r.get("connections_per_worker_end") else ""))
     print(f"wrote {args.out}")
 
 

@@ -279,6 +279,11 @@ class ApiSettings(_Section):
     #: and go together when one finishes (search_api/batching.py). More suits a backend that
     #: waits on the network rather than the CPU (the Elasticsearch store)
     max_batches_in_flight: int = Field(1, ge=1, le=1024)
+    #: with several worker processes (``serve --workers N``), a process that holds more than
+    #: its share of the active keep-alive connections (plus one) closes the surplus after
+    #: their next response, so that clients reconnect to the less busy processes
+    #: (search_api/balance.py)
+    balance_connections: bool = True
     #: numpy's BLAS threads in a server process (None: numpy's default, one per core). A
     #: search's exact vector scan is one small matrix product that OpenBLAS splits over its
     #: threads, which then spin: with 1, a hybrid request on the SciFact index took 14-16 ms

@@ -67,6 +67,9 @@ if ENABLED:
     INDEX_BYTES = Gauge("semsearch_index_size_bytes", "bytes of the index directory", **_INDEX_GAUGE)
     REJECTED = Counter("semsearch_rejected_total", "requests refused by a guard rail",
                        ["reason"], registry=REGISTRY)
+    REBALANCED = Counter("semsearch_connections_rebalanced_total",
+                         "keep-alive connections a worker closed because it held more than its share",
+                         registry=REGISTRY)
 
 
 def observe_request(endpoint: str, method: str, status: int, mode: str, seconds: float) -> None:
@@ -130,6 +133,11 @@ def count_rejected(reason: str) -> None:
     """A request refused by a guard rail: ``limit``, ``rate_limit``, ``deadline``."""
     if ENABLED:
         REJECTED.labels(reason).inc()
+
+
+def count_rebalanced() -> None:
+    if ENABLED:
+        REBALANCED.inc()
 
 
 def multiprocess_dir() -> str | None:

@@ -22,6 +22,7 @@ from semsearch.collection import Collection, SearchRequest
 from semsearch.config import Settings
 from semsearch.encoders.base import TextEncoder
 from semsearch.search_api import errors
+from semsearch.search_api.balance import ConnectionBalancer
 from semsearch.search_api.batching import QueryBatcher
 from semsearch.search_api.imaging import ImageSide
 from semsearch.search_api.jobs import Jobs
@@ -81,6 +82,7 @@ def create_app(
     encoder: TextEncoder | None = None,
     shared: bool = False,
     run_dir: Path | str | None = None,
+    workers: int = 1,
 ) -> FastAPI:
     """An app serving the index at ``index_path``. The index is opened (for writing: the
     server is its single writer) when the app starts, pending changes are synced, and the
@@ -96,7 +98,9 @@ def create_app(
 
     ``run_dir``: a directory private to the processes of one server (``semsearch serve
     --workers N`` makes it): the per-client rate limit keeps its buckets there, shared by
-    every worker (:class:`~semsearch.search_api.limits.SharedRateLimiter`)."""
+    every worker (:class:`~semsearch.search_api.limits.SharedRateLimiter`), and with
+    ``workers`` > 1 processes the workers' active connection counts
+    (:class:`~semsearch.search_api.balance.ConnectionBalancer`, ``api.balance_connections``)."""
     settings = settings or Settings()
     stateless = settings.store.backend == "elasticsearch"
     where = None if stateless else Path(index_path)  # type: ignore[arg-type]
@@ -164,11 +168,14 @@ def create_app(
         svc = getattr(app.state, "service", None)
         return f"{os.getpid()} {getattr(svc, 'role', 'stateless') if svc is not None else 'starting'}"
 
+    balancer = None
+    if run_dir and workers > 1 and settings.api.balance_connections:
+        balancer = ConnectionBalancer(Path(run_dir) / "connections", workers)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.api.max_body_bytes,
                        rate_limit_per_s=settings.api.rate_limit_per_s,
                        rate_limit_burst=settings.api.rate_limit_burst,
                        rate_limit_file=Path(run_dir) / "rate-limit" if run_dir else None,
-                       worker=worker if shared else None)
+                       worker=worker if shared else None, balancer=balancer)
     return app
 
 
@@ -179,4 +186,4 @@ def app_from_env() -> FastAPI:
     ``SEMSEARCH_SERVE_RUN_DIR`` is the server's private directory (the shared rate limit)."""
     workers = int(os.environ.get("SEMSEARCH_SERVE_WORKERS") or 1)
     return create_app(os.environ.get("SEMSEARCH_SERVE_INDEX"), Settings(), shared=workers > 1,
-                      run_dir=os.environ.get("SEMSEARCH_SERVE_RUN_DIR") or None)
+                      run_dir=os.environ.get("SEMSEARCH_SERVE_RUN_DIR") or None, workers=workers)

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from semsearch import metrics
 from semsearch.logs import request_id
+from semsearch.search_api.balance import ConnectionBalancer
 from semsearch.search_api.limits import RateLimiter, SharedRateLimiter, retry_after
 
 access_logger = logging.getLogger("semsearch.access")
@@ -75,13 +76,17 @@ class RequestContextMiddleware:
     the ``semsearch.access`` logger. ``worker``: with several worker processes, a function
     whose answer (the process id and role) goes in an ``X-Semsearch-Worker`` header.
     ``rate_limit_file``: the buckets live in this file, shared by every process that names
-    it (several workers), rather than in this process's memory."""
+    it (several workers), rather than in this process's memory. ``balancer``: with several
+    workers, decides which responses close their keep-alive connection so that the workers
+    keep even shares of the connections (:mod:`~semsearch.search_api.balance`)."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, rate_limit_per_s: float = 0.0,
                  rate_limit_burst: int = 50, rate_limit_file: Path | None = None,
-                 worker: Callable[[], str] | None = None) -> None:
+                 worker: Callable[[], str] | None = None,
+                 balancer: ConnectionBalancer | None = None) -> None:
         self.app = app
         self.worker = worker
+        self.balancer = balancer
         self.max_body_bytes = max_body_bytes
         self.limiter: RateLimiter | SharedRateLimiter | None = None
         if rate_limit_per_s > 0:
@@ -108,6 +113,12 @@ class RequestContextMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
                 if self.worker is not None:
                     message["headers"].append((b"x-semsearch-worker", self.worker().encode()))
+                client = scope.get("client")
+                if (self.balancer is not None and client
+                        and all(k.lower() != b"connection" for k, _ in message["headers"])
+                        and self.balancer.should_close(tuple(client))):
+                    message["headers"].append((b"connection", b"close"))
+                    metrics.count_rebalanced()
             await send(message)
 
         received = 0
