@@ -1,10 +1,12 @@
 """Recall of the Elasticsearch store's approximate kNN (int8 HNSW) against exact search, at
-several values of ``store.elasticsearch.num_candidates_factor`` (kNN candidates per shard
-= max(k, factor x k)), for k = 10 (a dense page) and k = 100 (the hybrid fusion depth).
+several values of ``store.elasticsearch.num_candidates_factor`` and
+``min_num_candidates`` (kNN candidates per shard = max(k, factor x k, floor)), for k = 10
+(a dense page) and k = 100 (the hybrid fusion depth).
 
 Corpus and vectors as in bench_es_store.py: common.synth_corpus and SciFact MiniLM vectors
 (cached under .cache/bench; set SEMSEARCH_BENCH_CACHE to share a checkout's cache) plus
-small noise, tiled to ``--docs``. Queries: SciFact test queries encoded once with the
+small noise, tiled to ``--docs``. Queries: SciFact queries of ``--split`` (test; choose
+settings on train) encoded once with the
 query encoder; the collection is given those vectors through a lookup encoder, so the
 timings are the store's dense search alone (no query encoding), one query at a time
 through ``ElasticsearchCollection.search_batch`` (the engine's own code path), with the
@@ -20,7 +22,8 @@ are interleaved query by query, so load from elsewhere falls on all of them alik
 
     SEMSEARCH_BENCH_CACHE=/work/main/.cache/bench PYTHONPATH=src:benchmarks \\
       python benchmarks/bench_es_recall.py --url http://127.0.0.1:9201,http://127.0.0.1:9202,http://127.0.0.1:9203 \\
-      [--docs 200000] [--queries 300] [--shards 2] [--replicas 0] [--factors 1,1.5,2,4,8] [--forcemerge]
+      [--docs 200000] [--queries 300] [--shards 2] [--replicas 0] [--factors 1,1.5,2,4,8] [--floors 1,100]
+      [--split train] [--forcemerge]
 
 ``--forcemerge`` measures again after merging every shard into one segment: a shard of
 several segments searches each segment's graph for ``num_candidates`` and merges, which
@@ -82,6 +85,8 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=0)
     ap.add_argument("--vector-index", default="int8_hnsw")
     ap.add_argument("--factors", default="1,1.5,2,4,8")
+    ap.add_argument("--floors", default="1", help="min_num_candidates values, crossed with --factors")
+    ap.add_argument("--split", default="test", help="SciFact query split (train to choose settings)")
     ap.add_argument("--ks", default="10,100")
     ap.add_argument("--tol", type=float, default=0.01,
                     help="recall_tol counts a hit whose exact cosine is within tol of the exact k-th as found")
@@ -95,6 +100,7 @@ def main() -> None:
                     help="also measure after a force merge to one segment per shard")
     args = ap.parse_args()
     factors = [float(x) for x in args.factors.split(",")]
+    floors = [int(x) for x in args.floors.split(",")]
     ks = [int(x) for x in args.ks.split(",")]
 
     from semsearch.collection import SearchRequest
@@ -112,7 +118,7 @@ def main() -> None:
     ids = [d["_id"] for d in corpus]
     assert len(set(ids)) == len(ids), "document ids are not unique"
     row_of = {d: i for i, d in enumerate(ids)}
-    _, queries, _ = load_queries("test")
+    _, queries, _ = load_queries(args.split)
     queries = queries[: args.queries]
     qenc = LookupEncoder(make_text_encoder(settings.text_encoder, for_queries=True), queries)
     qv = qenc.vecs
@@ -160,18 +166,24 @@ def main() -> None:
         return per
 
     def measure(label: str) -> list[dict]:
-        configs = [(k, f) for k in ks for f in factors]
+        configs, seen = [], set()  # (k, factor, floor), one per distinct num_candidates
+        for k in ks:
+            for f in factors:
+                for fl in floors:
+                    e.num_candidates_factor, e.min_num_candidates = f, fl
+                    if (k, e.num_candidates(k)) not in seen:
+                        seen.add((k, e.num_candidates(k)))
+                        configs.append((k, f, fl))
         lat: dict = {c: [] for c in configs}
         srv: dict = {c: [] for c in configs}
         hits: dict = {c: [] for c in configs}
-        for k in ks:  # warm-up: every configuration once
-            for f in factors:
-                e.num_candidates_factor = f
-                col.search_batch([SearchRequest(query=queries[0], mode="dense", k=k, with_documents=False)])
+        for k, f, fl in configs:  # warm-up: every configuration once
+            e.num_candidates_factor, e.min_num_candidates = f, fl
+            col.search_batch([SearchRequest(query=queries[0], mode="dense", k=k, with_documents=False)])
         for q in queries:  # interleaved: load from elsewhere falls on every configuration alike
             for c in configs:
-                k, f = c
-                e.num_candidates_factor = f
+                k, f, fl = c
+                e.num_candidates_factor, e.min_num_candidates = f, fl
                 req = SearchRequest(query=q, mode="dense", k=k, with_documents=False)
                 t0 = time.perf_counter()
                 (res,) = col.search_batch([req])
@@ -181,22 +193,24 @@ def main() -> None:
                     raise SystemExit(f"degraded answer at k={k} factor={f}: {res.failed_channels}")
                 hits[c].append([h.id for h in res.hits])
         rows = []
-        for k, f in configs:
+        for c in configs:
+            k, f, fl = c
+            e.num_candidates_factor, e.min_num_candidates = f, fl
             rec, tol = [], []
-            for i, got in enumerate(hits[(k, f)]):
+            for i, got in enumerate(hits[c]):
                 rows_got = [row_of[d] for d in got]
                 rec.append(len(set(rows_got) & set(exact[i, :k].tolist())) / k)
                 kth = float(qv[i] @ vecs[exact[i, k - 1]])
                 tol.append(int(np.sum(vecs[rows_got] @ qv[i] >= kth - args.tol)) / k if got else 0.0)
-            short = sum(len(got) < k for got in hits[(k, f)])
-            p = percentiles(lat[(k, f)])
-            rows.append({"index": label, "k": k, "factor": f"{f:g}",
-                         "num_candidates": min(10_000, max(k, int(f * k))),
+            short = sum(len(got) < k for got in hits[c])
+            p = percentiles(lat[c])
+            rows.append({"index": label, "k": k, "factor": f"{f:g}", "floor": fl,
+                         "num_candidates": e.num_candidates(k),
                          "recall": round(float(np.mean(rec)), 4),
                          "recall_min": round(float(np.min(rec)), 2),
                          "recall_tol": round(float(np.mean(tol)), 4),
                          "mean_ms": p["mean_ms"], "p95_ms": p["p95_ms"],
-                         "took_mean_ms": round(float(np.mean(srv[(k, f)])), 1),
+                         "took_mean_ms": round(float(np.mean(srv[c])), 1),
                          **({"short_answers": short} if short else {})})
         return rows
 
@@ -215,7 +229,7 @@ def main() -> None:
     col.close()
 
     result = {
-        "docs": args.docs, "queries": len(queries), "shards": args.shards, "replicas": args.replicas,
+        "docs": args.docs, "queries": len(queries), "split": args.split, "shards": args.shards, "replicas": args.replicas,
         "docs_per_shard": args.docs // args.shards, "vector_index": args.vector_index,
         "hnsw": {"m": e.hnsw_m, "ef_construction": e.hnsw_ef_construction},
         "base_vectors": "SciFact MiniLM + N(0, 0.02) noise, tiled", "dims": int(vecs.shape[1]),
@@ -227,9 +241,10 @@ def main() -> None:
         "forcemerge_s": round(merge_s, 1) if merge_s else None, "segments_per_shard_after_merge": seg_after,
         "tol": args.tol, "load_avg": os.getloadavg(), "rows": rows,
     }
-    out = save(f"es_recall_{args.docs}_{args.shards}x{args.replicas}_{args.vector_index}", result)
+    split = "" if args.split == "test" else f"_{args.split}"
+    out = save(f"es_recall_{args.docs}_{args.shards}x{args.replicas}_{args.vector_index}{split}", result)
     table(rows, f"kNN recall vs exact at {args.docs} docs ({args.docs // args.shards} per shard), "
-                f"{len(queries)} SciFact test queries")
+                f"{len(queries)} SciFact {args.split} queries")
     print(f"segments per shard {seg_before}" + (f", after merge {seg_after} ({merge_s:.0f} s)" if merge_s else ""))
     print(f"saved {out}")
 

@@ -126,8 +126,15 @@ class ElasticsearchSettings(_Section):
     #: HNSW parameters of the dense_vector fields (vector backend "elasticsearch")
     hnsw_m: int = Field(16, ge=2)
     hnsw_ef_construction: int = Field(100, ge=2)
-    #: kNN candidates per shard = max(k, num_candidates_factor * k)
+    #: kNN candidates per shard = max(k, num_candidates_factor * k, min_num_candidates), at
+    #: most 10,000 (Elasticsearch's limit)
     num_candidates_factor: float = Field(4.0, ge=1)
+    #: the floor: a small page (k = 10) still explores this many candidates per shard
+    min_num_candidates: int = Field(1, ge=1, le=10_000)
+
+    def num_candidates(self, k: int) -> int:
+        """kNN candidates per shard for the top ``k``."""
+        return min(10_000, max(k, self.min_num_candidates, int(self.num_candidates_factor * k)))
 
 
 class StoreElasticsearchSettings(ElasticsearchSettings):

@@ -87,6 +87,10 @@ def test_filters_apply_to_both_channels(store):
     col.search("sunlight", k=10, mode="dense", filters={"topic": "energy"})
     (knn,) = [s["knn"] for s in calls[0]["searches"] if "knn" in s]
     assert knn["filter"] == [{"term": {"metadata.topic": "energy"}}]
+    # candidates per shard: the settings' factor and floor (a page of 10 explores the floor)
+    e = col.settings.store.elasticsearch
+    assert knn["k"] == 10 and knn["num_candidates"] == e.num_candidates(10) == max(10, e.min_num_candidates,
+                                                                                    int(e.num_candidates_factor * 10))
 
 
 def test_fusion_options_and_paging(store):

@@ -20,6 +20,16 @@ def test_settings_from_the_environment(monkeypatch):
         Settings()
 
 
+def test_num_candidates_has_a_factor_a_floor_and_a_cap():
+    s = StoreElasticsearchSettings(num_candidates_factor=4, min_num_candidates=100)
+    assert s.num_candidates(10) == 100  # the floor: a small page explores 100
+    assert s.num_candidates(100) == 400  # the factor
+    assert s.num_candidates(5000) == 10_000  # Elasticsearch's limit
+    assert StoreElasticsearchSettings(num_candidates_factor=1, min_num_candidates=1).num_candidates(7) == 7
+    with pytest.raises(ValueError):
+        StoreElasticsearchSettings(min_num_candidates=0)
+
+
 def test_filters_go_inside_knn_not_as_an_id_list():
     knn = query.knn_clause([0.1, 0.2], 10, 40, {"topic": ["a", "b"], "year": {"gte": 2020}})
     # the one filter language's compiled query: the filter runs inside the kNN search

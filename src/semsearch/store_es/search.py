@@ -82,7 +82,6 @@ class StoreSearch(BatchedSearch):
                            f"({self.es.max_result_window}) for mode {mode!r}")
         depth = max(r.depth or fs.depth, window, rerank_depth if rerank else 0)
         vecs = self.encoder.encode(queries) if "dense" in channels else None
-        nc = lambda k: min(10_000, max(k, int(self.es.num_candidates_factor * k)))  # noqa: E731
         single = len(channels) == 1 and not rerank  # the server pages: from/size, one channel
 
         bodies: list[tuple[str, dict[str, Any]]] = []  # (channel, body) per query, in order
@@ -92,7 +91,7 @@ class StoreSearch(BatchedSearch):
             if server:
                 bodies.append(("hybrid", query.retriever_body(
                     q, vecs[i].tolist(), method=method, depth=depth, size=r.k, offset=r.offset,
-                    num_candidates=nc(depth), boosts=boosts, filters=r.filters,
+                    num_candidates=self.es.num_candidates(depth), boosts=boosts, filters=r.filters,
                     weights=weights, rrf_k=r.rrf_k or fs.rrf_k, with_documents=r.with_documents)))
                 continue
             size, offset = (r.k, r.offset) if single else (depth, 0)
@@ -106,7 +105,7 @@ class StoreSearch(BatchedSearch):
                                               filters=r.filters, with_documents=with_docs)
                 else:
                     body = query.dense_body(vecs[i].tolist(), size=size, offset=offset,
-                                            num_candidates=nc(size + offset), filters=r.filters,
+                                            num_candidates=self.es.num_candidates(size + offset), filters=r.filters,
                                             with_documents=with_docs)
                 bodies.append((ch, body))
         try:

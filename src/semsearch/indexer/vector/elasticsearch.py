@@ -121,7 +121,7 @@ class ElasticsearchVectorIndex:
             return [[] for _ in q]
         target = self._refresh()
         k = min(k, 10_000)
-        num_candidates = min(10_000, max(k, int(self.settings.num_candidates_factor * k)))
+        num_candidates = self.settings.num_candidates(k)
         searches: list[dict[str, Any]] = []
         for row in q:
             knn: dict[str, Any] = {"field": "vector", "query_vector": row.tolist(), "k": k,
