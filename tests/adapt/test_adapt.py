@@ -308,9 +308,19 @@ def test_adapt_trains_a_reranker_and_records_it_when_the_gate_lets_it_on(topic_i
     from semsearch.collection import Collection
     from semsearch.indexer.manifest import read_manifest
 
-    opts = AdaptOptions(sample=14, dev=8, dense=False, reranker=True, reranker_max_pairs=16,
+    opts = AdaptOptions(sample=14, dev=8, dense=False, reranker=False, reranker_max_pairs=16,
                         reranker_max_steps=2, min_gain=-1.0)  # on whatever it scores
-    state = Adapter(topic_index, settings, opts, say=lambda m: None).run()
+    Adapter(topic_index, settings, opts, say=lambda m: None).run()
+    assert "rerank" not in read_manifest(topic_index).tuned
+    # asked again with --reranker: the earlier steps are reused, the reranker step (recorded
+    # as "--no-reranker") runs, and so do the steps after it (it was skipped as "done")
+    opts.reranker = True
+    said: list[str] = []
+    state = Adapter(topic_index, settings, opts, say=said.append).run()
+    skipped = [m.split("]")[0][1:] for m in said if m.endswith("skipped")]
+    assert skipped == ["mine", "baseline", "dense", "fusion"], said
+    assert any(m.startswith("[reranker] done before with other options") for m in said), said
+    assert state["reranker"]["options"] == {"reranker": True, "max_pairs": 16, "max_steps": 2}
     rr = state["reranker"]["result"]
     assert rr["enabled"] and rr["model"] == "models/reranker/stage1" and 0 <= rr["p_value"] <= 1
     assert set(rr["by_blend"]) == {"0.0", "0.2", "0.4", "0.6", "0.8"}

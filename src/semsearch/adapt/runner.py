@@ -79,15 +79,36 @@ class Adapter:
         tmp.write_text(json.dumps(self.state, indent=2, default=str))
         tmp.replace(self.state_file)
 
+    def _step_options(self, step: str) -> dict[str, Any] | None:
+        """The options a step's saved result depends on beyond the earlier steps' results (a
+        re-run with other values re-runs it and every later step); None: no such option."""
+        if step == "reranker":
+            return {"reranker": self.opt.reranker, "max_pairs": self.opt.reranker_max_pairs,
+                    "max_steps": self.opt.reranker_max_steps}
+        return None
+
+    def _recorded_options(self, step: str) -> dict[str, Any] | None:
+        done = self.state[step]
+        if "options" in done or step != "reranker":
+            return done.get("options")
+        # a state saved before options were recorded: only whether a reranker was asked
+        return {**(self._step_options(step) or {}), "reranker": done["result"].get("why") != "--no-reranker"}
+
     def run(self) -> dict[str, Any]:
+        again = False  # a step ran again: every later step depends on its result
         for step in STEPS:
-            if step in self.state:
-                self.say(f"[{step}] done before ({self.state[step]['seconds']:.0f} s), skipped")
-                continue
+            if step in self.state and not again:
+                if self._recorded_options(step) == self._step_options(step):
+                    self.say(f"[{step}] done before ({self.state[step]['seconds']:.0f} s), skipped")
+                    continue
+                self.say(f"[{step}] done before with other options ({self._recorded_options(step)}), again")
+            again = again or step in self.state
             self.say(f"[{step}] ...")
             t0 = time.perf_counter()
             result = getattr(self, f"step_{step}")()
             self.state[step] = {"seconds": round(time.perf_counter() - t0, 1), "result": result}
+            if self._step_options(step) is not None:
+                self.state[step]["options"] = self._step_options(step)
             self._save_state()
             self.say(f"[{step}] {self.state[step]['seconds']:.0f} s: {_brief(result)}")
         return self.state
