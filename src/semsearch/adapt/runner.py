@@ -82,17 +82,16 @@ class Adapter:
     def _step_options(self, step: str) -> dict[str, Any] | None:
         """The options a step's saved result depends on beyond the earlier steps' results (a
         re-run with other values re-runs it and every later step); None: no such option."""
-        if step == "reranker":
-            return {"reranker": self.opt.reranker, "max_pairs": self.opt.reranker_max_pairs,
-                    "max_steps": self.opt.reranker_max_steps}
+        if step == "reranker":  # on/off only: a trained stage's model is reused as it is
+            return {"reranker": self.opt.reranker}
         return None
 
     def _recorded_options(self, step: str) -> dict[str, Any] | None:
         done = self.state[step]
         if "options" in done or step != "reranker":
             return done.get("options")
-        # a state saved before options were recorded: only whether a reranker was asked
-        return {**(self._step_options(step) or {}), "reranker": done["result"].get("why") != "--no-reranker"}
+        # a state saved before options were recorded: whether a reranker was asked
+        return {"reranker": done["result"].get("why") != "--no-reranker"}
 
     def run(self) -> dict[str, Any]:
         again = False  # a step ran again: every later step depends on its result
