@@ -23,6 +23,8 @@ import os
 import re
 from typing import Any
 
+from semsearch.sharedmem import process_alive
+
 try:
     from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -149,16 +151,6 @@ def multiprocess_dir() -> str | None:
 _PID_FILE = re.compile(r"^gauge_live\w+?_(\d+)\.db$")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - someone else's process
-        return True
-    return True
-
-
 def forget_dead_workers(path: str) -> list[int]:
     """Remove the live-gauge files of processes that no longer run (a worker that was
     killed, or exited, and was replaced); their counters and histograms stay counted. Returns
@@ -168,7 +160,7 @@ def forget_dead_workers(path: str) -> list[int]:
     dead = set()
     for f in glob.glob(os.path.join(path, "gauge_live*_*.db")):
         m = _PID_FILE.match(os.path.basename(f))
-        if m and not _alive(int(m.group(1))):
+        if m and not process_alive(int(m.group(1))):
             dead.add(int(m.group(1)))
     for pid in dead:
         try:

@@ -96,18 +96,20 @@ class Adapter:
     def run(self) -> dict[str, Any]:
         again = False  # a step ran again: every later step depends on its result
         for step in STEPS:
+            wanted = self._step_options(step)
             if step in self.state and not again:
-                if self._recorded_options(step) == self._step_options(step):
+                recorded = self._recorded_options(step)
+                if recorded == wanted:
                     self.say(f"[{step}] done before ({self.state[step]['seconds']:.0f} s), skipped")
                     continue
-                self.say(f"[{step}] done before with other options ({self._recorded_options(step)}), again")
+                self.say(f"[{step}] done before with other options ({recorded}), again")
             again = again or step in self.state
             self.say(f"[{step}] ...")
             t0 = time.perf_counter()
             result = getattr(self, f"step_{step}")()
             self.state[step] = {"seconds": round(time.perf_counter() - t0, 1), "result": result}
-            if self._step_options(step) is not None:
-                self.state[step]["options"] = self._step_options(step)
+            if wanted is not None:
+                self.state[step]["options"] = wanted
             self._save_state()
             self.say(f"[{step}] {self.state[step]['seconds']:.0f} s: {_brief(result)}")
         return self.state

@@ -21,12 +21,13 @@ repeated: the response that carries the header is a complete answer.
 from __future__ import annotations
 
 import math
-import mmap
 import os
 import struct
 import threading
 import time
 from pathlib import Path
+
+from semsearch.sharedmem import file_locked, map_shared_file, process_alive
 
 
 class ConnectionBalancer:
@@ -47,22 +48,14 @@ class ConnectionBalancer:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.workers, self.window_s, self.slack, self.slots = workers, window_s, slack, slots
-        self.pid = os.getpid()
+        self.pid, self.path = os.getpid(), Path(path)
         self._lock = threading.Lock()
-        size = slots * self._SLOT.size
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._fd, self._map = map_shared_file(self.path, slots * self._SLOT.size)
         try:
-            import fcntl
-
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-            try:
-                if os.fstat(self._fd).st_size < size:
-                    os.ftruncate(self._fd, size)
-                self._map = mmap.mmap(self._fd, size)
+            with file_locked(self._fd):
                 self._slot = self._claim()
-            finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
         except BaseException:
+            self._map.close()
             os.close(self._fd)
             raise
         self._window_start: float | None = None
@@ -73,21 +66,12 @@ class ConnectionBalancer:
         self.closed = 0
 
     def _claim(self) -> int:
-        def alive(pid: int) -> bool:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return False
-            except PermissionError:
-                return True
-            return True
-
         for i in range(self.slots):
             pid, _, _ = self._SLOT.unpack_from(self._map, i * self._SLOT.size)
-            if pid in (0, self.pid) or not alive(pid):
+            if pid in (0, self.pid) or not process_alive(pid):
                 self._SLOT.pack_into(self._map, i * self._SLOT.size, self.pid, 0.0, 0)
                 return i
-        raise RuntimeError(f"more than {self.slots} server processes share {self._fd}")
+        raise RuntimeError(f"more than {self.slots} server processes share {self.path}")
 
     def should_close(self, connection: object, now: float | None = None) -> bool:
         """Called once per response: whether it should carry ``Connection: close``.

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import mmap
 import os
 import struct
 import threading
@@ -17,6 +16,7 @@ from typing import Any
 from semsearch import metrics
 from semsearch.config import Settings
 from semsearch.search_api.errors import LimitExceeded
+from semsearch.sharedmem import map_shared_file
 
 try:
     import fcntl
@@ -112,18 +112,7 @@ class SharedRateLimiter:
         self._full_after = burst / rate
         size = slots * self._SLOT.size
         self._lock = threading.Lock()  # flock does not exclude threads sharing one descriptor
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-            try:
-                if os.fstat(self._fd).st_size < size:  # the first worker sizes it (zeros: empty)
-                    os.ftruncate(self._fd, size)
-            finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-            self._map = mmap.mmap(self._fd, size)
-        except BaseException:
-            os.close(self._fd)
-            raise
+        self._fd, self._map = map_shared_file(self.path, size)  # zeros: every slot empty
 
     client_key = staticmethod(RateLimiter.client_key)
 
