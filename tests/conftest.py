@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -125,6 +126,21 @@ def minilm():
     enc = SentenceTransformerEncoder(TextEncoderSettings(device="cpu"))
     enc.encode(["warm up"])
     return enc
+
+
+PASSAGE_WORDS = ("bees honey pollen flowers crops solar panels wind turbines bread yeast dough river "
+                 "lake ocean mountain glacier volcano magma crust planet star galaxy comet chess knight").split()
+
+
+def long_doc(i: int, rng: Any, n_words: int = 60, at: int = 45):
+    """A document of ``n_words`` common words with its own marker word ``m<i>`` at ``at``
+    (several passages of a small window: the passage tests of both stores)."""
+    from semsearch.documents import Document
+
+    words = [rng.choice(PASSAGE_WORDS) for _ in range(n_words)]
+    words[at] = f"m{i}"
+    return Document(id=f"d{i}", title="doc", text=" ".join(words),
+                    metadata={"n": i, "topic": "even" if i % 2 == 0 else "odd"})
 
 
 @pytest.fixture

@@ -18,18 +18,7 @@ from semsearch.encoders import passages as P
 from semsearch.errors import IndexIncompatible
 from semsearch.indexer.segments.vectors import VectorSegment
 from semsearch.indexer.verify import verify
-from tests.conftest import TINY_DOCS, HashingEncoder
-
-WORDS = ("bees honey pollen flowers crops solar panels wind turbines bread yeast dough river lake "
-         "ocean mountain glacier volcano magma crust planet star galaxy comet chess knight").split()
-
-
-def long_doc(i: int, rng: random.Random, n_words: int = 60, at: int = 45) -> Document:
-    """A document of ``n_words`` common words with its own marker word ``m<i>`` at ``at``."""
-    words = [rng.choice(WORDS) for _ in range(n_words)]
-    words[at] = f"m{i}"
-    return Document(id=f"d{i}", title="doc", text=" ".join(words),
-                    metadata={"n": i, "topic": "even" if i % 2 == 0 else "odd"})
+from tests.conftest import TINY_DOCS, HashingEncoder, long_doc
 
 
 @pytest.fixture

@@ -115,8 +115,15 @@ def passage_texts(template: str, doc: Document, cuts: list[tuple[int, int]]) -> 
 
 def encode(encoder: Any, template: str, docs: Sequence[Document], plan: PassagePlan) -> list[np.ndarray]:
     """Per document, its passages' vectors, shape ``(n_passages, dim)`` (one encoder call)."""
+    return encode_split(encoder, template, docs, plan)[1]
+
+
+def encode_split(encoder: Any, template: str, docs: Sequence[Document],
+                 plan: PassagePlan) -> tuple[list[list[tuple[int, int]]], list[np.ndarray]]:
+    """Per document, its passages' character spans (:func:`split`) and their vectors, shape
+    ``(n_passages, dim)`` (one encoder call)."""
     cuts = split(encoder, template, docs, plan)
     texts = [passage_texts(template, d, c) for d, c in zip(docs, cuts)]
     flat = encoder.encode([t for ts in texts for t in ts])
     bounds = np.cumsum([0] + [len(ts) for ts in texts])
-    return [np.ascontiguousarray(flat[a:b], dtype=np.float32) for a, b in zip(bounds[:-1], bounds[1:])]
+    return cuts, [np.ascontiguousarray(flat[a:b], dtype=np.float32) for a, b in zip(bounds[:-1], bounds[1:])]

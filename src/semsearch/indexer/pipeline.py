@@ -71,7 +71,8 @@ _TRUNCATION_WARNED: set[tuple[str, str]] = set()
 
 class TextChannel(EncoderChannel):
     """The ``dense`` channel: sentence embeddings of the document's title and text; with
-    ``passages`` (FAISS backend only), a long document's overlapping passages, each embedded
+    ``passages`` (FAISS backend only; the Elasticsearch store splits passages itself, into a
+    nested field), a long document's overlapping passages, each embedded
     (encoders/passages.py), and :meth:`encode` gives a list of per-document matrices."""
 
     name = "dense"
@@ -121,7 +122,8 @@ class TextChannel(EncoderChannel):
             _TRUNCATION_WARNED.add((self.encoder_name, self.backend))
             how = ("an index built with text_encoder.passages.enabled (SEMSEARCH_TEXT_ENCODER__PASSAGES__ENABLED=true,"
                    " the default) embeds them whole as passages" if self.backend == "faiss" else
-                   "passages are split for the FAISS dense channel only")
+                   "this Elasticsearch index keeps one vector per document (passages are split by "
+                   "the FAISS channel and by a store index created with passages on)")
             logger.warning("%d of %d documents in this batch are longer than the text encoder's window "
                            "(%d word pieces): the dense channel embeds only their start; %s",
                            n, len(texts), P.window_of(self.encoder), how)

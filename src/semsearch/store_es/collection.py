@@ -28,11 +28,13 @@ from semsearch.collection import WriteResult
 from semsearch.config import Settings
 from semsearch.documents import Document, SearchResult
 from semsearch.encoders.base import TextEncoder
+from semsearch.encoders.passages import PassagePlan
 from semsearch.errors import (
     BackendUnavailable,
     BadInput,
     BulkIndexError,
     DocumentNotFound,
+    IndexIncompatible,
     IndexNotFound,
 )
 from semsearch.indexer.es_common import AliasedIndex, EsConnection, item_reason
@@ -156,14 +158,30 @@ class ElasticsearchCollection(StoreSearch):
                        lambda c: c.indices.put_mapping(index=self.alias, **body))
         self._manifest = meta
 
-    def _ensure_dense(self, name: str, dim: int) -> None:
+    def _ensure_dense(self, name: str, dim: int, *, passages: dict[str, Any] | None,
+                      explicit: bool = False) -> PassagePlan | None:
+        """Declare the text embedding on the first encoded write, in the layout ``passages``
+        asks for (a :class:`PassagePlan` record, None: one vector per document), or check the
+        recorded one. Returns the plan in force: the index's. A plan the user set explicitly
+        (``explicit``) that differs from the recorded one is an error (a re-encode)."""
         with self._meta_lock:
-            meta = self.reload_manifest()  # another replica may have added it
-            if meta.get("dense"):
+            meta = self.manifest
+            if not meta.get("dense"):
+                meta = self.reload_manifest()  # another replica may have added it
+            dense = meta.get("dense")
+            if dense:
                 mapping.check_encoder(meta, name, dim, self.location)
-                return
-            meta = {**meta, "dense": {"encoder": name, "dim": dim}}
-            self._put_meta({mapping.VECTOR_FIELD: mapping.vector_mapping(dim, self.es)}, meta)
+                have = dense.get("passages")
+                if explicit and have != passages:
+                    raise IndexIncompatible(
+                        f"{self.location} embeds documents with passages {have} but the settings "
+                        f"ask for {passages} (text_encoder.passages): changing how documents are "
+                        "split needs a re-encode: unset the passage settings or rebuild into a new "
+                        "index name")
+                return PassagePlan.from_record(have)
+            dense = {"encoder": name, "dim": dim, "passages": passages}
+            self._put_meta(mapping.dense_properties(dense, self.es), {**meta, "dense": dense})
+            return PassagePlan.from_record(passages)
 
     def _ensure_hashes(self, names: Sequence[str]) -> None:
         with self._meta_lock:
@@ -319,13 +337,8 @@ class ElasticsearchCollection(StoreSearch):
         extra: dict[str, dict[str, Any]] = {d.id: {} for d in docs}
         with_text = [d for d in docs if d.title.strip() or d.text.strip()]
         if with_text:  # every text document carries its embedding
-            from semsearch.indexer.pipeline import TextChannel
-
-            channel = TextChannel(self.encoder, self.settings.text_encoder.doc_template, backend="elasticsearch")
-            self._ensure_dense(channel.encoder_name, channel.dim)
-            mat = channel.encode(with_text)[0]
-            for d, row in zip(with_text, np.asarray(mat, dtype=np.float32)):
-                extra[d.id][mapping.VECTOR_FIELD] = [round(float(x), 7) for x in row]
+            for d, fields in zip(with_text, self._embed(with_text)):
+                extra[d.id].update(fields)
         extra_h = self._hashes(docs)
         for i, h in extra_h.items():
             extra[i].update(h)
@@ -335,19 +348,40 @@ class ElasticsearchCollection(StoreSearch):
                                 refresh=self._refresh_arg(wait_for))
         return self._result(ids, out, wait_for)
 
+    def _embed(self, docs: list[Document]) -> list[dict[str, Any]]:
+        """Per document, its embedding fields in the index's layout (declared on first use)."""
+        from semsearch.encoders import passages as P
+
+        enc, te = self.encoder, self.settings.text_encoder
+        wanted = P.plan_for(te.passages, enc)
+        plan = self._ensure_dense(enc.name, enc.dim, passages=wanted.record() if wanted else None,
+                                  explicit=P.explicit(te.passages))
+        dense = self.manifest["dense"]
+        if plan is not None:
+            cuts, mats = P.encode_split(enc, te.doc_template, docs, plan)
+            return [mapping.dense_source(dense, m, c) for m, c in zip(mats, cuts)]
+        from semsearch.indexer.pipeline import TextChannel
+
+        mat = TextChannel(enc, te.doc_template, backend="elasticsearch").encode(docs)[0]
+        return [mapping.dense_source(dense, row[None, :], [(0, len(d.text))]) for d, row in zip(docs, mat)]
+
     def bulk_load(self, docs: Sequence[Document], vectors: np.ndarray, *, encoder_name: str,
                   refresh: bool = False) -> WriteResult:
         """Write documents whose embeddings were computed elsewhere (migrations, benchmarks):
         row ``i`` of ``vectors`` is the L2-normalised embedding of ``docs[i]`` by
-        ``encoder_name``. No encoder is loaded. Rejections raise :class:`BulkIndexError`."""
+        ``encoder_name``: each document is one vector (a new index gets the one-vector layout;
+        in a passage index each document is one passage). No encoder is loaded. Rejections
+        raise :class:`BulkIndexError`."""
         self._check_writable()
         docs = list(docs)
         v = np.asarray(vectors, dtype=np.float32)
         if v.ndim != 2 or len(v) != len(docs) or not np.isfinite(v).all():
             raise BadInput(f"vectors of shape {v.shape} for {len(docs)} documents")
-        self._ensure_dense(encoder_name, v.shape[1])
+        self._ensure_dense(encoder_name, v.shape[1], passages=None)
+        dense = self.manifest["dense"]
         actions = ({"_op_type": "index", "_index": self.alias, "_id": d.id,
-                    "_source": {**document_source(d), mapping.VECTOR_FIELD: row.tolist()}}
+                    "_source": {**document_source(d),
+                                **mapping.dense_source(dense, row[None, :], [(0, len(d.text))])}}
                    for d, row in zip(docs, v))
         out = self.writer.write(actions, f"bulk load into {self.alias}")
         if refresh:

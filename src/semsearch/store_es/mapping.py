@@ -6,6 +6,17 @@ scored by a BM25 similarity with the configured k1/b), ``metadata`` (dynamic: st
 first write that has an encoder, like the local index's channels) and the 64-bit perceptual
 hashes as ``bit`` vectors (``phash``, ``dhash``, ``phash_mirror``; Hamming distance).
 
+The text embedding has one of two layouts, recorded in the manifest (``dense.passages``):
+
+- passages (the default, ``text_encoder.passages``, as the embedded engine): ``passages`` is a
+  ``nested`` field with one object per passage of the text (:mod:`semsearch.encoders.passages`):
+  its vector, its ``[start, end)`` character span in ``text`` and the passage count. A kNN
+  search over ``passages.vector`` ranks documents by their best passage (Elasticsearch's
+  nested kNN) and ``inner_hits`` names it;
+- one vector per document (``embedding``): passages disabled, an index made by
+  :meth:`~semsearch.store_es.collection.ElasticsearchCollection.bulk_load`, or one written
+  before passages existed in the store.
+
 The manifest (format version, encoder and dimension, analyzer, BM25 and vector settings)
 lives in ``mappings._meta.semsearch`` and is checked whenever the index is opened.
 """
@@ -14,6 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from semsearch import __version__
 from semsearch.config import StoreElasticsearchSettings
 from semsearch.errors import IndexIncompatible
@@ -21,9 +34,11 @@ from semsearch.indexer.lexical.elasticsearch import index_body as lexical_body
 
 FORMAT_VERSION = 1
 VECTOR_FIELD = "embedding"
+#: the nested field of the passage layout: ``{vector, start, end, count}`` per passage
+PASSAGE_FIELD = "passages"
 HASH_FIELDS = ("phash", "dhash", "phash_mirror")
-#: source fields never sent back with hits or documents
-SOURCE_EXCLUDES = [VECTOR_FIELD, *HASH_FIELDS]
+#: source fields never sent back with hits or documents (and copied as they are by a rebuild)
+SOURCE_EXCLUDES = [VECTOR_FIELD, PASSAGE_FIELD, *HASH_FIELDS]
 
 
 def manifest(s: StoreElasticsearchSettings) -> dict[str, Any]:
@@ -47,6 +62,39 @@ def vector_mapping(dim: int, s: StoreElasticsearchSettings) -> dict[str, Any]:
         opts.update(m=s.hnsw_m, ef_construction=s.hnsw_ef_construction)
     return {"type": "dense_vector", "dims": dim, "index": True, "similarity": "dot_product",
             "index_options": opts}
+
+
+def has_passages(dense: dict[str, Any] | None) -> bool:
+    """Whether a manifest's ``dense`` entry records the passage layout."""
+    return bool(dense and dense.get("passages"))
+
+
+def vector_field(dense: dict[str, Any] | None) -> str:
+    """The field a kNN search of this layout runs on."""
+    return f"{PASSAGE_FIELD}.vector" if has_passages(dense) else VECTOR_FIELD
+
+
+def dense_properties(dense: dict[str, Any], s: StoreElasticsearchSettings) -> dict[str, Any]:
+    """The mapping of the text embedding that a manifest's ``dense`` entry records."""
+    vec = vector_mapping(int(dense["dim"]), s)
+    if not has_passages(dense):
+        return {VECTOR_FIELD: vec}
+    kept = {"type": "integer", "index": False, "doc_values": False}  # read from _source only
+    return {PASSAGE_FIELD: {"type": "nested", "properties": {
+        "vector": vec, "start": kept, "end": kept, "count": kept}}}
+
+
+def dense_source(dense: dict[str, Any], vectors: Any, cuts: list[tuple[int, int]]) -> dict[str, Any]:
+    """A document's embedding fields in this layout: ``vectors`` (one row per passage) and
+    the passages' character spans (the one-vector layout takes a single row)."""
+    # 7 decimals: float32's precision, in a short JSON number
+    rows = np.round(np.asarray(vectors, dtype=np.float64), 7).tolist()
+    if not has_passages(dense):
+        if len(rows) != 1:
+            raise ValueError(f"{len(rows)} vectors for a one-vector-per-document index")
+        return {VECTOR_FIELD: rows[0]}
+    return {PASSAGE_FIELD: [{"vector": row, "start": a, "end": b, "count": len(rows)}
+                            for row, (a, b) in zip(rows, cuts)]}
 
 
 def hash_mapping() -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from semsearch.filters import parse_filter, to_elasticsearch
 from semsearch.indexer.lexical.elasticsearch import bm25_query
-from semsearch.store_es.mapping import SOURCE_EXCLUDES, VECTOR_FIELD
+from semsearch.store_es.mapping import PASSAGE_FIELD, SOURCE_EXCLUDES, VECTOR_FIELD
 
 
 def es_filter(filters: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -29,12 +29,18 @@ def source(with_documents: bool) -> Any:
 
 
 def knn_clause(vector: Sequence[float], k: int, num_candidates: int,
-               filters: dict[str, Any] | None) -> dict[str, Any]:
-    knn: dict[str, Any] = {"field": VECTOR_FIELD, "query_vector": list(vector), "k": k,
+               filters: dict[str, Any] | None, *, field: str = VECTOR_FIELD,
+               passages: int = 0) -> dict[str, Any]:
+    """``field``: the vector field (``passages.vector`` for the passage layout, whose kNN
+    ranks documents by their best passage); ``passages``: with it, name each hit's best
+    ``passages`` passages (``inner_hits``: offset, score, span, count)."""
+    knn: dict[str, Any] = {"field": field, "query_vector": list(vector), "k": k,
                            "num_candidates": max(k, num_candidates)}
     clauses = es_filter(filters)
     if clauses:
         knn["filter"] = clauses  # applied during the graph search, not after it
+    if passages and field.startswith(f"{PASSAGE_FIELD}."):
+        knn["inner_hits"] = {"size": passages, "_source": {"excludes": [f"{PASSAGE_FIELD}.vector"]}}
     return knn
 
 
@@ -45,18 +51,21 @@ def lexical_body(query: str, *, size: int, offset: int = 0, boosts: dict[str, fl
 
 
 def dense_body(vector: Sequence[float], *, size: int, offset: int = 0, num_candidates: int,
-               filters: dict[str, Any] | None, with_documents: bool) -> dict[str, Any]:
-    return {"knn": knn_clause(vector, offset + size, num_candidates, filters), "size": size,
-            "from": offset, "_source": source(with_documents), "track_total_hits": False}
+               filters: dict[str, Any] | None, with_documents: bool, field: str = VECTOR_FIELD,
+               passages: int = 0) -> dict[str, Any]:
+    knn = knn_clause(vector, offset + size, num_candidates, filters, field=field, passages=passages)
+    return {"knn": knn, "size": size, "from": offset, "_source": source(with_documents),
+            "track_total_hits": False}
 
 
 def retriever_body(query: str, vector: Sequence[float], *, method: str, depth: int, size: int,
                    offset: int, num_candidates: int, boosts: dict[str, float],
                    filters: dict[str, Any] | None, weights: dict[str, float], rrf_k: int,
-                   with_documents: bool) -> dict[str, Any]:
-    """Hybrid search fused by the server: ``rrf`` or ``linear`` (min-max normalised)."""
+                   with_documents: bool, field: str = VECTOR_FIELD) -> dict[str, Any]:
+    """Hybrid search fused by the server: ``rrf`` or ``linear`` (min-max normalised). A
+    passage-layout document is ranked by its best passage; which one is not reported."""
     std = {"standard": {"query": bm25_query(query, boosts, es_filter(filters))}}
-    knn = {"knn": {k: v for k, v in knn_clause(vector, depth, num_candidates, filters).items()}}
+    knn = {"knn": knn_clause(vector, depth, num_candidates, filters, field=field)}
     if method == "rrf":
         retr: dict[str, Any] = {"rrf": {"retrievers": [std, knn], "rank_constant": rrf_k,
                                         "rank_window_size": depth}}
@@ -73,3 +82,11 @@ def retriever_body(query: str, vector: Sequence[float], *, method: str, depth: i
 def dense_score(es_score: float) -> float:
     """Elasticsearch's ``dot_product`` score ``(1 + dot) / 2`` mapped back to the dot product."""
     return 2.0 * float(es_score) - 1.0
+
+
+def best_passages(hit: dict[str, Any]) -> list[tuple[int, float, dict[str, Any]]]:
+    """A passage-layout kNN hit's ``inner_hits``, best first: ``(passage number, dot
+    product, {start, end, count})``."""
+    inner = ((hit.get("inner_hits") or {}).get(PASSAGE_FIELD) or {}).get("hits", {}).get("hits", [])
+    return [(int(h["_nested"]["offset"]), dense_score(h["_score"] or 0.0), h.get("_source") or {})
+            for h in inner]

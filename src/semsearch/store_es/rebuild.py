@@ -84,7 +84,7 @@ def put_mapping(col: ElasticsearchCollection, index: str, meta: dict[str, Any]) 
     meta = {**mapping.manifest(col.es), "dense": meta.get("dense"), "hashes": meta.get("hashes", [])}
     props: dict[str, Any] = {h: mapping.hash_mapping() for h in meta["hashes"]}
     if meta["dense"]:
-        props[mapping.VECTOR_FIELD] = mapping.vector_mapping(int(meta["dense"]["dim"]), col.es)
+        props.update(mapping.dense_properties(meta["dense"], col.es))
     col.conn.call(f"update mapping of {index}", lambda c: c.indices.put_mapping(
         index=index, _meta={"semsearch": meta}, properties=props))
 

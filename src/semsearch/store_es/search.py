@@ -11,11 +11,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from semsearch.collection import BatchedSearch, SearchRequest
-from semsearch.documents import ChannelScore, Document, Hit, SearchResult
+from semsearch.documents import ChannelScore, Document, Hit, PassageMatch, SearchResult
 from semsearch.errors import BackendUnavailable, BadInput, ChannelFailed, IndexNotFound
 from semsearch.indexer.es_common import item_reason
 from semsearch.search.fusion import Fused, fuse
-from semsearch.store_es import query
+from semsearch.store_es import mapping, query
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +55,9 @@ class StoreSearch(BatchedSearch):
             raise BadInput(f"{self.location} has no dense channel (no encoded document yet); "
                            "use mode 'lexical'")
 
-    def _use_server_fusion(self, method: str, normalization: str, weights: dict[str, float]) -> bool:
-        if self._server_fusion is False:
+    def _use_server_fusion(self, method: str, normalization: str, weights: dict[str, float],
+                           resort: bool) -> bool:
+        if self._server_fusion is False or resort:  # the server ranks passages by "max" only
             return False
         if method == "rrf":
             return len({weights.get("lexical", 1.0), weights.get("dense", 1.0)}) == 1
@@ -82,17 +83,26 @@ class StoreSearch(BatchedSearch):
                            f"({self.es.max_result_window}) for mode {mode!r}")
         depth = max(r.depth or fs.depth, window, rerank_depth if rerank else 0)
         vecs = self.encoder.encode(queries) if "dense" in channels else None
-        single = len(channels) == 1 and not rerank  # the server pages: from/size, one channel
+        dense = self.manifest.get("dense")
+        field = mapping.vector_field(dense)
+        ps = self.settings.text_encoder.passages
+        # the passage layout: the server ranks a document by its best passage; "sum_top" sums
+        # its best top_n (their inner hits), so the dense list is re-sorted here
+        resort = mapping.has_passages(dense) and ps.aggregation == "sum_top"
+        n_passages = (ps.top_n if resort else 1) if mapping.has_passages(dense) else 0
+        # the server pages (from/size) one channel, unless it is re-sorted or reranked here
+        single = len(channels) == 1 and not rerank and not (resort and "dense" in channels)
 
         bodies: list[tuple[str, dict[str, Any]]] = []  # (channel, body) per query, in order
         server = (len(channels) == 2 and not rerank
-                  and self._use_server_fusion(method, normalization, weights))
+                  and self._use_server_fusion(method, normalization, weights, resort))
         for i, q in enumerate(queries):
             if server:
                 bodies.append(("hybrid", query.retriever_body(
                     q, vecs[i].tolist(), method=method, depth=depth, size=r.k, offset=r.offset,
                     num_candidates=self.es.num_candidates(depth), boosts=boosts, filters=r.filters,
-                    weights=weights, rrf_k=r.rrf_k or fs.rrf_k, with_documents=r.with_documents)))
+                    weights=weights, rrf_k=r.rrf_k or fs.rrf_k, with_documents=r.with_documents,
+                    field=field)))
                 continue
             size, offset = (r.k, r.offset) if single else (depth, 0)
             # fused candidates come without their documents (a depth of 100 per channel would
@@ -106,7 +116,7 @@ class StoreSearch(BatchedSearch):
                 else:
                     body = query.dense_body(vecs[i].tolist(), size=size, offset=offset,
                                             num_candidates=self.es.num_candidates(size + offset), filters=r.filters,
-                                            with_documents=with_docs)
+                                            with_documents=with_docs, field=field, passages=n_passages)
                 bodies.append((ch, body))
         try:
             responses = self._msearch([b for _, b in bodies])
@@ -125,6 +135,7 @@ class StoreSearch(BatchedSearch):
             ranked: dict[str, list[tuple[str, float]]] = {}
             sources: dict[str, dict[str, Any]] = {}
             failed: dict[str, str] = {}
+            found: dict[str, PassageMatch] = {}  # the dense channel's best passage per document
             for j in range(per_query):
                 ch, _ = bodies[i * per_query + j]
                 resp = responses[i * per_query + j]
@@ -142,11 +153,13 @@ class StoreSearch(BatchedSearch):
                 hits = resp["hits"]["hits"]
                 score = query.dense_score if ch == "dense" else float
                 ranked[ch] = [(h["_id"], score(h["_score"] or 0.0)) for h in hits]
+                if ch == "dense" and n_passages:
+                    ranked[ch] = self._passages_of(hits, found, ps.top_n if resort else 0)
                 for h in hits:
                     if "_source" in h:
                         sources.setdefault(h["_id"], h["_source"])
             results.append(self._assemble(q, mode, r, ranked, sources, failed, single or server,
-                                          method, weights, normalization, rerank, rerank_depth))
+                                          method, weights, normalization, rerank, rerank_depth, found))
         took = (time.perf_counter() - t0) * 1000 / max(1, len(queries))
         for res in results:
             res.took_ms = round(took, 3)
@@ -155,7 +168,7 @@ class StoreSearch(BatchedSearch):
     def _assemble(self, q: str, mode: str, r: SearchRequest, ranked: dict[str, list[tuple[str, float]]],
                   sources: dict[str, dict[str, Any]], failed: dict[str, str], paged: bool,
                   method: str, weights: dict[str, float], normalization: str, rerank: bool,
-                  rerank_depth: int) -> SearchResult:
+                  rerank_depth: int, found: dict[str, PassageMatch]) -> SearchResult:
         fs = self.settings.fusion
         if "hybrid" in ranked:  # fused by the server: no per-channel explanation
             fused = [Fused(d, s, {}) for d, s in ranked["hybrid"]]
@@ -175,7 +188,8 @@ class StoreSearch(BatchedSearch):
         page = items if paged else items[r.offset : r.offset + r.k]
         hits = [Hit(id=it.item.id, score=it.score, rank=r.offset + n + 1,
                     channels={c: ChannelScore(rank=cr, score=cs) for c, (cr, cs) in it.item.channels.items()},
-                    extra={"rerank": it.rerank} if it.rerank else {})
+                    extra={"rerank": it.rerank} if it.rerank else {},
+                    passage=found.get(it.item.id) if "dense" in it.item.channels else None)
                 for n, it in enumerate(page)]
         if r.with_documents and hits:
             missing = [h.id for h in hits if h.id not in sources]
@@ -185,6 +199,29 @@ class StoreSearch(BatchedSearch):
                 h.document = stored_document(h.id, src) if src is not None else docs.get(h.id)
         return SearchResult(query=q, mode=mode, hits=hits, degraded=bool(failed),
                             failed_channels=failed)
+
+    @staticmethod
+    def _passages_of(hits: list[dict[str, Any]], found: dict[str, PassageMatch],
+                     sum_top: int) -> list[tuple[str, float]]:
+        """The dense list of passage-layout hits: each document's best passage noted in
+        ``found`` (documents of several passages); with ``sum_top``, scored by the sum of
+        its best ``sum_top`` passages and re-sorted (as the embedded engine's "sum_top")."""
+        out = []
+        for h in hits:
+            best = query.best_passages(h)
+            score = query.dense_score(h["_score"] or 0.0)
+            if best:
+                n, _, span = best[0]
+                count = int(span.get("count", 1))
+                if count > 1:
+                    found[h["_id"]] = PassageMatch(index=n, count=count, start=span.get("start"),
+                                                   end=span.get("end"))
+                if sum_top:
+                    score = sum(s for _, s, _ in best[:sum_top])
+            out.append((h["_id"], score))
+        if sum_top:
+            out.sort(key=lambda x: -x[1])  # stable: ties keep the server's order
+        return out
 
     def _docs_getter(self, sources: dict[str, dict[str, Any]]) -> Any:
         def get(ids: list[str]) -> dict[str, Document]:
