@@ -13,7 +13,10 @@ Vectors are cached by text under .cache/bench (``CachedEncoder``): the first run
 about 25k texts of up to 256 word pieces (most of an hour on 2 busy cores); later runs
 encode nothing. ``--warm`` only fills the cache.
 
-    python benchmarks/bench_long_docs.py [--per-doc 8] [--seed 0] [--warm]
+    python benchmarks/bench_long_docs.py [--per-doc 8] [--seed 0] [--warm] [--es URL]
+
+``--es URL`` also indexes the documents into the Elasticsearch store (passages in a nested
+field, and one vector per document) and scores it beside the embedded engine.
 """
 
 from __future__ import annotations
@@ -121,6 +124,45 @@ def ours(rows: list[dict[str, Any]], passages: bool, enc: CachedEncoder, queries
     return out
 
 
+def ours_es(rows: list[dict[str, Any]], passages: bool, enc: CachedEncoder, queries: list[str], url: str,
+            batch: int = 256) -> dict[str, Any]:
+    """The same through the Elasticsearch store (one index, int8 HNSW; with passages: the
+    nested ``passages`` field), searched with the store's defaults (client-side fusion)."""
+    from semsearch.collection import Collection, SearchRequest
+    from semsearch.config import PassageSettings, Settings
+
+    settings = Settings()
+    settings.no_progress = True
+    settings.store.backend = "elasticsearch"
+    e = settings.store.elasticsearch
+    e.url, e.index, e.analyzer, e.replicas = url, f"semsearch-bench-long-{'p' if passages else 't'}", "semsearch_en", 0
+    settings.text_encoder.passages = PassageSettings(enabled=passages)
+    docs = documents(rows)
+    from elasticsearch import Elasticsearch
+
+    client = Elasticsearch(url.split(","), request_timeout=60)
+    client.options(ignore_status=404).indices.delete(index=f"{e.index}*", expand_wildcards="all")
+    try:
+        with Collection.create(None, settings, encoder=enc) as col:
+            t = time.perf_counter()
+            for start in range(0, len(docs), batch):
+                col.upsert(docs[start : start + batch])
+            col.refresh()
+            build = time.perf_counter() - t
+            out: dict[str, Any] = {"build_s": round(build, 1), "layout": col.manifest["dense"].get("passages")}
+            for mode in ("dense", "hybrid"):
+                t = time.perf_counter()
+                res = [x for start in range(0, len(queries), 50) for x in col.search_batch(
+                    [SearchRequest(query=q, k=10, mode=mode, with_documents=False) for q in queries[start : start + 50]])]
+                out[f"{mode}_ms_per_query"] = round((time.perf_counter() - t) * 1000 / len(queries), 1)
+                out[mode] = [[h.id for h in r.hits] for r in res]
+                out[f"{mode}_passages_named"] = sum(1 for r in res for h in r.hits if h.passage is not None)
+    finally:
+        client.options(ignore_status=404).indices.delete(index=f"{e.index}*", expand_wildcards="all")
+        client.close()
+    return out
+
+
 def peer(rows: list[dict[str, Any]], enc: CachedEncoder, queries: list[str]) -> dict[str, list[list[str]]]:
     """The peer pipeline: sentence-transformers MiniLM over the whole text (it truncates at
     256 word pieces) in a FAISS IndexFlatIP, bm25s (k1=0.9, b=0.4, the same analyzer) for
@@ -185,6 +227,8 @@ def main() -> None:
     ap.add_argument("--per-doc", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--warm", action="store_true", help="only encode what the benchmark needs into the cache")
+    ap.add_argument("--es", default=None, metavar="URL",
+                    help="also through the Elasticsearch store at URL (with and without passages)")
     ap.add_argument("--scifact", action="store_true",
                     help="also measure dense on the original SciFact documents with and without passages")
     args = ap.parse_args()
@@ -208,6 +252,13 @@ def main() -> None:
         runs[f"semsearch dense, {name}"], runs[f"semsearch hybrid, {name}"] = r["dense"], r["hybrid"]
         info[name] = {"dense_rows": r["rows"], "build_s": r["build_s"], "seconds": round(time.perf_counter() - t, 1)}
         print(f"semsearch {name}: {info[name]}", flush=True)
+    if args.es:
+        for name, on in (("passages", True), ("truncated", False)):
+            t = time.perf_counter()
+            r = ours_es(rows, on, enc, queries, args.es)
+            runs[f"ES store dense, {name}"], runs[f"ES store hybrid, {name}"] = r.pop("dense"), r.pop("hybrid")
+            info[f"es_{name}"] = {**r, "seconds": round(time.perf_counter() - t, 1)}
+            print(f"ES store {name}: {info[f'es_{name}']}", flush=True)
     p = peer(rows, enc, queries)
     runs["peer dense (ST truncating + FAISS flat)"], runs["peer hybrid (+ bm25s, same fusion)"] = p["dense"], p["hybrid"]
     scores = {name: ndcg(qids, r, lq) for name, r in runs.items()}
@@ -219,6 +270,13 @@ def main() -> None:
             key = f"SciFact short documents, dense, {name}"
             scores[key] = ndcg(qids, r["dense"], qrels)
             short[name] = round(float(np.mean(list(scores[key].values()))), 4)
+            if on:
+                scores["SciFact, hybrid, passages"] = ndcg(qids, r["hybrid"], qrels)
+        if args.es:  # the congruence of the store with the embedded default (both with passages)
+            r = ours_es(corpus, True, enc, queries, args.es)
+            for mode in ("dense", "hybrid"):
+                scores[f"SciFact, ES store {mode}, passages"] = ndcg(qids, r.pop(mode), qrels)
+            info["es_scifact_passages"] = r
     reference = short.get("truncated", 0.645)  # README: dense on the short documents
     comparisons = {
         "dense: passages vs truncated": paired(scores["semsearch dense, passages"], scores["semsearch dense, truncated"]),
@@ -226,9 +284,18 @@ def main() -> None:
         "dense: passages vs peer": paired(scores["semsearch dense, passages"], scores["peer dense (ST truncating + FAISS flat)"]),
         "hybrid: passages vs peer": paired(scores["semsearch hybrid, passages"], scores["peer hybrid (+ bm25s, same fusion)"]),
     }
+    if args.es:
+        for mode in ("dense", "hybrid"):
+            comparisons[f"ES store {mode}: passages vs truncated"] = paired(
+                scores[f"ES store {mode}, passages"], scores[f"ES store {mode}, truncated"])
+            comparisons[f"ES store vs embedded, {mode}, passages"] = paired(
+                scores[f"ES store {mode}, passages"], scores[f"semsearch {mode}, passages"])
     if args.scifact:
         comparisons["SciFact dense: passages vs truncated"] = paired(
             scores["SciFact short documents, dense, passages"], scores["SciFact short documents, dense, truncated"])
+        if args.es:
+            comparisons["SciFact: ES store vs embedded, hybrid, passages"] = paired(
+                scores["SciFact, ES store hybrid, passages"], scores["SciFact, hybrid, passages"])
     means = {name: round(float(np.mean(list(v.values()))), 4) for name, v in scores.items()}
     dense_p = means["semsearch dense, passages"]
     targets = {
@@ -237,6 +304,17 @@ def main() -> None:
         "dense and hybrid beat no-passages (paired t-test p < 0.05, positive delta)": {
             "met": all(c["delta"] > 0 and c["p"] < 0.05 for k, c in comparisons.items() if "vs truncated" in k and "SciFact" not in k)},
     }
+    if args.es and args.scifact:
+        targets["SciFact: ES store hybrid with passages within 0.02 of embedded"] = {
+            "value": means["SciFact, ES store hybrid, passages"], "embedded": means["SciFact, hybrid, passages"],
+            "met": abs(means["SciFact, ES store hybrid, passages"] - means["SciFact, hybrid, passages"]) <= 0.02}
+    if args.es:
+        es_p = means["ES store dense, passages"]
+        targets["ES store dense with passages >= 0.9 x short-document dense"] = {
+            "value": es_p, "reference": reference, "ratio": round(es_p / reference, 3), "met": es_p >= 0.9 * reference}
+        targets["ES store hybrid with passages within 0.02 of embedded"] = {
+            "value": means["ES store hybrid, passages"], "embedded": means["semsearch hybrid, passages"],
+            "met": abs(means["ES store hybrid, passages"] - means["semsearch hybrid, passages"]) <= 0.02}
     table([{"run": k, "nDCG@10": v} for k, v in means.items()], f"Long documents (SciFact, {args.per_doc} abstracts per document)")
     table([{"comparison": k, **c} for k, c in comparisons.items()], "Paired t-tests on per-query nDCG@10")
     for k, v in targets.items():
@@ -254,7 +332,8 @@ def main() -> None:
                               "(grade: the highest); queries: SciFact test with a relevant abstract"},
         "ndcg@10": means, "comparisons": comparisons, "targets": targets, "index": info,
         "reference_short_dense": {"value": reference, "source": "measured (--scifact)" if short else "README (SciFact test, dense)"},
-        "command": "python benchmarks/bench_long_docs.py" + (" --scifact" if args.scifact else ""),
+        "command": "python benchmarks/bench_long_docs.py" + (" --scifact" if args.scifact else "")
+                   + (f" --es {args.es}" if args.es else ""),
     }
     out.write_text(json.dumps(payload, indent=2))
     print(f"saved {out}")

@@ -143,6 +143,14 @@ def long_doc(i: int, rng: Any, n_words: int = 60, at: int = 45):
                     metadata={"n": i, "topic": "even" if i % 2 == 0 else "odd"})
 
 
+@pytest.fixture(scope="session")
+def fresh_cross_encoder():
+    """The MiniLM backbone with a fresh 1-label head (the training starting point), CPU."""
+    from semsearch.rerank.cross_encoder import load_cross_encoder
+
+    return load_cross_encoder(None, device="cpu", max_length=64)
+
+
 @pytest.fixture
 def hashing_encoder() -> HashingEncoder:
     return HashingEncoder()

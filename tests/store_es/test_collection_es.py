@@ -62,20 +62,44 @@ def test_create_dispatches_and_reads_its_writes(store, tiny_docs):
     assert col.ready()["index"] in ("green", "yellow")
 
 
-def test_hybrid_is_one_request_with_both_channels_explained(store):
-    _, col = store
+def _bodies(call) -> list[dict]:
+    return call["searches"][1::2]
+
+
+@pytest.mark.parametrize("passages", [True, False], ids=["passages", "one-vector"])
+def test_hybrid_is_one_request_with_both_channels_explained(es_url, es_names, tiny_docs, passages):
+    s = store_settings(es_url, es_names("rt"))
+    s.text_encoder.passages.enabled = passages
+    col = Collection.create(None, s, encoder=HashingEncoder())
+    col.upsert(tiny_docs, wait_for=True)
     calls = _count_requests(col, "msearch")
     gets = _count_requests(col, "mget")
     res = col.search(SearchRequest(query="sunlight into electricity", k=5, mode="hybrid"))
-    assert len(calls) == 1  # BM25 and kNN in one round trip, candidates without their sources
-    # then the page's documents only, by id, once fused
-    assert len(gets) == 1 and gets[0]["ids"] == [h.id for h in res.hits]
+    # BM25 and kNN in one round trip, candidates without their sources (or inner hits)
+    lex, knn = _bodies(calls[0])
+    assert "query" in lex and "knn" in knn and "query" not in knn
+    assert all(b["_source"] is False and "inner_hits" not in b.get("knn", {}) for b in _bodies(calls[0]))
+    # then one round trip for the page once fused: its documents by id (mget), or in the
+    # passage layout one body with the page's ids that also names the dense hits' passages
+    page = [h.id for h in res.hits]
+    if passages:
+        assert len(calls) == 2 and not gets
+        (body,) = _bodies(calls[1])
+        assert body["query"] == {"ids": {"values": page}} and "inner_hits" in body["knn"]
+        assert body["knn"]["filter"] == [{"ids": {"values": [h.id for h in res.hits if "dense" in h.channels]}}]
+    else:
+        assert len(calls) == 1 and len(gets) == 1 and gets[0]["ids"] == page
     top = res.hits[0]
     assert top.id == "d8" and set(top.channels) == {"lexical", "dense"}
     assert top.document is not None and top.document.title.startswith("Solar")
-    # a batch of queries with equal options is still one request
+    assert top.passage is None  # one passage: nothing to name
+    # a batch of queries with equal options is still one request, and one for their pages
+    before = len(calls), len(gets)
     out = col.search_batch([SearchRequest(query=q, mode="hybrid") for q in ("bees", "magma rises through the crust", "chess openings")])
-    assert len(calls) == 2 and [r.hits[0].id for r in out] == ["d11", "d5", "d7"]
+    assert [r.hits[0].id for r in out] == ["d11", "d5", "d7"]
+    assert all(r.hits[0].document.id == r.hits[0].id for r in out)
+    assert (len(calls) - before[0], len(gets) - before[1]) == ((2, 0) if passages else (1, 1))
+    col.close()
 
 
 def test_filters_apply_to_both_channels(store):
@@ -227,3 +251,24 @@ def test_ready_fails_when_the_cluster_is_red(store, es_names):
     finally:
         col.conn.call("drop red", lambda c: c.indices.delete(index=red))
     assert col.ready()["cluster"] in ("green", "yellow")
+
+
+def test_rerank_fetches_the_candidates_once_and_orders_by_the_cross_encoder(store, fresh_cross_encoder):
+    from semsearch.config import RerankSettings
+    from semsearch.rerank.cross_encoder import CrossEncoderReranker
+
+    _, col = store
+    col._reranker = CrossEncoderReranker(RerankSettings(max_length=64, device="cpu"), model=fresh_cross_encoder)
+    col.settings.rerank.blend = 0.0  # the cross-encoder alone orders the top N
+    plain = col.search(SearchRequest(query="sunlight energy", k=12, mode="hybrid"))
+    gets = _count_requests(col, "mget")
+    calls = _count_requests(col, "msearch")
+    rr = col.search(SearchRequest(query="sunlight energy", k=4, mode="hybrid", rerank=True, rerank_depth=6))
+    top6 = [h.id for h in plain.hits[:6]]
+    expected = col.reranker.score("sunlight energy", [h.document for h in plain.hits[:6]])
+    assert [h.id for h in rr.hits] == [top6[i] for i in sorted(range(6), key=lambda i: -expected[i])][:4]
+    assert all(h.extra["rerank"]["pre_rank"] <= 6 and h.document is not None for h in rr.hits)
+    # the six candidates' documents in one mget; the page's are not fetched again (the
+    # passage layout's page request names passages only)
+    assert len(gets) == 1 and sorted(gets[0]["ids"]) == sorted(top6)
+    assert len(calls) == 2 and "query" not in _bodies(calls[1])[0]

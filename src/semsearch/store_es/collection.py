@@ -39,7 +39,7 @@ from semsearch.errors import (
 )
 from semsearch.indexer.es_common import AliasedIndex, EsConnection, item_reason
 from semsearch.store_es import mapping
-from semsearch.store_es.search import StoreSearch, stored_document
+from semsearch.store_es.search import StoreSearch, document_source, stored_document
 from semsearch.store_es.writer import BulkOutcome, BulkWriter
 
 logger = logging.getLogger(__name__)
@@ -475,13 +475,6 @@ class ElasticsearchCollection(StoreSearch):
 
         self._check_writable()
         return rebuild(self)
-
-
-def document_source(d: Document) -> dict[str, Any]:
-    src: dict[str, Any] = {"title": d.title, "text": d.text, "metadata": d.metadata}
-    if d.image is not None:
-        src["image"] = d.image
-    return src
 
 
 __all__ = ["ElasticsearchCollection"]

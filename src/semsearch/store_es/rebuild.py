@@ -20,8 +20,8 @@ from semsearch.errors import BackendUnavailable, BulkIndexError, IndexNotFound
 from semsearch.store_es import mapping
 
 # collection imports this module lazily (in rebuild()), so this import is not circular
-from semsearch.store_es.collection import ElasticsearchCollection, document_source
-from semsearch.store_es.search import stored_document
+from semsearch.store_es.collection import ElasticsearchCollection
+from semsearch.store_es.search import document_source, stored_document
 
 logger = logging.getLogger(__name__)
 
