@@ -39,7 +39,11 @@ def test_fast_matches_equal_stemming_every_word():
     stem = Stemmer.Stemmer("english").stemWord
     text = ("Dying, lying and tying: the skies were SKIING-blue. Vaccines vaccinated the vaccination "
             "queue; a revaccinated İstanbul relational hopeful hoping agreed happily. Happy bees!")
-    for query in ("die lie tie", "skies ski", "vaccines", "relations hope agree happy", "bee"):
-        terms = query_terms(query)
-        slow = [(m.start(), m.end()) for m in WORD.finditer(text) if stem(m.group().lower()) in terms]
-        assert matches(text, terms) == slow and slow, query
+    # "İ" lowercases to two characters (the pattern path); without it, the str.find scan;
+    # words glued by "_" or digits are one word, prefixes inside words are not word starts
+    plain = text.replace("İstanbul", "Istanbul") + " x_vaccine 2bees bees_ beebees hopehope agreeagree"
+    for t in (text, plain):
+        for query in ("die lie tie", "skies ski", "vaccines", "relations hope agree happy", "bee"):
+            terms = query_terms(query)
+            slow = [(m.start(), m.end()) for m in WORD.finditer(t) if stem(m.group().lower()) in terms]
+            assert matches(t, terms) == slow and slow, (query, t[:20])

@@ -57,28 +57,23 @@ def image_url(doc: Document | None) -> str | None:
 
 def hit_out(hit: Hit, req: SearchRequest, terms: set[str], settings: Settings) -> HitOut:
     doc = hit.document
-    out = HitOut(id=hit.id, rank=hit.rank, score=hit.score,
-                 channels=hit.channels if req.explain else None,
-                 duplicates=list(hit.extra.get("duplicates", [])), passage=hit.passage)
+    fields: dict[str, Any] = {}  # one model construction (each attribute set validates)
     if doc is not None:
         stem = settings.lexical.embedded.stemmer
-        out.title = doc.title
-        out.metadata = doc.metadata
-        out.image = doc.image
-        out.image_url = image_url(doc)
+        fields.update(title=doc.title, metadata=doc.metadata, image=doc.image, image_url=image_url(doc))
         if req.snippets:
-            out.title_highlights = matches(doc.title, terms, stemmer=stem)
+            fields["title_highlights"] = matches(doc.title, terms, stemmer=stem)
             # a long document's snippet comes from the passage the dense channel matched
             p = hit.passage
             start, end = (p.start, p.end) if p is not None and p.start is not None else (0, len(doc.text))
             text = doc.text[start : min(end, start + settings.api.max_snippet_source_chars)]
             s = snippet(text, terms, max_chars=settings.api.snippet_chars, stemmer=stem)
-            s.truncated_start = s.truncated_start or start > 0
-            if start + len(text) < len(doc.text) and not s.truncated_end:
-                s.truncated_end = True
-            out.snippet = Snippet(text=s.text, highlights=s.highlights,
-                                  truncated_start=s.truncated_start, truncated_end=s.truncated_end)
-    return out
+            fields["snippet"] = Snippet(text=s.text, highlights=s.highlights,
+                                        truncated_start=s.truncated_start or start > 0,
+                                        truncated_end=s.truncated_end or start + len(text) < len(doc.text))
+    return HitOut(id=hit.id, rank=hit.rank, score=hit.score,
+                  channels=hit.channels if req.explain else None,
+                  duplicates=list(hit.extra.get("duplicates", [])), passage=hit.passage, **fields)
 
 
 @router.post(
