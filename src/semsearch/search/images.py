@@ -50,7 +50,7 @@ def clip_encoder(searcher: Searcher):  # noqa: ANN201 - ClipEncoder
     return enc
 
 
-def _as_image(image: Image.Image | str | Path, max_pixels: int) -> Image.Image:
+def as_image(image: Image.Image | str | Path, max_pixels: int) -> Image.Image:
     from PIL import Image
 
     if isinstance(image, Image.Image):
@@ -65,19 +65,63 @@ def _as_image(image: Image.Image | str | Path, max_pixels: int) -> Image.Image:
 def hash_query(index: Any, name: str, img: Image.Image, k: int | None, max_distance: int | None):  # noqa: ANN201
     """Hash ``img`` directly and mirrored; per id the smaller distance and its rule."""
     vi = index.vectors[name]
-    inputs = [hashing.hash_inputs(img)]
-    best: dict[str, tuple[int, str]] = {}
-    for rule, mirrored in (("direct", False), ("mirrored", True)):
-        q = hashing.compute(name, inputs, mirrored=mirrored)
+    found: dict[str, list[tuple[str, int]]] = {}
+    for rule, q in query_hashes(name, img).items():
         if max_distance is not None:
-            found = [(i, int(d)) for i, d in vi.range_search(q, max_distance)[0]]
+            found[rule] = [(i, int(d)) for i, d in vi.range_search(q, max_distance)[0]]
         else:
-            found = [(i, int(d)) for i, d in vi.search(q, k)[0]]
-        for doc_id, d in found:
+            found[rule] = [(i, int(d)) for i, d in vi.search(q, k)[0]]
+    return best_rule(found, k)
+
+
+def query_hashes(name: str, img: Image.Image) -> dict[str, np.ndarray]:
+    """The hashes a query image is searched by, per rule: ``direct`` (the image's) and
+    ``mirrored`` (its horizontal flip's, to find flipped copies), each shape (1, 8) uint8."""
+    inputs = [hashing.hash_inputs(img)]
+    return {rule: hashing.compute(name, inputs, mirrored=mirrored)
+            for rule, mirrored in (("direct", False), ("mirrored", True))}
+
+
+def best_rule(found: dict[str, list[tuple[str, int]]], k: int | None) -> list[tuple[str, tuple[int, str]]]:
+    """Per id, the smaller distance of the rules that found it and that rule, nearest first
+    (``direct`` before ``mirrored`` on a tie); the first ``k`` (None: all)."""
+    best: dict[str, tuple[int, str]] = {}
+    for rule, hits in found.items():
+        for doc_id, d in hits:
             if doc_id not in best or d < best[doc_id][0]:
                 best[doc_id] = (d, rule)
     ranked = sorted(best.items(), key=lambda kv: (kv[1][0], kv[1][1] != "direct"))
     return ranked if k is None else ranked[:k]
+
+
+def record_hash_hits(name: str, hits: list[tuple[str, tuple[int, str]]], ranked: dict[str, list[tuple[str, float]]],
+                     hamming: dict[str, dict[str, int]], rules: dict[str, dict[str, str]]) -> None:
+    """Add a hash channel's :func:`best_rule` list to the lists fused by :func:`image_hits`."""
+    ranked[name] = [(i, float(d)) for i, (d, _) in hits]
+    for i, (d, rule) in hits:
+        hamming.setdefault(i, {})[name] = d
+        rules.setdefault(i, {})[name] = rule
+
+
+def image_hits(ranked: dict[str, list[tuple[str, float]]], hamming: dict[str, dict[str, int]],
+               rules: dict[str, dict[str, str]], k: int, rrf_k: int) -> list[Hit]:
+    """The top ``k`` of the image channels' lists (one channel: its order, a hash channel
+    scored minus its distance; several: reciprocal rank fusion), hash hits explained by their
+    distances and rules."""
+    channels = list(ranked)
+    if len(channels) == 1:
+        fused = [Fused(d, -s if channels[0] != "image" else s, {channels[0]: (r, s)})
+                 for r, (d, s) in enumerate(ranked[channels[0]], 1)]
+    else:
+        fused = rrf(ranked, k=rrf_k)
+    hits = []
+    for n, f in enumerate(fused[:k], 1):
+        extra: dict[str, Any] = {}
+        if f.id in hamming:
+            extra = {"hamming": hamming[f.id], "rule": rules[f.id]}
+        hits.append(Hit(id=f.id, score=f.score, rank=n, extra=extra,
+                        channels={c: ChannelScore(rank=r, score=s) for c, (r, s) in f.channels.items()}))
+    return hits
 
 
 def search_by_image(
@@ -102,7 +146,7 @@ def search_by_image(
             raise BadInput(f"index at {index.path} has no image channel {c!r}; it has {have}")
     if not channels:
         raise BadInput(f"index at {index.path} has no image channels")
-    img = _as_image(image, searcher.settings.images.max_pixels)
+    img = as_image(image, searcher.settings.images.max_pixels)
     depth = max(k, searcher.settings.fusion.depth)
     ranked: dict[str, list[tuple[str, float]]] = {}
     hamming: dict[str, dict[str, int]] = {}
@@ -113,22 +157,8 @@ def search_by_image(
             ranked[c] = index.vectors[c].search(qv, depth)[0]
         else:
             hits = hash_query(index, c, img, None if max_distance is not None else depth, max_distance)
-            ranked[c] = [(i, float(d)) for i, (d, _) in hits]
-            for i, (d, rule) in hits:
-                hamming.setdefault(i, {})[c] = d
-                rules.setdefault(i, {})[c] = rule
-    if len(channels) == 1:
-        fused = [Fused(d, -s if channels[0] != "image" else s, {channels[0]: (r, s)})
-                 for r, (d, s) in enumerate(ranked[channels[0]], 1)]
-    else:
-        fused = rrf(ranked, k=searcher.settings.fusion.rrf_k)
-    hits = []
-    for n, f in enumerate(fused[:k], 1):
-        extra: dict[str, Any] = {}
-        if f.id in hamming:
-            extra = {"hamming": hamming[f.id], "rule": rules[f.id]}
-        hits.append(Hit(id=f.id, score=f.score, rank=n, extra=extra,
-                        channels={c: ChannelScore(rank=r, score=s) for c, (r, s) in f.channels.items()}))
+            record_hash_hits(c, hits, ranked, hamming, rules)
+    hits = image_hits(ranked, hamming, rules, k, searcher.settings.fusion.rrf_k)
     if with_documents and hits:
         docs = index.get([h.id for h in hits])
         for h in hits:

@@ -232,11 +232,22 @@ class ElasticsearchCollection(StoreSearch):
             for h in batch:
                 yield stored_document(h["_id"], h["_source"])
 
-    def search_by_image(self, image: Any, **kw: Any) -> SearchResult:
-        raise BadInput("image search is not available with the elasticsearch store yet")
+    def search_by_image(self, image: Any, *, k: int = 10, channels: Sequence[str] | None = None,
+                        max_distance: int | None = None, with_documents: bool = True) -> SearchResult:
+        """Find images like ``image`` (a path or PIL image) by their perceptual hashes
+        (Hamming distance; hits carry it in ``Hit.extra``), as the local Collection."""
+        from semsearch.store_es.images import search_by_image
 
-    def duplicates(self, max_distance: int, *, mirrored: bool = True) -> dict[str, Any]:
-        raise BadInput("near-duplicate groups are not available with the elasticsearch store yet")
+        return search_by_image(self, image, k=k, channels=channels, max_distance=max_distance,
+                               with_documents=with_documents)
+
+    def duplicates(self, max_distance: int, *, mirrored: bool = True,
+                   min_cosine: float | None = None) -> Any:
+        """Near-duplicate groups of the stored images (pHash within ``max_distance``, flips
+        included with ``mirrored``): a :class:`~semsearch.images.dedup.DedupResult`."""
+        from semsearch.store_es.images import duplicates
+
+        return duplicates(self, max_distance, mirrored=mirrored, min_cosine=min_cosine)
 
     def get(self, ids: str | Iterable[str]) -> Any:
         """One document by id (:class:`DocumentNotFound` if absent), or a dict for several."""
