@@ -41,6 +41,18 @@ def load_settings(**overrides: Any):  # noqa: ANN201 - Settings
     return s
 
 
+#: the ``--index`` option of the commands that also read the Elasticsearch store
+INDEX_HELP = "index directory (not used with SEMSEARCH_STORE__BACKEND=elasticsearch)"
+
+
+def require_index(index: Any, settings: Any) -> None:
+    """A command that reads an index needs ``--index`` unless the store is Elasticsearch."""
+    if index is None and settings.store.backend != "elasticsearch":
+        from semsearch.errors import BadInput
+
+        raise BadInput("--index is required (or set SEMSEARCH_STORE__BACKEND=elasticsearch)")
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     raise typer.Exit(code)

@@ -6,13 +6,20 @@ from typing import Annotated
 import typer
 
 from semsearch.cli import app
-from semsearch.cli.common import console, errors_to_exit, load_settings, out
+from semsearch.cli.common import (
+    INDEX_HELP,
+    console,
+    errors_to_exit,
+    load_settings,
+    out,
+    require_index,
+)
 
 
 @app.command("dedup")
 def dedup_cmd(
-    index: Annotated[Path, typer.Option("--index", help="index directory with image channels")],
     out_dir: Annotated[Path, typer.Option("--out", help="report directory (JSON, CSV, HTML)")],
+    index: Annotated[Path | None, typer.Option("--index", help=INDEX_HELP)] = None,
     max_distance: Annotated[int | None, typer.Option("--max-distance", help="pHash Hamming distance (inclusive)")] = None,
     no_mirror: Annotated[bool, typer.Option("--no-mirror", help="do not match horizontal flips")] = False,
     clip_min_cosine: Annotated[float | None, typer.Option(help="also require this CLIP cosine per pair (real CLIP weights only)")] = None,
@@ -31,6 +38,7 @@ def dedup_cmd(
 
             raise BadInput("--clip-min-cosine needs real CLIP weights (SEMSEARCH_CLIP__PRETRAINED); "
                            "random weights would confirm nothing")
+        require_index(index, settings)
         with Collection.open(index, settings) as col:
             res = col.duplicates(settings.images.max_distance, mirrored=not no_mirror, min_cosine=clip_min_cosine)
             ids = sorted({i for g in res.groups for i in g})
@@ -48,7 +56,7 @@ def dedup_cmd(
 @app.command("similar")
 def similar_cmd(
     image: Annotated[Path, typer.Argument(help="query image file")],
-    index: Annotated[Path, typer.Option("--index", help="index directory with image channels")],
+    index: Annotated[Path | None, typer.Option("--index", help=INDEX_HELP)] = None,
     k: Annotated[int, typer.Option("--k", "-k", help="number of hits")] = 10,
     channels: Annotated[str | None, typer.Option(help="comma-separated: image,phash,dhash (default: image,phash present in the index)")] = None,
     max_distance: Annotated[int | None, typer.Option("--max-distance", help="hash channels: radius search instead of k-NN")] = None,
@@ -60,6 +68,7 @@ def similar_cmd(
 
     settings = load_settings()
     with errors_to_exit():
+        require_index(index, settings)
         with Collection.open(index, settings) as col:
             chans = [c.strip() for c in channels.split(",")] if channels else None
             res = col.search_by_image(image, k=k, channels=chans, max_distance=max_distance)

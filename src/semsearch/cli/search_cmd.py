@@ -7,12 +7,12 @@ from typing import Annotated
 import typer
 
 from semsearch.cli import app
-from semsearch.cli.common import errors_to_exit, fail, load_settings, out
+from semsearch.cli.common import INDEX_HELP, errors_to_exit, fail, load_settings, out, require_index
 
 
 @app.command("search")
 def search_cmd(
-    index: Annotated[Path | None, typer.Option("--index", help="index directory (not used with SEMSEARCH_STORE__BACKEND=elasticsearch)")] = None,
+    index: Annotated[Path | None, typer.Option("--index", help=INDEX_HELP)] = None,
     query: Annotated[str | None, typer.Argument(help="the query (or use --queries)")] = None,
     k: Annotated[int, typer.Option("--k", "-k", help="number of hits")] = 10,
     mode: Annotated[str | None, typer.Option(help="lexical, dense, hybrid or image (text-to-image via CLIP)")] = None,
@@ -48,8 +48,7 @@ def search_cmd(
                 raise BadInput(f"--filter is not valid JSON: {e}") from e
             if not isinstance(f, dict):
                 raise BadInput("--filter must be a JSON object")
-        if index is None and settings.store.backend != "elasticsearch":
-            raise BadInput("--index is required (or set SEMSEARCH_STORE__BACKEND=elasticsearch)")
+        require_index(index, settings)
         with Collection.open(index, settings) as col:
             opts = dict(k=k, mode=mode, fusion=fusion, weights=w, filters=f)
             if queries is not None:
