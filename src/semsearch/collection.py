@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from semsearch import metrics
 from semsearch.config import Settings
-from semsearch.documents import Document, Hit, SearchResult
+from semsearch.documents import Document, SearchResult
 from semsearch.encoders.base import TextEncoder
 from semsearch.errors import BackendUnavailable, BadInput, DocumentNotFound
 from semsearch.indexer.index import Index, IndexLocked
@@ -87,6 +87,16 @@ class BatchedSearch:
     :class:`~semsearch.store_es.ElasticsearchCollection`): requests with equal options are
     searched as one batch by the backend's ``_search_same``."""
 
+    settings: Settings
+    #: the names of the index's vector and hash channels
+    channels: tuple[str, ...]
+
+    def get(self, ids: Any) -> Any:  # pragma: no cover - each backend has its own
+        raise NotImplementedError
+
+    def vectors(self, ids: Sequence[str], channel: str = "dense") -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
     def search(self, request: SearchRequest | str, **options: Any) -> SearchResult:
         """Search with a :class:`SearchRequest`, or a query string plus its options."""
         if isinstance(request, str):
@@ -104,13 +114,39 @@ class BatchedSearch:
             groups.setdefault(repr(sorted(r.options().items())), []).append(i)
         out: list[SearchResult | None] = [None] * len(requests)
         for idx in groups.values():
-            for i, res in zip(idx, self._search_same([requests[i].query for i in idx], requests[idx[0]])):
+            r = requests[idx[0]]
+            queries = [requests[i].query for i in idx]
+            results = self._search_collapsed(queries, r) if r.collapse else self._search_same(queries, r)
+            for i, res in zip(idx, results):
                 out[i] = res
         return out  # type: ignore[return-value]
 
     def _search_same(self, queries: list[str], request: SearchRequest) -> list[SearchResult]:
-        """Search ``queries``, all with the options of ``request``."""
+        """Search ``queries``, all with the options of ``request`` (``collapse`` excepted)."""
         raise NotImplementedError  # pragma: no cover - each backend has its own
+
+    def _search_collapsed(self, queries: list[str], r: SearchRequest) -> list[SearchResult]:
+        """``collapse``: search the fusion depth without documents, fold near-duplicate hits
+        (dense cosine >= ``api.duplicate_threshold``, :mod:`semsearch.search.collapse`) into
+        the best-ranked one, then cut and fill the page."""
+        from semsearch.search.collapse import collapse
+
+        if "dense" not in self.channels:
+            raise BadInput("collapsing near-duplicates needs a dense channel; this index has none")
+        settings = self.settings
+        window = min(max(r.depth or settings.fusion.depth, r.offset + r.k), settings.search.max_k)
+        results = self._search_same(queries, r.model_copy(update={
+            "collapse": False, "k": window, "offset": 0, "with_documents": False}))
+        for res in results:
+            vecs = self.vectors([h.id for h in res.hits], "dense")
+            page = collapse(res.hits, vecs, settings.api.duplicate_threshold)[r.offset : r.offset + r.k]
+            docs = self.get([h.id for h in page]) if r.with_documents and page else {}
+            for rank, h in enumerate(page, start=r.offset + 1):
+                h.rank = rank
+                h.document = docs.get(h.id)
+            # a document deleted since the search is not returned
+            res.hits = [h for h in page if h.document is not None] if r.with_documents else page
+        return results
 
 
 class WriteResult(BaseModel):
@@ -323,40 +359,15 @@ class Collection(BatchedSearch):
     # -- reads --------------------------------------------------------------------------
     def _search_same(self, queries: list[str], request: SearchRequest) -> list[SearchResult]:
         opts = request.options()
-        do_collapse = opts.pop("collapse", False)
+        opts.pop("collapse", False)  # BatchedSearch._search_collapsed
         # no lock: the searcher reads one snapshot of the index
-        if not do_collapse:
-            results = self.searcher.search_batch(queries, **opts)
-        else:
-            k, offset = opts.pop("k"), opts.pop("offset", 0)
-            with_docs = opts.pop("with_documents", True)
-            window = min(max(opts.get("depth") or self.settings.fusion.depth, offset + k),
-                         self.settings.search.max_k)
-            results = self.searcher.search_batch(queries, k=window, offset=0,
-                                                 with_documents=False, **opts)
-            for res in results:
-                res.hits = self._collapse_page(res.hits, k, offset, with_docs)
+        results = self.searcher.search_batch(queries, **opts)
         if opts.get("with_documents", True):
             for res in results:
                 # a document deleted (durably) but not yet synced out of the derived indexes
                 # is not returned: an acknowledged delete takes effect at once
                 res.hits = [h for h in res.hits if h.document is not None]
         return results
-
-    def _collapse_page(self, hits: list[Hit], k: int, offset: int, with_docs: bool) -> list[Hit]:
-        from semsearch.search.collapse import collapse
-
-        spec = self.index.manifest.channels.get("dense")
-        if spec is None:
-            raise BadInput("collapsing near-duplicates needs a dense channel; this index has none")
-        vecs = self.vectors([h.id for h in hits], "dense")
-        kept = collapse(hits, vecs, self.settings.api.duplicate_threshold)
-        page = kept[offset : offset + k]
-        docs = self.index.get([h.id for h in page]) if with_docs else {}
-        for rank, h in enumerate(page, start=offset + 1):
-            h.rank = rank
-            h.document = docs.get(h.id)
-        return page
 
     def search_by_image(self, image: Any, *, k: int = 10, channels: Sequence[str] | None = None,
                         max_distance: int | None = None) -> SearchResult:

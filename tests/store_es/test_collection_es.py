@@ -272,3 +272,34 @@ def test_rerank_fetches_the_candidates_once_and_orders_by_the_cross_encoder(stor
     # passage layout's page request names passages only)
     assert len(gets) == 1 and sorted(gets[0]["ids"]) == sorted(top6)
     assert len(calls) == 2 and "query" not in _bodies(calls[1])[0]
+
+
+def test_collapse_folds_near_duplicates_as_the_local_collection(store, tiny_docs, tmp_path):
+    import numpy as np
+
+    from semsearch.config import Settings
+
+    _, col = store
+    d8 = next(d for d in tiny_docs if d.id == "d8")
+    dup = d8.model_copy(update={"id": "d8copy", "text": d8.text.replace(".", "!")})  # the same words
+    col.upsert([dup], wait_for=True)
+    ls = Settings()
+    ls.no_progress = True
+    with Collection.create(tmp_path / "ix", ls, encoder=HashingEncoder()) as local:
+        local.upsert([*tiny_docs, dup], wait_for=True)
+        # the stored vectors, as the local collection keeps them (ids without one: zeros)
+        ids = ["d8", "d3", "d8copy", "nope"]
+        assert np.allclose(col.vectors(ids), local.vectors(ids), atol=1e-6)
+        assert not col.vectors(["nope"]).any()
+        for c in (col, local):
+            plain = c.search(SearchRequest(query="sunlight into electricity", k=5, mode="dense"))
+            assert {"d8", "d8copy"} <= {h.id for h in plain.hits}
+        got = [c.search(SearchRequest(query="sunlight into electricity", k=4, mode="dense", collapse=True))
+               for c in (col, local)]
+        for res in got:
+            assert [h.rank for h in res.hits] == [1, 2, 3, 4] and all(h.document for h in res.hits)
+            top = res.hits[0]
+            assert top.id == "d8" and top.extra["duplicates"] == ["d8copy"]
+            assert "d8copy" not in {h.id for h in res.hits}
+        # below the two related documents the hashing encoder's scores are ~0 (ties, int8)
+        assert [h.id for h in got[0].hits][:2] == [h.id for h in got[1].hits][:2] == ["d8", "d3"]

@@ -268,6 +268,33 @@ class ElasticsearchCollection(StoreSearch):
             return docs[ids]  # type: ignore[index]
         return docs
 
+    def vectors(self, ids: Sequence[str], channel: str = "dense") -> np.ndarray:
+        """The stored vectors of ``ids`` in a channel, one row per id in that order (zeros for
+        an id without one), as the local Collection: ``dense`` (a document of several
+        passages: its first passage's) as float32, a hash channel as its 8 bytes."""
+        meta = self.manifest
+        dense = meta.get("dense")
+        if channel == "dense" and dense:
+            field, dim, dtype = mapping.vector_field(dense), int(dense["dim"]), np.float32
+        elif channel in meta.get("hashes", []):
+            field, dim, dtype = channel, 8, np.uint8
+        else:
+            raise BadInput(f"{self.location} has no {channel!r} channel")
+        out = np.zeros((len(ids), dim), dtype=dtype)
+        if not ids:
+            return out
+        resp = self.conn.call(f"get vectors from {self.alias}", lambda c: c.mget(
+            index=self.alias, ids=list(ids), source_includes=[field]))
+        for i, d in enumerate(resp["docs"]):
+            src = d.get("_source") or {}
+            if dtype == np.uint8 and src.get(field):
+                out[i] = np.frombuffer(bytes.fromhex(src[field]), np.uint8)
+            elif mapping.has_passages(dense) and channel == "dense" and src.get(mapping.PASSAGE_FIELD):
+                out[i] = src[mapping.PASSAGE_FIELD][0]["vector"]
+            elif src.get(field) is not None:
+                out[i] = src[field]
+        return out
+
     def _existing(self, ids: Sequence[str]) -> set[str]:
         if not ids:
             return set()

@@ -38,17 +38,12 @@ class StoreSearch(BatchedSearch):
     reranker: Any
     _server_fusion: bool | None
 
-    def get(self, ids: Any) -> Any:  # pragma: no cover - provided by the collection
-        raise NotImplementedError
-
     def _check(self, queries: Sequence[str], r: SearchRequest, mode: str) -> None:
         if mode not in MODES:
             raise BadInput(f"mode {mode!r} is not available with the elasticsearch store; "
                            f"use one of {sorted(MODES)}")
         if r.k > self.settings.search.max_k:
             raise BadInput(f"k must be between 1 and {self.settings.search.max_k}, got {r.k}")
-        if r.collapse:
-            raise BadInput("collapse is not available with the elasticsearch store yet")
         for q in queries:
             if not q.strip():
                 raise BadInput("query is empty")
