@@ -82,11 +82,7 @@ def _candidates(terms: frozenset[str], stemmer: str, flags: int) -> re.Pattern[s
         alts = set(terms)
         return re.compile(r"(?u)\b(?:" + "|".join(map(re.escape, sorted(alts, key=len, reverse=True))) + r")\b",
                           flags)
-    alts = set()
-    for t in terms:
-        alts.add(t[:-1] if len(t) >= 3 else t[:1])
-        alts.update(_IRREGULAR_PREFIXES.get(t, ()))
-    return re.compile(r"(?u)\b(?:" + "|".join(map(re.escape, sorted(alts))) + r")\w*", flags)
+    return re.compile(r"(?u)\b(?:" + "|".join(map(re.escape, _prefixes(terms))) + r")\w*", flags)
 
 
 _WORD_REST = re.compile(r"(?u)\w*")

@@ -37,6 +37,7 @@ from semsearch.errors import (
     IndexIncompatible,
     IndexNotFound,
 )
+from semsearch.images.hashing import HASH_BYTES
 from semsearch.indexer.es_common import AliasedIndex, EsConnection, item_reason
 from semsearch.store_es import mapping
 from semsearch.store_es.search import StoreSearch, document_source, stored_document
@@ -277,7 +278,7 @@ class ElasticsearchCollection(StoreSearch):
         if channel == "dense" and dense:
             field, dim, dtype = mapping.vector_field(dense), int(dense["dim"]), np.float32
         elif channel in meta.get("hashes", []):
-            field, dim, dtype = channel, 8, np.uint8
+            field, dim, dtype = channel, HASH_BYTES, np.uint8
         else:
             raise BadInput(f"{self.location} has no {channel!r} channel")
         out = np.zeros((len(ids), dim), dtype=dtype)

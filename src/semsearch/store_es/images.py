@@ -24,10 +24,11 @@ import numpy as np
 
 from semsearch.documents import SearchResult
 from semsearch.errors import BackendUnavailable, BadInput
+from semsearch.images.hashing import HASH_BYTES
 from semsearch.indexer.es_common import item_reason
 from semsearch.search import images as I
 
-BITS = 64
+BITS = HASH_BYTES * 8
 
 
 def search_by_image(col: Any, image: Any, *, k: int = 10, channels: Sequence[str] | None = None,
@@ -110,7 +111,7 @@ def duplicates(col: Any, max_distance: int, *, mirrored: bool = True,
                 for n in names:
                     codes[n].append(bytes.fromhex(src[n]))
         for n in names:
-            vi = FaissBinaryIndex(BITS // 8)
-            vi.upsert(ids, np.frombuffer(b"".join(codes[n]), np.uint8).reshape(-1, BITS // 8))
+            vi = FaissBinaryIndex(HASH_BYTES)
+            vi.upsert(ids, np.frombuffer(b"".join(codes[n]), np.uint8).reshape(-1, HASH_BYTES))
             vectors[n] = vi
     return find_duplicates(_HashView(col.location, vectors), max_distance, mirrored=mirrored)

@@ -229,9 +229,9 @@ class StoreSearch(BatchedSearch):
                 self._passages_of([h for h in hits if "inner_hits" in h], pg.found, 0)
                 pg.sources.update({h["_id"]: h["_source"] for h in hits if h.get("_source")})
         elif any(docs for docs, _ in need):
-            fetched = self.get([i for docs, _ in need for i in docs])
-            for pg in pages:
-                pg.sources.update({i: document_source(d) for i, d in fetched.items()})
+            fetched = {i: document_source(d) for i, d in self.get([i for docs, _ in need for i in docs]).items()}
+            for pg, (docs, _) in zip(pages, need):
+                pg.sources.update({i: fetched[i] for i in docs if i in fetched})
         for pg in pages:
             for h in pg.hits:
                 if "dense" in h.channels:
