@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -213,19 +215,23 @@ def test_dense_keep_gate_needs_a_significant_gain():
     assert keep_decision(0.60, 0.58, 0.90, min_gain=-1.0)["kept"]  # tests: kept whatever it scores
 
 
-def test_with_qrels_the_dense_gate_is_the_held_out_judged_queries(topic_index, settings, tmp_path, monkeypatch):
-    """With judged queries the fine-tuned encoder is kept or not on the held-out judged
-    queries, not on the pseudo-queries: here the pseudo-queries' test is forced to say
-    'significant' and the judged one 'not significant', so it must not be kept."""
-    import json
-
-    from semsearch.adapt import runner as R
-
+def _judged_files(tmp_path: Path) -> tuple[Path, Path]:
+    """BEIR queries.jsonl and qrels TSV: one judged query per topic document."""
     queries, qrels = tmp_path / "q.jsonl", tmp_path / "qrels.tsv"
     topics = topic_docs()
     queries.write_text("".join(json.dumps({"_id": f"q{i}", "text": f"what about {d['title'].lower()}"}) + "\n"
                                for i, d in enumerate(topics)))
     qrels.write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\t{d['_id']}\t1\n" for i, d in enumerate(topics)))
+    return queries, qrels
+
+
+def test_with_qrels_the_dense_gate_is_the_held_out_judged_queries(topic_index, settings, tmp_path, monkeypatch):
+    """With judged queries the fine-tuned encoder is kept or not on the held-out judged
+    queries, not on the pseudo-queries: here the pseudo-queries' test is forced to say
+    'significant' and the judged one 'not significant', so it must not be kept."""
+    from semsearch.adapt import runner as R
+
+    queries, qrels = _judged_files(tmp_path)
     opts = AdaptOptions(sample=12, dev=6, reranker=False, queries=queries, qrels=qrels, judged_dev_fraction=0.25,
                         dense_config=DenseTrainConfig(batch_size=4, max_steps=1, max_seq_length=64))
     ad = Adapter(topic_index, settings, opts, say=lambda m: None)
@@ -331,3 +337,39 @@ def test_adapt_trains_a_reranker_and_records_it_when_the_gate_lets_it_on(topic_i
     with Collection.open(topic_index, settings) as col:
         hits = col.search("how bees collect pollen in the hive", mode="hybrid", k=3).hits
         assert hits and all("rerank" in h.extra for h in hits)  # the cross-encoder scored them
+
+
+def test_with_qrels_stage_two_is_trained_as_asked_and_again_when_asked_otherwise(topic_index, settings, tmp_path):
+    """With judged queries the reranker step trains stage 2 on them with the asked number of
+    hard negatives (the mine step mined 3: the rest are drawn now) and epochs. Asked again
+    with other epochs, stage 2 is retrained and stage 1 is reused, also on an index that
+    already reranks with the stage-2 model being replaced."""
+    from semsearch.indexer.manifest import read_manifest
+
+    queries, qrels = _judged_files(tmp_path)
+    opts = AdaptOptions(sample=12, dev=6, dense=False, reranker=True, reranker_max_pairs=16, reranker_max_steps=2,
+                        reranker_stage2_negatives=5, reranker_stage2_epochs=1.0, queries=queries, qrels=qrels,
+                        judged_dev_fraction=0.25, min_gain=-1.0)  # on whatever it scores
+    state = Adapter(topic_index, settings, opts, say=lambda m: None).run()
+    rr = state["reranker"]["result"]
+    assert rr["enabled"] and rr["model"] == "models/reranker/stage2"
+    assert read_manifest(topic_index).tuned["rerank"]["model"] == "models/reranker/stage2"
+    stage1, stage2 = (topic_index / "models" / "reranker" / f"stage{n}" / "training.json" for n in (1, 2))
+    card = json.loads(stage2.read_text())
+    assert (card["hyperparameters"]["negatives"], card["hyperparameters"]["epochs"]) == (5, 1.0)
+    judged_train = state["mine"]["result"]["judged_train"]
+    assert card["counts"]["train_queries"] == judged_train == 18
+    assert card["counts"]["positive_pairs"] == judged_train  # one judged document per query
+    assert card["counts"]["negative_pairs"] == 5 * judged_train  # 3 mined before + 2 drawn now, each
+    assert state["reranker"]["options"] == {"reranker": True, "stage2_negatives": 5, "stage2_epochs": 1.0}
+
+    stage1_card = stage1.read_text()
+    opts.reranker_stage2_epochs, opts.reranker_stage2_negatives = 2.0, 2
+    said: list[str] = []
+    state = Adapter(topic_index, settings, opts, say=said.append).run()
+    assert any(m.startswith("[reranker] done before with other options") for m in said), said
+    card = json.loads(stage2.read_text())
+    assert (card["hyperparameters"]["negatives"], card["hyperparameters"]["epochs"]) == (2, 2.0)
+    assert card["counts"]["negative_pairs"] == 2 * judged_train  # the first 2 of the 3 mined
+    assert stage1.read_text() == stage1_card  # not retrained: its card would record a new time
+    assert state["reranker"]["options"]["stage2_epochs"] == 2.0

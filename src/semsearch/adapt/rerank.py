@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
+from collections.abc import Callable
 from typing import Any
 
 from semsearch.adapt import heldout as H
@@ -24,7 +26,7 @@ def adapt_reranker(ad: Any) -> dict[str, Any]:
     from semsearch.rerank.apply import rerank_candidates
     from semsearch.rerank.cross_encoder import CrossEncoderReranker
     from semsearch.rerank.train.runner import _cap
-    from semsearch.rerank.train.stages import StageConfig, train_stage
+    from semsearch.rerank.train.stages import StageConfig
     from semsearch.search.fusion import Fused
 
     out = ad.path / MODEL_DIR
@@ -36,14 +38,14 @@ def adapt_reranker(ad: Any) -> dict[str, Any]:
     cards = []
     with ad.collection() as col:
         small_dev = dev[:50]  # checkpoint choice inside the stage; the decision is made below
-        if not (cfg.out / "training.json").exists():
-            cards.append(train_stage(cfg, _cap(train, ad.opt.reranker_max_pairs, cfg.negatives), small_dev, col))
+        cards += _train(cfg, lambda: _cap(train, ad.opt.reranker_max_pairs, cfg.negatives), small_dev, col)
         final = cfg.out
         if judged_train:
-            cfg2 = dataclasses.replace(cfg, stage=2, out=out / "stage2", base=str(cfg.out), negatives=3, epochs=3.0)
-            if not (cfg2.out / "training.json").exists():
-                jdev = ad.examples("judged_dev")[:50] or small_dev
-                cards.append(train_stage(cfg2, judged_train, jdev, col))
+            cfg2 = dataclasses.replace(cfg, stage=2, out=out / "stage2", base=str(cfg.out),
+                                       negatives=ad.opt.reranker_stage2_negatives, epochs=ad.opt.reranker_stage2_epochs)
+            jdev = ad.examples("judged_dev")[:50] or small_dev
+            cards += _train(cfg2, lambda: with_negatives(col, judged_train, cfg2.negatives, seed=ad.opt.seed),
+                            jdev, col, retrained=bool(cards))
             final = cfg2.out
         # scored as searches will score it (the configured backend: on CPU, ONNX int8 by default)
         reranker = CrossEncoderReranker(ad.settings.rerank.model_copy(update={"model": str(final)}))
@@ -71,6 +73,35 @@ def adapt_reranker(ad: Any) -> dict[str, Any]:
     _save_json(ad.work / "run-rerank.json", scores[decision["blend"]])
     return {**decision, "model": str(final.relative_to(ad.path)), "depth": DEPTH,
             "cards": [{k: c.get(k) for k in ("stage", "counts", "metrics", "train_seconds")} for c in cards]}
+
+
+def _train(cfg: Any, examples: Callable[[], list], dev: list, col: Any, *, retrained: bool = False) -> list[dict]:
+    """Train the stage into ``cfg.out`` unless a finished one trained as asked (and on an
+    unchanged base: ``retrained`` says the stage before it ran again) is there; [its card]
+    or []."""
+    from semsearch.rerank.train.stages import train_stage, trained_as
+
+    if trained_as(cfg) and not retrained:
+        return []
+    shutil.rmtree(cfg.out, ignore_errors=True)  # another recipe's model and checkpoints
+    return [train_stage(cfg, examples(), dev, col)]
+
+
+def with_negatives(col: Any, examples: list, n: int, *, seed: int = 0) -> list:
+    """Copies of ``examples`` with ``n`` hard negatives each (fewer where the index has no
+    more): the first ``n`` mined before are kept and the rest are drawn as the miner draws them
+    (no false-negative filter: the queries are judged)."""
+    from semsearch.rerank.train.mining import NegativeMiner
+
+    out = [dataclasses.replace(e, negatives=e.negatives[:n]) for e in examples]
+    by_missing: dict[int, list] = {}
+    for e in out:
+        if len(e.negatives) < n:
+            by_missing.setdefault(n - len(e.negatives), []).append(e)
+    miner = NegativeMiner(col, fn_ratio=None, seed=seed)
+    for missing, group in sorted(by_missing.items()):
+        miner.mine(group, missing)
+    return out
 
 
 def rerank_decision(qrels: dict[str, Any], no_rerank: dict[str, Any], by_blend_runs: dict[float, dict[str, Any]],

@@ -28,6 +28,7 @@ from semsearch.collection import Collection, open_directory
 from semsearch.config import Settings
 from semsearch.errors import BadInput
 from semsearch.indexer.manifest import save_npy
+from semsearch.rerank.train.stages import STAGE2_EPOCHS, STAGE2_NEGATIVES
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ class AdaptOptions:
     reranker: bool = False
     reranker_max_pairs: int = 4000
     reranker_max_steps: int = -1
+    #: stage 2 (judged qrels given): train-reranker's recipe unless set
+    reranker_stage2_negatives: int = STAGE2_NEGATIVES
+    reranker_stage2_epochs: float = STAGE2_EPOCHS
     queries: Path | None = None
     qrels: Path | None = None
     weak_pairs: Path | None = None
@@ -82,7 +86,10 @@ class Adapter:
     def _step_options(self, step: str) -> dict[str, Any] | None:
         """The options a step's saved result depends on beyond the earlier steps' results (a
         re-run with other values re-runs it and every later step); None: no such option."""
-        if step == "reranker":  # on/off only: a trained stage's model is reused as it is
+        if step == "reranker":  # a trained stage's model is reused if it was trained as asked
+            if self.opt.reranker and self.opt.qrels:
+                return {"reranker": True, "stage2_negatives": self.opt.reranker_stage2_negatives,
+                        "stage2_epochs": self.opt.reranker_stage2_epochs}
             return {"reranker": self.opt.reranker}
         return None
 

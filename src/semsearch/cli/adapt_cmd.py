@@ -8,6 +8,7 @@ import typer
 
 from semsearch.cli import app
 from semsearch.cli.common import errors_to_exit, load_settings, out
+from semsearch.rerank.train.stages import STAGE2_EPOCHS, STAGE2_NEGATIVES
 
 
 @app.command("adapt")
@@ -24,6 +25,10 @@ def adapt_cmd(
     reranker: Annotated[bool, typer.Option("--reranker/--no-reranker", help="train a reranker (slow on CPU)")] = False,
     reranker_max_pairs: Annotated[int, typer.Option(help="reranker stage-1 pair budget")] = 4000,
     reranker_max_steps: Annotated[int, typer.Option(help="reranker stage-1 step budget (-1: one epoch)")] = -1,
+    reranker_stage2_negatives: Annotated[int, typer.Option(
+        help="reranker stage 2 (with --qrels): hard negatives per judged query")] = STAGE2_NEGATIVES,
+    reranker_stage2_epochs: Annotated[float, typer.Option(
+        help="reranker stage 2 (with --qrels): epochs; the best checkpoint on held-out judged queries is kept")] = STAGE2_EPOCHS,
     queries: Annotated[Path | None, typer.Option(help="optional judged queries (BEIR queries.jsonl)")] = None,
     qrels: Annotated[Path | None, typer.Option(help="optional judged qrels TSV (with --queries)")] = None,
     weak_pairs: Annotated[Path | None, typer.Option(help="optional JSONL {query, doc_id, label}")] = None,
@@ -42,7 +47,8 @@ def adapt_cmd(
     settings = load_settings()
     opts = AdaptOptions(
         sample=sample, dev=dev, dense=dense, reranker=reranker, reranker_max_pairs=reranker_max_pairs,
-        reranker_max_steps=reranker_max_steps, queries=queries, qrels=qrels, weak_pairs=weak_pairs, seed=seed,
+        reranker_max_steps=reranker_max_steps, reranker_stage2_negatives=reranker_stage2_negatives,
+        reranker_stage2_epochs=reranker_stage2_epochs, queries=queries, qrels=qrels, weak_pairs=weak_pairs, seed=seed,
         dense_config=DenseTrainConfig(epochs=dense_epochs, max_steps=dense_max_steps, batch_size=dense_batch_size,
                                       max_seq_length=dense_max_seq_length, learning_rate=dense_lr),
     )

@@ -8,6 +8,7 @@ import typer
 
 from semsearch.cli import app
 from semsearch.cli.common import errors_to_exit, fail, load_settings, out
+from semsearch.rerank.train.stages import STAGE2_EPOCHS, STAGE2_NEGATIVES
 
 
 @app.command("train-reranker")
@@ -22,10 +23,10 @@ def train_reranker_cmd(
     stage1_sample: Annotated[int, typer.Option(help="stage 1: pseudo-queries to mine")] = 2000,
     max_pairs: Annotated[int | None, typer.Option(help="cap on training pairs per stage")] = None,
     negatives: Annotated[int, typer.Option(help="stage 1: hard negatives per query")] = 3,
-    stage2_negatives: Annotated[int, typer.Option(help="stage 2: hard negatives per query")] = 7,
+    stage2_negatives: Annotated[int, typer.Option(help="stage 2: hard negatives per query")] = STAGE2_NEGATIVES,
     max_length: Annotated[int, typer.Option(help="tokens of query + document")] = 128,
     epochs: Annotated[float, typer.Option(help="stage 1 epochs")] = 1.0,
-    stage2_epochs: Annotated[float, typer.Option(help="stage 2 epochs (small data: more passes)")] = 3.0,
+    stage2_epochs: Annotated[float, typer.Option(help="stage 2 epochs (small data: more passes)")] = STAGE2_EPOCHS,
     batch_size: Annotated[int, typer.Option()] = 16,
     learning_rate: Annotated[float, typer.Option()] = 4e-5,
     eval_steps: Annotated[int | None, typer.Option(help="evaluate/checkpoint every N steps")] = None,

@@ -21,6 +21,11 @@ from semsearch.rerank.train.mining import Example
 logger = logging.getLogger(__name__)
 
 METRIC = "ndcg@10"
+#: stage 2's recipe on judged qrels, chosen on held-out train-dev queries (docs/rerank.md):
+#: 7 hard negatives per query (dev 0.689 against 0.667 with 3), 3 epochs (0.704 with 5, but
+#: past the hour on 2 cores). ``train-reranker`` and ``adapt`` both start from it.
+STAGE2_NEGATIVES = 7
+STAGE2_EPOCHS = 3.0
 
 
 @dataclass
@@ -75,8 +80,10 @@ def dev_samples(
     layout: FieldLayout, depth: int,
 ) -> list[dict[str, Any]]:
     """Reranking samples: the engine's own top-``depth`` for each dev query (its default
-    mode), positives marked; positives missing from the candidates count as misses."""
-    results = col.search_batch([SearchRequest(query=e.query, k=depth, with_documents=False) for e in dev])
+    mode, never reranked: an index may already rerank with the model being retrained),
+    positives marked; positives missing from the candidates count as misses."""
+    results = col.search_batch([SearchRequest(query=e.query, k=depth, with_documents=False, rerank=False)
+                                for e in dev])
     samples = []
     for e, res in zip(dev, results, strict=True):
         try:
@@ -96,11 +103,26 @@ def dev_samples(
     return samples
 
 
+def hyperparameters(cfg: StageConfig) -> dict[str, Any]:
+    """What the model card records of how a stage was trained (JSON types)."""
+    hp = {k: v for k, v in asdict(cfg).items() if k not in ("out", "data", "base")}
+    hp["fields"] = list(cfg.fields)
+    return hp
+
+
+def trained_as(cfg: StageConfig) -> bool:
+    """Whether ``cfg.out`` holds a finished stage trained with these hyperparameters (one
+    trained otherwise, or interrupted, is not reused)."""
+    card = cfg.out / "training.json"
+    if not card.exists():
+        return False
+    return json.loads(card.read_text(encoding="utf-8")).get("hyperparameters") == hyperparameters(cfg)
+
+
 def _card(cfg: StageConfig, counts: dict[str, int], metrics: dict[str, float], seconds: float) -> dict[str, Any]:
     from semsearch.rerank.cross_encoder import base_model_path
 
-    hp = {k: v for k, v in asdict(cfg).items() if k not in ("out", "data", "base")}
-    hp["fields"] = list(cfg.fields)
+    hp = hyperparameters(cfg)
     return {
         "stage": cfg.stage,
         "base_model": cfg.base or f"{base_model_path()} (all-MiniLM-L6-v2 backbone, fresh head)",
