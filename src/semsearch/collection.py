@@ -40,6 +40,7 @@ from semsearch.documents import Document, SearchResult
 from semsearch.encoders.base import TextEncoder
 from semsearch.errors import BackendUnavailable, BadInput, DocumentNotFound
 from semsearch.indexer.index import Index, IndexLocked
+from semsearch.search.collapse import collapse, near_by_cosine, near_by_hash
 
 if TYPE_CHECKING:
     from semsearch.images.dedup import DedupResult
@@ -74,7 +75,8 @@ class SearchRequest(BaseModel):
     rerank: bool | None = None
     rerank_depth: int | None = Field(None, ge=1)
     with_documents: bool = True
-    #: collapse near-duplicate hits (dense cosine >= api.duplicate_threshold) into the best one
+    #: collapse near-duplicate hits into the best-ranked one: images (mode "image") by pHash
+    #: Hamming distance <= images.max_distance, text by dense cosine >= api.duplicate_threshold
     collapse: bool = False
 
     def options(self) -> dict[str, Any]:
@@ -121,25 +123,36 @@ class BatchedSearch:
                 out[i] = res
         return out  # type: ignore[return-value]
 
+    def _near_duplicates(self, images: bool) -> Callable[[list[str]], np.ndarray]:
+        """Which of a list of hits are near-duplicates of which, from their stored vectors."""
+        if images:
+            if "phash" not in self.channels:
+                raise BadInput("collapsing near-duplicate images needs a phash channel; this index has none")
+            mirrored = "phash_mirror" in self.channels
+            max_distance = self.settings.images.max_distance
+            return lambda ids: near_by_hash(self.vectors(ids, "phash"),
+                                            self.vectors(ids, "phash_mirror") if mirrored else None, max_distance)
+        if "dense" not in self.channels:
+            raise BadInput("collapsing near-duplicates needs a dense channel; this index has none")
+        threshold = self.settings.api.duplicate_threshold
+        return lambda ids: near_by_cosine(self.vectors(ids, "dense"), threshold)
+
     def _search_same(self, queries: list[str], request: SearchRequest) -> list[SearchResult]:
         """Search ``queries``, all with the options of ``request`` (``collapse`` excepted)."""
         raise NotImplementedError  # pragma: no cover - each backend has its own
 
     def _search_collapsed(self, queries: list[str], r: SearchRequest) -> list[SearchResult]:
         """``collapse``: search the fusion depth without documents, fold near-duplicate hits
-        (dense cosine >= ``api.duplicate_threshold``, :mod:`semsearch.search.collapse`) into
-        the best-ranked one, then cut and fill the page."""
-        from semsearch.search.collapse import collapse
-
-        if "dense" not in self.channels:
-            raise BadInput("collapsing near-duplicates needs a dense channel; this index has none")
+        into the best-ranked one (:mod:`semsearch.search.collapse`; images, ``mode="image"``:
+        pHash Hamming distance <= ``images.max_distance``, direct or mirrored, as ``dedup``;
+        text: dense cosine >= ``api.duplicate_threshold``), then cut and fill the page."""
         settings = self.settings
         window = min(max(r.depth or settings.fusion.depth, r.offset + r.k), settings.search.max_k)
+        near = self._near_duplicates(r.mode == "image")
         results = self._search_same(queries, r.model_copy(update={
             "collapse": False, "k": window, "offset": 0, "with_documents": False}))
         for res in results:
-            vecs = self.vectors([h.id for h in res.hits], "dense")
-            page = collapse(res.hits, vecs, settings.api.duplicate_threshold)[r.offset : r.offset + r.k]
+            page = collapse(res.hits, near([h.id for h in res.hits]))[r.offset : r.offset + r.k]
             docs = self.get([h.id for h in page]) if r.with_documents and page else {}
             for rank, h in enumerate(page, start=r.offset + 1):
                 h.rank = rank

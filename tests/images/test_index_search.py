@@ -114,16 +114,24 @@ def test_text_to_image_goes_through_the_clip_text_tower(built):
 
 
 def test_collapse_keeps_one_per_near_duplicate_group(built, photos):
-    _, idx, *_ = built
-    s = Searcher(idx)
-    plain = s.search("a photo", k=14, mode="image")
+    """``collapse`` on image hits folds near-duplicates by pHash (a resized copy, and a
+    mirrored one through the phash_mirror channel), as ``dedup`` groups them."""
+    from semsearch.collection import Collection
+
+    _, idx, _, settings = built
+    col = Collection(idx, settings)
+    plain = col.search("a photo", k=14, mode="image")
     astro = {"photos/astronaut.jpg", "photos/astronaut_small.jpg", "photos/astronaut_flip.png"}
     assert astro <= {h.id for h in plain.hits}
-    res = s.search("a photo", k=14, mode="image", collapse=True)
+    res = col.search("a photo", k=14, mode="image", collapse=True)
     kept = [h for h in res.hits if h.id in astro]
     assert len(kept) == 1 and len(res.hits) == 12
-    assert kept[0].extra["group_size"] == 3 and set(kept[0].extra["collapsed"]) == astro - {kept[0].id}
     assert kept[0].id == next(h.id for h in plain.hits if h.id in astro)  # the best-ranked one
+    best_first = [h.id for h in plain.hits if h.id in astro - {kept[0].id}]
+    assert kept[0].extra["duplicates"] == best_first
+    assert [h.rank for h in res.hits] == list(range(1, 13)) and all(h.document for h in res.hits)
+    # the other hits are the plain ranking's, in its order
+    assert [h.id for h in res.hits if h.id not in astro] == [h.id for h in plain.hits if h.id not in astro]
 
 
 def test_dedup_groups_resize_and_flip_with_rules(built, tmp_path):

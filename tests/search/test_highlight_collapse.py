@@ -1,7 +1,7 @@
 import numpy as np
 
 from semsearch.documents import Hit
-from semsearch.search.collapse import collapse
+from semsearch.search.collapse import collapse, near_by_cosine, near_by_hash
 from semsearch.search.highlight import query_terms, snippet
 
 
@@ -24,9 +24,28 @@ def test_collapse_keeps_the_best_of_each_group():
     hits = [Hit(id=i, score=1.0 - n / 10, rank=n + 1) for n, i in enumerate("abcd")]
     v = np.array([[1, 0], [0.999, 0.0447], [0, 1], [1, 0]], dtype=np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
-    out = collapse(hits, v, threshold=0.95)
+    out = collapse(hits, near_by_cosine(v, threshold=0.95))
     assert [h.id for h in out] == ["a", "c"]
     assert out[0].extra["duplicates"] == ["b", "d"] and "duplicates" not in out[1].extra
+    v[3] = 0  # no vector: near nothing, kept
+    assert [h.id for h in collapse(hits, near_by_cosine(v, threshold=0.95))] == ["a", "c", "d"]
+
+
+def test_hash_collapse_folds_within_the_distance_and_mirrored_copies():
+    from semsearch.images.hashing import pack
+
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2, (4, 64), dtype=np.uint8)
+    bits[1] = bits[0]
+    bits[1, :3] ^= 1  # 3 bits from a
+    mirrored = pack(rng.integers(0, 2, (4, 64), dtype=np.uint8))
+    mirrored[0] = pack(bits[3:4])[0]  # d is a flipped a
+    hits = [Hit(id=i, score=1.0 - n / 10, rank=n + 1) for n, i in enumerate("abcd")]
+    codes = pack(bits)
+    assert [h.id for h in collapse(hits, near_by_hash(codes, None, 3))] == ["a", "c", "d"]
+    assert [h.id for h in collapse(hits, near_by_hash(codes, None, 2))] == ["a", "b", "c", "d"]
+    out = collapse(hits, near_by_hash(codes, mirrored, 3))
+    assert [h.id for h in out] == ["a", "c"] and out[0].extra["duplicates"] == ["b", "d"]
 
 
 def test_fast_matches_equal_stemming_every_word():

@@ -139,6 +139,22 @@ def test_image_by_text_mode_returns_image_hits(iclient):
     assert scores == sorted(scores, reverse=True)
 
 
+def test_collapse_on_image_hits_folds_near_duplicate_images(iclient):
+    """``collapse`` with mode image groups by pHash (resized and mirrored copies), not by the
+    text vectors that images have none of."""
+    body = {"query": "a photo", "mode": "image", "k": 14}
+    plain = iclient.post("/v1/search", json=body).json()["hits"]
+    astro = {"photos/astronaut.jpg", "photos/astronaut_small.jpg", "photos/astronaut_flip.png"}
+    assert astro <= {h["id"] for h in plain}
+    r = iclient.post("/v1/search", json={**body, "collapse": True})
+    assert r.status_code == 200, r.text
+    hits = r.json()["hits"]
+    kept = [h for h in hits if h["id"] in astro]
+    assert len(hits) == 12 and len(kept) == 1
+    assert set(kept[0]["duplicates"]) == astro - {kept[0]["id"]}
+    assert [h["rank"] for h in hits] == list(range(1, 13))
+
+
 @pytest.mark.parametrize("mode", ["images", "bogus"])
 def test_unknown_mode_is_422(iclient, mode):
     r = iclient.post("/v1/search", json={"query": "cat", "mode": mode})

@@ -316,7 +316,6 @@ class Searcher:
         normalization: str | None = None,
         depth: int | None = None,
         with_documents: bool = True,
-        collapse: bool = False,
         rerank: bool | None = None,
         rerank_depth: int | None = None,
     ) -> list[SearchResult]:
@@ -329,7 +328,7 @@ class Searcher:
         if rerank_depth < 1:
             raise BadInput(f"rerank_depth must be >= 1, got {rerank_depth}")
         depth = max(depth or fs.depth, k + offset, rerank_depth if rerank else 0)
-        if len(MODES[mode]) == 1 and not (rerank or collapse or filters):
+        if len(MODES[mode]) == 1 and not (rerank or filters):
             # one channel and nothing that looks past the page: its top offset + k are the
             # answer, whatever the fusion depth (filtered vector searches may drop rows, so
             # they keep the full depth)
@@ -349,11 +348,6 @@ class Searcher:
                     rrf_k=rrf_k or fs.rrf_k,
                     normalization=normalization or fs.normalization,  # type: ignore[arg-type]
                 )
-            groups: dict[str, dict[str, Any]] = {}
-            if collapse:
-                from semsearch.search.images import collapse as collapse_dups
-
-                fused, groups = collapse_dups(self.index, fused, self.settings.images.max_distance)
             ranked = [Reranked(f, f.score) for f in fused]
             if rerank:
                 metrics.observe_rerank_batch(min(rerank_depth, len(fused)))
@@ -364,7 +358,7 @@ class Searcher:
                     score=r.score,
                     rank=offset + i + 1,
                     channels={c: ChannelScore(rank=cr, score=cs) for c, (cr, cs) in r.item.channels.items()},
-                    extra={**groups.get(r.item.id, {}), **({"rerank": r.rerank} if r.rerank else {})},
+                    extra={"rerank": r.rerank} if r.rerank else {},
                 )
                 for i, r in enumerate(ranked[offset : offset + k])
             ]

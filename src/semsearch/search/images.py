@@ -1,5 +1,5 @@
-"""Image search: text-to-image through the CLIP text tower, search by example image (CLIP
-and perceptual hashes), and collapsing near-duplicates in any result list.
+"""Image search: text-to-image through the CLIP text tower and search by example image (CLIP
+and perceptual hashes). Collapsing near-duplicate hits is :mod:`semsearch.search.collapse`.
 
 Hash channels score by **Hamming distance** (lower is closer): their hits carry the
 distance in ``Hit.channels[name].score`` and in ``Hit.extra["hamming"]``, plus which rule
@@ -166,40 +166,3 @@ def search_by_image(
     took = (time.perf_counter() - t0) * 1000
     label = str(image) if not hasattr(image, "size") else "<image>"
     return SearchResult(query=label, mode="by-image", hits=hits, took_ms=round(took, 3))
-
-
-def collapse(index: Any, fused: list[Fused], max_distance: int) -> tuple[list[Fused], dict[str, dict[str, Any]]]:
-    """Keep the best-ranked member of each near-duplicate group (pHash within
-    ``max_distance``, direct or mirrored). Returns the kept list and, per kept id,
-    ``{"group_size": n, "collapsed": [ids dropped from this list]}``, where ``group_size``
-    counts the representative and every near-duplicate of it in the whole index."""
-    if "phash" not in index.vectors:
-        raise BadInput(f"index at {index.path} has no phash channel: cannot collapse near-duplicates")
-    vi = index.vectors["phash"]
-    mirror = index.vectors.get("phash_mirror")
-    present = [f for f in fused if f.id in vi]
-    if not present:
-        return fused, {}
-    codes = vi.codes_of([f.id for f in present])
-    mcodes = mirror.codes_of([f.id for f in present]) if mirror is not None else None
-    rep_of: dict[str, str] = {}
-    info: dict[str, dict[str, Any]] = {}
-    reps: list[int] = []
-    for j, f in enumerate(present):
-        d = hashing.hamming(codes[reps], codes[j][None, :]) if reps else np.zeros(0, int)
-        if mcodes is not None and reps:
-            d = np.minimum(d, hashing.hamming(codes[reps], mcodes[j][None, :]))
-        close = np.flatnonzero(d <= max_distance)
-        if len(close):
-            rep = present[reps[int(close[0])]].id
-            rep_of[f.id] = rep
-            info[rep]["collapsed"].append(f.id)
-        else:
-            reps.append(j)
-            info[f.id] = {"collapsed": []}
-    rep_ids = [present[j].id for j in reps]
-    groups = vi.range_search(codes[reps], max_distance)
-    mgroups = vi.range_search(mcodes[reps], max_distance) if mcodes is not None else [[] for _ in reps]
-    for rid, g, mg in zip(rep_ids, groups, mgroups, strict=False):
-        info[rid]["group_size"] = len({i for i, _ in g} | {i for i, _ in mg} | {rid})
-    return [f for f in fused if f.id not in rep_of], info

@@ -30,7 +30,8 @@ class SearchRequest(BaseModel):
     rerank: bool | None = Field(None, description="rerank the fused candidates with the cross-encoder (when this build has one)")
     rerank_depth: int | None = Field(None, ge=1, le=1000)
     explain: bool = Field(True, description="include each hit's per-channel rank and score")
-    collapse: bool = Field(False, description="collapse near-duplicate hits into the best-ranked one")
+    collapse: bool = Field(False, description=(
+        "collapse near-duplicate hits into the best-ranked one (image hits by pHash, text by dense cosine)"))
     snippets: bool = Field(True, description="include a snippet of the text with the query's words marked")
 
     @field_validator("query")
