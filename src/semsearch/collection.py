@@ -53,6 +53,10 @@ logger = logging.getLogger(__name__)
 HASH_CHANNELS = ("phash", "dhash", "phash_mirror")
 
 
+#: what :meth:`Collection.warm_up` asks a cross-encoder to score
+WARM_UP_DOC = Document(id="warm-up", title="warm up", text="warm up")
+
+
 class SearchRequest(BaseModel):
     """One search. Every option left as None takes the index's (or the settings') default."""
 
@@ -365,9 +369,17 @@ class Collection(BatchedSearch):
         return self._encoder
 
     def warm_up(self) -> None:
-        """Load the text model now rather than on the first query."""
-        if "dense" in self.index.manifest.channels:
+        """Load the models searches use now rather than on the first query: the text
+        encoder, CLIP (an index with images), the cross-encoder (when one is configured; on
+        CPU its ONNX export happens here)."""
+        from semsearch.search.images import clip_encoder
+
+        if "dense" in self.channels:
             self.encoder.encode(["warm up"])
+        if "image" in self.channels:
+            clip_encoder(self.searcher).encode(["warm up"])
+        if self.settings.rerank.model:
+            self.searcher.reranker.score("warm up", [WARM_UP_DOC])
 
     # -- reads --------------------------------------------------------------------------
     def _search_same(self, queries: list[str], request: SearchRequest) -> list[SearchResult]:
@@ -452,6 +464,15 @@ class Collection(BatchedSearch):
         """The names of the index's vector and hash channels (``"dense"``, ``"image"``, hash
         channels), from the manifest: no directory walk, unlike :meth:`stats`."""
         return tuple(self.index.manifest.channels)
+
+    def gauges(self) -> dict[str, int]:
+        """What ``/metrics`` reports of the index: ``documents``, ``size_bytes`` (the
+        directory), ``segments`` and ``pending`` (acknowledged changes not yet searchable)."""
+        idx = self.index
+        return {"documents": int(idx.manifest.counts.get("docs", 0)),
+                "size_bytes": sum(f.stat().st_size for f in idx.path.rglob("*") if f.is_file()),
+                "segments": len(idx.manifest.segments),
+                "pending": max(0, idx.store.last_seq() - self.searchable_seq)}
 
     def stats(self) -> dict[str, Any]:
         info = self.index.info()
@@ -796,7 +817,8 @@ class Collection(BatchedSearch):
 
                 have = self.index.manifest.channels
                 clip = "image" in have or not any(h in have for h in HASH_CHANNELS)
-                chans = image_channels(self.settings, roots=self._image_roots(), clip=clip)
+                chans = image_channels(self.settings, roots=self._image_roots(), clip=clip,
+                                       clip_encoder=self.searcher.clip)  # the searches' model, if loaded
                 for ch in chans:
                     self._ensure_channel(ch.name, dim=ch.dim, encoder=ch.encoder_name, backend=ch.backend)
                 clip_enc = next((c.encoder for c in chans if c.name == "image"), None)
@@ -811,18 +833,9 @@ class Collection(BatchedSearch):
         if not with_image:
             return {}
         self._image_roots()
-        out: dict[str, tuple[np.ndarray, list[Document]]] = {}
-        problems: dict[str, str] = {}
-        for ch in self.image_channels():
-            with self._image_encoding:
-                mat, bad = ch.encode(with_image)
-            for d, reason in bad:
-                problems.setdefault(d.id, reason)
-            out[ch.name] = (mat, [d for d in with_image if d.id not in {b.id for b, _ in bad}])
-        if problems:
-            listed = "; ".join(f"document {i!r}: {r}" for i, r in list(problems.items())[:20])
-            raise BadInput(f"{len(problems)} image(s) cannot be used, nothing was written: {listed}")
-        return out
+        from semsearch.images.channels import encode_documents
+
+        return encode_documents(self.image_channels(), with_image, self._image_encoding)
 
     # -- backups ------------------------------------------------------------------------
     def snapshot(self, out: Path | str) -> dict[str, Any]:

@@ -156,3 +156,18 @@ def test_only_the_index_write_block_is_waited_for():
              "index [x-v1] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark];"}}
     assert write_blocked(blocked) and not write_blocked(flood)
     assert not write_blocked({"status": 400, "error": {"type": "mapper_parsing_exception"}})
+
+
+def test_a_store_refuses_another_text_or_clip_model_than_it_was_built_with():
+    meta = {**mapping.manifest(StoreElasticsearchSettings()), "dense": {"encoder": "minilm", "dim": 384},
+            "clip": {"encoder": "open_clip/ViT-B-32/x", "dim": 512}}
+    mapping.check_encoder(meta, "minilm", 384, "ix")
+    mapping.check_clip(meta, "open_clip/ViT-B-32/x", 512, "ix")
+    with pytest.raises(IndexIncompatible, match="text encoder 'minilm'.*SEMSEARCH_TEXT_ENCODER__MODEL=minilm"):
+        mapping.check_encoder(meta, "other", 384, "ix")
+    with pytest.raises(IndexIncompatible, match="CLIP 'open_clip/ViT-B-32/x' \\(512 dims\\).*SEMSEARCH_CLIP__"):
+        mapping.check_clip(meta, "open_clip/ViT-B-32/x", 256, "ix")
+    # an index without that channel yet accepts any model (the first write declares it)
+    mapping.check_clip({**meta, "clip": None}, "anything", 8, "ix")
+    assert list(mapping.channels(meta)) == ["dense", "image"]
+    assert set(mapping.channel_properties(meta, StoreElasticsearchSettings())) == {"embedding", "clip"}

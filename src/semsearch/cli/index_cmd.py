@@ -60,7 +60,7 @@ def index_cmd(
 
                 raise BadInput(f"input {p} does not exist")
         if settings.store.backend == "elasticsearch":
-            _index_store(input, settings, errors, json_out)
+            _index_store(input, settings, errors, json_out, clip=not no_clip)
             return
         if index is None:
             from semsearch.errors import BadInput
@@ -139,8 +139,9 @@ def index_cmd(
         raise typer.Exit(1)
 
 
-def _index_store(inputs: list[Path], settings, errors: Path | None, json_out: bool) -> None:
-    """``semsearch index`` into the Elasticsearch store (no index directory)."""
+def _index_store(inputs: list[Path], settings, errors: Path | None, json_out: bool, *, clip: bool) -> None:
+    """``semsearch index`` into the Elasticsearch store (no index directory); ``clip``: an
+    index without image channels yet gets the CLIP one with its first images."""
     import json
 
     from semsearch.collection import Collection
@@ -149,6 +150,7 @@ def _index_store(inputs: list[Path], settings, errors: Path | None, json_out: bo
 
     with Collection.create(None, settings) as col:
         col.ready()  # an unreachable or red cluster fails before anything is encoded
+        col.clip_images = clip
         report = ingest(col, inputs, settings)
     errors_path = errors or Path("errors.jsonl")
     rejected = report.pop("rejected")

@@ -11,6 +11,7 @@ reports as a rejected record while the run goes on.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -87,19 +88,42 @@ class HashChannel:
         return hashing.compute(self.kind, inputs, mirrored=self.mirrored), bad
 
 
-def image_channels(settings: Settings, *, roots: Sequence | None = None, clip: bool = True) -> list:
-    """The channels for image documents: CLIP (when ``clip``), the hashes, the mirror."""
-    enc = None
+def image_channels(settings: Settings, *, roots: Sequence | None = None, clip: bool = True,
+                   clip_encoder: object | None = None) -> list:
+    """The channels for image documents: CLIP (when ``clip``; ``clip_encoder`` if given, else
+    a new ``ClipEncoder``), the hashes, the mirror."""
+    enc: Any = None
     if clip:
         from semsearch.encoders.clip import ClipEncoder
 
-        enc = ClipEncoder(settings.clip)
+        enc = clip_encoder or ClipEncoder(settings.clip)
     loader = ImageBatchLoader(settings.images, roots=roots, clip_preprocess=enc.preprocess if enc else None)
     chans: list = [ClipImageChannel(enc, loader)] if enc is not None else []
     chans += [HashChannel(k, loader) for k in settings.images.hashes]
     if settings.images.mirrored and "phash" in settings.images.hashes:
         chans.append(HashChannel("phash", loader, mirrored=True))
     return chans
+
+
+def encode_documents(channels: Sequence, docs: Sequence[Document],
+                     lock: Any) -> dict[str, tuple[np.ndarray, list[Document]]]:
+    """Per channel, the vectors of the image documents ``docs`` and the documents they belong
+    to, encoded one channel at a time under ``lock`` (the channels share a loader). A file that
+    cannot be used rejects the whole batch: :class:`BadInput` names each document and problem."""
+    from semsearch.errors import BadInput
+
+    out: dict[str, tuple[np.ndarray, list[Document]]] = {}
+    problems: dict[str, str] = {}
+    for ch in channels:
+        with lock:
+            mat, bad = ch.encode(docs)
+        for d, reason in bad:
+            problems.setdefault(d.id, reason)
+        out[ch.name] = (mat, [d for d in docs if d.id not in {b.id for b, _ in bad}])
+    if problems:
+        listed = "; ".join(f"document {i!r}: {r}" for i, r in list(problems.items())[:20])
+        raise BadInput(f"{len(problems)} image(s) cannot be used, nothing was written: {listed}")
+    return out
 
 
 def close_channels(channels: Sequence) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +61,17 @@ def components(n: int, edges: np.ndarray) -> list[list[int]]:
     return [g.tolist() for g in np.split(order, splits) if len(g) > 1]
 
 
-def find_duplicates(index: Any, max_distance: int, *, mirrored: bool = True, min_cosine: float | None = None) -> DedupResult:
+def _local_clip_vectors(index: Any) -> Callable[[list[str]], np.ndarray]:
+    if "image" not in index.vectors:
+        raise BadInput(f"index at {index.path} has no CLIP image channel to confirm pairs with")
+    dim = index.manifest.channels["image"].dim
+    return lambda ids: index.store.vectors(ids, "image", dim)
+
+
+def find_duplicates(index: Any, max_distance: int, *, mirrored: bool = True, min_cosine: float | None = None,
+                    clip_vectors: Callable[[list[str]], np.ndarray] | None = None) -> DedupResult:
+    """``clip_vectors``: reads the CLIP embeddings of ids for ``min_cosine`` (default: the
+    local index's ``image`` channel)."""
     t0 = time.perf_counter()
     if "phash" not in index.vectors:
         raise BadInput(f"index at {index.path} has no phash channel: index images first")
@@ -83,12 +94,10 @@ def find_duplicates(index: Any, max_distance: int, *, mirrored: bool = True, min
         notes.append("index has no phash_mirror channel: flips are not detected")
     rejected = 0
     if min_cosine is not None and best:
-        if "image" not in index.vectors:
-            raise BadInput(f"index at {index.path} has no CLIP image channel to confirm pairs with")
-        spec = index.manifest.channels["image"]
+        read = clip_vectors or _local_clip_vectors(index)
         keys = list(best)
         rows = sorted({r for k in keys for r in k})
-        vecs = index.store.vectors([ids[r] for r in rows], "image", spec.dim)
+        vecs = read([ids[r] for r in rows])
         at = {r: i for i, r in enumerate(rows)}
         cos = np.array([float(vecs[at[a]] @ vecs[at[b]]) for a, b in keys])
         for k, c in zip(keys, cos, strict=False):

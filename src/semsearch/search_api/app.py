@@ -63,18 +63,6 @@ def frozen_heap() -> Iterator[None]:
 _frozen: list[tuple[int, ...]] = []
 
 
-def warm_up_reranker(svc: Collection) -> None:
-    from semsearch.documents import Document
-
-    svc.searcher.reranker.score("warm up", [Document(id="warm-up", title="warm up", text="warm up")])
-
-
-def warm_up_clip(svc: Collection) -> None:
-    from semsearch.search.images import clip_encoder
-
-    clip_encoder(svc.searcher).encode(["warm up"])
-
-
 def create_app(
     index_path: Path | str | None,
     settings: Settings | None = None,
@@ -123,11 +111,7 @@ def create_app(
     async def _serving(app: FastAPI, opener: Callable[[], Collection]) -> AsyncIterator[None]:
         svc = await run_in_threadpool(opener)
         try:
-            await run_in_threadpool(svc.warm_up)
-            if settings.rerank.model:  # load (and on CPU export) the cross-encoder now, not in a search
-                await run_in_threadpool(warm_up_reranker, svc)
-            if "image" in svc.index.vectors:  # the CLIP model, for images by text
-                await run_in_threadpool(warm_up_clip, svc)
+            await run_in_threadpool(svc.warm_up)  # every model, now rather than in a search
             app.state.service = svc
             app.state.images = ImageSide(svc)
             app.state.jobs = Jobs(max_jobs=settings.api.max_jobs)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from semsearch.collection import HASH_CHANNELS
 from semsearch.errors import BadInput, DocumentNotFound
@@ -61,12 +61,8 @@ class ImageSide:
     def __init__(self, svc: Collection) -> None:
         self.svc = svc
 
-    @property
-    def index(self) -> Any:
-        return self.svc.index
-
     def features(self) -> dict[str, bool]:
-        vecs = self.index.vectors
+        vecs = self.svc.channels
         return {
             "image_search": "image" in vecs or any(h in vecs for h in HASH_CHANNELS),
             "image_text": "image" in vecs,
@@ -79,7 +75,7 @@ class ImageSide:
     def thumbnail(self, doc_id: str, size: int) -> bytes:
         """JPEG thumbnail of an indexed document's image (only a stored document's image,
         only inside ``images.roots``)."""
-        doc = self.index.get([doc_id]).get(doc_id)
+        doc = self.svc.get([doc_id]).get(doc_id)
         if doc is None:
             raise DocumentNotFound(f"document {doc_id!r} is not in the index")
         if doc.image is None:

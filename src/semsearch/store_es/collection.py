@@ -47,23 +47,6 @@ logger = logging.getLogger(__name__)
 
 
 
-class _IndexView:
-    """What the API's image side reads from ``Collection.index``: the channels and ``get``."""
-
-    def __init__(self, col: ElasticsearchCollection) -> None:
-        self._col = col
-
-    @property
-    def vectors(self) -> dict[str, Any]:
-        meta = self._col.manifest
-        chans = {"dense": meta["dense"]} if meta.get("dense") else {}
-        chans.update({h: {"dim": 64} for h in meta.get("hashes", [])})
-        return chans
-
-    def get(self, ids: list[str]) -> dict[str, Document]:
-        return self._col.get(ids)
-
-
 class ElasticsearchCollection(StoreSearch):
     """Use :meth:`create` or :meth:`open` (or ``Collection.create/open`` with
     ``settings.store.backend == "elasticsearch"``)."""
@@ -79,6 +62,12 @@ class ElasticsearchCollection(StoreSearch):
         self.writer = BulkWriter(self.conn, self.es)
         self._encoder = encoder
         self._reranker: Any = None
+        self._clip: Any = None
+        #: whether the first image write declares the CLIP channel (``index --no-clip``: no)
+        self.clip_images = True
+        self._image_channels: list | None = None
+        self._image_init = threading.RLock()  # the CLIP model and the image channels: built once
+        self._image_encoding = threading.Lock()  # the channels' shared loader, one batch at a time
         self._manifest: dict[str, Any] | None = None
         self._meta_lock = threading.Lock()
         self._server_fusion: bool | None = None if self.es.fusion == "auto" else self.es.fusion == "server"
@@ -112,6 +101,11 @@ class ElasticsearchCollection(StoreSearch):
             raise
 
     def close(self) -> None:
+        if self._image_channels is not None:
+            from semsearch.images.channels import close_channels
+
+            close_channels(self._image_channels)
+            self._image_channels = None
         self.conn.close()
 
     def __enter__(self) -> ElasticsearchCollection:
@@ -128,10 +122,6 @@ class ElasticsearchCollection(StoreSearch):
     @property
     def location(self) -> str:
         return f"Elasticsearch index {self.alias!r} at {self.conn.url}"
-
-    @property
-    def index(self) -> _IndexView:
-        return _IndexView(self)
 
     def reload_manifest(self) -> dict[str, Any]:
         """The manifest read again from the index's mapping (another replica or a rebuild may
@@ -196,6 +186,17 @@ class ElasticsearchCollection(StoreSearch):
                     self._put_meta({n: mapping.hash_mapping() for n in new},
                                    {**meta, "hashes": have + new})
 
+    def _ensure_clip(self, name: str, dim: int) -> None:
+        """Declare the CLIP embedding (the ``image`` channel) on the first write that has one,
+        or check the recorded model."""
+        with self._meta_lock:
+            meta = self.manifest if self.manifest.get("clip") else self.reload_manifest()
+            if meta.get("clip"):
+                mapping.check_clip(meta, name, dim, self.location)
+                return
+            self._put_meta({mapping.CLIP_FIELD: mapping.vector_mapping(dim, self.es)},
+                           {**meta, "clip": {"encoder": name, "dim": dim}})
+
     # -- models -------------------------------------------------------------------------
     @property
     def encoder(self) -> TextEncoder:
@@ -208,9 +209,46 @@ class ElasticsearchCollection(StoreSearch):
             self._encoder = enc
         return self._encoder
 
+    @property
+    def clip(self) -> Any:
+        """The CLIP encoder (``image`` channel: writes and searches), loaded on first use and
+        checked against the manifest."""
+        with self._image_init:
+            if self._clip is None:
+                from semsearch.encoders.clip import ClipEncoder
+
+                enc = ClipEncoder(self.settings.clip)
+                mapping.check_clip(self.manifest, enc.name, enc.dim, self.location)
+                self._clip = enc
+            return self._clip
+
+    def image_channels(self) -> list:
+        """The image channels of this index's writes: CLIP when the index has it or no image
+        channel yet (as the local index; unless ``clip_images`` is off), and the hashes;
+        built once."""
+        with self._image_init:
+            if self._image_channels is None:
+                roots = self.settings.images.roots
+                if not roots:
+                    raise BadInput("no image roots are set (SEMSEARCH_IMAGES__ROOTS): image files are not read")
+                from semsearch.images.channels import image_channels
+
+                meta = self.reload_manifest()
+                clip = bool(meta.get("clip")) or (self.clip_images and not meta.get("hashes"))
+                self._image_channels = image_channels(self.settings, roots=list(roots), clip=clip,
+                                                      clip_encoder=self.clip if clip else None)
+            return self._image_channels
+
     def warm_up(self) -> None:
+        """Load the models searches use now, as the local Collection's ``warm_up``."""
+        from semsearch.collection import WARM_UP_DOC
+
         if self.manifest.get("dense"):
             self.encoder.encode(["warm up"])
+        if self.manifest.get("clip"):
+            self.clip.encode_texts(["warm up"])
+        if self.settings.rerank.model:
+            self.reranker.score("warm up", [WARM_UP_DOC])
 
     @property
     def reranker(self) -> Any:
@@ -272,11 +310,14 @@ class ElasticsearchCollection(StoreSearch):
     def vectors(self, ids: Sequence[str], channel: str = "dense") -> np.ndarray:
         """The stored vectors of ``ids`` in a channel, one row per id in that order (zeros for
         an id without one), as the local Collection: ``dense`` (a document of several
-        passages: its first passage's) as float32, a hash channel as its 8 bytes."""
+        passages: its first passage's) and ``image`` (CLIP) as float32, a hash channel as its
+        8 bytes."""
         meta = self.manifest
         dense = meta.get("dense")
         if channel == "dense" and dense:
             field, dim, dtype = mapping.vector_field(dense), int(dense["dim"]), np.float32
+        elif channel == "image" and meta.get("clip"):
+            field, dim, dtype = mapping.CLIP_FIELD, int(meta["clip"]["dim"]), np.float32
         elif channel in meta.get("hashes", []):
             field, dim, dtype = channel, HASH_BYTES, np.uint8
         else:
@@ -306,8 +347,7 @@ class ElasticsearchCollection(StoreSearch):
     @property
     def channels(self) -> tuple[str, ...]:
         """The names of the index's vector and hash channels, from the manifest."""
-        meta = self.manifest
-        return (*(("dense",) if meta.get("dense") else ()), *meta.get("hashes", []))
+        return tuple(mapping.channels(self.manifest))
 
     def stats(self) -> dict[str, Any]:
         target = self.aliased.current()
@@ -321,10 +361,20 @@ class ElasticsearchCollection(StoreSearch):
             "documents": int(count), "shards": self.es.shards, "replicas": self.es.replicas,
             "health": health.get("status"), "size_bytes": int(prim["store"]["size_in_bytes"]),
             "format_version": meta.get("format_version"),
-            "channels": {**({"dense": meta["dense"]} if meta.get("dense") else {}),
-                         **{h: {"dim": 64} for h in meta.get("hashes", [])}},
-            "models": {"text_encoder": getattr(self._encoder, "name", None), "clip": None},
+            "channels": mapping.channels(meta),
+            "models": {"text_encoder": getattr(self._encoder, "name", None),
+                       "clip": (meta.get("clip") or {}).get("encoder")},
         }
+
+    def gauges(self) -> dict[str, int]:
+        """``/metrics``' view of the index, as the local Collection's: ``documents`` (a count:
+        Lucene's doc count includes the nested passages), ``size_bytes`` and ``segments``
+        (primaries), ``pending`` 0 (Elasticsearch's refresh owns searchability)."""
+        count = self.conn.call(f"count {self.alias}", lambda c: c.count(index=self.alias))["count"]
+        st = self.conn.call(f"stats of {self.alias}", lambda c: c.indices.stats(
+            index=self.alias, metric="store,segments"))["_all"]["primaries"]
+        return {"documents": int(count), "size_bytes": int(st["store"]["size_in_bytes"]),
+                "segments": int(st["segments"]["count"]), "pending": 0}
 
     def ready(self) -> dict[str, Any]:
         """Raises :class:`BackendUnavailable` when the cluster is red or unreachable and
@@ -378,7 +428,7 @@ class ElasticsearchCollection(StoreSearch):
         if with_text:  # every text document carries its embedding
             for d, fields in zip(with_text, self._embed(with_text)):
                 extra[d.id].update(fields)
-        extra_h = self._hashes(docs)
+        extra_h = self._images(docs)
         for i, h in extra_h.items():
             extra[i].update(h)
         actions = ({"_op_type": op, "_index": self.alias, "_id": d.id,
@@ -432,30 +482,27 @@ class ElasticsearchCollection(StoreSearch):
             raise BulkIndexError(self.location, out.failures)
         return WriteResult(ids=ids, seq=max(out.max_seq_no, 0), searchable=bool(wait_for))
 
-    def _hashes(self, docs: Sequence[Document]) -> dict[str, dict[str, str]]:
-        """Perceptual hashes of the image documents, as hex strings of the bit vectors."""
+    def _images(self, docs: Sequence[Document]) -> dict[str, dict[str, Any]]:
+        """The image fields of the image documents among ``docs``: the CLIP embedding (when
+        the index has that channel) and the perceptual hashes, as hex strings of the bit
+        vectors. A file that cannot be used rejects the batch, naming each document."""
         with_image = [d for d in docs if d.image is not None]
         if not with_image:
             return {}
-        roots = self.settings.images.roots
-        if not roots:
-            raise BadInput("no image roots are set (SEMSEARCH_IMAGES__ROOTS): image files are not read")
-        from semsearch.images.channels import image_channels
+        from semsearch.images.channels import encode_documents
 
-        chans = image_channels(self.settings, roots=list(roots), clip=False)
-        out: dict[str, dict[str, str]] = {}
-        problems: dict[str, str] = {}
+        chans = self.image_channels()
+        out: dict[str, dict[str, Any]] = {}
+        for name, (mat, kept) in encode_documents(chans, with_image, self._image_encoding).items():
+            field = mapping.CLIP_FIELD if name == "image" else name
+            for d, row in zip(kept, mat):
+                # CLIP: 7 decimals, float32's precision in a short JSON number; hashes: hex bits
+                out.setdefault(d.id, {})[field] = (np.round(row.astype(np.float64), 7).tolist()
+                                                   if name == "image" else bytes(row).hex())
         for ch in chans:
-            mat, bad = ch.encode(with_image)
-            bad_ids = {b.id for b, _ in bad}
-            for b, reason in bad:
-                problems.setdefault(b.id, reason)
-            for d, row in zip([d for d in with_image if d.id not in bad_ids], mat):
-                out.setdefault(d.id, {})[ch.name] = bytes(row).hex()
-        if problems:
-            listed = "; ".join(f"document {i!r}: {r}" for i, r in list(problems.items())[:20])
-            raise BadInput(f"{len(problems)} image(s) cannot be used, nothing was written: {listed}")
-        self._ensure_hashes([ch.name for ch in chans])
+            if ch.name == "image":
+                self._ensure_clip(ch.encoder.name, ch.dim)
+        self._ensure_hashes([ch.name for ch in chans if ch.name != "image"])
         return out
 
     def delete(self, ids: str | Sequence[str], *, wait_for: bool = False, missing_ok: bool = False,

@@ -3,8 +3,9 @@
 One document per semsearch document: ``title``/``text`` (copied into ``all``, analysed,
 scored by a BM25 similarity with the configured k1/b), ``metadata`` (dynamic: strings as
 ``keyword``), ``image`` (the path, a keyword), ``embedding`` (``dense_vector``, added by the
-first write that has an encoder, like the local index's channels) and the 64-bit perceptual
-hashes as ``bit`` vectors (``phash``, ``dhash``, ``phash_mirror``; Hamming distance).
+first write that has an encoder, like the local index's channels), an image's CLIP embedding
+(``clip``, a ``dense_vector``: the ``image`` channel) and its 64-bit perceptual hashes as
+``bit`` vectors (``phash``, ``dhash``, ``phash_mirror``; Hamming distance).
 
 The text embedding has one of two layouts, recorded in the manifest (``dense.passages``):
 
@@ -37,8 +38,10 @@ VECTOR_FIELD = "embedding"
 #: the nested field of the passage layout: ``{vector, start, end, count}`` per passage
 PASSAGE_FIELD = "passages"
 HASH_FIELDS = ("phash", "dhash", "phash_mirror")
+#: an image's CLIP embedding (the ``image`` channel, as in the local index)
+CLIP_FIELD = "clip"
 #: source fields never sent back with hits or documents (and copied as they are by a rebuild)
-SOURCE_EXCLUDES = [VECTOR_FIELD, PASSAGE_FIELD, *HASH_FIELDS]
+SOURCE_EXCLUDES = [VECTOR_FIELD, PASSAGE_FIELD, CLIP_FIELD, *HASH_FIELDS]
 
 
 def manifest(s: StoreElasticsearchSettings) -> dict[str, Any]:
@@ -52,8 +55,29 @@ def manifest(s: StoreElasticsearchSettings) -> dict[str, Any]:
         "b": s.b,
         "vector_index": s.vector_index,
         "dense": None,
+        "clip": None,
         "hashes": [],
     }
+
+
+def channels(meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The vector and hash channels a manifest records, by the local index's channel names:
+    ``dense`` (text), ``image`` (CLIP), the hashes."""
+    out: dict[str, dict[str, Any]] = {"dense": meta["dense"]} if meta.get("dense") else {}
+    if meta.get("clip"):
+        out["image"] = meta["clip"]
+    out.update({h: {"dim": 64} for h in meta.get("hashes", [])})
+    return out
+
+
+def channel_properties(meta: dict[str, Any], s: StoreElasticsearchSettings) -> dict[str, Any]:
+    """The mapping of every channel field a manifest records."""
+    props: dict[str, Any] = {h: hash_mapping() for h in meta.get("hashes", [])}
+    if meta.get("dense"):
+        props.update(dense_properties(meta["dense"], s))
+    if meta.get("clip"):
+        props[CLIP_FIELD] = vector_mapping(int(meta["clip"]["dim"]), s)
+    return props
 
 
 def vector_mapping(dim: int, s: StoreElasticsearchSettings) -> dict[str, Any]:
@@ -142,11 +166,20 @@ def check_manifest(meta: dict[str, Any], s: StoreElasticsearchSettings, where: s
                                 "or rebuild the index with the new settings")
 
 
-def check_encoder(meta: dict[str, Any], name: str, dim: int, where: str) -> None:
-    dense = meta.get("dense")
-    if dense and (dense.get("encoder") != name or int(dense.get("dim", -1)) != dim):
+def _check_model(entry: dict[str, Any] | None, what: str, name: str, dim: int, where: str, fix: str) -> None:
+    """Refuse a model other than the one a manifest entry (``dense``, ``clip``) records."""
+    if entry and (entry.get("encoder") != name or int(entry.get("dim", -1)) != dim):
         raise IndexIncompatible(
-            f"{where} was built with text encoder {dense.get('encoder')!r} ({dense.get('dim')} "
-            f"dims) but the configured one is {name!r} ({dim} dims); set "
-            f"SEMSEARCH_TEXT_ENCODER__MODEL={dense.get('encoder')}"
+            f"{where} was built with {what} {entry.get('encoder')!r} ({entry.get('dim')} dims) but "
+            f"the configured one is {name!r} ({dim} dims); {fix}"
         )
+
+
+def check_clip(meta: dict[str, Any], name: str, dim: int, where: str) -> None:
+    _check_model(meta.get("clip"), "CLIP", name, dim, where,
+                 "set SEMSEARCH_CLIP__ARCHITECTURE / SEMSEARCH_CLIP__PRETRAINED to match or rebuild")
+
+
+def check_encoder(meta: dict[str, Any], name: str, dim: int, where: str) -> None:
+    dense = meta.get("dense") or {}
+    _check_model(dense, "text encoder", name, dim, where, f"set SEMSEARCH_TEXT_ENCODER__MODEL={dense.get('encoder')}")

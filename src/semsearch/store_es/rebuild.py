@@ -59,7 +59,7 @@ def rebuild(col: ElasticsearchCollection) -> dict[str, Any]:
         blocked = True
         t_block = time.perf_counter()
         meta = col.reload_manifest()  # a channel added during the copy goes to the new index too
-        if (meta.get("dense"), meta.get("hashes")) != (old_meta.get("dense"), old_meta.get("hashes")):
+        if mapping.channels(meta) != mapping.channels(old_meta):
             put_mapping(col, new, meta)
         caught = catch_up(col, old, new, seen, marks)
         refresh(col, new)
@@ -80,11 +80,10 @@ def rebuild(col: ElasticsearchCollection) -> dict[str, Any]:
 
 
 def put_mapping(col: ElasticsearchCollection, index: str, meta: dict[str, Any]) -> None:
-    """``index``'s manifest and channel fields (dense vector, hashes) as in ``meta``."""
-    meta = {**mapping.manifest(col.es), "dense": meta.get("dense"), "hashes": meta.get("hashes", [])}
-    props: dict[str, Any] = {h: mapping.hash_mapping() for h in meta["hashes"]}
-    if meta["dense"]:
-        props.update(mapping.dense_properties(meta["dense"], col.es))
+    """``index``'s manifest and channel fields (dense vector, CLIP, hashes) as in ``meta``."""
+    meta = {**mapping.manifest(col.es), "dense": meta.get("dense"), "clip": meta.get("clip"),
+            "hashes": meta.get("hashes", [])}
+    props = mapping.channel_properties(meta, col.es)
     col.conn.call(f"update mapping of {index}", lambda c: c.indices.put_mapping(
         index=index, _meta={"semsearch": meta}, properties=props))
 

@@ -15,12 +15,11 @@ from semsearch.collection import BatchedSearch, SearchRequest
 from semsearch.documents import ChannelScore, Document, Hit, PassageMatch, SearchResult
 from semsearch.errors import BackendUnavailable, BadInput, ChannelFailed, IndexNotFound
 from semsearch.indexer.es_common import item_reason
+from semsearch.search.engine import MODES
 from semsearch.search.fusion import Fused, fuse
 from semsearch.store_es import mapping, query
 
 logger = logging.getLogger(__name__)
-
-MODES = {"lexical": ("lexical",), "dense": ("dense",), "hybrid": ("lexical", "dense")}
 
 
 class StoreSearch(BatchedSearch):
@@ -35,6 +34,7 @@ class StoreSearch(BatchedSearch):
     location: str
     manifest: dict[str, Any]
     encoder: Any
+    clip: Any
     reranker: Any
     _server_fusion: bool | None
 
@@ -50,6 +50,9 @@ class StoreSearch(BatchedSearch):
         if "dense" in MODES[mode] and not self.manifest.get("dense"):
             raise BadInput(f"{self.location} has no dense channel (no encoded document yet); "
                            "use mode 'lexical'")
+        if "image" in MODES[mode] and not self.manifest.get("clip"):
+            raise BadInput(f"{self.location} has no image channel for mode 'image' (no image "
+                           "document with a CLIP embedding)")
 
     def _use_server_fusion(self, method: str, normalization: str, weights: dict[str, float],
                            resort: bool) -> bool:
@@ -79,6 +82,8 @@ class StoreSearch(BatchedSearch):
                            f"({self.es.max_result_window}) for mode {mode!r}")
         depth = max(r.depth or fs.depth, window, rerank_depth if rerank else 0)
         vecs = self.encoder.encode(queries) if "dense" in channels else None
+        if "image" in channels:  # text to image through the CLIP text tower
+            vecs = self.clip.encode_texts(queries)
         dense = self.manifest.get("dense")
         field = mapping.vector_field(dense)
         ps = self.settings.text_encoder.passages
@@ -113,6 +118,10 @@ class StoreSearch(BatchedSearch):
                 if ch == "lexical":
                     body = query.lexical_body(q, size=size, offset=offset, boosts=boosts,
                                               filters=r.filters, with_documents=with_docs)
+                elif ch == "image":
+                    body = query.dense_body(vecs[i].tolist(), size=size, offset=offset,
+                                            num_candidates=self.es.num_candidates(size + offset), filters=r.filters,
+                                            with_documents=with_docs, field=mapping.CLIP_FIELD)
                 else:
                     body = query.dense_body(vecs[i].tolist(), size=size, offset=offset,
                                             num_candidates=self.es.num_candidates(size + offset), filters=r.filters,
@@ -152,7 +161,7 @@ class StoreSearch(BatchedSearch):
                     failed[ch] = (f"partial results: {shards['failed']} of {shards.get('total')} "
                                   f"shards failed ({', '.join(sorted(reasons))})")
                 hits = resp["hits"]["hits"]
-                score = query.dense_score if ch == "dense" else float
+                score = float if ch == "lexical" else query.dense_score
                 ranked[ch] = [(h["_id"], score(h["_score"] or 0.0)) for h in hits]
                 if ch == "dense" and n_passages:
                     ranked[ch] = self._passages_of(hits, found, ps.top_n if resort else 0)

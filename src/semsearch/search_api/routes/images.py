@@ -120,7 +120,7 @@ async def duplicates(
     (``GET /v1/jobs/{id}``), whose ``result`` is a :class:`DuplicatesResponse` once the job is
     ``done``. Groups are connected components of the pairs within ``max_distance`` (direct
     pHash, or one image's mirrored pHash against another's: ``rule`` says which)."""
-    if "phash" not in svc.index.manifest.channels:  # fail now rather than in the job
+    if "phash" not in svc.channels:  # fail now rather than in the job
         raise BadInput("this index has no phash channel: index images first")
     dist = settings.images.max_distance if req.max_distance is None else req.max_distance
     job = jobs.submit("duplicates", partial(_duplicates, svc, dist, req.mirrored), error_status=status_of)

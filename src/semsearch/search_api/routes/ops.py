@@ -53,11 +53,10 @@ async def job_status(job_id: str = PathParam(min_length=1, max_length=64),
 
 
 def _index_gauges(svc: Collection) -> None:
-    idx = svc.index
-    size = sum(f.stat().st_size for f in idx.path.rglob("*") if f.is_file())
-    metrics.set_index_size(int(idx.manifest.counts.get("docs", 0)), size)
-    metrics.set_segments(len(idx.manifest.segments))
-    metrics.set_pending(idx.store.last_seq() - svc.searchable_seq)
+    g = svc.gauges()
+    metrics.set_index_size(g["documents"], g["size_bytes"])
+    metrics.set_segments(g["segments"])
+    metrics.set_pending(g["pending"])
 
 
 @router.get("/metrics", response_class=Response, include_in_schema=False)
