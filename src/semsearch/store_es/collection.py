@@ -496,9 +496,8 @@ class ElasticsearchCollection(StoreSearch):
         for name, (mat, kept) in encode_documents(chans, with_image, self._image_encoding).items():
             field = mapping.CLIP_FIELD if name == "image" else name
             for d, row in zip(kept, mat):
-                # CLIP: 7 decimals, float32's precision in a short JSON number; hashes: hex bits
-                out.setdefault(d.id, {})[field] = (np.round(row.astype(np.float64), 7).tolist()
-                                                   if name == "image" else bytes(row).hex())
+                # CLIP: a float vector; hashes: their bits in hex
+                out.setdefault(d.id, {})[field] = mapping.json_vectors(row) if name == "image" else bytes(row).hex()
         for ch in chans:
             if ch.name == "image":
                 self._ensure_clip(ch.encoder.name, ch.dim)

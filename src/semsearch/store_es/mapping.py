@@ -108,11 +108,15 @@ def dense_properties(dense: dict[str, Any], s: StoreElasticsearchSettings) -> di
         "vector": vec, "start": kept, "end": kept, "count": kept}}}
 
 
+def json_vectors(vectors: Any) -> list:
+    """Vectors as JSON numbers: 7 decimals, float32's precision in a short number."""
+    return np.round(np.asarray(vectors, dtype=np.float64), 7).tolist()
+
+
 def dense_source(dense: dict[str, Any], vectors: Any, cuts: list[tuple[int, int]]) -> dict[str, Any]:
     """A document's embedding fields in this layout: ``vectors`` (one row per passage) and
     the passages' character spans (the one-vector layout takes a single row)."""
-    # 7 decimals: float32's precision, in a short JSON number
-    rows = np.round(np.asarray(vectors, dtype=np.float64), 7).tolist()
+    rows = json_vectors(vectors)
     if not has_passages(dense):
         if len(rows) != 1:
             raise ValueError(f"{len(rows)} vectors for a one-vector-per-document index")
