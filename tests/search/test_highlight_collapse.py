@@ -61,8 +61,15 @@ def test_fast_matches_equal_stemming_every_word():
     # "İ" lowercases to two characters (the pattern path); without it, the str.find scan;
     # words glued by "_" or digits are one word, prefixes inside words are not word starts
     plain = text.replace("İstanbul", "Istanbul") + " x_vaccine 2bees bees_ beebees hopehope agreeagree"
-    for t in (text, plain):
-        for query in ("die lie tie", "skies ski", "vaccines", "relations hope agree happy", "bee"):
+    # stems of one or two characters (whole prefixes), digits, and "-ying" words in "ie"
+    short = ("CD4 cells and CDs: cd ii II iii pH ph 19 1990 2019 19s 1.9 is as vying vie bye by "
+             "cd_ii 19_9 hying hie")
+    checked = 0
+    for t in (text, plain, short, plain + " " + short):
+        for query in ("die lie tie", "skies ski", "vaccines", "relations hope agree happy", "bee",
+                      "cd ii", "ph 19", "vie hie bye 1990"):
             terms = query_terms(query)
             slow = [(m.start(), m.end()) for m in WORD.finditer(t) if stem(m.group().lower()) in terms]
-            assert matches(t, terms) == slow and slow, (query, t[:20])
+            assert matches(t, terms) == slow, (query, t[:20])
+            checked += bool(slow)
+    assert checked == 2 * 5 + 3 + 5 + 3  # every query matches something in the texts made for it

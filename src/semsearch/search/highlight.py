@@ -9,6 +9,7 @@ text; the client builds the markup (no HTML comes from the server).
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -54,24 +55,26 @@ def _stem_many(stemmer: str):  # noqa: ANN202 - list[str] -> list[str]
     return Stemmer.Stemmer(stemmer).stemWords
 
 
-def _stems(words: set[str], stemmer: str) -> dict[str, str]:
-    """word -> stem of its lowercase form, from a cache (one C call for the misses)."""
+def _stem_cache(words: list[str], stemmer: str) -> dict[str, str]:
+    """The stem cache of ``stemmer`` (lowercase word -> stem), holding each of ``words``
+    (lowercase): one C call stems the ones not seen before."""
     cache = _STEMS.setdefault(stemmer, {})
-    lower = {w: w.lower() for w in words}
-    missing = list({lw for lw in lower.values() if lw not in cache})
+    missing = [w for w in set(words) if w not in cache]
     if missing:
         if len(cache) + len(missing) > _STEM_CACHE_MAX:
             cache.clear()
         cache.update(zip(missing, _stem_many(stemmer)(missing)))
-    return {w: cache[lw] for w, lw in lower.items()}
+    return cache
 
 
 #: Snowball English keeps all but (at most) the last character of a stem as the start of the
-#: word, so a word can only stem to ``t`` if it starts with ``t[:-1]``; the exceptions are
-#: these irregular forms (checked over SciFact's 36k-word vocabulary: ``dying`` is its only
-#: word that does not start with its stem less the last character). The longer the prefix,
-#: the fewer words are stemmed only to be rejected (2.2x fewer than with two characters)
-_IRREGULAR_PREFIXES = {"die": ("dy",), "lie": ("ly",), "tie": ("ty",)}
+#: word, and a stem of one or two characters whole, so a word can only stem to ``t`` if it
+#: starts with ``t[:-1]`` (``t`` when shorter than 3); the exceptions are the three-letter
+#: stems in "ie" of "-ying" words ("dying" -> "die", "vying" -> "vie"). Checked over SciFact's
+#: 36k-word vocabulary and 0.9M words from hunspell's en_US list with common suffixes
+#: (tests/test_highlight.py checks a sample). The longer the prefix, the fewer words are
+#: stemmed only to be rejected: a one-letter prefix (the rule for short stems until
+#: 2026-12-04) found every word starting with that letter, and a digit's every number
 
 
 @lru_cache(maxsize=2048)
@@ -94,27 +97,34 @@ def _prefixes(terms: frozenset[str]) -> tuple[str, ...]:
     without those that another one already covers."""
     alts = set()
     for t in terms:
-        alts.add(t[:-1] if len(t) >= 3 else t[:1])
-        alts.update(_IRREGULAR_PREFIXES.get(t, ()))
+        alts.add(t[:-1] if len(t) >= 3 else t)
+        if len(t) == 3 and t.endswith("ie"):  # "dying" -> "die"
+            alts.add(t[0] + "y")
     return tuple(sorted(a for a in alts if not any(b != a and a.startswith(b) for b in alts)))
 
 
 def _candidate_words(lower: str, terms: set[str]) -> list[tuple[int, int, str]]:
     """The words of ``lower`` that start with a term's prefix, as ``(start, end, word)``, in
     order: what ``_candidates``' pattern finds, by ``str.find`` per prefix (a C scan) instead
-    of trying every alternative at every word boundary (several times faster on abstracts)."""
-    starts = set()
+    of trying every alternative at every word boundary (several times faster on abstracts).
+    No prefix starts another (``_prefixes``), so no word is found twice."""
+    starts = []
     find = lower.find
     for pre in _prefixes(frozenset(terms)):
+        n = len(pre)
         i = find(pre)
         while i >= 0:
             # a word starts here: no word character before (\w is isalnum() or "_")
             if i == 0 or not (lower[i - 1].isalnum() or lower[i - 1] == "_"):
-                starts.add(i)
-            i = find(pre, i + len(pre))
+                starts.append(i)
+            i = find(pre, i + n)
+    if not starts:
+        return []
+    starts.sort()
+    rest = _WORD_REST.match
     out = []
-    for i in sorted(starts):
-        end = _WORD_REST.match(lower, i).end()
+    for i in starts:
+        end = rest(lower, i).end()
         if end - i >= 2:
             out.append((i, end, lower[i:end]))
     return out
@@ -135,10 +145,11 @@ def matches(text: str, terms: set[str], *, stemmer: str = "english") -> list[tup
         flags = 0 if len(lower) == len(text) else re.IGNORECASE
         lower = lower if len(lower) == len(text) else text
         pattern = _candidates(frozenset(terms), stemmer, flags)
-        found = [(m.start(), m.end(), m.group()) for m in pattern.finditer(lower) if m.end() - m.start() >= 2]
+        found = [(m.start(), m.end(), m.group().lower()) for m in pattern.finditer(lower)
+                 if m.end() - m.start() >= 2]
     if not found:
         return []
-    stems = _stems({w for _, _, w in found}, stemmer)
+    stems = _stem_cache([w for _, _, w in found], stemmer)
     return [(a, b) for a, b, w in found if stems[w] in terms]
 
 
@@ -149,13 +160,12 @@ def snippet(
     spans = matches(text, terms, stemmer=stemmer)
     if len(text) <= max_chars:
         return Snippet(text, spans)
-    best_start, best_n, j = 0, -1, 0
-    for i, (s, _) in enumerate(spans):  # two pointers: spans[i:j] fit in a window from s
-        j = max(j, i)
-        while j < len(spans) and spans[j][1] <= s + max_chars:
-            j += 1
-        if j - i > best_n:
-            best_start, best_n = s, j - i
+    best_start, best_n = 0, -1
+    ends = [b for _, b in spans]  # increasing: words do not overlap
+    for i, (s, _) in enumerate(spans):  # spans[i:j] fit in a window from s
+        n = bisect_right(ends, s + max_chars, i) - i
+        if n > best_n:
+            best_start, best_n = s, n
     # start a little before the first match, on a word boundary
     start = max(0, best_start - max_chars // 5) if spans else 0
     if start > 0:
