@@ -237,6 +237,9 @@ class SearchSettings(_Section):
     max_k: int = Field(1000, ge=1)
     #: largest metadata filter: values plus clauses (see semsearch.filters)
     max_filter_values: int = Field(1024, ge=1)
+    #: passage offsets of this many recently returned long documents kept per searcher
+    #: (0: none), so that a popular document is not tokenized again for every hit
+    passage_cut_cache: int = Field(10_000, ge=0)
 
 
 class IndexingSettings(_Section):

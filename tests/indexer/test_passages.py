@@ -70,6 +70,64 @@ def test_a_marker_past_the_first_window_is_found_and_the_hit_points_at_its_passa
         assert verify(tmp_path / "ix").ok
 
 
+class CountingEncoder(HashingEncoder):
+    """Counts the texts it tokenizes for passage offsets."""
+
+    def __init__(self) -> None:
+        super().__init__(dim=512)
+        self.tokenized = 0
+
+    def token_spans(self, texts):
+        self.tokenized += len(texts)
+        return [np.array([m.span() for m in P._WORD.finditer(t)], dtype=np.int64).reshape(-1, 2) for t in texts]
+
+
+def test_the_split_cache_gives_splits_cuts_and_misses_a_changed_document():
+    enc = CountingEncoder()
+    plan = P.PassagePlan(window=11, overlap=3, max_passages=100)
+    text = " ".join(f"w{i}" for i in range(30))
+    docs = [Document(id="l", title="doc", text=text), Document(id="m", title="doc", text=text + " more")]
+    cache = P.SplitCache(2)
+    first = cache.split(enc, "{title} {text}", docs, plan)
+    assert first == P.split(enc, "{title} {text}", docs, plan)
+    enc.tokenized = 0
+    assert cache.split(enc, "{title} {text}", docs, plan) == first and enc.tokenized == 0
+    assert (cache.hits, cache.misses) == (2, 2)
+    # a new version of "l" (same id, other text), another plan, another title: computed again
+    changed = Document(id="l", title="doc", text="x " + text)
+    assert cache.split(enc, "{title} {text}", [changed], plan) == P.split(enc, "{title} {text}", [changed], plan)
+    assert cache.split(enc, "{title} {text}", docs[:1], P.PassagePlan(9, 3, 100)) == \
+        P.split(enc, "{title} {text}", docs[:1], P.PassagePlan(9, 3, 100))
+    retitled = Document(id="m", title="a much longer title than before", text=docs[1].text)
+    assert cache.split(enc, "{title} {text}", [retitled], plan) == P.split(enc, "{title} {text}", [retitled], plan)
+    assert len(cache._cuts) == 2  # bounded: the oldest went first
+    off = P.SplitCache(0)
+    enc.tokenized = 0
+    off.split(enc, "{title} {text}", docs, plan)
+    off.split(enc, "{title} {text}", docs, plan)
+    assert enc.tokenized == 8 and not off._cuts  # titles and texts, twice
+
+
+def test_searches_take_a_long_documents_offsets_from_the_cache_until_it_changes(tmp_path, settings):
+    rng = random.Random(3)
+    docs = [long_doc(i, rng) for i in range(6)]
+    enc = CountingEncoder()
+    with open_col(tmp_path / "ix", settings, enc) as col:
+        col.upsert(docs, wait_for=True)
+        hit = dense(col, "m2")[0]
+        p = hit.passage
+        assert hit.id == "d2" and p.index >= 1 and "m2" in hit.document.text[p.start : p.end].split()
+        before = enc.tokenized
+        again = dense(col, "m2")[0]
+        assert again.passage == p and enc.tokenized == before  # nothing tokenized again
+        # the document changes: its new offsets are computed, not the cached ones returned
+        new = docs[2].model_copy(update={"text": "filler " * 40 + docs[2].text})
+        col.upsert([new], wait_for=True)
+        moved = dense(col, "m2")[0]
+        assert moved.id == "d2" and enc.tokenized > before
+        assert moved.passage.start > p.start and "m2" in new.text[moved.passage.start : moved.passage.end].split()
+
+
 def test_short_documents_are_one_row_exactly_as_without_passages(tmp_path, settings):
     enc = HashingEncoder()
     docs = [Document(id=d["_id"], title=d["title"], text=d["text"]) for d in TINY_DOCS]

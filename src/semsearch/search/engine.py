@@ -108,6 +108,7 @@ class Searcher:
         self._encoder = encoder
         self._clip = clip  # an ImageEncoder for the "image" channel, created lazily
         self._reranker = reranker
+        self._cuts: Any = None  # a passages.SplitCache, made on first use
 
     def share_models(self, *, encoder: TextEncoder | None = None, clip: Any = None) -> None:
         """Use models loaded elsewhere (the collection's text encoder, the CLIP encoder its
@@ -195,7 +196,7 @@ class Searcher:
     def _mark_passages(self, hits: list[Hit], found: dict[str, tuple[int, int]], snap: Snapshot) -> None:
         """Say which passage of a long document the dense channel matched, with its
         character offsets when the document is attached (the cut is recomputed with the
-        recorded plan: encoders/passages.py)."""
+        recorded plan, or taken from the cache of recent ones: encoders/passages.py)."""
         from semsearch.encoders import passages as P
 
         plan = P.PassagePlan.from_record(snap.channels["dense"].passages)
@@ -205,7 +206,10 @@ class Searcher:
         with_doc = [h for h in marked if h.document is not None]
         if plan is None or not with_doc:
             return
-        cuts = P.split(self.encoder, self.settings.text_encoder.doc_template, [h.document for h in with_doc], plan)
+        if self._cuts is None:
+            self._cuts = P.SplitCache(self.settings.search.passage_cut_cache)
+        cuts = self._cuts.split(self.encoder, self.settings.text_encoder.doc_template,
+                                [h.document for h in with_doc], plan)
         for h, c in zip(with_doc, cuts):
             if h.passage.index < len(c):
                 h.passage.start, h.passage.end = c[h.passage.index]
