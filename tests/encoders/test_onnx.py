@@ -168,3 +168,22 @@ def test_passage_cuts_are_the_same_with_either_backend(onnx_encoder, minilm):
     assert plan == P.plan_for(PassageSettings(enabled=True), onnx_encoder) and plan.window == 254
     doc = Document(id="x", title="Long", text=" ".join(TEXTS) * 40)
     assert P.split(onnx_encoder, "{title} {text}", [doc], plan) == P.split(minilm, "{title} {text}", [doc], plan)
+
+
+def test_int8_weights_are_made_once_beside_the_export_and_stay_close_to_fp32(onnx_encoder, minilm):
+    """``onnx_int8``: the export's weights quantized per channel into model_int8.onnx (kept
+    for the next start); vectors near the fp32 ones, and the fp32 export untouched."""
+    settings = onnx_encoder.settings.model_copy(update={"onnx_int8": True})
+    int8 = make_text_encoder(settings)
+    texts = [t for t in TEXTS if t]
+    v = int8.encode(texts)
+    path = onnx_encoder.export_dir / "model_int8.onnx"
+    assert path.exists() and not list(onnx_encoder.export_dir.glob(".model_int8.tmp-*"))
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-4)
+    cos = (v * minilm.encode(texts)).sum(1)
+    assert cos.min() > 0.97 and cos.max() < 1 - 1e-5  # close, and really quantized
+    mtime = path.stat().st_mtime_ns
+    again = make_text_encoder(settings)
+    np.testing.assert_allclose(again.encode(texts), v, atol=1e-6)
+    assert path.stat().st_mtime_ns == mtime  # reused, not made again
+    np.testing.assert_allclose(onnx_encoder.encode(texts), minilm.encode(texts), atol=2e-5)

@@ -127,6 +127,26 @@ def export_text_encoder(source: str, out_dir: Path) -> Path:
     return out_dir
 
 
+def quantized(model: Path) -> Path:
+    """``model_int8.onnx`` beside ``model``: its weights dynamically quantized to int8 per
+    output channel (ONNX Runtime's ``quantize_dynamic``), made on first use and renamed into
+    place. Per channel, MiniLM's SciFact query vectors keep a cosine of 0.992 to fp32 (0.958
+    per tensor) at 1.66x less CPU per query (docs/api.md)."""
+    out = model.with_name("model_int8.onnx")
+    if out.exists():
+        return out
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = model.with_name(f".model_int8.tmp-{os.getpid()}.onnx")
+    try:
+        quantize_dynamic(str(model), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    logger.info("quantized %s to int8 (%s)", model, out.name)
+    return out
+
+
 class OnnxTextEncoder:
     """The ``TextEncoder`` protocol on ONNX Runtime (CPU). Exports the model on first use."""
 
@@ -169,7 +189,8 @@ class OnnxTextEncoder:
         max_len = self.settings.max_seq_length or meta["max_seq_length"]
         tok.enable_truncation(max_length=max_len)
         tok.enable_padding(pad_id=meta["pad_token_id"], pad_token=meta["pad_token"])
-        self._session = cpu_session(d / "model.onnx", self.settings.onnx_threads,
+        model = quantized(d / "model.onnx") if self.settings.onnx_int8 else d / "model.onnx"
+        self._session = cpu_session(model, self.settings.onnx_threads,
                                     spinning=self.settings.onnx_spinning)
         self._tokenizer, self._meta = tok, meta
         spans = Tokenizer.from_file(str(d / "tokenizer.json"))
