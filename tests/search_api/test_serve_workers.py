@@ -167,3 +167,17 @@ def test_a_client_over_its_rate_limit_gets_429_from_every_worker(index_dir, star
     # ...after the server as a whole let its burst through, not a burst per worker
     assert _count(metrics, "semsearch_requests_total",
                   'endpoint="/v1/stats",method="GET",mode="-",status="200"') == burst
+
+
+def test_each_worker_takes_its_share_of_the_cores_for_onnx_unless_told(monkeypatch):
+    from semsearch.config import Settings
+    from semsearch.search_api.app import worker_settings
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    base = Settings()
+    assert worker_settings(base, 1) is base and base.text_encoder.onnx_threads is None
+    four = worker_settings(base, 4)
+    assert four.text_encoder.onnx_threads == 2 and base.text_encoder.onnx_threads is None  # a copy
+    assert worker_settings(base, 16).text_encoder.onnx_threads == 1  # never none
+    told = Settings(text_encoder={"onnx_threads": 3})
+    assert worker_settings(told, 4).text_encoder.onnx_threads == 3
