@@ -103,6 +103,10 @@ class BatchedSearch:
     def vectors(self, ids: Sequence[str], channel: str = "dense") -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
+    def vectors_of(self, ids: Sequence[str], channels: Sequence[str]) -> dict[str, np.ndarray]:
+        """:meth:`vectors` of several channels (a backend may read them in one request)."""
+        return {ch: self.vectors(ids, ch) for ch in channels}
+
     def search(self, request: SearchRequest | str, **options: Any) -> SearchResult:
         """Search with a :class:`SearchRequest`, or a query string plus its options."""
         if isinstance(request, str):
@@ -134,15 +138,25 @@ class BatchedSearch:
                 raise BadInput("collapsing near-duplicate images needs a phash channel; this index has none")
             mirrored = "phash_mirror" in self.channels
             max_distance = self.settings.images.max_distance
-            return lambda ids: near_by_hash(self.vectors(ids, "phash"),
-                                            self.vectors(ids, "phash_mirror") if mirrored else None, max_distance)
+
+            def near(ids: list[str]) -> np.ndarray:
+                got = self.vectors_of(ids, ("phash", "phash_mirror") if mirrored else ("phash",))
+                return near_by_hash(got["phash"], got.get("phash_mirror"), max_distance)
+            return near
         if "dense" not in self.channels:
             raise BadInput("collapsing near-duplicates needs a dense channel; this index has none")
         threshold = self.settings.api.duplicate_threshold
         return lambda ids: near_by_cosine(self.vectors(ids, "dense"), threshold)
 
-    def _search_same(self, queries: list[str], request: SearchRequest) -> list[SearchResult]:
-        """Search ``queries``, all with the options of ``request`` (``collapse`` excepted)."""
+    def _search_same(self, queries: list[str], request: SearchRequest, *,
+                     passages: bool = True) -> list[SearchResult]:
+        """Search ``queries``, all with the options of ``request`` (``collapse`` excepted).
+        ``passages=False``: the hits' matched passages may be left to :meth:`_page_passages`
+        (a collapsed search's window is cut to a page first)."""
+        raise NotImplementedError  # pragma: no cover - each backend has its own
+
+    def _page_passages(self, results: list[SearchResult], request: SearchRequest) -> None:
+        """Complete the matched passages of the (cut) pages of a ``passages=False`` search."""
         raise NotImplementedError  # pragma: no cover - each backend has its own
 
     def _search_collapsed(self, queries: list[str], r: SearchRequest) -> list[SearchResult]:
@@ -154,7 +168,7 @@ class BatchedSearch:
         window = min(max(r.depth or settings.fusion.depth, r.offset + r.k), settings.search.max_k)
         near = self._near_duplicates(r.mode == "image")
         results = self._search_same(queries, r.model_copy(update={
-            "collapse": False, "k": window, "offset": 0, "with_documents": False}))
+            "collapse": False, "k": window, "offset": 0, "with_documents": False}), passages=False)
         for res in results:
             page = collapse(res.hits, near([h.id for h in res.hits]))[r.offset : r.offset + r.k]
             docs = self.get([h.id for h in page]) if r.with_documents and page else {}
@@ -163,6 +177,7 @@ class BatchedSearch:
                 h.document = docs.get(h.id)
             # a document deleted since the search is not returned
             res.hits = [h for h in page if h.document is not None] if r.with_documents else page
+        self._page_passages(results, r)  # for the page's hits only, not the whole window
         return results
 
 
@@ -382,7 +397,14 @@ class Collection(BatchedSearch):
             self.searcher.reranker.score("warm up", [WARM_UP_DOC])
 
     # -- reads --------------------------------------------------------------------------
-    def _search_same(self, queries: list[str], request: SearchRequest) -> list[SearchResult]:
+    def _page_passages(self, results: list[SearchResult], request: SearchRequest) -> None:
+        """The character offsets of the passages the hits matched (their documents are
+        attached now; the window's were searched without them)."""
+        self.searcher.locate_passages([h for res in results for h in res.hits])
+
+    def _search_same(self, queries: list[str], request: SearchRequest, *,
+                     passages: bool = True) -> list[SearchResult]:
+        # the passage each hit matched is marked cheaply here (its offsets need the document)
         opts = request.options()
         opts.pop("collapse", False)  # BatchedSearch._search_collapsed
         # no lock: the searcher reads one snapshot of the index

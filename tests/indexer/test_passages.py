@@ -128,6 +128,20 @@ def test_searches_take_a_long_documents_offsets_from_the_cache_until_it_changes(
         assert moved.passage.start > p.start and "m2" in new.text[moved.passage.start : moved.passage.end].split()
 
 
+def test_a_collapsed_search_gives_its_hits_passage_offsets(tmp_path, settings):
+    rng = random.Random(4)
+    docs = [long_doc(i, rng) for i in range(8)]
+    with open_col(tmp_path / "ix", settings) as col:
+        col.upsert(docs, wait_for=True)
+        for mode in ("dense", "hybrid"):
+            plain = col.search("m3", mode=mode, k=3).hits
+            folded = col.search("m3", mode=mode, k=3, collapse=True).hits
+            assert folded[0].id == plain[0].id == "d3"
+            p = folded[0].passage
+            assert p == plain[0].passage and p.start is not None  # offsets, not only the index
+            assert "m3" in folded[0].document.text[p.start : p.end].split()
+
+
 def test_short_documents_are_one_row_exactly_as_without_passages(tmp_path, settings):
     enc = HashingEncoder()
     docs = [Document(id=d["_id"], title=d["title"], text=d["text"]) for d in TINY_DOCS]

@@ -106,6 +106,14 @@ def test_clip_embeddings_are_stored_and_searched_as_locally(both, photos):
     ours, want = (c.search("a photo", mode="image", k=14, collapse=True) for c in (store, local))
     assert [(h.id, h.extra.get("duplicates")) for h in ours.hits] == [(h.id, h.extra.get("duplicates")) for h in want.hits]
     assert len([h for h in ours.hits if h.id in ASTRO]) == 1
+    # the direct and the mirrored hashes of the window in one mget
+    calls, real = [], store.conn.call
+    store.conn.call = lambda what, fn: calls.append(what) or real(what, fn)
+    try:
+        store.search("a photo", mode="image", k=14, collapse=True, with_documents=False)
+    finally:
+        store.conn.call = real
+    assert [c for c in calls if c.startswith("get vectors")] == [f"get vectors from {store.alias}"]
     # a rebuild (a new physical index) keeps the CLIP field, its mapping and its manifest entry
     before = store.search("a cup of coffee", mode="image", k=6)
     store.rebuild()

@@ -95,6 +95,29 @@ def test_sum_top_rescores_the_best_passages_as_embedded(both):
     assert len(page) == 2
 
 
+def test_a_collapsed_search_names_the_passages_of_its_page_only(both, monkeypatch):
+    """collapse searches a window of candidates without their passages, folds duplicates,
+    cuts the page, and only then asks for the page's best passages (a kNN restricted to
+    its ids): as the plain search names them, and as the embedded engine does."""
+    local, store = both
+    bodies = []
+    real = store._msearch
+    monkeypatch.setattr(store, "_msearch", lambda bs: bodies.append(bs) or real(bs))
+    for mode in ("dense", "hybrid"):
+        for i in (0, 5):
+            bodies.clear()
+            plain = store.search(SearchRequest(query=f"m{i}", k=3, mode=mode)).hits
+            folded = store.search(SearchRequest(query=f"m{i}", k=3, mode=mode, collapse=True)).hits
+            window, page = bodies[-2], bodies[-1]  # the collapsed search's two round trips
+            assert not any("inner_hits" in str(b) for b in window)  # none for the window
+            assert [b["knn"]["filter"][0]["ids"]["values"] for b in page] == [
+                [h.id for h in folded if "dense" in h.channels]]
+            assert folded[0].id == plain[0].id == f"d{i}"
+            assert folded[0].passage == plain[0].passage and folded[0].passage.start is not None
+            theirs = local.search(SearchRequest(query=f"m{i}", k=3, mode=mode, collapse=True)).hits
+            assert [(h.id, h.passage) for h in theirs] == [(h.id, h.passage) for h in folded]
+
+
 def test_filters_rebuild_and_bulk_load_keep_the_passage_layout(both, docs):
     _, store = both
     res = dense(store, "m4 m5 m6", k=12, filters={"topic": "even"})

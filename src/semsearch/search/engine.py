@@ -195,22 +195,31 @@ class Searcher:
 
     def _mark_passages(self, hits: list[Hit], found: dict[str, tuple[int, int]], snap: Snapshot) -> None:
         """Say which passage of a long document the dense channel matched, with its
-        character offsets when the document is attached (the cut is recomputed with the
-        recorded plan, or taken from the cache of recent ones: encoders/passages.py)."""
+        character offsets when the document is attached (:meth:`locate_passages`)."""
+        for h in hits:
+            if h.id in found:
+                h.passage = PassageMatch(index=found[h.id][0], count=found[h.id][1])
+        self.locate_passages(hits, snap)
+
+    def locate_passages(self, hits: list[Hit], snap: Snapshot | None = None) -> None:
+        """Fill in the character offsets of the passages ``hits`` matched (those with a
+        passage and a document): the cut is recomputed with the recorded plan, or taken
+        from the cache of recent ones (encoders/passages.py)."""
         from semsearch.encoders import passages as P
 
-        plan = P.PassagePlan.from_record(snap.channels["dense"].passages)
-        marked = [h for h in hits if h.id in found]
-        for h in marked:
-            h.passage = PassageMatch(index=found[h.id][0], count=found[h.id][1])
-        with_doc = [h for h in marked if h.document is not None]
-        if plan is None or not with_doc:
+        todo = [h for h in hits if h.passage is not None and h.passage.start is None and h.document is not None]
+        if not todo:
+            return
+        snap = snap or self.index.snapshot()
+        spec = snap.channels.get("dense")
+        plan = P.PassagePlan.from_record(spec.passages if spec is not None else None)
+        if plan is None:
             return
         if self._cuts is None:
             self._cuts = P.SplitCache(self.settings.search.passage_cut_cache)
         cuts = self._cuts.split(self.encoder, self.settings.text_encoder.doc_template,
-                                [h.document for h in with_doc], plan)
-        for h, c in zip(with_doc, cuts):
+                                [h.document for h in todo], plan)
+        for h, c in zip(todo, cuts):
             if h.passage.index < len(c):
                 h.passage.start, h.passage.end = c[h.passage.index]
 

@@ -312,29 +312,36 @@ class ElasticsearchCollection(StoreSearch):
         an id without one), as the local Collection: ``dense`` (a document of several
         passages: its first passage's) and ``image`` (CLIP) as float32, a hash channel as its
         8 bytes."""
+        return self.vectors_of(ids, (channel,))[channel]
+
+    def vectors_of(self, ids: Sequence[str], channels: Sequence[str]) -> dict[str, np.ndarray]:
+        """:meth:`vectors` of several channels in one ``mget``."""
         meta = self.manifest
         dense = meta.get("dense")
-        if channel == "dense" and dense:
-            field, dim, dtype = mapping.vector_field(dense), int(dense["dim"]), np.float32
-        elif channel == "image" and meta.get("clip"):
-            field, dim, dtype = mapping.CLIP_FIELD, int(meta["clip"]["dim"]), np.float32
-        elif channel in meta.get("hashes", []):
-            field, dim, dtype = channel, HASH_BYTES, np.uint8
-        else:
-            raise BadInput(f"{self.location} has no {channel!r} channel")
-        out = np.zeros((len(ids), dim), dtype=dtype)
+        how = {}
+        for channel in channels:
+            if channel == "dense" and dense:
+                how[channel] = (mapping.vector_field(dense), int(dense["dim"]), np.float32)
+            elif channel == "image" and meta.get("clip"):
+                how[channel] = (mapping.CLIP_FIELD, int(meta["clip"]["dim"]), np.float32)
+            elif channel in meta.get("hashes", []):
+                how[channel] = (channel, HASH_BYTES, np.uint8)
+            else:
+                raise BadInput(f"{self.location} has no {channel!r} channel")
+        out = {ch: np.zeros((len(ids), dim), dtype=dtype) for ch, (_, dim, dtype) in how.items()}
         if not ids:
             return out
         resp = self.conn.call(f"get vectors from {self.alias}", lambda c: c.mget(
-            index=self.alias, ids=list(ids), source_includes=[field]))
+            index=self.alias, ids=list(ids), source_includes=sorted({f for f, _, _ in how.values()})))
         for i, d in enumerate(resp["docs"]):
             src = d.get("_source") or {}
-            if dtype == np.uint8 and src.get(field):
-                out[i] = np.frombuffer(bytes.fromhex(src[field]), np.uint8)
-            elif mapping.has_passages(dense) and channel == "dense" and src.get(mapping.PASSAGE_FIELD):
-                out[i] = src[mapping.PASSAGE_FIELD][0]["vector"]
-            elif src.get(field) is not None:
-                out[i] = src[field]
+            for channel, (field, _, dtype) in how.items():
+                if dtype == np.uint8 and src.get(field):
+                    out[channel][i] = np.frombuffer(bytes.fromhex(src[field]), np.uint8)
+                elif mapping.has_passages(dense) and channel == "dense" and src.get(mapping.PASSAGE_FIELD):
+                    out[channel][i] = src[mapping.PASSAGE_FIELD][0]["vector"]
+                elif src.get(field) is not None:
+                    out[channel][i] = src[field]
         return out
 
     def _existing(self, ids: Sequence[str]) -> set[str]:

@@ -62,7 +62,8 @@ class StoreSearch(BatchedSearch):
             return len({weights.get("lexical", 1.0), weights.get("dense", 1.0)}) == 1
         return normalization == "minmax"
 
-    def _search_same(self, queries: list[str], r: SearchRequest) -> list[SearchResult]:
+    def _search_same(self, queries: list[str], r: SearchRequest, *,
+                     passages: bool = True) -> list[SearchResult]:
         t0 = time.perf_counter()
         fs, rs = self.settings.fusion, self.settings.rerank
         mode = r.mode or self.settings.search.default_mode
@@ -89,7 +90,10 @@ class StoreSearch(BatchedSearch):
         ps = self.settings.text_encoder.passages
         # the passage layout: the server ranks a document by its best passage; "sum_top" sums
         # its best top_n (their inner hits), so the dense list is re-sorted here
-        layout = mapping.has_passages(dense) and "dense" in channels
+        # (passages=False: a collapsed search's window, whose page is completed later,
+        # unless "sum_top" needs the candidates' passages to rank them)
+        layout = (mapping.has_passages(dense) and "dense" in channels
+                  and (passages or ps.aggregation == "sum_top"))
         resort = layout and ps.aggregation == "sum_top"
         # the server pages (from/size) one channel, unless it is re-sorted or reranked here
         single = len(channels) == 1 and not rerank and not resort
@@ -133,7 +137,7 @@ class StoreSearch(BatchedSearch):
             if server and self._server_fusion is None and "retriever" in str(e):
                 self._server_fusion = False  # e.g. "unknown retriever [rrf]": fuse here
                 logger.info("%s cannot fuse with retrievers; fusing in semsearch", self.location)
-                return self._search_same(queries, r)
+                return self._search_same(queries, r, passages=passages)
             raise
         if server:
             self._server_fusion = True
@@ -177,6 +181,21 @@ class StoreSearch(BatchedSearch):
         for res in results:
             res.took_ms = round(took, 3)
         return results
+
+    def _page_passages(self, results: list[SearchResult], r: SearchRequest) -> None:
+        """The best passage of each hit of the cut pages that the dense channel found, in
+        one round trip (``_complete``: a kNN restricted to each page's ids)."""
+        dense = self.manifest.get("dense")
+        mode = r.mode or self.settings.search.default_mode
+        if (not (mapping.has_passages(dense) and "dense" in MODES.get(mode, ()))
+                or self.settings.text_encoder.passages.aggregation == "sum_top"):  # done already
+            return
+        todo = [res for res in results if any("dense" in h.channels for h in res.hits)]
+        if not todo:
+            return
+        vecs = self.encoder.encode([res.query for res in todo])
+        pages = [_Page(res.hits, {}, {}, v.tolist()) for res, v in zip(todo, vecs)]
+        self._complete(pages, mapping.vector_field(dense), False)
 
     def _assemble(self, q: str, mode: str, r: SearchRequest, ranked: dict[str, list[tuple[str, float]]],
                   sources: dict[str, dict[str, Any]], failed: dict[str, str], paged: bool,
