@@ -9,7 +9,7 @@ character spans of ``Document.text``, so a hit can say where its best passage is
 snippet can be cut from it.
 
 The cut is a pure function of the text, the tokenizer and the recorded :class:`PassagePlan`:
-the search path recomputes a hit's spans instead of storing them.
+the search path recomputes a hit's spans instead of storing them (and keeps the latest: SplitCache).
 """
 
 from __future__ import annotations
@@ -129,9 +129,9 @@ class SplitCache:
         keys = [(tokenizer, plan, template, d.id, len(d.text), hash(d.text), hash(d.title)) for d in docs]
         with self._lock:
             out = [self._cuts.get(k) for k in keys]
-        todo = [i for i, c in enumerate(out) if c is None]
-        self.hits += len(docs) - len(todo)
-        self.misses += len(todo)
+            todo = [i for i, c in enumerate(out) if c is None]
+            self.hits += len(docs) - len(todo)
+            self.misses += len(todo)
         if todo:
             for i, c in zip(todo, split(encoder, template, [docs[i] for i in todo], plan)):
                 out[i] = c

@@ -72,7 +72,7 @@ def _stem_cache(words: list[str], stemmer: str) -> dict[str, str]:
 #: starts with ``t[:-1]`` (``t`` when shorter than 3); the exceptions are the three-letter
 #: stems in "ie" of "-ying" words ("dying" -> "die", "vying" -> "vie"). Checked over SciFact's
 #: 36k-word vocabulary and 0.9M words from hunspell's en_US list with common suffixes
-#: (tests/test_highlight.py checks a sample). The longer the prefix, the fewer words are
+#: (tests/search/test_highlight_collapse.py checks a sample). The longer the prefix, the fewer words are
 #: stemmed only to be rejected: a one-letter prefix (the rule for short stems until
 #: 2026-12-04) found every word starting with that letter, and a digit's every number
 

@@ -90,10 +90,7 @@ class StoreSearch(BatchedSearch):
         ps = self.settings.text_encoder.passages
         # the passage layout: the server ranks a document by its best passage; "sum_top" sums
         # its best top_n (their inner hits), so the dense list is re-sorted here
-        # (passages=False: a collapsed search's window, whose page is completed later,
-        # unless "sum_top" needs the candidates' passages to rank them)
-        layout = (mapping.has_passages(dense) and "dense" in channels
-                  and (passages or ps.aggregation == "sum_top"))
+        layout = self._reads_passages(channels, passages)
         resort = layout and ps.aggregation == "sum_top"
         # the server pages (from/size) one channel, unless it is re-sorted or reranked here
         single = len(channels) == 1 and not rerank and not resort
@@ -182,20 +179,28 @@ class StoreSearch(BatchedSearch):
             res.took_ms = round(took, 3)
         return results
 
+    def _reads_passages(self, channels: Sequence[str], passages: bool) -> bool:
+        """Whether a search of ``channels`` reads the dense channel's passages itself: the
+        passage layout, unless ``passages=False`` (a collapsed search's window, whose page
+        :meth:`_page_passages` completes) and "sum_top" does not need them to rank."""
+        return (mapping.has_passages(self.manifest.get("dense")) and "dense" in channels
+                and (passages or self.settings.text_encoder.passages.aggregation == "sum_top"))
+
     def _page_passages(self, results: list[SearchResult], r: SearchRequest) -> None:
         """The best passage of each hit of the cut pages that the dense channel found, in
-        one round trip (``_complete``: a kNN restricted to each page's ids)."""
-        dense = self.manifest.get("dense")
-        mode = r.mode or self.settings.search.default_mode
-        if (not (mapping.has_passages(dense) and "dense" in MODES.get(mode, ()))
-                or self.settings.text_encoder.passages.aggregation == "sum_top"):  # done already
+        one round trip (``_complete``: a kNN restricted to each page's ids). The queries are
+        encoded again (the window's vectors are not kept in its results): a few ms each,
+        against ~0.8 ms per candidate that ``inner_hits`` on the whole window cost."""
+        channels = MODES.get(r.mode or self.settings.search.default_mode, ())
+        # nothing to do without passages, or when the window read them already
+        if not self._reads_passages(channels, True) or self._reads_passages(channels, False):
             return
         todo = [res for res in results if any("dense" in h.channels for h in res.hits)]
         if not todo:
             return
         vecs = self.encoder.encode([res.query for res in todo])
         pages = [_Page(res.hits, {}, {}, v.tolist()) for res, v in zip(todo, vecs)]
-        self._complete(pages, mapping.vector_field(dense), False)
+        self._complete(pages, mapping.vector_field(self.manifest.get("dense")), False)
 
     def _assemble(self, q: str, mode: str, r: SearchRequest, ranked: dict[str, list[tuple[str, float]]],
                   sources: dict[str, dict[str, Any]], failed: dict[str, str], paged: bool,
