@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,7 @@ from semsearch.errors import (
 from semsearch.images.hashing import HASH_BYTES
 from semsearch.indexer.es_common import AliasedIndex, EsConnection, item_reason
 from semsearch.store_es import mapping
+from semsearch.store_es.lock import ManifestLock
 from semsearch.store_es.search import StoreSearch, document_source, stored_document
 from semsearch.store_es.writer import BulkOutcome, BulkWriter
 
@@ -69,7 +71,8 @@ class ElasticsearchCollection(StoreSearch):
         self._image_init = threading.RLock()  # the CLIP model and the image channels: built once
         self._image_encoding = threading.Lock()  # the channels' shared loader, one batch at a time
         self._manifest: dict[str, Any] | None = None
-        self._meta_lock = threading.Lock()
+        self._meta_lock = threading.Lock()  # this process's threads; replicas: manifest_lock
+        self.manifest_lock = ManifestLock(self.conn, self.alias)
         self._server_fusion: bool | None = None if self.es.fusion == "auto" else self.es.fusion == "server"
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -149,53 +152,72 @@ class ElasticsearchCollection(StoreSearch):
                        lambda c: c.indices.put_mapping(index=self.alias, **body))
         self._manifest = meta
 
+    @contextmanager
+    def _changing_manifest(self) -> Iterator[dict[str, Any]]:
+        """The manifest read again while this process's threads and every other replica are
+        kept out (:class:`~semsearch.store_es.lock.ManifestLock`): ``_meta`` is replaced whole
+        by each update, so a change made inside is never lost to another writer's."""
+        with self._meta_lock, self.manifest_lock.held():
+            yield self.reload_manifest()
+
     def _ensure_dense(self, name: str, dim: int, *, passages: dict[str, Any] | None,
                       explicit: bool = False) -> PassagePlan | None:
         """Declare the text embedding on the first encoded write, in the layout ``passages``
         asks for (a :class:`PassagePlan` record, None: one vector per document), or check the
         recorded one. Returns the plan in force: the index's. A plan the user set explicitly
         (``explicit``) that differs from the recorded one is an error (a re-encode)."""
-        with self._meta_lock:
-            meta = self.manifest
-            if not meta.get("dense"):
-                meta = self.reload_manifest()  # another replica may have added it
-            dense = meta.get("dense")
-            if dense:
-                mapping.check_encoder(meta, name, dim, self.location)
-                have = dense.get("passages")
-                if explicit and have != passages:
-                    raise IndexIncompatible(
-                        f"{self.location} embeds documents with passages {have} but the settings "
-                        f"ask for {passages} (text_encoder.passages): changing how documents are "
-                        "split needs a re-encode: unset the passage settings or rebuild into a new "
-                        "index name")
-                return PassagePlan.from_record(have)
+
+        def recorded(meta: dict[str, Any]) -> PassagePlan | None:
+            mapping.check_encoder(meta, name, dim, self.location)
+            have = meta["dense"].get("passages")
+            if explicit and have != passages:
+                raise IndexIncompatible(
+                    f"{self.location} embeds documents with passages {have} but the settings "
+                    f"ask for {passages} (text_encoder.passages): changing how documents are "
+                    "split needs a re-encode: unset the passage settings or rebuild into a new "
+                    "index name")
+            return PassagePlan.from_record(have)
+
+        if self.manifest.get("dense"):
+            return recorded(self.manifest)
+        with self._changing_manifest() as meta:  # another replica may have added it
+            if meta.get("dense"):
+                return recorded(meta)
             dense = {"encoder": name, "dim": dim, "passages": passages}
             self._put_meta(mapping.dense_properties(dense, self.es), {**meta, "dense": dense})
             return PassagePlan.from_record(passages)
 
     def _ensure_hashes(self, names: Sequence[str]) -> None:
-        with self._meta_lock:
-            meta = self.manifest
-            new = [n for n in names if n not in meta.get("hashes", [])]
-            if new:
-                meta = self.reload_manifest()
-                have = list(meta.get("hashes", []))
-                new = [n for n in names if n not in have]
-                if new:
-                    self._put_meta({n: mapping.hash_mapping() for n in new},
-                                   {**meta, "hashes": have + new})
+        if not [n for n in names if n not in self.manifest.get("hashes", [])]:
+            return
+        with self._changing_manifest() as meta:
+            self._declare_images(meta, None, names)
 
     def _ensure_clip(self, name: str, dim: int) -> None:
         """Declare the CLIP embedding (the ``image`` channel) on the first write that has one,
         or check the recorded model."""
-        with self._meta_lock:
-            meta = self.manifest if self.manifest.get("clip") else self.reload_manifest()
-            if meta.get("clip"):
-                mapping.check_clip(meta, name, dim, self.location)
-                return
-            self._put_meta({mapping.CLIP_FIELD: mapping.vector_mapping(dim, self.es)},
-                           {**meta, "clip": {"encoder": name, "dim": dim}})
+        if not self.manifest.get("clip"):
+            with self._changing_manifest() as meta:
+                if not meta.get("clip"):
+                    self._declare_images(meta, (name, dim), ())
+                    return
+        mapping.check_clip(self.manifest, name, dim, self.location)
+
+    def _declare_images(self, meta: dict[str, Any], clip: tuple[str, int] | None,
+                        hashes: Sequence[str]) -> None:
+        """Add the CLIP channel (``(encoder, dim)``) and the hash channels missing from the
+        manifest ``meta`` (read under :meth:`_changing_manifest`) in one mapping update."""
+        props: dict[str, Any] = {}
+        have = list(meta.get("hashes", []))
+        new = [n for n in hashes if n not in have]
+        if new:
+            props.update({n: mapping.hash_mapping() for n in new})
+            meta = {**meta, "hashes": have + new}
+        if clip is not None and not meta.get("clip"):
+            props[mapping.CLIP_FIELD] = mapping.vector_mapping(clip[1], self.es)
+            meta = {**meta, "clip": {"encoder": clip[0], "dim": clip[1]}}
+        if props:
+            self._put_meta(props, meta)
 
     # -- models -------------------------------------------------------------------------
     @property
@@ -233,10 +255,17 @@ class ElasticsearchCollection(StoreSearch):
                     raise BadInput("no image roots are set (SEMSEARCH_IMAGES__ROOTS): image files are not read")
                 from semsearch.images.channels import image_channels
 
-                meta = self.reload_manifest()
-                clip = bool(meta.get("clip")) or (self.clip_images and not meta.get("hashes"))
-                self._image_channels = image_channels(self.settings, roots=list(roots), clip=clip,
-                                                      clip_encoder=self.clip if clip else None)
+                # decided and declared at once, under the manifest lock: a replica writing
+                # its first images at the same time with the other answer (``--no-clip``)
+                # follows this one's instead of writing a layout the manifest does not say
+                with self._changing_manifest() as meta:
+                    clip = bool(meta.get("clip")) or (self.clip_images and not meta.get("hashes"))
+                    chans = image_channels(self.settings, roots=list(roots), clip=clip,
+                                           clip_encoder=self.clip if clip else None)
+                    enc = next((ch for ch in chans if ch.name == "image"), None)
+                    self._declare_images(meta, (enc.encoder.name, enc.dim) if enc else None,
+                                         [ch.name for ch in chans if ch.name != "image"])
+                self._image_channels = chans
             return self._image_channels
 
     def warm_up(self) -> None:

@@ -58,12 +58,15 @@ def rebuild(col: ElasticsearchCollection) -> dict[str, Any]:
         block_writes(col, old)
         blocked = True
         t_block = time.perf_counter()
-        meta = col.reload_manifest()  # a channel added during the copy goes to the new index too
-        if mapping.channels(meta) != mapping.channels(old_meta):
-            put_mapping(col, new, meta)
-        caught = catch_up(col, old, new, seen, marks)
-        refresh(col, new)
-        col.aliased.swap(new)
+        # a channel added during the copy goes to the new index too; none is added to the
+        # old one between this read and the swap (the replicas' manifest lock)
+        with col.manifest_lock.held():
+            meta = col.reload_manifest()
+            if mapping.channels(meta) != mapping.channels(old_meta):
+                put_mapping(col, new, meta)
+            caught = catch_up(col, old, new, seen, marks)
+            refresh(col, new)
+            col.aliased.swap(new)
         blocked_s = time.perf_counter() - t_block
     except BaseException:
         if blocked:
