@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 
 class Document(BaseModel):
@@ -71,3 +71,6 @@ class SearchResult(BaseModel):
     degraded: bool = False
     failed_channels: dict[str, str] = Field(default_factory=dict)
     took_ms: float = 0.0
+    #: the query's dense vector, kept by a search that leaves the page's passages to be
+    #: completed after it (a collapsed search's window); not part of the API's answer
+    _query_vector: Any = PrivateAttr(default=None)

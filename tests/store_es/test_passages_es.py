@@ -103,11 +103,18 @@ def test_a_collapsed_search_names_the_passages_of_its_page_only(both, monkeypatc
     bodies = []
     real = store._msearch
     monkeypatch.setattr(store, "_msearch", lambda bs: bodies.append(bs) or real(bs))
+    encoded = []
+    encode = store.encoder.encode
+    monkeypatch.setattr(store.encoder, "encode", lambda qs, **kw: encoded.append(list(qs)) or encode(qs, **kw))
     for mode in ("dense", "hybrid"):
         for i in (0, 5):
             bodies.clear()
             plain = store.search(SearchRequest(query=f"m{i}", k=3, mode=mode)).hits
-            folded = store.search(SearchRequest(query=f"m{i}", k=3, mode=mode, collapse=True)).hits
+            encoded.clear()
+            res = store.search(SearchRequest(query=f"m{i}", k=3, mode=mode, collapse=True))
+            folded = res.hits
+            assert encoded == [[f"m{i}"]]  # the page's passages reuse the window's query vector
+            assert res._query_vector is None  # and it is not left on the result
             window, page = bodies[-2], bodies[-1]  # the collapsed search's two round trips
             assert not any("inner_hits" in str(b) for b in window)  # none for the window
             assert [b["knn"]["filter"][0]["ids"]["values"] for b in page] == [

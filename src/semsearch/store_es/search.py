@@ -171,6 +171,8 @@ class StoreSearch(BatchedSearch):
                         sources.setdefault(h["_id"], h["_source"])
             results.append(self._assemble(q, mode, r, ranked, sources, failed, single or server,
                                           method, weights, normalization, rerank, rerank_depth))
+            if vecs is not None and "dense" in channels and not passages:
+                results[-1]._query_vector = vecs[i]  # for _page_passages
             pages.append(_Page(results[-1].hits, sources, found,
                                vecs[i].tolist() if layout and vecs is not None else None))
         self._complete(pages, field, r.with_documents)
@@ -188,19 +190,22 @@ class StoreSearch(BatchedSearch):
 
     def _page_passages(self, results: list[SearchResult], r: SearchRequest) -> None:
         """The best passage of each hit of the cut pages that the dense channel found, in
-        one round trip (``_complete``: a kNN restricted to each page's ids). The queries are
-        encoded again (the window's vectors are not kept in its results): a few ms each,
-        against ~0.8 ms per candidate that ``inner_hits`` on the whole window cost."""
+        one round trip (``_complete``: a kNN restricted to each page's ids), with the query
+        vectors the window's search kept (or encoded again): ~0.8 ms per candidate is what
+        ``inner_hits`` on the whole window would cost."""
+        kept = [res._query_vector for res in results]
+        for res in results:  # internal: not left on what the caller gets
+            res._query_vector = None
         channels = MODES.get(r.mode or self.settings.search.default_mode, ())
         # nothing to do without passages, or when the window read them already
         if not self._reads_passages(channels, True) or self._reads_passages(channels, False):
             return
-        todo = [res for res in results if any("dense" in h.channels for h in res.hits)]
-        if not todo:
-            return
-        vecs = self.encoder.encode([res.query for res in todo])
-        pages = [_Page(res.hits, {}, {}, v.tolist()) for res, v in zip(todo, vecs)]
-        self._complete(pages, mapping.vector_field(self.manifest.get("dense")), False)
+        todo = [(res, v) for res, v in zip(results, kept) if any("dense" in h.channels for h in res.hits)]
+        missing = [res.query for res, v in todo if v is None]
+        fresh = iter(self.encoder.encode(missing) if missing else [])
+        pages = [_Page(res.hits, {}, {}, (next(fresh) if v is None else v).tolist()) for res, v in todo]
+        if pages:
+            self._complete(pages, mapping.vector_field(self.manifest.get("dense")), False)
 
     def _assemble(self, q: str, mode: str, r: SearchRequest, ranked: dict[str, list[tuple[str, float]]],
                   sources: dict[str, dict[str, Any]], failed: dict[str, str], paged: bool,
