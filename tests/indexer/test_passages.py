@@ -108,13 +108,50 @@ def test_the_split_cache_gives_splits_cuts_and_misses_a_changed_document():
     assert enc.tokenized == 8 and not off._cuts  # titles and texts, twice
 
 
-def test_searches_take_a_long_documents_offsets_from_the_cache_until_it_changes(tmp_path, settings):
+def test_passage_spans_are_stored_with_the_vectors_and_searches_read_them(tmp_path, settings):
+    rng = random.Random(5)
+    docs = [long_doc(i, rng) for i in range(6)]
+    enc = CountingEncoder()
+    plan = P.plan_for(settings.text_encoder.passages, enc)
+    template = settings.text_encoder.doc_template
+    with open_col(tmp_path / "ix", settings, enc) as col:
+        col.upsert(docs, wait_for=True)
+        store = col.index.store
+        stored = store.passage_spans(docs, "dense")
+        assert [stored[d.id].tolist() for d in docs] == [[list(c) for c in cut] for cut in
+                                                         P.split(enc, template, docs, plan)]
+        enc.tokenized = 0
+        hit = dense(col, "m2")[0]
+        p = hit.passage
+        assert hit.id == "d2" and p.count == len(stored["d2"]) and p.index >= 1
+        assert (p.start, p.end) == tuple(stored["d2"][p.index]) and "m2" in hit.document.text[p.start : p.end].split()
+        assert enc.tokenized == 0  # read, not cut again
+        # a new version's spans replace the old ones; those of the old text are not used for it
+        new = docs[2].model_copy(update={"text": "filler " * 40 + docs[2].text})
+        col.upsert([new], wait_for=True)
+        assert store.passage_spans([docs[2]], "dense") == {}
+        enc.tokenized = 0
+        moved = dense(col, "m2")[0]
+        assert moved.passage.start > p.start and "m2" in new.text[moved.passage.start : moved.passage.end].split()
+        assert enc.tokenized == 0
+        # a deleted document takes them with it
+        col.delete(["d3"], wait_for=True)
+        assert "d3" not in store.passage_spans(docs, "dense") and "d4" in store.passage_spans(docs, "dense")
+        assert verify(tmp_path / "ix").ok
+
+
+def test_documents_written_without_spans_get_offsets_from_the_cache_until_they_change(tmp_path, settings):
     rng = random.Random(3)
     docs = [long_doc(i, rng) for i in range(6)]
     enc = CountingEncoder()
     with open_col(tmp_path / "ix", settings, enc) as col:
         col.upsert(docs, wait_for=True)
+        # as in an index written before spans were stored
+        col.index.store._write_conn().execute("DELETE FROM vectors WHERE channel='dense:spans'")
+        assert col.index.store.passage_spans(docs, "dense") == {}
+        enc.tokenized = 0
         hit = dense(col, "m2")[0]
+        assert enc.tokenized > 0  # cut again
         p = hit.passage
         assert hit.id == "d2" and p.index >= 1 and "m2" in hit.document.text[p.start : p.end].split()
         before = enc.tokenized

@@ -8,14 +8,18 @@ with the title (``doc_template`` over the title and the passage's text). Passage
 character spans of ``Document.text``, so a hit can say where its best passage is and a
 snippet can be cut from it.
 
-The cut is a pure function of the text, the tokenizer and the recorded :class:`PassagePlan`:
-the search path recomputes a hit's spans instead of storing them (and keeps the latest: SplitCache).
+The cut is a pure function of the text, the tokenizer and the recorded :class:`PassagePlan`.
+The write path stores each long document's spans beside its vectors (:class:`PassageVectors`
+carries them; the document store keeps them, :func:`pack_spans`), and the search path reads
+them there. For documents written before spans were stored, it recomputes them (and keeps
+the latest: :class:`SplitCache`).
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -107,6 +111,35 @@ def split(encoder: Any, template: str, docs: Sequence[Document], plan: PassagePl
     return out
 
 
+class PassageVectors(np.ndarray):
+    """A document's passage vectors, ``(n_passages, dim)`` float32, carrying the
+    ``[start, end)`` character spans they embed (``cuts``) so that the write path can store
+    them with the vectors. An array derived from one (a slice, a copy) has no cuts."""
+
+    cuts: tuple[tuple[int, int], ...] | None = None
+
+
+def with_cuts(mat: np.ndarray, cuts: Sequence[tuple[int, int]]) -> PassageVectors:
+    out = np.ascontiguousarray(mat, dtype=np.float32).view(PassageVectors)
+    out.cuts = tuple((int(a), int(b)) for a, b in cuts)
+    return out
+
+
+def pack_spans(text: str, cuts: Sequence[tuple[int, int]]) -> bytes:
+    """The stored form of a document's passage spans: a header row (the text's length and
+    CRC-32, so that spans read beside another version of the text are not used) then one
+    ``(start, end)`` row per passage, int64."""
+    return np.array([(len(text), zlib.crc32(text.encode("utf-8"))), *cuts], dtype=np.int64).tobytes()
+
+
+def unpack_spans(blob: bytes, text: str) -> np.ndarray | None:
+    """The ``(n_passages, 2)`` spans of :func:`pack_spans` if they were cut from ``text``."""
+    rows = np.frombuffer(blob, dtype=np.int64).reshape(-1, 2)
+    if len(rows) < 2 or int(rows[0, 0]) != len(text) or int(rows[0, 1]) != zlib.crc32(text.encode("utf-8")):
+        return None
+    return rows[1:]
+
+
 class SplitCache:
     """The cuts (:func:`split`) of the documents searches returned lately, by content: a
     hit's passage offsets are recomputed with the encoder's tokenizer (about 0.6 ms per
@@ -163,4 +196,4 @@ def encode_split(encoder: Any, template: str, docs: Sequence[Document],
     texts = [passage_texts(template, d, c) for d, c in zip(docs, cuts)]
     flat = encoder.encode([t for ts in texts for t in ts])
     bounds = np.cumsum([0] + [len(ts) for ts in texts])
-    return cuts, [np.ascontiguousarray(flat[a:b], dtype=np.float32) for a, b in zip(bounds[:-1], bounds[1:])]
+    return cuts, [with_cuts(flat[a:b], c) for a, b, c in zip(bounds[:-1], bounds[1:], cuts)]

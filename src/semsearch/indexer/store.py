@@ -19,6 +19,11 @@ from typing import Any
 import numpy as np
 
 from semsearch.documents import Document
+from semsearch.encoders.passages import pack_spans, unpack_spans
+
+#: the pseudo-channel (``<channel>:spans``) of a channel's passage spans in the vectors
+#: table: rows written, replaced, kept for restore and deleted with the document's vectors
+SPANS = ":spans"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -218,6 +223,12 @@ class DocStore:
                         "INSERT OR REPLACE INTO vectors(id, channel, vec) VALUES (?,?,?)",
                         [(d.id, channel, np.ascontiguousarray(mat[i]).tobytes()) for i, d in enumerate(docs)],
                     )
+                    if isinstance(mat, list):  # passages: their spans, where the encoder gave them
+                        cur.executemany(
+                            "INSERT OR REPLACE INTO vectors(id, channel, vec) VALUES (?,?,?)",
+                            [(d.id, channel + SPANS, pack_spans(d.text, m.cuts)) for d, m in zip(docs, mat)
+                             if getattr(m, "cuts", None) and len(m.cuts) > 1],
+                        )
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -348,16 +359,29 @@ class DocStore:
             out[pos[doc_id]] = vecs
         return out
 
+    def passage_spans(self, docs: Sequence[Document], channel: str) -> dict[str, np.ndarray]:
+        """The stored ``(n_passages, 2)`` character spans of the passages of ``docs`` (those
+        split into several, written with their spans) whose text is still the one cut."""
+        out = {}
+        texts = {d.id: d.text for d in docs}
+        for doc_id, blob in self._blobs(list(texts), channel + SPANS):
+            spans = unpack_spans(blob, texts[doc_id])
+            if spans is not None:
+                out[doc_id] = spans
+        return out
+
     def _vector_blobs(self, ids: Sequence[str], channel: str, dim: int,
                       dtype: Any) -> Iterator[tuple[str, np.ndarray]]:
+        for doc_id, blob in self._blobs(ids, channel):
+            yield doc_id, np.frombuffer(blob, dtype=dtype).reshape(-1, dim)
+
+    def _blobs(self, ids: Sequence[str], channel: str) -> Iterator[tuple[str, bytes]]:
         ids = list(ids)
         for start in range(0, len(ids), 900):
             chunk = ids[start : start + 900]
             q = ",".join("?" * len(chunk))
-            for doc_id, blob in self._conn.execute(
-                f"SELECT id, vec FROM vectors WHERE channel=? AND id IN ({q})", [channel, *chunk]
-            ):
-                yield doc_id, np.frombuffer(blob, dtype=dtype).reshape(-1, dim)
+            yield from self._conn.execute(
+                f"SELECT id, vec FROM vectors WHERE channel=? AND id IN ({q})", [channel, *chunk])
 
     def has_vectors(self, ids: Sequence[str], channel: str) -> set[str]:
         found: set[str] = set()

@@ -203,11 +203,23 @@ class Searcher:
 
     def locate_passages(self, hits: list[Hit], snap: Snapshot | None = None) -> None:
         """Fill in the character offsets of the passages ``hits`` matched (those with a
-        passage and a document): the cut is recomputed with the recorded plan, or taken
-        from the cache of recent ones (encoders/passages.py)."""
+        passage and a document): as stored when the document was written, else (a document
+        written before spans were stored) cut again with the recorded plan, or taken from
+        the cache of recent cuts (encoders/passages.py)."""
         from semsearch.encoders import passages as P
 
         todo = [h for h in hits if h.passage is not None and h.passage.start is None and h.document is not None]
+        if not todo:
+            return
+        stored = self.index.store.passage_spans([h.document for h in todo], "dense")
+        rest = []
+        for h in todo:
+            spans = stored.get(h.id)
+            if spans is not None and len(spans) == h.passage.count and h.passage.index < len(spans):
+                h.passage.start, h.passage.end = int(spans[h.passage.index, 0]), int(spans[h.passage.index, 1])
+            else:
+                rest.append(h)
+        todo = rest
         if not todo:
             return
         snap = snap or self.index.snapshot()
