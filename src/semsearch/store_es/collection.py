@@ -255,13 +255,16 @@ class ElasticsearchCollection(StoreSearch):
                     raise BadInput("no image roots are set (SEMSEARCH_IMAGES__ROOTS): image files are not read")
                 from semsearch.images.channels import image_channels
 
+                # the CLIP model is loaded before the lock is taken when it will likely be
+                # needed, so that other replicas do not wait for its loading
+                likely = self.clip if self.clip_images or self.manifest.get("clip") else None
                 # decided and declared at once, under the manifest lock: a replica writing
                 # its first images at the same time with the other answer (``--no-clip``)
                 # follows this one's instead of writing a layout the manifest does not say
                 with self._changing_manifest() as meta:
                     clip = bool(meta.get("clip")) or (self.clip_images and not meta.get("hashes"))
                     chans = image_channels(self.settings, roots=list(roots), clip=clip,
-                                           clip_encoder=self.clip if clip else None)
+                                           clip_encoder=(likely or self.clip) if clip else None)
                     enc = next((ch for ch in chans if ch.name == "image"), None)
                     self._declare_images(meta, (enc.encoder.name, enc.dim) if enc else None,
                                          [ch.name for ch in chans if ch.name != "image"])
