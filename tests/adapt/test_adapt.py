@@ -197,13 +197,18 @@ def test_adapting_a_passage_index_re_encodes_every_passage(tmp_path, minilm, set
         assert plan == P.PassagePlan(window=24, overlap=4, max_passages=plan.max_passages)
         docs = _docs()
         stored = idx.store.passage_vectors([d.id for d in docs], "dense", spec.dim)
+        spans = idx.store.passage_spans(docs, "dense")
         model = idx.channel_encoder("dense")
     adapted = SentenceTransformerEncoder(settings.text_encoder.model_copy(update={"model": model}))
-    expected = P.encode(adapted, settings.text_encoder.doc_template, docs, plan)
+    cuts, expected = P.encode_split(adapted, settings.text_encoder.doc_template, docs, plan)
     assert all(len(e) > 1 for e in expected)  # every document is several passages
     for got, want in zip(stored, expected):
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, atol=1e-4)  # the adapted encoder's, passage by passage
+    # the re-encoded passages keep their character spans in the store (searches cut nothing)
+    assert set(spans) == {d.id for d in docs}
+    for d, c in zip(docs, cuts):
+        assert spans[d.id].tolist() == [list(x) for x in c]
 
 
 def test_dense_keep_gate_needs_a_significant_gain():

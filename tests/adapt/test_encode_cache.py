@@ -63,6 +63,7 @@ def test_corpus_and_passage_vectors_equal_the_uncached_encoding(tmp_path, minilm
     assert [m.shape for m in got] == [m.shape for m in want] and any(len(m) > 1 for m in want)
     for g, c, w in zip(got, cached, want):
         assert np.allclose(g, w, atol=1e-5) and np.array_equal(g, c)
+        assert g.cuts == c.cuts == w.cuts  # the passages' spans, cached with the vectors
     one = encode_corpus(minilm, docs, "{title} {text}", tmp_path / "v")
     assert one.shape == (7, minilm.dim)
     assert np.array_equal(encode_corpus(None, docs, "{title} {text}", tmp_path / "v"), one)
@@ -72,3 +73,13 @@ def test_no_documents_no_vectors(tmp_path):
     assert encode_passages(None, [], "{text}", P.PassagePlan(8, 2, 4), tmp_path / "p") == []
     flat, counts = encode_chunked(_Rows(), [], tmp_path / "c")
     assert len(flat) == 0 and len(counts) == 0
+
+
+def test_a_passage_chunk_cached_without_spans_gives_its_vectors_without_them(tmp_path):
+    """A cache written before spans were cached: its vectors are used, and the documents
+    carry no spans (the search path then cuts them itself), rather than wrong ones."""
+    docs = _docs(5)
+    flat, counts = encode_chunked(_Rows(), docs, tmp_path / "p")  # the older layout: no spans saved
+    mats = encode_passages(None, docs, "{text}", P.PassagePlan(8, 2, 4), tmp_path / "p")
+    assert [m[0, 0] for m in mats] == flat[:, 0].tolist() and all(getattr(m, "cuts", None) is None for m in mats)
+    assert counts.tolist() == [1] * 5

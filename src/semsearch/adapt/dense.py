@@ -128,26 +128,36 @@ def encode_corpus(encoder: Any, docs: Sequence[Document], template: str, cache: 
 def encode_passages(encoder: Any, docs: Sequence[Document], template: str, plan: Any,
                     cache: Path | None = None, *, progress: Any = None) -> list[np.ndarray]:
     """Per document of ``docs``, its passages' vectors ``(n_passages, dim)`` as ``plan``
-    splits it, cached chunk by chunk under the folder ``cache``."""
+    splits it, cached chunk by chunk under the folder ``cache``. Each matrix carries its
+    passages' character spans (:class:`~semsearch.encoders.passages.PassageVectors`, cached
+    with the vectors), so the store keeps them beside the new vectors."""
     from semsearch.encoders import passages as P
 
-    def chunk(part: Sequence[Document]) -> tuple[np.ndarray, np.ndarray]:
-        per = P.encode(encoder, template, part, plan)
-        return np.concatenate(per), np.array([len(m) for m in per], np.int64)
+    def chunk(part: Sequence[Document]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cuts, per = P.encode_split(encoder, template, part, plan)
+        return (np.concatenate(per), np.array([len(m) for m in per], np.int64),
+                np.array([s for c in cuts for s in c], np.int64).reshape(-1, 2))
 
-    flat, counts = encode_chunked(chunk, docs, cache, progress=progress)
-    return np.split(flat, np.cumsum(counts)[:-1]) if len(counts) else []
+    flat, counts, spans = encode_chunked(chunk, docs, cache, progress=progress, with_spans=True)
+    if not len(counts):
+        return []
+    bounds = np.cumsum(counts)[:-1]
+    return [P.with_cuts(m, s) if s is not None else m
+            for m, s in zip(np.split(flat, bounds), np.split(spans, bounds) if spans is not None else [None] * len(counts))]
 
 
 def encode_chunked(encode: Any, docs: Sequence[Document], cache: Path | None, *, chunk: int = 2048,
-                   progress: Any = None) -> tuple[np.ndarray, np.ndarray]:
+                   progress: Any = None, with_spans: bool = False) -> Any:
     """``encode(part) -> (vectors, rows per document)`` over ``docs`` in chunks; the vectors of
     all chunks concatenated and the rows per document. With ``cache`` (a folder), each chunk
     is saved on its own (written whole, then renamed, with a digest of its ids), so an
     interrupted run resumes at the first chunk not saved, and a chunk of other documents
-    (the corpus changed) is encoded again instead of being used."""
+    (the corpus changed) is encoded again instead of being used. ``with_spans``: ``encode``
+    also gives each row's ``(start, end)`` character span, cached with it and returned third
+    (None when a chunk was cached without them, by an older version)."""
     vecs: list[np.ndarray] = []
     counts: list[np.ndarray] = []
+    spans: list[np.ndarray | None] = []
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
     for c, start in enumerate(range(0, len(docs), chunk)):
@@ -156,27 +166,34 @@ def encode_chunked(encode: Any, docs: Sequence[Document], cache: Path | None, *,
         f = cache / f"part-{c:06d}.npz" if cache is not None else None
         got = _load_part(f, digest) if f is not None else None
         if got is None:
-            v, n = encode(part)
-            got = (np.asarray(v, np.float32), np.asarray(n, np.int64))
+            out = encode(part)
+            got = (np.asarray(out[0], np.float32), np.asarray(out[1], np.int64),
+                   np.asarray(out[2], np.int64) if with_spans else None)
             if f is not None:
                 _save_part(f, digest, *got)
         vecs.append(got[0])
         counts.append(got[1])
+        spans.append(got[2])
         if progress:
             progress(start + len(part), len(docs))
     if not vecs:
-        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
-    return np.concatenate(vecs), np.concatenate(counts)
+        empty = np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
+        return (*empty, None) if with_spans else empty
+    flat, n = np.concatenate(vecs), np.concatenate(counts)
+    if not with_spans:
+        return flat, n
+    return flat, n, (None if any(s is None for s in spans) else np.concatenate(spans))  # type: ignore[arg-type]
 
 
-def _load_part(f: Path, digest: str) -> tuple[np.ndarray, np.ndarray] | None:
+def _load_part(f: Path, digest: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
     if not f.exists():
         return None
     with np.load(f, allow_pickle=False) as z:
         if str(z["ids"]) != digest:
             return None
-        return z["vectors"], z["counts"]
+        return z["vectors"], z["counts"], z["spans"] if "spans" in z.files else None
 
 
-def _save_part(f: Path, digest: str, vectors: np.ndarray, counts: np.ndarray) -> None:
-    write_atomic(f, lambda fh: np.savez(fh, vectors=vectors, counts=counts, ids=np.array(digest)))
+def _save_part(f: Path, digest: str, vectors: np.ndarray, counts: np.ndarray, spans: np.ndarray | None) -> None:
+    extra = {} if spans is None else {"spans": spans}
+    write_atomic(f, lambda fh: np.savez(fh, vectors=vectors, counts=counts, ids=np.array(digest), **extra))
