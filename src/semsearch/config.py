@@ -174,6 +174,10 @@ class StoreElasticsearchSettings(ElasticsearchSettings):
     block_wait: float = Field(120.0, ge=0)
     #: offset + k beyond this is paged with search_after over a point in time
     max_result_window: int = Field(10_000, ge=1)
+    #: seconds the replicas' manifest lock (index ``semsearch-locks``) is held before another
+    #: replica may take it over (a holder that died), and seconds a replica waits for it
+    lock_ttl: float = Field(120.0, gt=0)
+    lock_wait: float = Field(150.0, ge=0)
 
 
 class StoreSettings(_Section):

@@ -143,3 +143,24 @@ def test_a_held_lock_is_waited_for_and_a_dead_holders_lock_expires(es_url, es_na
                     pass
         finally:
             stuck._release(v)
+
+
+def test_the_lock_ttl_and_wait_are_settings(es_url, es_names):
+    """``store.elasticsearch.lock_ttl`` is how long a lock this replica takes stays valid;
+    ``lock_wait`` how long it waits for another holder before it reports that holder."""
+    s = store_settings(es_url, es_names("lkset"), lock_ttl=7.0, lock_wait=1.0)
+    with Collection.create(None, s, encoder=HashingEncoder()) as col:
+        before = time.time()
+        with col._changing_manifest():
+            held = _lock_doc(col.conn, col.alias)
+            assert before + 7.0 <= held["expires"] <= time.time() + 7.0
+        stuck = ManifestLock(col.conn, col.alias, ttl=60)
+        v = stuck._acquire()
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(BackendUnavailable, match=r"not given back within 1 s"):
+                with col._changing_manifest():
+                    pass
+            assert time.monotonic() - t0 < 10
+        finally:
+            stuck._release(v)

@@ -72,7 +72,7 @@ class ElasticsearchCollection(StoreSearch):
         self._image_encoding = threading.Lock()  # the channels' shared loader, one batch at a time
         self._manifest: dict[str, Any] | None = None
         self._meta_lock = threading.Lock()  # this process's threads; replicas: manifest_lock
-        self.manifest_lock = ManifestLock(self.conn, self.alias)
+        self.manifest_lock = ManifestLock(self.conn, self.alias, ttl=self.es.lock_ttl, wait=self.es.lock_wait)
         self._server_fusion: bool | None = None if self.es.fusion == "auto" else self.es.fusion == "server"
 
     # -- lifecycle ----------------------------------------------------------------------
