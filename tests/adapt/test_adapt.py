@@ -170,24 +170,54 @@ def test_dense_fine_tune_end_to_end_and_the_index_searches_with_it(topic_index, 
         assert "n1" in [h.id for h in col.search("honeybees pollen baskets legs", mode="dense", k=3).hits]
 
 
-def test_adapting_a_passage_index_re_encodes_every_passage(tmp_path, minilm, settings):
-    import json
-
-    import numpy as np
-
+def _passage_index(tmp_path, minilm, settings) -> Path:
+    """The topic documents indexed with a window of 24 word pieces, which cuts each
+    four-sentence document into several passages."""
     from semsearch.config import PassageSettings
-    from semsearch.encoders import passages as P
-    from semsearch.encoders.sbert import SentenceTransformerEncoder
     from semsearch.indexer.index import Index
     from semsearch.indexer.pipeline import Pipeline, TextChannel
 
-    # a window of 24 word pieces cuts each four-sentence document into several passages
     settings.text_encoder.passages = PassageSettings(enabled=True, window=24, overlap=4)
     src = tmp_path / "topics.jsonl"
     src.write_text("".join(json.dumps(d) + "\n" for d in topic_docs()), encoding="utf-8")
     path = tmp_path / "index"
     with Index.create(path, settings) as idx:
         Pipeline(idx, [TextChannel(minilm, passages=settings.text_encoder.passages)], settings).run([src])
+    return path
+
+
+def test_held_out_dense_scores_a_passage_index_as_its_searches_do(tmp_path, minilm, settings):
+    """Settings are chosen on held-out queries: on a passage index their dense channel must
+    rank and score documents by their passages (the best one by default), as searches do,
+    not by each document's first window."""
+    import numpy as np
+
+    from semsearch.collection import Collection
+
+    path = _passage_index(tmp_path, minilm, settings)
+    ad = Adapter(path, settings, AdaptOptions(sample=16, dev=6, reranker=False), say=lambda m: None)
+    base = ad.base_matrix()
+    assert isinstance(base, list) and all(len(m) > 1 for m in base)
+    copy = H.HeldOutCopy(ad.docs(), [], settings.lexical, informative=False)
+    queries = ["readers of the article", "examples that explain the role", "discussed with care",
+               "how the process changes over time"]
+    got = copy.dense_results(minilm.encode(queries), copy.dense_matrix(base, minilm, ad.template, ad.plan()),
+                             10, **ad._aggregation())
+    with Collection.open(path, settings) as col:
+        for q, row in zip(queries, got):
+            want = col.search(q, mode="dense", k=10, with_documents=False).hits
+            assert [d for d, _ in row] == [h.id for h in want]
+            np.testing.assert_allclose([s for _, s in row], [h.score for h in want], atol=1e-4)
+
+
+def test_adapting_a_passage_index_re_encodes_every_passage(tmp_path, minilm, settings):
+    import numpy as np
+
+    from semsearch.encoders import passages as P
+    from semsearch.encoders.sbert import SentenceTransformerEncoder
+    from semsearch.indexer.index import Index
+
+    path = _passage_index(tmp_path, minilm, settings)
     opts = AdaptOptions(sample=16, dev=6, reranker=False, min_gain=-1.0,  # keep it whatever it scores
                         dense_config=DenseTrainConfig(batch_size=4, max_steps=2, max_seq_length=64))
     assert Adapter(path, settings, opts, say=lambda m: None).run()["dense"]["result"]["kept"]

@@ -67,7 +67,8 @@ class HeldOutCopy:
     trivial judge, kept to show the difference).
 
     The lexical copy is one in-memory lexical segment with the index's analyzer and BM25
-    parameters (the same scoring as the index's own segments); the dense copy is a matrix of document vectors searched exactly (inner
+    parameters (the same scoring as the index's own segments); the dense copy is the
+    documents' vectors (their passages' for a channel of passages) searched exactly (inner
     product), the same ranking as a Flat FAISS index."""
 
     def __init__(self, docs: Sequence[Document], dev: Sequence[Example], lexical_settings: Any,
@@ -89,20 +90,43 @@ class HeldOutCopy:
         self.lexical = BM25Searcher([seg], [None], emb)
         self.boosts = dict(lexical_settings.boosts)
 
-    def dense_matrix(self, base: np.ndarray, encoder: Any, template: str) -> np.ndarray:
-        """``base`` (rows in :attr:`ids` order) with the replaced documents re-encoded."""
+    def dense_matrix(self, base: np.ndarray | list[np.ndarray], encoder: Any, template: str,
+                     plan: Any = None) -> np.ndarray | list[np.ndarray]:
+        """``base`` (rows in :attr:`ids` order: one vector per document, or for a channel of
+        passages each document's ``(n_passages, dim)`` matrix) with the replaced documents
+        re-encoded (split into passages by ``plan``, as the index splits them)."""
+        ids = [d for d in self.replaced if d in self.pos]
+        if isinstance(base, list):
+            from semsearch.encoders import passages as P
+
+            mats = list(base)
+            if ids:
+                for d, m in zip(ids, P.encode(encoder, template, [self.replaced[d] for d in ids], plan)):
+                    mats[self.pos[d]] = np.asarray(m)
+            return mats
         mat = np.array(base, dtype=np.float32, copy=True)
-        if self.replaced:
-            ids = [d for d in self.replaced if d in self.pos]
+        if ids:
             vec = encoder.encode([doc_text(self.replaced[d], template) for d in ids])
             mat[[self.pos[d] for d in ids]] = vec
         return mat
 
-    def lexical_results(self, queries: Sequence[str], depth: int) -> list[list[tuple[str, float]]]:
-        hits = self.lexical.search_many(self.analyzer(list(queries)), depth, boosts=self.boosts)
-        return [[(self.ids[o], s) for _, o, s in row] for row in hits]
+    def dense_results(self, qv: np.ndarray, matrix: np.ndarray | list[np.ndarray], depth: int, *,
+                      aggregation: str = "max", top_n: int = 3) -> list[list[tuple[str, float]]]:
+        """Exact inner-product search; over passages, a document scores as the index's
+        search scores it (its best passage, or the sum of its ``top_n``)."""
+        if isinstance(matrix, list):
+            from semsearch.indexer.segments.vectors import aggregate, pack_passages
 
-    def dense_results(self, qv: np.ndarray, matrix: np.ndarray, depth: int) -> list[list[tuple[str, float]]]:
+            rows, _, owners = pack_passages(matrix, int(qv.shape[1]))
+            if owners is not None:
+                starts = np.searchsorted(owners, np.arange(len(matrix) + 1)).astype(np.int64)
+                every = np.arange(len(rows))
+                out = []
+                for row in qv @ rows.T:
+                    s, o, _ = aggregate(row, every, owners, starts, min(depth, len(matrix)), aggregation, top_n)
+                    out.append([(self.ids[i], float(x)) for x, i in zip(s, o)])
+                return out
+            matrix = rows
         scores = qv @ matrix.T
         depth = min(depth, matrix.shape[0])
         out = []
@@ -112,10 +136,15 @@ class HeldOutCopy:
             out.append([(self.ids[i], float(row[i])) for i in top])
         return out
 
-    def channels(self, queries: Sequence[str], qv: np.ndarray | None, matrix: np.ndarray | None,
-                 depth: int) -> list[Channels]:
+    def lexical_results(self, queries: Sequence[str], depth: int) -> list[list[tuple[str, float]]]:
+        hits = self.lexical.search_many(self.analyzer(list(queries)), depth, boosts=self.boosts)
+        return [[(self.ids[o], s) for _, o, s in row] for row in hits]
+
+    def channels(self, queries: Sequence[str], qv: np.ndarray | None, matrix: np.ndarray | list[np.ndarray] | None,
+                 depth: int, **aggregation: Any) -> list[Channels]:
         lex = self.lexical_results(queries, depth)
-        dense = self.dense_results(qv, matrix, depth) if matrix is not None and qv is not None else None
+        dense = (self.dense_results(qv, matrix, depth, **aggregation)
+                 if matrix is not None and qv is not None else None)
         return [{"lexical": lex[i], **({"dense": dense[i]} if dense is not None else {})} for i in range(len(queries))]
 
     def documents(self, ids: Sequence[str], col: Any) -> dict[str, Document]:

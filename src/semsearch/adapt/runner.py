@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 WORKDIR = "adapt"
 STEPS = ["mine", "baseline", "dense", "fusion", "reranker", "apply", "report"]
+_UNREAD = object()
 DEPTH = 200  # deepest fusion depth in the grid
 
 
@@ -76,6 +77,7 @@ class Adapter:
         self._docs: list | None = None
         self._base_matrix: np.ndarray | None = None
         self._encoders: dict[str, Any] = {}
+        self._plan: Any = _UNREAD
 
     # -- plumbing -----------------------------------------------------------------------
     def _save_state(self) -> None:
@@ -147,17 +149,48 @@ class Adapter:
     def _progress(self, step: str) -> Any:
         return lambda n, total: self.say(f"[{step}] encoded {n}/{total}")
 
-    def base_matrix(self) -> np.ndarray:
-        """The dense vectors as indexed (base encoder), in :meth:`docs` order."""
+    def plan(self) -> Any:
+        """How the index splits long documents into passages for the dense channel (None:
+        one vector per document)."""
+        if self._plan is _UNREAD:
+            with self.collection() as col:
+                self._plan = col.passage_plan("dense")
+        return self._plan
+
+    def base_matrix(self) -> np.ndarray | list[np.ndarray]:
+        """The dense vectors as indexed (base encoder), in :meth:`docs` order: one row per
+        document, or for a channel of passages each document's passage vectors (so that
+        held-out queries are judged on the channel as searches score it)."""
         if self._base_matrix is None:
-            cache = self.work / "vectors-base.npy"
-            if cache.exists():
-                self._base_matrix = np.load(cache)
+            if self.plan() is not None:
+                self._base_matrix = self._base_passages()
             else:
-                with self.collection() as col:
-                    self._base_matrix = col.vectors([d.id for d in self.docs()], "dense")
-                save_npy(cache, self._base_matrix)  # never a half-written cache
+                cache = self.work / "vectors-base.npy"
+                if cache.exists():
+                    self._base_matrix = np.load(cache)
+                else:
+                    with self.collection() as col:
+                        self._base_matrix = col.vectors([d.id for d in self.docs()], "dense")
+                    save_npy(cache, self._base_matrix)  # never a half-written cache
         return self._base_matrix
+
+    def _base_passages(self) -> list[np.ndarray]:
+        from semsearch.adapt.dense import encode_chunked
+
+        with self.collection() as col:
+            dim = col.index.manifest.channels["dense"].dim
+
+            def read(part: list) -> tuple[np.ndarray, np.ndarray]:
+                per = [m if m is not None and len(m) else np.zeros((1, dim), np.float32)
+                       for m in col.index.store.passage_vectors([d.id for d in part], "dense", dim)]
+                return np.concatenate(per), np.array([len(m) for m in per], np.int64)
+
+            flat, counts = encode_chunked(read, self.docs(), self.work / "passages-base")
+        return np.split(flat, np.cumsum(counts)[:-1])
+
+    def _aggregation(self) -> dict[str, Any]:
+        ps = self.settings.text_encoder.passages
+        return {"aggregation": ps.aggregation, "top_n": ps.top_n} if self.plan() is not None else {}
 
     def examples(self, name: str) -> list:
         p = self.work / f"{name}.jsonl"
@@ -215,8 +248,8 @@ class Adapter:
                  matrix: np.ndarray, depth: int = DEPTH) -> dict[str, Any]:
         enc = self.encoder(model)
         qs = [e.query for e in examples]
-        mat = copy.dense_matrix(matrix, enc, self.template)
-        per = copy.channels(qs, enc.encode(qs), mat, depth)
+        mat = copy.dense_matrix(matrix, enc, self.template, self.plan())
+        per = copy.channels(qs, enc.encode(qs), mat, depth, **self._aggregation())
         return {e.qid: ch for e, ch in zip(examples, per, strict=True)}
 
     def _default_fusion(self) -> dict[str, Any]:
@@ -246,7 +279,7 @@ class Adapter:
         return out
 
     def step_dense(self) -> dict[str, Any]:
-        from semsearch.adapt.dense import encode_corpus, finetune
+        from semsearch.adapt.dense import encode_corpus, encode_passages, finetune
         from semsearch.encoders.sbert import default_model_path
 
         if not self.opt.dense:
@@ -263,8 +296,12 @@ class Adapter:
         card = json.loads(card_file.read_text())
         enc = self.encoder(str(out.resolve()))
         self.say(f"[dense] encoding {len(self.docs())} documents with the fine-tuned encoder")
-        matrix = encode_corpus(enc, self.docs(), self.template, self.work / "vectors-adapted",
-                               progress=self._progress("dense"))
+        if self.plan() is not None:  # every passage, as apply re-encodes them (it reads this cache)
+            matrix: Any = encode_passages(enc, self.docs(), self.template, self.plan(),
+                                          self.work / "passages-adapted", progress=self._progress("dense"))
+        else:
+            matrix = encode_corpus(enc, self.docs(), self.template, self.work / "vectors-adapted",
+                                   progress=self._progress("dense"))
         dev = self.examples("dev")
         qrels = H.qrels_of(dev)
         per = self.channels(self.copy(True), dev, str(out.resolve()), matrix)
@@ -352,8 +389,8 @@ class Adapter:
                                            self.work / "vectors-adapted")
                 else:
                     # a channel of passages: every passage again with the adapted encoder (the
-                    # held-out judging used each document's first window, vectors-adapted/);
-                    # cached chunk by chunk, so an interrupted apply resumes
+                    # dense step's cache, which judged the held-out queries on them); cached
+                    # chunk by chunk, so an interrupted apply resumes
                     self.say(f"[apply] encoding the passages of {len(self.docs())} documents with the fine-tuned encoder")
                     matrix = encode_passages(self.encoder(model), self.docs(), self.template, plan,
                                              self.work / "passages-adapted", progress=self._progress("apply"))

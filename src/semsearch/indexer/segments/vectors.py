@@ -299,7 +299,7 @@ class VectorSegment:
             fetch = n_rows  # exact: every passage counts (an ANN search sums those it finds)
         while True:
             scores, rows = self._search_rows(queries, fetch, rows_allowed, settings)
-            out = [_aggregate(s, r, owners, self.starts, k, aggregation, top_n) for s, r in zip(scores, rows)]
+            out = [aggregate(s, r, owners, self.starts, k, aggregation, top_n) for s, r in zip(scores, rows)]
             if fetch >= n_rows or all(len(o[0]) >= k for o in out):
                 break
             fetch = min(n_rows, fetch * 2)
@@ -392,7 +392,7 @@ class VectorSegment:
             faiss.omp_set_num_threads(prev)
 
 
-def _aggregate(scores: np.ndarray, rows: np.ndarray, owners: np.ndarray, starts: np.ndarray, k: int,
+def aggregate(scores: np.ndarray, rows: np.ndarray, owners: np.ndarray, starts: np.ndarray, k: int,
                aggregation: str, top_n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One query's passage rows folded into its top ``k`` documents: ``(scores, ordinals,
     best passage)``, best first."""
