@@ -3,6 +3,7 @@
 # for the base and the adapted index side by side. Usage:
 #   DATA=../shared/data/scifact WORK=/tmp/adapt-cache benchmarks/adapt_scifact.sh [adapt options]
 # e.g. the measured run (docs/adapt.md): --dense-max-steps 30 --dense-batch-size 16 --dense-max-seq-length 128 --dense-lr 5e-5
+# the zero-label run on the default passage index (docs/adapt.md, 2026-12-04): PASSAGES=true and no option
 # with the train qrels (docs/adapt.md, "With the SciFact train qrels"): --queries "$DATA/queries.jsonl"
 #   --qrels "$DATA/qrels/train.tsv" --sample 600 --dense-max-steps 64 --dense-batch-size 16 --dense-max-seq-length 128 --dense-lr 5e-5
 set -euo pipefail
