@@ -408,3 +408,15 @@ def test_with_qrels_stage_two_is_trained_as_asked_and_again_when_asked_otherwise
     assert card["counts"]["negative_pairs"] == 2 * judged_train  # the first 2 of the 3 mined
     assert stage1.read_text() == stage1_card  # not retrained: its card would record a new time
     assert state["reranker"]["options"]["stage2_epochs"] == 2.0
+
+
+def test_adapt_on_a_path_without_an_index_says_so_and_writes_nothing(tmp_path, settings):
+    from semsearch.errors import IndexNotFound
+
+    with pytest.raises(IndexNotFound, match="the directory does not exist"):
+        Adapter(tmp_path / "typo", settings, AdaptOptions(), say=lambda m: None)
+    assert not (tmp_path / "typo").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IndexNotFound, match="manifest.json is missing"):
+        Adapter(tmp_path / "empty", settings, AdaptOptions(), say=lambda m: None)
+    assert list((tmp_path / "empty").iterdir()) == []

@@ -90,6 +90,14 @@ def test_delete_and_sync(tmp_path, tiny_jsonl, settings):
 def test_open_errors(tmp_path, tiny_jsonl, settings):
     with pytest.raises(IndexNotFound, match="does not exist"):
         Index.open(tmp_path / "nothing", settings)
+    # opening for writing (compact, reindex) a path that holds no index leaves nothing behind
+    with pytest.raises(IndexNotFound, match="does not exist"):
+        Index.open(tmp_path / "typo", settings, writable=True)
+    assert not (tmp_path / "typo").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IndexNotFound, match="manifest.json is missing"):
+        Index.open(tmp_path / "empty", settings, writable=True)
+    assert list((tmp_path / "empty").iterdir()) == []
     build(tmp_path / "ix", settings, [tiny_jsonl])
     m = json.loads((tmp_path / "ix" / "manifest.json").read_text())
     with Index.create(tmp_path / "ix", settings) as idx:

@@ -114,26 +114,26 @@ class HeldOutCopy:
                       aggregation: str = "max", top_n: int = 3) -> list[list[tuple[str, float]]]:
         """Exact inner-product search; over passages, a document scores as the index's
         search scores it (its best passage, or the sum of its ``top_n``)."""
+        owners = None
         if isinstance(matrix, list):
             from semsearch.indexer.segments.vectors import aggregate, pack_passages
 
-            rows, _, owners = pack_passages(matrix, int(qv.shape[1]))
+            n_docs = len(matrix)
+            matrix, _, owners = pack_passages(matrix, int(qv.shape[1]))
             if owners is not None:
-                starts = np.searchsorted(owners, np.arange(len(matrix) + 1)).astype(np.int64)
-                every = np.arange(len(rows))
-                out = []
-                for row in qv @ rows.T:
-                    s, o, _ = aggregate(row, every, owners, starts, min(depth, len(matrix)), aggregation, top_n)
-                    out.append([(self.ids[i], float(x)) for x, i in zip(s, o)])
-                return out
-            matrix = rows
-        scores = qv @ matrix.T
-        depth = min(depth, matrix.shape[0])
+                starts = np.searchsorted(owners, np.arange(n_docs + 1)).astype(np.int64)
         out = []
-        for row in scores:
-            top = np.argpartition(-row, depth - 1)[:depth]
-            top = top[np.argsort(-row[top], kind="stable")]
-            out.append([(self.ids[i], float(row[i])) for i in top])
+        for b in range(0, len(qv), 64):  # a block of queries at a time: scores stay small
+            for row in qv[b : b + 64] @ matrix.T:
+                if owners is not None:
+                    s, o, _ = aggregate(row, np.arange(len(row)), owners, starts, min(depth, n_docs),
+                                        aggregation, top_n)
+                    out.append([(self.ids[i], float(x)) for x, i in zip(s, o)])
+                    continue
+                k = min(depth, len(row))
+                top = np.argpartition(-row, k - 1)[:k]
+                top = top[np.argsort(-row[top], kind="stable")]
+                out.append([(self.ids[i], float(row[i])) for i in top])
         return out
 
     def lexical_results(self, queries: Sequence[str], depth: int) -> list[list[tuple[str, float]]]:

@@ -66,7 +66,10 @@ class AdaptOptions:
 class Adapter:
     def __init__(self, index_path: Path, settings: Settings, options: AdaptOptions,
                  *, say: Callable[[str], None] | None = None) -> None:
+        from semsearch.indexer.manifest import read_manifest
+
         self.path = Path(index_path)
+        read_manifest(self.path)  # an index directory, before anything is written into it
         self.settings = settings
         self.opt = options
         self.work = self.path / WORKDIR

@@ -106,6 +106,8 @@ class Index:
         #: ``store_writes`` (it commits to the document store; the writer makes it searchable)
         self.accepts_writes = writable or store_writes
         self._lock_fh = None
+        if not create and not (self.path / MANIFEST).exists():
+            read_manifest(self.path)  # no index here: say so before a lock file is left behind
         if writable:
             self._acquire_lock()
         try:
@@ -187,7 +189,6 @@ class Index:
         self.close()
 
     def _acquire_lock(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
         fh = open(self.path / ".lock", "a+")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
