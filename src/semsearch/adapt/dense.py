@@ -142,8 +142,10 @@ def encode_passages(encoder: Any, docs: Sequence[Document], template: str, plan:
     if not len(counts):
         return []
     bounds = np.cumsum(counts)[:-1]
-    return [P.with_cuts(m, s) if s is not None else m
-            for m, s in zip(np.split(flat, bounds), np.split(spans, bounds) if spans is not None else [None] * len(counts))]
+    mats = np.split(flat, bounds)
+    if spans is None:  # a chunk cached before spans were
+        return mats
+    return [P.with_cuts(m, s) for m, s in zip(mats, np.split(spans, bounds))]
 
 
 def encode_chunked(encode: Any, docs: Sequence[Document], cache: Path | None, *, chunk: int = 2048,

@@ -122,11 +122,12 @@ class HeldOutCopy:
             matrix, _, owners = pack_passages(matrix, int(qv.shape[1]))
             if owners is not None:
                 starts = np.searchsorted(owners, np.arange(n_docs + 1)).astype(np.int64)
+                every = np.arange(len(matrix))
         out = []
         for b in range(0, len(qv), 64):  # a block of queries at a time: scores stay small
             for row in qv[b : b + 64] @ matrix.T:
                 if owners is not None:
-                    s, o, _ = aggregate(row, np.arange(len(row)), owners, starts, min(depth, n_docs),
+                    s, o, _ = aggregate(row, every, owners, starts, min(depth, n_docs),
                                         aggregation, top_n)
                     out.append([(self.ids[i], float(x)) for x, i in zip(s, o)])
                     continue
