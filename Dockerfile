@@ -19,7 +19,7 @@ COPY pyproject.toml README.md ./
 COPY src ./src
 RUN pip install --no-cache-dir ".[${EXTRAS}]" \
  && case ",${EXTRAS}," in *,gpu,*) pip uninstall -y faiss-cpu \
-      && pip install --no-cache-dir --force-reinstall --no-deps faiss-gpu-cu12 ;; esac
+      && pip install --no-cache-dir --force-reinstall --no-deps "faiss-gpu>=1.15.1" ;; esac
 
 RUN useradd --create-home --uid 10001 semsearch \
  && mkdir -p /data/index /data/input \

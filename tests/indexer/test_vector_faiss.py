@@ -7,9 +7,9 @@ import pytest
 
 from semsearch.config import Settings
 from semsearch.documents import Document
-from semsearch.errors import BadInput
+from semsearch.errors import BackendUnavailable, BadInput
 from semsearch.indexer.index import Index
-from semsearch.indexer.segments.vectors import gpu_count
+from semsearch.indexer.segments.vectors import gpu_count, probe_gpu
 from tests.conformance.vector_suite import DIM, VectorIndexSuite, vectors
 
 
@@ -180,3 +180,44 @@ def test_gpu_search_matches_cpu(tmp_path):
     assert [[d for d, _ in r] for r in a] == [[d for d, _ in r] for r in b]
     gpu.delete(ids[:100])
     assert all(d not in set(ids[:100]) for r in gpu.search(vecs[:100], 5) for d, _ in r)
+
+
+def test_gpu_probe_reports_a_faiss_build_that_aborts():
+    # faiss-gpu-cu12 1.14.1 on an H200 aborts the process at the first GPU search (CUDA
+    # error 209): the check runs in a child process and says so instead of dying with it
+    why = probe_gpu("import os; os.abort()")
+    assert why.startswith("the FAISS GPU check failed (killed by SIGABRT)")
+    why = probe_gpu("import sys; print('Faiss assertion failed; details: CUDA error 209 no kernel image is "
+                    "available for execution on the device', file=sys.stderr); sys.exit(3)")
+    assert why.startswith("the FAISS GPU check failed (exit status 3): Faiss assertion failed; details: CUDA error 209")
+
+
+def test_gpu_probe_fails_where_faiss_has_no_gpu_search():
+    import faiss
+
+    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        pytest.skip("this FAISS build has a GPU to search on (test_gpu_probe_passes_on_a_gpu covers it)")
+    why = probe_gpu()
+    assert why.startswith("the FAISS GPU check failed (exit status 1)")
+    assert "StandardGpuResources" in why or "CUDA" in why
+
+
+def test_gpu_always_without_a_usable_gpu_is_refused_not_run_on_the_cpu(tmp_path):
+    if gpu_count() > 0:
+        pytest.skip("FAISS can search on a GPU here")
+    idx = SegmentedVectors(tmp_path, DIM, "IVF16,Flat", gpu="always", nprobe=16)
+    idx.upsert([f"d{i}" for i in range(500)], vectors(500, seed=5))
+    with pytest.raises(BackendUnavailable, match=r"vector.faiss.gpu is 'always' but FAISS cannot search on a GPU "
+                       r"here: (this FAISS build has no GPU support|FAISS sees no CUDA GPU|the FAISS GPU check failed)"):
+        idx.search(vectors(3, seed=6), 5)
+    assert idx.info()["gpu"] is False  # the status report does not raise
+    idx.close()
+
+
+@pytest.mark.gpu
+def test_gpu_probe_passes_on_a_gpu():
+    import faiss
+
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
+        pytest.skip("no GPU visible to FAISS (faiss.get_num_gpus() == 0)")
+    assert probe_gpu() == ""

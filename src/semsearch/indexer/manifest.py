@@ -176,7 +176,7 @@ def _versions() -> tuple[tuple[str, str], ...]:
     from importlib import metadata
 
     out = []
-    for pkg in ("semsearch", "faiss-cpu", "faiss-gpu-cu12", "bm25s", "sentence-transformers",
+    for pkg in ("semsearch", "faiss-cpu", "faiss-gpu", "faiss-gpu-cu12", "bm25s", "sentence-transformers",
                 "torch", "transformers", "elasticsearch", "open_clip_torch", "numpy"):
         try:
             out.append((pkg, metadata.version(pkg)))

@@ -27,30 +27,96 @@ empty template is cloned for each segment.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from semsearch.config import FaissSettings
-from semsearch.errors import BadInput, IndexIncompatible
+from semsearch.errors import BackendUnavailable, BadInput, IndexIncompatible
 from semsearch.indexer.segments.container import ArrayFile, ArrayWriter
 
 logger = logging.getLogger(__name__)
 
-def gpu_count() -> int:
+#: Run in a child process by :func:`probe_gpu`: a small float and binary flat index copied to
+#: GPU 0, searched, and compared with the same search on the CPU. A FAISS GPU build without
+#: kernels for the GPU at hand does not fail cleanly: faiss-gpu-cu12 1.14.1 on an H200
+#: (2026-12-04, docs/gpu.md) aborted the process at the first float search ("CUDA error 209
+#: no kernel image is available for execution on the device") and returned garbage distances
+#: from GpuIndexBinaryFlat with no error at all. Neither can be caught in-process.
+GPU_PROBE = """
+import faiss, numpy as np
+rng = np.random.default_rng(0)
+x = rng.standard_normal((2000, 32), dtype=np.float32)
+cpu = faiss.IndexFlatIP(32); cpu.add(x)
+res = faiss.StandardGpuResources()
+gpu = faiss.index_cpu_to_gpu(res, 0, cpu)
+if not (gpu.search(x[:20], 5)[1] == cpu.search(x[:20], 5)[1]).all():
+    raise SystemExit("GPU float search disagrees with the CPU")
+c = rng.integers(0, 256, (2000, 8), dtype=np.uint8)
+b = faiss.IndexBinaryFlat(64); b.add(c)
+if not (faiss.GpuIndexBinaryFlat(res, b).search(c[:20], 5)[0] == b.search(c[:20], 5)[0]).all():
+    raise SystemExit("GPU binary search disagrees with the CPU")
+print("ok")
+"""
+
+
+def probe_gpu(code: str = GPU_PROBE, timeout: float = 180) -> str:
+    """Empty when FAISS's GPU search runs here and agrees with the CPU, else why not. Runs
+    ``code`` in a child process, since a FAISS build without kernels for this GPU aborts
+    the process that tries it (see :data:`GPU_PROBE`)."""
+    try:
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"the FAISS GPU check did not finish in {timeout:.0f} s"
+    if r.returncode == 0 and r.stdout.strip().endswith("ok"):
+        return ""
+    lines = [ln.strip() for ln in (r.stderr + "\n" + r.stdout).splitlines() if ln.strip()]
+    # FAISS's own message (the CUDA error) says more than the traceback's last line
+    detail = next((ln for ln in lines if "error" in ln.lower() and "Fatal Python" not in ln), lines[-1] if lines else "")
+    how = f"killed by {signal.Signals(-r.returncode).name}" if r.returncode < 0 else f"exit status {r.returncode}"
+    return f"the FAISS GPU check failed ({how}): {detail[:400]}"
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_status() -> tuple[int, str]:
+    """(GPUs FAISS can search on, why none when 0); checked once per process."""
     import faiss
 
     try:
-        return int(faiss.get_num_gpus())
-    except AttributeError:  # faiss-cpu builds have no GPU API
-        return 0
+        n = int(faiss.get_num_gpus())
+    except AttributeError:
+        return 0, "this FAISS build has no GPU support (faiss-cpu; install semsearch[gpu])"
+    if n == 0:
+        return 0, "FAISS sees no CUDA GPU"
+    why = probe_gpu()
+    if why:
+        logger.warning("FAISS searches stay on the CPU: %s", why)
+        return 0, why
+    return n, ""
+
+
+def gpu_count() -> int:
+    return gpu_status()[0]
 
 
 def uses_gpu(settings: FaissSettings) -> bool:
     return settings.gpu != "never" and gpu_count() > 0
+
+
+def require_gpu(settings: FaissSettings) -> bool:
+    """:func:`uses_gpu` for a search: ``gpu="always"`` where FAISS cannot use a GPU raises
+    instead of quietly searching on the CPU."""
+    if settings.gpu == "always" and gpu_count() == 0:
+        raise BackendUnavailable(f"vector.faiss.gpu is 'always' but FAISS cannot search on a GPU here: "
+                                 f"{gpu_status()[1]} (set it to 'auto' to fall back to the CPU)")
+    return uses_gpu(settings)
 
 
 def resolve_factory(factory: str, n_vectors: int) -> str:
@@ -336,7 +402,7 @@ class VectorSegment:
             cols = np.take_along_axis(part, order, axis=1)
             return np.take_along_axis(scores, cols, axis=1), selected[cols]
         total = int(self.present.sum()) if self.owners is None else len(self.vectors)
-        if uses_gpu(settings) and len(selected) == total:
+        if require_gpu(settings) and len(selected) == total:
             gpu = self._gpu_index(settings)
             if gpu is not None:
                 return gpu.search(np.ascontiguousarray(queries, dtype=np.float32), k)
