@@ -201,7 +201,7 @@ def test_held_out_dense_scores_a_passage_index_as_its_searches_do(tmp_path, mini
     copy = H.HeldOutCopy(ad.docs(), [], settings.lexical, informative=False)
     queries = ["readers of the article", "examples that explain the role", "discussed with care",
                "how the process changes over time"]
-    got = copy.dense_results(minilm.encode(queries), copy.dense_matrix(base, minilm, ad.template, ad.plan()),
+    got = copy.dense_results(minilm.encode(queries), copy.dense_matrix(base, minilm, ad.template, ad.plan),
                              10, **ad._aggregation())
     with Collection.open(path, settings) as col:
         for q, row in zip(queries, got):

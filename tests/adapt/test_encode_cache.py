@@ -38,19 +38,20 @@ def test_an_interrupted_encoding_resumes_at_the_first_chunk_not_saved(tmp_path):
         encode_chunked(first, docs, tmp_path / "c", chunk=3)
     assert len(first.calls) == 2 and not list((tmp_path / "c").glob("*.tmp"))
     again = _Rows()
-    flat, counts = encode_chunked(again, docs, tmp_path / "c", chunk=3)
+    flat, counts, spans = encode_chunked(again, docs, tmp_path / "c", chunk=3)
+    assert spans is None  # this encode gives no spans
     assert again.calls == [["d006", "d007", "d008"], ["d009"]]  # chunks 0 and 1 were saved
     assert flat[:, 0].tolist() == list(range(10)) and counts.tolist() == [1] * 10
     # all saved: nothing encoded, same result
     third = _Rows()
-    flat3, _ = encode_chunked(third, docs, tmp_path / "c", chunk=3)
+    flat3 = encode_chunked(third, docs, tmp_path / "c", chunk=3).vectors
     assert third.calls == [] and np.array_equal(flat3, flat)
     # other documents in chunk 1: that chunk is encoded again, the others are read
     changed = docs[:3] + _docs(6, "e")[3:6] + docs[6:]
     fourth = _Rows()
-    flat4, _ = encode_chunked(lambda part: fourth(part) if part[0].id[0] == "d" else
-                              (np.full((len(part), 2), -1, np.float32), np.ones(len(part), np.int64)),
-                              changed, tmp_path / "c", chunk=3)
+    flat4 = encode_chunked(lambda part: fourth(part) if part[0].id[0] == "d" else
+                           (np.full((len(part), 2), -1, np.float32), np.ones(len(part), np.int64)),
+                           changed, tmp_path / "c", chunk=3).vectors
     assert fourth.calls == [] and flat4[3:6, 0].tolist() == [-1, -1, -1] and flat4[6:, 0].tolist() == [6, 7, 8, 9]
 
 
@@ -71,15 +72,15 @@ def test_corpus_and_passage_vectors_equal_the_uncached_encoding(tmp_path, minilm
 
 def test_no_documents_no_vectors(tmp_path):
     assert encode_passages(None, [], "{text}", P.PassagePlan(8, 2, 4), tmp_path / "p") == []
-    flat, counts = encode_chunked(_Rows(), [], tmp_path / "c")
-    assert len(flat) == 0 and len(counts) == 0
+    flat, counts, spans = encode_chunked(_Rows(), [], tmp_path / "c")
+    assert len(flat) == 0 and len(counts) == 0 and spans is None
 
 
 def test_a_passage_chunk_cached_without_spans_gives_its_vectors_without_them(tmp_path):
     """A cache written before spans were cached: its vectors are used, and the documents
     carry no spans (the search path then cuts them itself), rather than wrong ones."""
     docs = _docs(5)
-    flat, counts = encode_chunked(_Rows(), docs, tmp_path / "p")  # the older layout: no spans saved
+    flat, counts, _ = encode_chunked(_Rows(), docs, tmp_path / "p")  # the older layout: no spans saved
     mats = encode_passages(None, docs, "{text}", P.PassagePlan(8, 2, 4), tmp_path / "p")
     assert [m[0, 0] for m in mats] == flat[:, 0].tolist() and all(getattr(m, "cuts", None) is None for m in mats)
     assert counts.tolist() == [1] * 5

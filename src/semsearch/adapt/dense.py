@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -121,8 +121,7 @@ def encode_corpus(encoder: Any, docs: Sequence[Document], template: str, cache: 
     def one(part: Sequence[Document]) -> tuple[np.ndarray, np.ndarray]:
         return encoder.encode([doc_text(d, template) for d in part]), np.ones(len(part), np.int64)
 
-    flat, _ = encode_chunked(one, docs, cache, progress=progress)
-    return flat
+    return encode_chunked(one, docs, cache, progress=progress).vectors
 
 
 def encode_passages(encoder: Any, docs: Sequence[Document], template: str, plan: Any,
@@ -138,7 +137,7 @@ def encode_passages(encoder: Any, docs: Sequence[Document], template: str, plan:
         return (np.concatenate(per), np.array([len(m) for m in per], np.int64),
                 np.array([s for c in cuts for s in c], np.int64).reshape(-1, 2))
 
-    flat, counts, spans = encode_chunked(chunk, docs, cache, progress=progress, with_spans=True)
+    flat, counts, spans = encode_chunked(chunk, docs, cache, progress=progress)
     if not len(counts):
         return []
     bounds = np.cumsum(counts)[:-1]
@@ -148,15 +147,23 @@ def encode_passages(encoder: Any, docs: Sequence[Document], template: str, plan:
     return [P.with_cuts(m, s) for m, s in zip(mats, np.split(spans, bounds))]
 
 
+class Encoded(NamedTuple):
+    """What :func:`encode_chunked` gives: every chunk's rows concatenated, the rows of each
+    document, and each row's ``(start, end)`` character span when every chunk has them."""
+
+    vectors: np.ndarray
+    counts: np.ndarray
+    spans: np.ndarray | None
+
+
 def encode_chunked(encode: Any, docs: Sequence[Document], cache: Path | None, *, chunk: int = 2048,
-                   progress: Any = None, with_spans: bool = False) -> Any:
-    """``encode(part) -> (vectors, rows per document)`` over ``docs`` in chunks; the vectors of
-    all chunks concatenated and the rows per document. With ``cache`` (a folder), each chunk
-    is saved on its own (written whole, then renamed, with a digest of its ids), so an
-    interrupted run resumes at the first chunk not saved, and a chunk of other documents
-    (the corpus changed) is encoded again instead of being used. ``with_spans``: ``encode``
-    also gives each row's ``(start, end)`` character span, cached with it and returned third
-    (None when a chunk was cached without them, by an older version)."""
+                   progress: Any = None) -> Encoded:
+    """``encode(part) -> (vectors, rows per document[, (start, end) span per row])`` over
+    ``docs`` in chunks. With ``cache`` (a folder), each chunk is saved on its own (written
+    whole, then renamed, with a digest of its ids), so an interrupted run resumes at the first
+    chunk not saved, and a chunk of other documents (the corpus changed) is encoded again
+    instead of being used. Spans are cached with their chunk; ``spans`` is None when
+    ``encode`` gives none or a chunk was cached without them (by an older version)."""
     vecs: list[np.ndarray] = []
     counts: list[np.ndarray] = []
     spans: list[np.ndarray | None] = []
@@ -170,7 +177,7 @@ def encode_chunked(encode: Any, docs: Sequence[Document], cache: Path | None, *,
         if got is None:
             out = encode(part)
             got = (np.asarray(out[0], np.float32), np.asarray(out[1], np.int64),
-                   np.asarray(out[2], np.int64) if with_spans else None)
+                   np.asarray(out[2], np.int64) if len(out) > 2 else None)
             if f is not None:
                 _save_part(f, digest, *got)
         vecs.append(got[0])
@@ -179,12 +186,9 @@ def encode_chunked(encode: Any, docs: Sequence[Document], cache: Path | None, *,
         if progress:
             progress(start + len(part), len(docs))
     if not vecs:
-        empty = np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
-        return (*empty, None) if with_spans else empty
-    flat, n = np.concatenate(vecs), np.concatenate(counts)
-    if not with_spans:
-        return flat, n
-    return flat, n, (None if any(s is None for s in spans) else np.concatenate(spans))  # type: ignore[arg-type]
+        return Encoded(np.zeros((0, 0), np.float32), np.zeros(0, np.int64), None)
+    every = None if any(s is None for s in spans) else np.concatenate(spans)  # type: ignore[arg-type]
+    return Encoded(np.concatenate(vecs), np.concatenate(counts), every)
 
 
 def _load_part(f: Path, digest: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -34,7 +35,6 @@ logger = logging.getLogger(__name__)
 
 WORKDIR = "adapt"
 STEPS = ["mine", "baseline", "dense", "fusion", "reranker", "apply", "report"]
-_UNREAD = object()
 DEPTH = 200  # deepest fusion depth in the grid
 
 
@@ -80,7 +80,6 @@ class Adapter:
         self._docs: list | None = None
         self._base_matrix: np.ndarray | None = None
         self._encoders: dict[str, Any] = {}
-        self._plan: Any = _UNREAD
 
     # -- plumbing -----------------------------------------------------------------------
     def _save_state(self) -> None:
@@ -152,20 +151,19 @@ class Adapter:
     def _progress(self, step: str) -> Any:
         return lambda n, total: self.say(f"[{step}] encoded {n}/{total}")
 
+    @functools.cached_property
     def plan(self) -> Any:
         """How the index splits long documents into passages for the dense channel (None:
         one vector per document)."""
-        if self._plan is _UNREAD:
-            with self.collection() as col:
-                self._plan = col.passage_plan("dense")
-        return self._plan
+        with self.collection() as col:
+            return col.passage_plan("dense")
 
     def base_matrix(self) -> np.ndarray | list[np.ndarray]:
         """The dense vectors as indexed (base encoder), in :meth:`docs` order: one row per
         document, or for a channel of passages each document's passage vectors (so that
         held-out queries are judged on the channel as searches score it)."""
         if self._base_matrix is None:
-            if self.plan() is not None:
+            if self.plan is not None:
                 self._base_matrix = self._base_passages()
             else:
                 cache = self.work / "vectors-base.npy"
@@ -188,12 +186,12 @@ class Adapter:
                        for m in col.index.store.passage_vectors([d.id for d in part], "dense", dim)]
                 return np.concatenate(per), np.array([len(m) for m in per], np.int64)
 
-            flat, counts = encode_chunked(read, self.docs(), self.work / "passages-base")
+            flat, counts, _ = encode_chunked(read, self.docs(), self.work / "passages-base")
         return np.split(flat, np.cumsum(counts)[:-1])
 
     def _aggregation(self) -> dict[str, Any]:
         ps = self.settings.text_encoder.passages
-        return {"aggregation": ps.aggregation, "top_n": ps.top_n} if self.plan() is not None else {}
+        return {"aggregation": ps.aggregation, "top_n": ps.top_n} if self.plan is not None else {}
 
     def examples(self, name: str) -> list:
         p = self.work / f"{name}.jsonl"
@@ -251,7 +249,7 @@ class Adapter:
                  matrix: np.ndarray, depth: int = DEPTH) -> dict[str, Any]:
         enc = self.encoder(model)
         qs = [e.query for e in examples]
-        mat = copy.dense_matrix(matrix, enc, self.template, self.plan())
+        mat = copy.dense_matrix(matrix, enc, self.template, self.plan)
         per = copy.channels(qs, enc.encode(qs), mat, depth, **self._aggregation())
         return {e.qid: ch for e, ch in zip(examples, per, strict=True)}
 
@@ -299,8 +297,8 @@ class Adapter:
         card = json.loads(card_file.read_text())
         enc = self.encoder(str(out.resolve()))
         self.say(f"[dense] encoding {len(self.docs())} documents with the fine-tuned encoder")
-        if self.plan() is not None:  # every passage, as apply re-encodes them (it reads this cache)
-            matrix: Any = encode_passages(enc, self.docs(), self.template, self.plan(),
+        if self.plan is not None:  # every passage, as apply re-encodes them (it reads this cache)
+            matrix: Any = encode_passages(enc, self.docs(), self.template, self.plan,
                                           self.work / "passages-adapted", progress=self._progress("dense"))
         else:
             matrix = encode_corpus(enc, self.docs(), self.template, self.work / "vectors-adapted",
@@ -383,10 +381,10 @@ class Adapter:
         from semsearch.collection import Collection
 
         tuned = self.tuned()
+        plan = self.plan  # read before the writable open below
         with Collection.open(self.path, self.settings, writable=True) as col:
             if self._dense_kept():
                 model = str((self.path / ADAPTED_DIR).resolve())
-                plan = col.passage_plan("dense")
                 if plan is None:  # encoded by the dense step: read from its cache
                     matrix = encode_corpus(self.encoder(model), self.docs(), self.template,
                                            self.work / "vectors-adapted")
