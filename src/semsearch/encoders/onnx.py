@@ -108,7 +108,7 @@ def export_text_encoder(source: str, out_dir: Path) -> Path:
             "format": EXPORT_FORMAT,
             "source": source,
             "inputs": inputs,
-            "dim": int((getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension)()),
+            "dim": int(st.get_embedding_dimension()),
             "max_seq_length": int(st.max_seq_length),
             "pad_token": tok.pad_token,
             "pad_token_id": int(tok.pad_token_id),

@@ -90,8 +90,7 @@ class SentenceTransformerEncoder:
     @property
     def dim(self) -> int:
         model = self.model
-        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        dim = getter()
+        dim = model.get_embedding_dimension()
         if dim is None:  # pragma: no cover - models without a pooling dimension
             dim = int(self.encode(["x"]).shape[1])
         return int(dim)
