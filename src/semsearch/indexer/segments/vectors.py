@@ -57,7 +57,9 @@ x = rng.standard_normal((2000, 32), dtype=np.float32)
 cpu = faiss.IndexFlatIP(32); cpu.add(x)
 res = faiss.StandardGpuResources()
 gpu = faiss.index_cpu_to_gpu(res, 0, cpu)
-if not (gpu.search(x[:20], 5)[1] == cpu.search(x[:20], 5)[1]).all():
+(dg, ig), (dc, ic) = gpu.search(x[:20], 5), cpu.search(x[:20], 5)
+# each query finds itself first; scores equal up to rounding (near-ties may swap ranks)
+if not ((ig[:, 0] == ic[:, 0]).all() and np.allclose(dg, dc, rtol=1e-3, atol=1e-3)):
     raise SystemExit("GPU float search disagrees with the CPU")
 c = rng.integers(0, 256, (2000, 8), dtype=np.uint8)
 b = faiss.IndexBinaryFlat(64); b.add(c)
