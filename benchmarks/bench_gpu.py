@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SCIFACT, load_jsonl, save, table  # noqa: E402
+from common import SCIFACT, load_jsonl, percentiles, save, table, time_each  # noqa: E402
 
 from semsearch.config import Settings, TextEncoderSettings  # noqa: E402
 from semsearch.documents import Document  # noqa: E402
@@ -56,13 +56,9 @@ def bench_encode(n: int) -> list[dict]:
     return rows
 
 
-def latencies_ms(fn, queries: np.ndarray) -> float:
-    ts = []
-    for q in queries:
-        t = time.perf_counter()
-        fn(q[None, :])
-        ts.append(time.perf_counter() - t)
-    return round(float(np.percentile(ts, 50)) * 1000, 3)
+def p50_ms(search, queries: np.ndarray) -> float:
+    """Median latency of ``search`` on one query at a time."""
+    return percentiles(time_each(lambda q: search(q[None, :]), queries))["p50_ms"]
 
 
 def bench_dense(n: int, nq: int, factory: str, dim: int = 384) -> list[dict]:
@@ -91,7 +87,7 @@ def bench_dense(n: int, nq: int, factory: str, dim: int = 384) -> list[dict]:
             recall = np.mean([len(exact[i] & {d for d, _ in r}) / 10 for i, r in enumerate(hits)])
             rows.append({"part": f"dense {factory}", "path": "cpu" if gpu == "never" else "gpu", "n": n,
                          "refresh_s": round(build, 2), "recall_at_10": round(float(recall), 4), "batch_qps": round(nq / batch, 1),
-                         "p50_ms_one_query": latencies_ms(lambda q, c=channel: c.search(q, 10), queries[:200]),
+                         "p50_ms_one_query": p50_ms(lambda q, c=channel: c.search(q, 10), queries[:200]),
                          "on_gpu": bool(channel.info().get("gpu"))})
             index.close()
     return rows
@@ -111,7 +107,7 @@ def bench_binary(n: int, nq: int) -> list[dict]:
         s = time.perf_counter() - t
         found[gpu] = [[d for d, _ in r] for r in res]
         rows.append({"part": "hamming flat", "path": "cpu" if gpu == "never" else "gpu", "n": n,
-                     "batch_qps": round(nq / s, 1), "p50_ms_one_query": latencies_ms(lambda q, b=b: b.search(q, 10), queries[:200]),
+                     "batch_qps": round(nq / s, 1), "p50_ms_one_query": p50_ms(lambda q, b=b: b.search(q, 10), queries[:200]),
                      "on_gpu": bool(b.info()["gpu"])})
     rows[-1]["same_distances_as_cpu"] = found["never"] == found["auto"]
     return rows

@@ -91,10 +91,9 @@ def gpu_status() -> tuple[int, str]:
     """(GPUs FAISS can search on, why none when 0); checked once per process."""
     import faiss
 
-    try:
-        n = int(faiss.get_num_gpus())
-    except AttributeError:
+    if not hasattr(faiss, "StandardGpuResources"):  # faiss-cpu: get_num_gpus() is 0 there too
         return 0, "this FAISS build has no GPU support (faiss-cpu; install semsearch[gpu])"
+    n = int(faiss.get_num_gpus())
     if n == 0:
         return 0, "FAISS sees no CUDA GPU"
     why = probe_gpu()
