@@ -137,14 +137,11 @@ def encode_passages(encoder: Any, docs: Sequence[Document], template: str, plan:
         return (np.concatenate(per), np.array([len(m) for m in per], np.int64),
                 np.array([s for c in cuts for s in c], np.int64).reshape(-1, 2))
 
-    flat, counts, spans = encode_chunked(chunk, docs, cache, progress=progress)
-    if not len(counts):
-        return []
-    bounds = np.cumsum(counts)[:-1]
-    mats = np.split(flat, bounds)
-    if spans is None:  # a chunk cached before spans were
+    got = encode_chunked(chunk, docs, cache, progress=progress)
+    mats = got.by_document(got.vectors)
+    if got.spans is None:  # a chunk cached before spans were
         return mats
-    return [P.with_cuts(m, s) for m, s in zip(mats, np.split(spans, bounds))]
+    return [P.with_cuts(m, s) for m, s in zip(mats, got.by_document(got.spans))]
 
 
 class Encoded(NamedTuple):
@@ -154,6 +151,10 @@ class Encoded(NamedTuple):
     vectors: np.ndarray
     counts: np.ndarray
     spans: np.ndarray | None
+
+    def by_document(self, rows: np.ndarray) -> list[np.ndarray]:
+        """``rows`` (the vectors or the spans) cut into each document's rows."""
+        return np.split(rows, np.cumsum(self.counts)[:-1]) if len(self.counts) else []
 
 
 def encode_chunked(encode: Any, docs: Sequence[Document], cache: Path | None, *, chunk: int = 2048,

@@ -186,8 +186,8 @@ class Adapter:
                        for m in col.index.store.passage_vectors([d.id for d in part], "dense", dim)]
                 return np.concatenate(per), np.array([len(m) for m in per], np.int64)
 
-            flat, counts, _ = encode_chunked(read, self.docs(), self.work / "passages-base")
-        return np.split(flat, np.cumsum(counts)[:-1])
+            got = encode_chunked(read, self.docs(), self.work / "passages-base")
+        return got.by_document(got.vectors)
 
     def _aggregation(self) -> dict[str, Any]:
         ps = self.settings.text_encoder.passages
@@ -381,9 +381,10 @@ class Adapter:
         from semsearch.collection import Collection
 
         tuned = self.tuned()
-        plan = self.plan  # read before the writable open below
+        kept = self._dense_kept()
+        plan = self.plan if kept else None  # read before the writable open below
         with Collection.open(self.path, self.settings, writable=True) as col:
-            if self._dense_kept():
+            if kept:
                 model = str((self.path / ADAPTED_DIR).resolve())
                 if plan is None:  # encoded by the dense step: read from its cache
                     matrix = encode_corpus(self.encoder(model), self.docs(), self.template,
