@@ -123,7 +123,10 @@ def test_adapt_is_resumable_and_records_fusion(topic_index, settings):
     assert tuned["fusion"] == state["fusion"]["result"]["chosen"]
     assert "dense_encoder" not in tuned
     assert (topic_index / "adapt" / "report" / "adapt.md").exists()
-    assert (topic_index / "adapt" / "report" / "pseudo" / "results.json").exists()
+    pseudo = json.loads((topic_index / "adapt" / "report" / "pseudo" / "results.json").read_text())
+    # adapt scores saved runs and times nothing: the report says so instead of showing 0 ms
+    assert {lat["p50"] for lat in pseudo["latency_ms"].values()} == {None}
+    assert "Latency: not measured" in (topic_index / "adapt" / "report" / "pseudo" / "report.md").read_text()
     said.clear()
     Adapter(topic_index, settings, opts, say=said.append).run()
     assert sum("skipped" in m for m in said) == 7

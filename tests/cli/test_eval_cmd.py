@@ -32,13 +32,18 @@ def test_eval_command_writes_the_report(tmp_path):
     # the same index again as a compared one: its configs print and report as CONFIG[NAME]
     p = subprocess.run(
         semsearch_cmd("eval", "--dataset", str(ds), "--out", str(tmp_path / "r2"), "--index", str(out / "index"),
-                      "--configs", "lexical", "--compare-index", f"again={out / 'index'}", "--latency-queries", "2"),
+                      "--configs", "lexical", "--compare-index", f"again={out / 'index'}", "--latency-queries", "0"),
         env=subprocess_env(SEMSEARCH_TEXT_ENCODER__DEVICE="cpu"), capture_output=True, text=True, timeout=600,
     )
     assert p.returncode == 0, p.stderr
     assert "lexical[again]: nDCG@10" in p.stderr, p.stderr
-    again = json.loads((tmp_path / "r2" / "results.json").read_text())["configs"]
-    assert list(again) == ["lexical", "lexical[again]"] and again["lexical"] == again["lexical[again]"]
+    again = json.loads((tmp_path / "r2" / "results.json").read_text())
+    assert list(again["configs"]) == ["lexical", "lexical[again]"]
+    assert again["configs"]["lexical"] == again["configs"]["lexical[again]"]
+    # --latency-queries 0: nothing timed, said so (it crashed on an empty percentile before)
+    assert "p50 - ms" in p.stderr
+    assert again["latency_ms"]["lexical"] == {"p50": None, "p95": None, "mean": None, "queries": 0}
+    assert "Latency: not measured" in (tmp_path / "r2" / "report.md").read_text()
 
 
 def test_eval_command_refuses_to_tune_on_the_reported_split(tmp_path):
@@ -49,6 +54,15 @@ def test_eval_command_refuses_to_tune_on_the_reported_split(tmp_path):
     )
     assert p.returncode == 2
     assert "--tune-on 'test' is the split being reported" in p.stderr
+
+
+def test_eval_command_refuses_a_negative_latency_count(tmp_path):
+    ds = write_beir(tmp_path / "tinybeir")
+    p = subprocess.run(
+        semsearch_cmd("eval", "--dataset", str(ds), "--out", str(tmp_path / "r"), "--latency-queries", "-1"),
+        env=subprocess_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert p.returncode == 2 and "--latency-queries" in p.stderr and not (tmp_path / "r").exists()
 
 
 def test_eval_command_names_an_unknown_config(tmp_path):

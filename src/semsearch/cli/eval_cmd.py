@@ -21,13 +21,15 @@ def eval_cmd(
     baseline: Annotated[str | None, typer.Option(help="config the others are tested against (default: the first)")] = None,
     stat_test: Annotated[str, typer.Option("--stat-test", help="student (paired t-test) or fisher (randomisation)")] = "student",
     alpha: Annotated[float, typer.Option(help="significance level after Holm correction")] = 0.05,
-    latency_queries: Annotated[int, typer.Option(help="queries searched one at a time to measure latency")] = 100,
+    latency_queries: Annotated[int, typer.Option(
+        min=0, help="queries searched one at a time to measure latency (0: not measured)")] = 100,
     compare_index: Annotated[list[str] | None, typer.Option("--compare-index", help="NAME=DIR: another index of the same corpus (e.g. the one before `semsearch adapt`): its configs run too, reported as CONFIG[NAME] beside the others; repeatable")] = None,
 ) -> None:
     """Evaluate retrieval quality on a dataset and write a report."""
     import time
 
     from semsearch.eval.api import run_eval
+    from semsearch.eval.report import format_ms
 
     settings = load_settings()
     names = [c.strip() for c in configs.split(",") if c.strip()] if configs else None
@@ -35,7 +37,7 @@ def eval_cmd(
 
     def progress(cfg, means, lat) -> None:  # noqa: ANN001
         console.print(f"{cfg.name}: nDCG@10 {means['ndcg@10']:.4f}  recall@100 {means['recall@100']:.4f}  "
-                      f"p50 {lat['p50']:.1f} ms  p95 {lat['p95']:.1f} ms", highlight=False)
+                      f"p50 {format_ms(lat['p50'])} ms  p95 {format_ms(lat['p95'])} ms", highlight=False)
 
     with errors_to_exit():
         outcome = run_eval(dataset, split, out_dir, settings, configs=names, index_dir=index, tune_on=tune_on,

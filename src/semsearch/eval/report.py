@@ -101,8 +101,12 @@ def _summary_rows(result: EvalResult) -> list[list[str]]:
     for c in result.evaluated:
         cells = [c.name] + [f"{result.means[c.name][m]:.4f}{_mark(result, c.name, m)}" for m in SUMMARY_METRICS]
         lat = result.latency_ms[c.name]
-        rows.append(cells + [f"{lat['p50']:.1f}", f"{lat['p95']:.1f}"])
+        rows.append(cells + [format_ms(lat["p50"]), format_ms(lat["p95"])])
     return rows
+
+
+def format_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"  # None: latency not measured
 
 
 def _headers() -> list[str]:
@@ -122,6 +126,14 @@ def _index_line(label: str, idx: IndexInfo) -> str:
             + (f"; WARNING: {idx.missing_judged} judged documents are not in the index" if idx.missing_judged else ""))
 
 
+def _latency_line(result: EvalResult) -> str:
+    timed = next(iter(result.latency_ms.values()), {}).get("queries", 0)
+    if not timed:
+        return "Latency: not measured"
+    return (f"Latency: the first {timed} queries searched one at a time (query encoding, channels, fusion, "
+            "reranking included), in ms; metrics come from the same searches run in batches")
+
+
 def _notes(result: EvalResult, data: dict[str, Any]) -> list[str]:
     notes = [
         f"Dataset: {data['dataset']} split {data['split']}: {data['dataset_info']['queries']} queries, "
@@ -133,9 +145,7 @@ def _notes(result: EvalResult, data: dict[str, Any]) -> list[str]:
         f"Significance: paired {'t-test' if result.stat_test == 'student' else 'randomisation test'} (ranx) "
         f"against baseline `{result.baseline}`, Holm-corrected over all configs x metrics, alpha {result.alpha}: "
         "▲ significantly better, ▼ significantly worse",
-        f"Latency: the first {next(iter(result.latency_ms.values()))['queries']} queries searched one at a time "
-        "(query encoding, channels, fusion, reranking included), in ms; metrics come from the same "
-        "searches run in batches",
+        _latency_line(result),
     ]
     if data["sanity"]:
         notes.append(data["sanity"]["line"])

@@ -47,7 +47,7 @@ class EvalResult:
     runs: dict[str, Run] = field(default_factory=dict)
     per_query: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     means: dict[str, dict[str, float]] = field(default_factory=dict)
-    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    latency_ms: dict[str, dict[str, float | None]] = field(default_factory=dict)
     recall_curve: dict[str, dict[int, float]] = field(default_factory=dict)
     significance: dict[str, Any] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
@@ -135,7 +135,10 @@ class _EsLexical:
         return self.lex.search(query, k)
 
 
-def _percentiles(times: list[float]) -> dict[str, float]:
+def latency_percentiles(times: list[float]) -> dict[str, float | None]:
+    """p50/p95/mean in ms; None (not measured) when no query was timed (``latency_queries=0``)."""
+    if not times:
+        return {"p50": None, "p95": None, "mean": None, "queries": 0}
     a = np.asarray(times) * 1000
     return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
             "mean": float(a.mean()), "queries": len(times)}
@@ -194,7 +197,7 @@ def run_config(col: Collection, cfg: EvalConfig, queries: dict[str, str], *, k: 
         t0 = time.perf_counter()
         _search(timing or col, cfg, [text], k, es)
         times.append(time.perf_counter() - t0)
-    return run, _percentiles(times)
+    return run, latency_percentiles(times)
 
 
 def evaluate(
