@@ -386,9 +386,15 @@ class Collection(BatchedSearch):
     def warm_up(self) -> None:
         """Load the models searches use now rather than on the first query: the text
         encoder, CLIP (an index with images), the cross-encoder (when one is configured; on
-        CPU its ONNX export happens here)."""
+        CPU its ONNX export happens here), and FAISS's GPU check (a child process, seconds)
+        unless ``vector.faiss.gpu`` is "never": with "always" where no GPU can search, this
+        raises :class:`BackendUnavailable` now, so a server fails at start, not at its first
+        search."""
+        from semsearch.indexer.segments.vectors import require_gpu
         from semsearch.search.images import clip_encoder
 
+        if self.settings.vector.faiss.gpu != "never" and self.channels:
+            require_gpu(self.settings.vector.faiss)
         if "dense" in self.channels:
             self.encoder.encode(["warm up"])
         if "image" in self.channels:

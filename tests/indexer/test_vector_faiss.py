@@ -212,6 +212,17 @@ def test_gpu_always_without_a_usable_gpu_is_refused_not_run_on_the_cpu(tmp_path)
         idx.search(vectors(3, seed=6), 5)
     assert idx.info()["gpu"] is False  # the status report does not raise
     idx.close()
+    # a Collection (what a server opens) refuses at warm-up, before any search
+    from semsearch.collection import Collection
+
+    s = Settings()
+    s.vector.faiss.gpu = "always"
+    col = Collection.open(tmp_path, s)
+    try:
+        with pytest.raises(BackendUnavailable, match=r"vector.faiss.gpu is 'always'"):
+            col.warm_up()
+    finally:
+        col.close()
 
 
 @pytest.mark.gpu

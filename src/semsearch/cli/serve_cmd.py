@@ -56,7 +56,11 @@ def serve_cmd(
 
             if index is None:
                 raise BadInput("--index is required (or set SEMSEARCH_STORE__BACKEND=elasticsearch)")
-            read_manifest(index)  # a missing or unreadable index fails here, with exit code 2
+            manifest = read_manifest(index)  # a missing or unreadable index fails here, with exit code 2
+            if settings.vector.faiss.gpu == "always" and manifest.channels:
+                from semsearch.indexer.segments.vectors import require_gpu
+
+                require_gpu(settings.vector.faiss)  # no usable GPU: one line and exit 2, not a traceback
         # keep idle connections open longer than clients do (httpx and most clients expire
         # theirs after 5 s, uvicorn's own default): with equal timeouts a client can reuse a
         # connection the server is closing, which surfaced as connection resets under load
