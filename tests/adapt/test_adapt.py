@@ -23,6 +23,11 @@ def _docs():
 def test_held_out_positives_lose_the_query_span(settings):
     train, dev = H.mine_split(_docs(), sample=20, dev=6, seed=1)
     assert len(dev) == 6 and len(train) == 14
+    # a corpus that gives fewer pseudo-queries than asked holds out the same share of them
+    # (it held out all of them, leaving nothing to train on)
+    small_train, small_dev = H.mine_split(_docs(), sample=10_000, dev=3_000, seed=1)
+    n = len(small_train) + len(small_dev)
+    assert n < 10_000 and len(small_dev) == round(n * 0.3) and small_train
     copy = H.HeldOutCopy(_docs(), dev, settings.lexical, informative=True)
     trivial = H.HeldOutCopy(_docs(), dev, settings.lexical, informative=False)
     assert not trivial.replaced
@@ -76,6 +81,22 @@ def test_fusion_selection_gives_a_useless_channel_no_weight_to_spoil(useless):
     assert res["default_score"] < res["score"]
     w = res["chosen"]["weights"]
     assert w[good] > w[useless]
+
+
+def test_fusion_selection_keeps_the_default_on_a_tie():
+    from semsearch.config import Settings
+
+    per, qrels = _channels("dense")
+    for ch in per.values():  # both channels rank every positive first: every fusion scores 1.0
+        ch["dense"] = list(ch["lexical"])
+    default = Settings().fusion.model_dump()
+    for alpha in (0.05, None):
+        res = select_fusion(per, qrels, default=default, alpha=alpha)
+        assert res["default_score"] == res["score"] == pytest.approx(1.0)
+        chosen = res["chosen"]
+        assert (chosen["method"], chosen["weights"], chosen["depth"]) == (
+            default["method"], default["weights"], default["depth"]), res["why"]
+        assert "no better" in res["why"] and "the default stays" in res["why"]
 
 
 def test_manifest_tuned_defaults_are_used_unless_a_request_or_setting_overrides(tiny_index, minilm, settings):
@@ -132,8 +153,7 @@ def test_adapt_is_resumable_and_records_fusion(topic_index, settings):
     assert sum("skipped" in m for m in said) == 7
 
 
-def test_dense_fine_tune_end_to_end_and_the_index_searches_with_it(topic_index, settings):
-    import json
+def test_dense_fine_tune_end_to_end_and_the_index_searches_with_it(topic_index, settings, capfd):
     import subprocess
 
     from semsearch.collection import Collection
@@ -141,8 +161,13 @@ def test_dense_fine_tune_end_to_end_and_the_index_searches_with_it(topic_index, 
 
     opts = AdaptOptions(sample=16, dev=6, reranker=False, min_gain=-1.0,  # keep it whatever it scores
                         dense_config=DenseTrainConfig(batch_size=4, max_steps=2, max_seq_length=64))
-    state = Adapter(topic_index, settings, opts, say=lambda m: None).run()
+    said: list[str] = []
+    state = Adapter(topic_index, settings, opts, say=said.append).run()
     assert state["dense"]["result"]["kept"]
+    # training progress comes as lines through `say`, not as the Trainer's printed dicts
+    assert "[dense] step 1/2: loss" in "\n".join(said)
+    assert "{'loss'" not in capfd.readouterr().out
+    assert any("only 6 held-out pseudo-queries" in m for m in said)  # a tiny corpus is told so
     m = read_manifest(topic_index)
     adapted = (topic_index / "models" / "dense-adapted").resolve()
     assert m.tuned["dense_encoder"] == "models/dense-adapted"

@@ -42,7 +42,9 @@ def trained(tmp_path_factory, minilm):
         stage=1, out=out, max_length=48, negatives=3, epochs=6, batch_size=8,
         learning_rate=1e-4, eval_steps=12, patience=10, dev_depth=12, fields=("text",), seed=3,
     )
-    card = train_stage(cfg, examples, examples, col)
+    said: list[str] = []
+    card = train_stage(cfg, examples, examples, col, say=said.append)
+    card["said"] = said
     return card, out, docs
 
 
@@ -54,6 +56,15 @@ def test_loss_falls_and_ranking_improves(trained) -> None:
     assert last < 0.8 * first, losses
     m = card["metrics"]
     assert m["dev_ndcg@10_best"] > m["dev_ndcg@10_before"] + 0.1, m
+
+
+def test_training_progress_comes_as_lines(trained) -> None:
+    card, _, _ = trained
+    steps = card["metrics"]["steps"]
+    # a line per log record, the loss and the dev metric named (the Trainer's own printer,
+    # which wrote raw dicts on stdout, is replaced)
+    assert any(line.startswith("[stage 1] step ") and f"/{steps}: loss " in line for line in card["said"])
+    assert any("eval_dev_ndcg@10" in line for line in card["said"])
 
 
 def test_model_card_records_the_run(trained) -> None:

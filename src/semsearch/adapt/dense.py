@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 ADAPTED_DIR = "models/dense-adapted"
 
 
+#: fewest training pairs :func:`finetune` accepts (in-batch negatives need two)
+MIN_PAIRS = 2
+
+
 @dataclass
 class DenseTrainConfig:
     epochs: float = 1.0
@@ -58,8 +62,10 @@ def training_columns(examples: Sequence[Example], docs: dict[str, Document], tem
 
 
 def finetune(base: str, examples: Sequence[Example], docs: dict[str, Document], out: Path, *,
-             template: str, config: DenseTrainConfig | None = None) -> dict[str, Any]:
-    """Train from ``base`` (a model folder) and save the model to ``out``; returns a card."""
+             template: str, config: DenseTrainConfig | None = None,
+             say: Any = None) -> dict[str, Any]:
+    """Train from ``base`` (a model folder) and save the model to ``out``; returns a card.
+    ``say`` gets a line per logged step (else they are logged)."""
     from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformer,
@@ -71,15 +77,16 @@ def finetune(base: str, examples: Sequence[Example], docs: dict[str, Document], 
     from transformers import set_seed
 
     from semsearch.encoders.sbert import resolve_device
+    from semsearch.encoders.trainer_log import report_progress
 
     cfg = config or DenseTrainConfig()
     set_seed(cfg.seed)
     t0 = time.perf_counter()
     cols = training_columns(examples, docs, template)
-    if len(cols["anchor"]) < 2:
+    if len(cols["anchor"]) < MIN_PAIRS:
         from semsearch.errors import BadInput
 
-        raise BadInput("too few mined pairs to fine-tune the dense encoder (need 2 or more)")
+        raise BadInput(f"too few mined pairs to fine-tune the dense encoder (need {MIN_PAIRS} or more)")
     model = SentenceTransformer(base, device=resolve_device("auto"))
     model.max_seq_length = cfg.max_seq_length
     ds = Dataset.from_dict(cols).shuffle(seed=cfg.seed)
@@ -102,6 +109,7 @@ def finetune(base: str, examples: Sequence[Example], docs: dict[str, Document], 
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=ds,
                                          loss=MultipleNegativesRankingLoss(model))
+    report_progress(trainer, "dense", say)
     trainer.train()
     # encode at the base model's length; training used a shorter one for speed
     model.max_seq_length = SentenceTransformer(base, device="cpu").max_seq_length

@@ -59,16 +59,20 @@ def select_fusion(per_query: PerQuery, qrels: Mapping[str, Mapping[str, int]], *
     why = (f"{top_method} ({_describe(chosen)}) scored nDCG@10 {chosen_score:.4f} on the {on}, "
            f"vs {default_score:.4f} for the default ({_describe(d)}), "
            f"lexical alone {singles['lexical']:.4f}, dense alone {singles['dense']:.4f}")
-    if alpha is not None and chosen_score > default_score:
+    verdict = ""
+    if chosen_score <= default_score + 1e-12:  # a tie (a tiny corpus, every ranking perfect) is no reason
+        verdict = "no better"
+    elif alpha is not None:
         from semsearch.adapt.runner import _paired_p
 
         p = _paired_p(qrels, _run(per_query, top_method, _grid_point(chosen)), _run(per_query, d["method"], d))
         if p >= alpha:
-            why = (f"the best grid point, {top_method} ({_describe(chosen)}), scored {chosen_score:.4f} vs "
-                   f"{default_score:.4f} for the default ({_describe(d)}), not significantly better "
-                   f"(paired t-test p={p:.3f} >= {alpha}): the default stays; lexical alone "
-                   f"{singles['lexical']:.4f}, dense alone {singles['dense']:.4f}")
-            chosen, chosen_score = fusion_params(d["method"], _grid_point(d)), default_score
+            verdict = f"not significantly better (paired t-test p={p:.3f} >= {alpha})"
+    if verdict:
+        why = (f"the best grid point, {top_method} ({_describe(chosen)}), scored {chosen_score:.4f} vs "
+               f"{default_score:.4f} for the default ({_describe(d)}), {verdict}: the default stays; "
+               f"lexical alone {singles['lexical']:.4f}, dense alone {singles['dense']:.4f}")
+        chosen, chosen_score = fusion_params(d["method"], _grid_point(d)), default_score
     top_channel = max(singles, key=lambda c: singles[c])
     if singles[top_channel] > chosen_score + 1e-12:
         other = "dense" if top_channel == "lexical" else "lexical"

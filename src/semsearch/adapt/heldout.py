@@ -29,9 +29,12 @@ Channels = dict[str, list[tuple[str, float]]]
 
 
 def mine_split(docs: Sequence[Document], *, sample: int, dev: int, seed: int = 0) -> tuple[list[Example], list[Example]]:
-    """``sample`` pseudo-queries (one per document drawn), ``dev`` of them held out."""
+    """``sample`` pseudo-queries (one per document drawn), ``dev`` of them held out. A corpus
+    that gives fewer than ``sample`` holds out the same share of what it gives (it held out
+    ``dev`` whatever was mined, and a corpus of 32 documents kept none to train on)."""
     examples = mine_pseudo_queries(docs, sample=sample, seed=seed)
-    return split_dev(examples, dev / max(1, len(examples)), max_dev=dev, seed=seed)
+    n_dev = min(dev, round(len(examples) * dev / max(1, sample)))
+    return split_dev(examples, 1.0, max_dev=n_dev, seed=seed)
 
 
 def save_examples(path: Path, examples: Sequence[Example]) -> None:

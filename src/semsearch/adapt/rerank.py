@@ -38,14 +38,15 @@ def adapt_reranker(ad: Any) -> dict[str, Any]:
     cards = []
     with ad.collection() as col:
         small_dev = dev[:50]  # checkpoint choice inside the stage; the decision is made below
-        cards += _train(cfg, lambda: _cap(train, ad.opt.reranker_max_pairs, cfg.negatives), small_dev, col)
+        cards += _train(cfg, lambda: _cap(train, ad.opt.reranker_max_pairs, cfg.negatives), small_dev, col,
+                        say=ad.say)
         final = cfg.out
         if judged_train:
             cfg2 = dataclasses.replace(cfg, stage=2, out=out / "stage2", base=str(cfg.out),
                                        negatives=ad.opt.reranker_stage2_negatives, epochs=ad.opt.reranker_stage2_epochs)
             jdev = ad.examples("judged_dev")[:50] or small_dev
             cards += _train(cfg2, lambda: with_negatives(col, judged_train, cfg2.negatives, seed=ad.opt.seed),
-                            jdev, col, retrained=bool(cards))
+                            jdev, col, retrained=bool(cards), say=ad.say)
             final = cfg2.out
         # scored as searches will score it (the configured backend: on CPU, ONNX int8 by default)
         reranker = CrossEncoderReranker(ad.settings.rerank.model_copy(update={"model": str(final)}))
@@ -75,7 +76,8 @@ def adapt_reranker(ad: Any) -> dict[str, Any]:
             "cards": [{k: c.get(k) for k in ("stage", "counts", "metrics", "train_seconds")} for c in cards]}
 
 
-def _train(cfg: Any, examples: Callable[[], list], dev: list, col: Any, *, retrained: bool = False) -> list[dict]:
+def _train(cfg: Any, examples: Callable[[], list], dev: list, col: Any, *, retrained: bool = False,
+           say: Callable[[str], None] | None = None) -> list[dict]:
     """Train the stage into ``cfg.out`` unless a finished one trained as asked (and on an
     unchanged base: ``retrained`` says the stage before it ran again) is there; [its card]
     or []."""
@@ -84,7 +86,7 @@ def _train(cfg: Any, examples: Callable[[], list], dev: list, col: Any, *, retra
     if trained_as(cfg) and not retrained:
         return []
     shutil.rmtree(cfg.out, ignore_errors=True)  # another recipe's model and checkpoints
-    return [train_stage(cfg, examples(), dev, col)]
+    return [train_stage(cfg, examples(), dev, col, say=say)]
 
 
 def with_negatives(col: Any, examples: list, n: int, *, seed: int = 0) -> list:

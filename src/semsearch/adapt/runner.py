@@ -230,6 +230,9 @@ class Adapter:
                 NegativeMiner(col, fn_ratio=None, seed=self.opt.seed).mine(
                     judged_train, max(self.opt.negatives, 3))
         H.save_examples(self.work / "train.jsonl", train)
+        if len(dev) < FEW_HELD_OUT and not judged_dev:
+            self.say(f"[mine] only {len(dev)} held-out pseudo-queries from {len(self.docs())} documents: too few "
+                     "to show a significant gain, so the defaults will most likely stay")
         H.save_examples(self.work / "dev.jsonl", dev)
         H.save_examples(self.work / "judged_train.jsonl", judged_train)
         H.save_examples(self.work / "judged_dev.jsonl", judged_dev)
@@ -280,19 +283,22 @@ class Adapter:
         return out
 
     def step_dense(self) -> dict[str, Any]:
-        from semsearch.adapt.dense import encode_corpus, encode_passages, finetune
+        from semsearch.adapt.dense import MIN_PAIRS, encode_corpus, encode_passages, finetune
         from semsearch.encoders.sbert import default_model_path
 
         if not self.opt.dense:
             return {"kept": False, "why": "--no-dense"}
         out = self.path / ADAPTED_DIR
         train = self.examples("train") + self.examples("judged_train")
+        if len(train) < MIN_PAIRS:  # a tiny corpus: nothing to learn from, the rest still runs
+            return {"kept": False, "why": f"too few training pairs to fine-tune ({len(train)} mined from "
+                                          f"{len(self.docs())} documents; needs {MIN_PAIRS})"}
         card_file = self.work / "dense-card.json"
         if not card_file.exists():
             with self.collection() as col:
                 docs = col.get(sorted({d for e in train for d in (*e.positives, *e.negatives)}))
             card = finetune(self.settings.text_encoder.model or default_model_path(), train, docs, out,
-                            template=self.template, config=self.opt.dense_config)
+                            template=self.template, config=self.opt.dense_config, say=self.say)
             _save_json(card_file, card)
         card = json.loads(card_file.read_text())
         enc = self.encoder(str(out.resolve()))
@@ -408,6 +414,11 @@ class Adapter:
         return write_adapt_report(self)
 
 
+#: fewer held-out pseudo-queries than this (a small corpus) and ``mine`` says the gates will
+#: rarely let a change through
+FEW_HELD_OUT = 50
+
+
 def keep_decision(base: float, adapted: float, p_value: float, *, min_gain: float = 0.0,
                   alpha: float = 0.05) -> dict[str, Any]:
     """Whether a fine-tuned encoder is kept: its held-out nDCG@10 gain over the base encoder
@@ -429,8 +440,8 @@ def _paired_p(qrels: dict[str, Any], a: dict[str, Any], b: dict[str, Any]) -> fl
     pb = M.per_query(qrels, b, ["ndcg@10"])["ndcg@10"]
     x = np.array([pa[q] for q in sorted(pa)])
     y = np.array([pb[q] for q in sorted(pa)])
-    if np.allclose(x, y):
-        return 1.0
+    if len(x) < 2 or np.allclose(x, y):
+        return 1.0  # nothing to test on (a t-test of one query is undefined)
     return float(stats.ttest_rel(x, y).pvalue)
 
 

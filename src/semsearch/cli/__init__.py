@@ -66,4 +66,5 @@ def main() -> None:
     if os.environ.get("SEMSEARCH_NO_PROGRESS") == "1" or not sys.stderr.isatty():
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TQDM_DISABLE", "1")  # sentence-transformers' model-card bars (semsearch uses none)
     app()

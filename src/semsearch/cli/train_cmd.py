@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from semsearch.cli import app
-from semsearch.cli.common import errors_to_exit, fail, load_settings, out
+from semsearch.cli.common import console, errors_to_exit, fail, load_settings, out
 from semsearch.rerank.train.stages import STAGE2_EPOCHS, STAGE2_NEGATIVES
 
 
@@ -65,6 +65,7 @@ def train_reranker_cmd(
             stage2_epochs=stage2_epochs, stage2_negatives=stage2_negatives,
             queries=queries, qrels=qrels,
             weak_pairs=weak_pairs, max_pairs=max_pairs, max_dev=max_dev, resume=resume,
+            say=lambda line: console.print(line, highlight=False),
         )
     secs = time.perf_counter() - t0
     for c in cards:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,7 +70,7 @@ def train_reranker(
     stage2_negatives: int | None = None,
     queries: Path | None = None, qrels: Path | None = None, weak_pairs: Path | None = None,
     max_pairs: int | None = None, dev_fraction: float = 0.1, max_dev: int = 100,
-    resume: bool = False,
+    resume: bool = False, say: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the stage(s); each writes ``out/stage<N>/`` (model, training.json, README).
 
@@ -94,6 +95,6 @@ def train_reranker(
             train = _cap(train, max_pairs, cfg.negatives)
             cfg.data = {**data, "index": str(index_path)}
             logger.info("stage %s: %s train / %s dev queries", n, len(train), len(dev))
-            cards.append(train_stage(cfg, train, dev, col, resume=resume))
+            cards.append(train_stage(cfg, train, dev, col, resume=resume, say=say))
             base = str(cfg.out)
     return cards

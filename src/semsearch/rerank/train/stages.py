@@ -136,7 +136,8 @@ def _card(cfg: StageConfig, counts: dict[str, int], metrics: dict[str, float], s
 
 
 def train_stage(
-    cfg: StageConfig, train: Sequence[Example], dev: Sequence[Example], col: Collection, *, resume: bool = False
+    cfg: StageConfig, train: Sequence[Example], dev: Sequence[Example], col: Collection, *, resume: bool = False,
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train one stage on documents of ``col`` (dev candidates are its own top results); the
     best checkpoint (dev reranking nDCG@10) is saved to ``cfg.out`` with ``training.json``
@@ -151,6 +152,7 @@ def train_stage(
     from transformers import EarlyStoppingCallback, set_seed
 
     from semsearch.encoders.sbert import resolve_device
+    from semsearch.encoders.trainer_log import report_progress
     from semsearch.rerank.cross_encoder import load_cross_encoder
 
     set_seed(cfg.seed)
@@ -202,6 +204,7 @@ def train_stage(
         model=model, args=args, train_dataset=train_ds, loss=loss, evaluator=evaluator,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)],
     )
+    report_progress(trainer, f"stage {cfg.stage}", say)
     resume_from = resume and any((cfg.out / "checkpoints").glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if resume_from else None)
     after = evaluator(model)
