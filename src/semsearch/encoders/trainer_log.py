@@ -20,8 +20,15 @@ SHOWN = ("loss", "eval_loss", "train_loss")
 
 def progress_line(label: str, step: int, total: int, logs: dict[str, Any]) -> str:
     shown = {k: v for k, v in logs.items() if k in SHOWN or (k.startswith("eval_") and "ndcg" in k)}
-    figures = ", ".join(f"{k} {float(v):.4f}" for k, v in shown.items())
+    figures = ", ".join(f"{k} {_figure(v)}" for k, v in shown.items())
     return f"[{label}] step {step}/{total}" + (f": {figures}" if figures else "")
+
+
+def _figure(value: Any) -> str:
+    try:  # transformers logs floats, or (newer versions) their rounded strings
+        return f"{float(value):.4f}"
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def report_progress(trainer: Any, label: str, say: Callable[[str], None] | None = None) -> None:
