@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from semsearch.cli import app
-from semsearch.cli.common import errors_to_exit, load_settings, out
+from semsearch.cli.common import console, errors_to_exit, load_settings, out
 from semsearch.rerank.train.stages import STAGE2_EPOCHS, STAGE2_NEGATIVES
 
 
@@ -52,6 +52,10 @@ def adapt_cmd(
         dense_config=DenseTrainConfig(epochs=dense_epochs, max_steps=dense_max_steps, batch_size=dense_batch_size,
                                       max_seq_length=dense_max_seq_length, learning_rate=dense_lr),
     )
+    if settings.store.backend == "elasticsearch":  # said before the run, not after an hour of it
+        console.print(f"note: adapt reads and records its choices in the local index at {index}; servers on the "
+                      "Elasticsearch store do not read them (set the fusion its report chooses with "
+                      "SEMSEARCH_FUSION__* there)", highlight=False, markup=False)
     t0 = time.perf_counter()
     with errors_to_exit():
         state = Adapter(index, settings, opts, say=lambda m: out.print(m, highlight=False, markup=False)).run()
