@@ -278,6 +278,25 @@ def test_dense_keep_gate_needs_a_significant_gain():
     assert keep_decision(0.60, 0.58, 0.90, min_gain=-1.0)["kept"]  # tests: kept whatever it scores
 
 
+def test_a_refused_fine_tune_is_removed_from_the_index(topic_index, settings):
+    from semsearch.indexer.manifest import read_manifest
+
+    opts = AdaptOptions(sample=16, dev=6, reranker=False, min_gain=10.0,  # no gain can pass
+                        dense_config=DenseTrainConfig(batch_size=4, max_steps=2, max_seq_length=64))
+    state = Adapter(topic_index, settings, opts, say=lambda m: None).run()
+    dense = state["dense"]["result"]
+    assert not dense["kept"] and dense["train"]["steps"] == 2
+    # nothing searches with it, so it does not ride along in every copy of the index
+    assert not (topic_index / "models" / "dense-adapted").exists()
+    assert not (topic_index / "adapt" / "dense-card.json").exists()
+    assert not list((topic_index / "adapt").glob("*-adapted"))
+    assert dense["removed_mb"] > 10 and "were removed" in dense["why"]  # MiniLM is ~90 MB
+    assert "dense_encoder" not in read_manifest(topic_index).tuned
+    said: list[str] = []
+    Adapter(topic_index, settings, opts, say=said.append).run()  # a re-run resumes: every step done
+    assert sum("skipped" in m for m in said) == 7
+
+
 def _judged_files(tmp_path: Path) -> tuple[Path, Path]:
     """BEIR queries.jsonl and qrels TSV: one judged query per topic document."""
     queries, qrels = tmp_path / "q.jsonl", tmp_path / "qrels.tsv"

@@ -74,6 +74,28 @@ def test_info(cli_index):
     info = json.loads(run("info", "--index", str(ix), "--json").stdout)
     assert info["documents"] == 12 and info["channels"]["dense"]["dim"] == 384
     assert info["channels"]["dense"]["encoder"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert info["tuned"] == {}
+    assert "search defaults" not in run("info", "--index", str(ix)).stdout
+
+
+def test_info_shows_what_adapt_recorded(cli_index, tmp_path):
+    import shutil
+
+    from semsearch.indexer.index import Index
+
+    ix = tmp_path / "ix"
+    shutil.copytree(cli_index[0], ix)
+    tuned = {"fusion": {"method": "rrf", "weights": {"lexical": 0.3, "dense": 0.7}, "depth": 200, "rrf_k": 20},
+             "rerank": {"enabled": True, "model": "models/reranker/stage1", "blend": 0.6, "depth": 20},
+             "dense_encoder": "models/dense-adapted", "by": "semsearch adapt", "at": 1796400000.0}
+    with Index.open(ix, writable=True) as index:
+        index.set_tuned(tuned)
+    assert json.loads(run("info", "--index", str(ix), "--json").stdout)["tuned"] == tuned
+    from semsearch.cli.info_cmd import describe_tuned
+
+    assert describe_tuned(tuned) == ("fusion rrf lexical=0.3, dense=0.7 k=20 depth 200; rerank on (blend 0.6, top 20); "
+                                     "dense encoder models/dense-adapted (by semsearch adapt, 2026-12-04 16:00 UTC)")
+    assert "search defaults" in run("info", "--index", str(ix)).stdout
 
 
 def test_rejected_records_exit_nonzero_and_are_written(tmp_path):

@@ -398,4 +398,4 @@ def test_index_size_skips_files_a_merge_removes_during_the_walk(tmp_path, monkey
     (tmp_path / "a").write_bytes(b"12345")
     walk = index_mod.os.walk
     monkeypatch.setattr(index_mod.os, "walk", lambda p: [(str(tmp_path), [], ["a", "gone"])] if p == tmp_path else walk(p))
-    assert index_mod._dir_size(tmp_path) == 5
+    assert index_mod.dir_size(tmp_path) == 5

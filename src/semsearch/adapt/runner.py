@@ -344,7 +344,27 @@ class Adapter:
                       + f" (paired t-test p={res['p_value']:.3f} on the {res['on']})"
                       + (": kept" if res["kept"] else
                          f": not significantly better (alpha {self.opt.keep_alpha}), the base encoder stays"))
+        if not res["kept"]:
+            res["removed_mb"] = self._remove_rejected(out, card_file)
+            res["why"] += f"; the fine-tuned model and its vectors were removed ({res['removed_mb']:.0f} MB)"
         return res
+
+    def _remove_rejected(self, model: Path, card_file: Path) -> float:
+        """Delete a fine-tuned encoder the gate refused, and its cached vectors: nothing searches
+        with them, and they would ride along in every copy and snapshot of the index (90 MB
+        for MiniLM). The card goes first: a run stopped half-way trains again on resume
+        instead of finding a card without its model. Returns the megabytes freed."""
+        import shutil
+
+        from semsearch.indexer.index import dir_size
+
+        card_file.unlink(missing_ok=True)
+        paths = [model, model.parent / (model.name + ".checkpoints"),
+                 self.work / "passages-adapted", self.work / "vectors-adapted"]
+        freed = sum(dir_size(p) for p in paths if p.exists())
+        for p in paths:
+            shutil.rmtree(p, ignore_errors=True)
+        return freed / 1e6
 
     def _dense_kept(self) -> bool:
         return bool(self.state.get("dense", {}).get("result", {}).get("kept"))

@@ -36,4 +36,24 @@ def info_cmd(
     segs = info["segments"]
     t.add_row("segments", f"{len(segs)} ({sum(s['deleted'] for s in segs)} deleted rows not yet merged away)")
     t.add_row("generation", str(info["generation"]))
+    if info.get("tuned"):
+        t.add_row("search defaults", describe_tuned(info["tuned"]))
     out.print(t)
+
+
+def describe_tuned(tuned: dict) -> str:
+    """What ``semsearch adapt`` recorded, in a line: fusion, reranking, the encoder, when."""
+    import time
+
+    parts = []
+    f = tuned.get("fusion") or {}
+    if f:
+        extra = f"k={f['rrf_k']}" if f.get("rrf_k") else f.get("normalization", "")
+        weights = ", ".join(f"{c}={w:g}" for c, w in (f.get("weights") or {}).items())
+        parts.append(f"fusion {f.get('method')} {weights} {extra} depth {f.get('depth')}".replace("  ", " "))
+    r = tuned.get("rerank") or {}
+    parts.append(f"rerank on (blend {r.get('blend')}, top {r.get('depth')})" if r.get("enabled") else "rerank off")
+    if tuned.get("dense_encoder"):
+        parts.append(f"dense encoder {tuned['dense_encoder']}")
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(tuned["at"])) if tuned.get("at") else "unknown time"
+    return "; ".join(parts) + f" (by {tuned.get('by', '?')}, {when})"

@@ -77,7 +77,7 @@ def lexical_record(settings: Settings) -> dict[str, Any]:
     return settings.lexical.model_dump(mode="json", exclude={"elasticsearch": {"api_key", "password"}})
 
 
-def _dir_size(path: Path) -> int:
+def dir_size(path: Path) -> int:
     """Bytes of the files under ``path``; a file or folder that a merge or refresh removes
     during the walk is skipped (``Path.rglob`` raised FileNotFoundError for it)."""
     total = 0
@@ -951,7 +951,7 @@ class Index:
     def info(self) -> dict[str, Any]:
         snap = self.snapshot()
         m = self.manifest
-        size = _dir_size(self.path)
+        size = dir_size(self.path)
         vectors = {**snap.vectors, **self._external}
         return {
             "path": str(self.path),
@@ -966,6 +966,7 @@ class Index:
                 for name, spec in m.channels.items() if name in vectors
             },
             "size_bytes": size,
+            "tuned": m.tuned,  # the search defaults `semsearch adapt` recorded ({} when none)
             "versions": m.versions,
             "updated_at": m.updated_at,
         }
