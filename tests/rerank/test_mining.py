@@ -98,7 +98,7 @@ def test_per_stage_filter_and_epochs(tiny_index, tmp_path, monkeypatch) -> None:
     (qdir / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td3\t1\n")
     seen = []
 
-    def fake_train(cfg, train, dev, col, *, resume):  # noqa: ANN001 - training is not under test
+    def fake_train(cfg, train, dev, col, *, resume, say):  # noqa: ANN001 - training is not under test
         seen.append((cfg.stage, cfg.data["hard_negatives"], (cfg.epochs, cfg.negatives)))
         return {"stage": cfg.stage}
 
