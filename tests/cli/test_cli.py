@@ -93,7 +93,7 @@ def test_info_shows_what_adapt_recorded(cli_index, tmp_path):
     assert json.loads(run("info", "--index", str(ix), "--json").stdout)["tuned"] == tuned
     from semsearch.cli.info_cmd import describe_tuned
 
-    assert describe_tuned(tuned) == ("fusion rrf lexical=0.3, dense=0.7 k=20 depth 200; rerank on (blend 0.6, top 20); "
+    assert describe_tuned(tuned) == ("fusion rrf lexical=0.3, dense=0.7, k=20, depth 200; rerank on (blend 0.6, top 20); "
                                      "dense encoder models/dense-adapted (by semsearch adapt, 2026-12-04 16:00 UTC)")
     assert "search defaults" in run("info", "--index", str(ix)).stdout
 

@@ -56,8 +56,8 @@ def select_fusion(per_query: PerQuery, qrels: Mapping[str, Mapping[str, int]], *
                 best[method] = {"params": fusion_params(method, p), "score": s}
     top_method = max(best, key=lambda m: best[m]["score"])
     chosen, chosen_score = best[top_method]["params"], best[top_method]["score"]
-    why = (f"{top_method} ({_describe(chosen)}) scored nDCG@10 {chosen_score:.4f} on the {on}, "
-           f"vs {default_score:.4f} for the default ({_describe(d)}), "
+    why = (f"{top_method} ({describe_fusion(chosen)}) scored nDCG@10 {chosen_score:.4f} on the {on}, "
+           f"vs {default_score:.4f} for the default ({describe_fusion(d)}), "
            f"lexical alone {singles['lexical']:.4f}, dense alone {singles['dense']:.4f}")
     verdict = ""
     if chosen_score <= default_score + 1e-12:  # a tie (a tiny corpus, every ranking perfect) is no reason
@@ -69,8 +69,8 @@ def select_fusion(per_query: PerQuery, qrels: Mapping[str, Mapping[str, int]], *
         if p >= alpha:
             verdict = f"not significantly better (paired t-test p={p:.3f} >= {alpha})"
     if verdict:
-        why = (f"the best grid point, {top_method} ({_describe(chosen)}), scored {chosen_score:.4f} vs "
-               f"{default_score:.4f} for the default ({_describe(d)}), {verdict}: the default stays; "
+        why = (f"the best grid point, {top_method} ({describe_fusion(chosen)}), scored {chosen_score:.4f} vs "
+               f"{default_score:.4f} for the default ({describe_fusion(d)}), {verdict}: the default stays; "
                f"lexical alone {singles['lexical']:.4f}, dense alone {singles['dense']:.4f}")
         chosen, chosen_score = fusion_params(d["method"], _grid_point(d)), default_score
     top_channel = max(singles, key=lambda c: singles[c])
@@ -92,7 +92,9 @@ def _grid_point(p: Mapping[str, Any]) -> dict[str, Any]:
             "normalization": p.get("normalization") or "zscore"}
 
 
-def _describe(p: Mapping[str, Any]) -> str:
+def describe_fusion(p: Mapping[str, Any]) -> str:
+    """Fusion settings in words: weights, RRF k or normalisation, depth (``adapt``'s reasons,
+    ``semsearch info``)."""
     w = ", ".join(f"{c}={v:g}" for c, v in p["weights"].items())
     extra = f"k={p['rrf_k']}" if p["method"] == "rrf" else p.get("normalization")
     return f"{w}, {extra}, depth {p['depth']}"

@@ -34,6 +34,9 @@ from semsearch.rerank.train.stages import STAGE2_EPOCHS, STAGE2_NEGATIVES
 logger = logging.getLogger(__name__)
 
 WORKDIR = "adapt"
+#: the fine-tuned encoder's vectors, cached under ``DIR/adapt/`` by the dense step and read
+#: by ``apply`` (a passage index's passages, or one vector per document)
+PASSAGES_CACHE, VECTORS_CACHE = "passages-adapted", "vectors-adapted"
 STEPS = ["mine", "baseline", "dense", "fusion", "reranker", "apply", "report"]
 DEPTH = 200  # deepest fusion depth in the grid
 
@@ -305,9 +308,9 @@ class Adapter:
         self.say(f"[dense] encoding {len(self.docs())} documents with the fine-tuned encoder")
         if self.plan is not None:  # every passage, as apply re-encodes them (it reads this cache)
             matrix: Any = encode_passages(enc, self.docs(), self.template, self.plan,
-                                          self.work / "passages-adapted", progress=self._progress("dense"))
+                                          self.work / PASSAGES_CACHE, progress=self._progress("dense"))
         else:
-            matrix = encode_corpus(enc, self.docs(), self.template, self.work / "vectors-adapted",
+            matrix = encode_corpus(enc, self.docs(), self.template, self.work / VECTORS_CACHE,
                                    progress=self._progress("dense"))
         dev = self.examples("dev")
         qrels = H.qrels_of(dev)
@@ -360,7 +363,7 @@ class Adapter:
 
         card_file.unlink(missing_ok=True)
         paths = [model, model.parent / (model.name + ".checkpoints"),
-                 self.work / "passages-adapted", self.work / "vectors-adapted"]
+                 self.work / PASSAGES_CACHE, self.work / VECTORS_CACHE]
         freed = sum(dir_size(p) for p in paths if p.exists())
         for p in paths:
             shutil.rmtree(p, ignore_errors=True)
@@ -414,14 +417,14 @@ class Adapter:
                 model = str((self.path / ADAPTED_DIR).resolve())
                 if plan is None:  # encoded by the dense step: read from its cache
                     matrix = encode_corpus(self.encoder(model), self.docs(), self.template,
-                                           self.work / "vectors-adapted")
+                                           self.work / VECTORS_CACHE)
                 else:
                     # a channel of passages: every passage again with the adapted encoder (the
                     # dense step's cache, which judged the held-out queries on them); cached
                     # chunk by chunk, so an interrupted apply resumes
                     self.say(f"[apply] encoding the passages of {len(self.docs())} documents with the fine-tuned encoder")
                     matrix = encode_passages(self.encoder(model), self.docs(), self.template, plan,
-                                             self.work / "passages-adapted", progress=self._progress("apply"))
+                                             self.work / PASSAGES_CACHE, progress=self._progress("apply"))
                 info = col.replace_vectors([d.id for d in self.docs()], matrix, model, tuned=tuned)
             else:
                 col.set_tuned(tuned)

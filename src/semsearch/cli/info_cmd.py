@@ -46,11 +46,10 @@ def describe_tuned(tuned: dict) -> str:
     import time
 
     parts = []
-    f = tuned.get("fusion") or {}
-    if f:
-        extra = f"k={f['rrf_k']}" if f.get("rrf_k") else f.get("normalization", "")
-        weights = ", ".join(f"{c}={w:g}" for c, w in (f.get("weights") or {}).items())
-        parts.append(f"fusion {f.get('method')} {weights} {extra} depth {f.get('depth')}".replace("  ", " "))
+    if tuned.get("fusion"):
+        from semsearch.adapt.fusion import describe_fusion
+
+        parts.append(f"fusion {tuned['fusion']['method']} {describe_fusion(tuned['fusion'])}")
     r = tuned.get("rerank") or {}
     parts.append(f"rerank on (blend {r.get('blend')}, top {r.get('depth')})" if r.get("enabled") else "rerank off")
     if tuned.get("dense_encoder"):
