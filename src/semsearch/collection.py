@@ -750,6 +750,14 @@ class Collection(BatchedSearch):
         spec = self.index.snapshot().channels.get(channel)
         return None if spec is None else PassagePlan.from_record(spec.passages)
 
+    def passage_vectors(self, ids: Sequence[str], channel: str = "dense") -> list[np.ndarray | None]:
+        """Per id, all its stored vectors in ``channel``, ``(n_passages, dim)`` (one row for a
+        document embedded whole); None for an id without one."""
+        spec = self.index.manifest.channels.get(channel)
+        if spec is None:
+            raise BadInput(f"index at {self.index.path} has no {channel!r} channel")
+        return self.index.store.passage_vectors(list(ids), channel, spec.dim)
+
     def set_tuned(self, tuned: dict[str, Any]) -> None:
         """Record the search defaults ``adapt`` chose (fusion, reranking) in the manifest;
         searches that do not override them use them from the next search on."""

@@ -178,6 +178,10 @@ class StoreElasticsearchSettings(ElasticsearchSettings):
     #: replica may take it over (a holder that died), and seconds a replica waits for it
     lock_ttl: float = Field(120.0, gt=0)
     lock_wait: float = Field(150.0, ge=0)
+    #: seconds a replica keeps the manifest (``_meta``) it read before reading it again: the
+    #: search defaults ``semsearch adapt`` records, and channels another replica declared,
+    #: reach every replica within this without a restart
+    manifest_refresh: float = Field(5.0, ge=0)
 
 
 class StoreSettings(_Section):

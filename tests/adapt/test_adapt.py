@@ -467,16 +467,3 @@ def test_adapt_on_a_path_without_an_index_says_so_and_writes_nothing(tmp_path, s
     with pytest.raises(IndexNotFound, match="manifest.json is missing"):
         Adapter(tmp_path / "empty", settings, AdaptOptions(), say=lambda m: None)
     assert list((tmp_path / "empty").iterdir()) == []
-
-
-def test_adapt_command_says_elasticsearch_servers_do_not_read_its_choices(tmp_path):
-    import subprocess
-
-    from tests.conftest import semsearch_cmd, subprocess_env
-
-    r = subprocess.run(semsearch_cmd("adapt", "--index", str(tmp_path / "typo")),
-                       env=subprocess_env(SEMSEARCH_STORE__BACKEND="elasticsearch"),
-                       capture_output=True, text=True, timeout=120)
-    # said before the run starts (here the run then stops: there is no index)
-    assert "servers on the Elasticsearch store do not read them" in r.stderr
-    assert r.returncode == 2 and "does not exist" in r.stderr

@@ -83,7 +83,7 @@ def write_adapt_report(ad: Any) -> dict[str, Any]:
 def summary_markdown(ad: Any, written: dict[str, Any]) -> str:
     st = ad.state
     base = st["baseline"]["result"]
-    lines = [f"# semsearch adapt: {ad.path}", "",
+    lines = [f"# semsearch adapt: {ad.target}", "",
              "## Held-out pseudo-queries: trivial vs informative judge (unadapted engine, nDCG@10)", "",
              "| judge | lexical | dense | hybrid (default) |", "|---|---|---|---|"]
     for k in ("trivial", "informative"):

@@ -7,6 +7,13 @@
 5. ``reranker``  (optional) stage 1 (+ stage 2 with qrels); enabled only if it wins held-out
 6. ``apply``     record the choices in the index (re-encoding the dense channel if adapted)
 7. ``report``    before/after in the eval report format (``DIR/adapt/report/``)
+
+With the Elasticsearch store (``store.backend = "elasticsearch"``), the cluster's documents
+are the input and fusion is what is adapted: its choice is recorded in the store index's
+manifest, which every replica reads; the steps' files go to a local working directory. The
+dense encoder is not fine-tuned there (that needs the cluster's vectors re-encoded into a new
+index behind the alias), nor is a reranker trained (its model would live on this machine
+only).
 """
 
 from __future__ import annotations
@@ -67,15 +74,29 @@ class AdaptOptions:
 
 
 class Adapter:
+    """Adapts the local index at ``index_path`` (its steps under ``index_path/adapt``), or
+    with the Elasticsearch store the store index, keeping the steps in the working directory
+    ``index_path``."""
+
     def __init__(self, index_path: Path, settings: Settings, options: AdaptOptions,
                  *, say: Callable[[str], None] | None = None) -> None:
         from semsearch.indexer.manifest import read_manifest
 
         self.path = Path(index_path)
-        read_manifest(self.path)  # an index directory, before anything is written into it
         self.settings = settings
         self.opt = options
-        self.work = self.path / WORKDIR
+        self.store_es = settings.store.backend == "elasticsearch"
+        if self.store_es:
+            if options.reranker:
+                raise BadInput("adapt --reranker is not available with the Elasticsearch store: the trained "
+                               "model would stay on this machine, where the cluster's replicas cannot load it; "
+                               "adapt a local index of the same documents, or train with `semsearch "
+                               "train-reranker` and set SEMSEARCH_RERANK__MODEL on every replica")
+            with self.collection():
+                pass  # the store index exists and matches the settings, before anything is written
+        else:
+            read_manifest(self.path)  # an index directory, before anything is written into it
+        self.work = self.path if self.store_es else self.path / WORKDIR
         self.work.mkdir(parents=True, exist_ok=True)
         self.state_file = self.work / "state.json"
         self.state: dict[str, Any] = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
@@ -128,8 +149,19 @@ class Adapter:
             self.say(f"[{step}] {self.state[step]['seconds']:.0f} s: {_brief(result)}")
         return self.state
 
-    def collection(self) -> Collection:
-        """The index being adapted, opened read-only."""
+    @property
+    def target(self) -> str:
+        """What is adapted, in words (the report's title)."""
+        if self.store_es:
+            return f"Elasticsearch store index {self.settings.store.elasticsearch.index!r} (steps in {self.path})"
+        return str(self.path)
+
+    def collection(self, *, writable: bool = False) -> Collection:
+        """The index being adapted (the local directory, or the Elasticsearch store index)."""
+        if self.store_es:
+            return Collection.open(None, self.settings, writable=writable)
+        if writable:
+            return Collection.open(self.path, self.settings, writable=True)
         return open_directory(self.path, self.settings)
 
     @property
@@ -182,11 +214,11 @@ class Adapter:
         from semsearch.adapt.dense import encode_chunked
 
         with self.collection() as col:
-            dim = col.index.manifest.channels["dense"].dim
+            dim = col.vectors([], "dense").shape[1]  # (0, dim): the channel's dimension
 
             def read(part: list) -> tuple[np.ndarray, np.ndarray]:
                 per = [m if m is not None and len(m) else np.zeros((1, dim), np.float32)
-                       for m in col.index.store.passage_vectors([d.id for d in part], "dense", dim)]
+                       for m in col.passage_vectors([d.id for d in part], "dense")]
                 return np.concatenate(per), np.array([len(m) for m in per], np.int64)
 
             got = encode_chunked(read, self.docs(), self.work / "passages-base")
@@ -213,7 +245,7 @@ class Adapter:
         with self.collection() as col:
             if "dense" not in col.channels:
                 raise BadInput(f"index at {self.path} has no dense channel: adapt needs one")
-            if read_manifest(self.path).tuned.get("dense_encoder"):
+            if not self.store_es and read_manifest(self.path).tuned.get("dense_encoder"):
                 raise BadInput(f"index at {self.path} is already adapted; re-index it to adapt again")
             train, dev = H.mine_split(self.docs(), sample=self.opt.sample + self.opt.dev, dev=self.opt.dev,
                                       seed=self.opt.seed)
@@ -228,8 +260,9 @@ class Adapter:
                 judged_train, judged_dev = split_dev(judged, self.opt.judged_dev_fraction, max_dev=len(judged),
                                                      seed=self.opt.seed)
             miner = NegativeMiner(col, fn_ratio=0.95, seed=self.opt.seed)
-            miner.mine(train, self.opt.negatives)
-            if judged_train:
+            if not self.store_es:  # negatives train the encoder and the reranker, not adapted there
+                miner.mine(train, self.opt.negatives)
+            if judged_train and not self.store_es:
                 NegativeMiner(col, fn_ratio=None, seed=self.opt.seed).mine(
                     judged_train, max(self.opt.negatives, 3))
         H.save_examples(self.work / "train.jsonl", train)
@@ -291,6 +324,9 @@ class Adapter:
 
         if not self.opt.dense:
             return {"kept": False, "why": "--no-dense"}
+        if self.store_es:
+            return {"kept": False, "why": "not fine-tuned on the Elasticsearch store (re-encoding the cluster's "
+                                          "vectors into a new index behind the alias is not built yet)"}
         out = self.path / ADAPTED_DIR
         train = self.examples("train") + self.examples("judged_train")
         if len(train) < MIN_PAIRS:  # a tiny corpus: nothing to learn from, the rest still runs
@@ -407,12 +443,11 @@ class Adapter:
 
     def step_apply(self) -> dict[str, Any]:
         from semsearch.adapt.dense import encode_corpus, encode_passages
-        from semsearch.collection import Collection
 
         tuned = self.tuned()
         kept = self._dense_kept()
         plan = self.plan if kept else None  # read before the writable open below
-        with Collection.open(self.path, self.settings, writable=True) as col:
+        with self.collection(writable=True) as col:
             if kept:
                 model = str((self.path / ADAPTED_DIR).resolve())
                 if plan is None:  # encoded by the dense step: read from its cache

@@ -16,13 +16,14 @@ from semsearch.config import Settings
 SECTIONS = ("fusion", "rerank")
 
 
-def _resolve(index_path: Path, rel: str) -> str:
+def _resolve(index_path: Path | None, rel: str) -> str:
     p = Path(rel)
-    return str(p if p.is_absolute() else (Path(index_path) / p).resolve())
+    return str(p if p.is_absolute() or index_path is None else (Path(index_path) / p).resolve())
 
 
-def effective_settings(settings: Settings, tuned: dict[str, Any], index_path: Path) -> Settings:
-    """``settings`` with the index's tuned defaults filled in where the user set nothing."""
+def effective_settings(settings: Settings, tuned: dict[str, Any], index_path: Path | None) -> Settings:
+    """``settings`` with the index's tuned defaults filled in where the user set nothing
+    (``index_path``: where relative model folders are; None for the Elasticsearch store)."""
     if not tuned:
         return settings
     update: dict[str, Any] = {}

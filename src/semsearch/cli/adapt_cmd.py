@@ -7,13 +7,18 @@ from typing import Annotated
 import typer
 
 from semsearch.cli import app
-from semsearch.cli.common import console, errors_to_exit, load_settings, out
+from semsearch.cli.common import console, errors_to_exit, load_settings, out, require_index
 from semsearch.rerank.train.stages import STAGE2_EPOCHS, STAGE2_NEGATIVES
 
 
 @app.command("adapt")
 def adapt_cmd(
-    index: Annotated[Path, typer.Option("--index", help="the index to adapt (its documents are the only input)")],
+    index: Annotated[Path | None, typer.Option(
+        "--index", help="the index to adapt (its documents are the only input); not used with "
+                        "SEMSEARCH_STORE__BACKEND=elasticsearch, which adapts the store index")] = None,
+    work: Annotated[Path | None, typer.Option(
+        "--work", help="with the Elasticsearch store: the local folder for adapt's steps and report "
+                       "(default ./adapt-<store index name>)")] = None,
     sample: Annotated[int, typer.Option(help="pseudo-queries mined for training")] = 2000,
     dev: Annotated[int, typer.Option(help="pseudo-queries held out for choosing settings")] = 300,
     dense: Annotated[bool, typer.Option("--dense/--no-dense", help="fine-tune the dense encoder")] = True,
@@ -52,15 +57,26 @@ def adapt_cmd(
         dense_config=DenseTrainConfig(epochs=dense_epochs, max_steps=dense_max_steps, batch_size=dense_batch_size,
                                       max_seq_length=dense_max_seq_length, learning_rate=dense_lr),
     )
-    if settings.store.backend == "elasticsearch":  # said before the run, not after an hour of it
-        console.print(f"note: adapt reads and records its choices in the local index at {index}; servers on the "
-                      "Elasticsearch store do not read them (set the fusion its report chooses with "
-                      "SEMSEARCH_FUSION__* there)", highlight=False, markup=False)
     t0 = time.perf_counter()
     with errors_to_exit():
-        state = Adapter(index, settings, opts, say=lambda m: out.print(m, highlight=False, markup=False)).run()
+        if settings.store.backend == "elasticsearch":
+            alias = settings.store.elasticsearch.index
+            where, what = work or Path(f"adapt-{alias}"), f"Elasticsearch store index {alias!r}"
+            # said before the run, not after it
+            console.print(f"note: on the Elasticsearch store adapt chooses fusion only (recorded in the store "
+                          f"index, read by every replica); its steps and report go to {where}", highlight=False,
+                          markup=False)
+        else:
+            require_index(index, settings)
+            if work is not None:
+                from semsearch.errors import BadInput
+
+                raise BadInput("--work is for the Elasticsearch store; a local index keeps adapt's steps in "
+                               "its own adapt/ folder")
+            where, what = index, str(index)
+        state = Adapter(where, settings, opts, say=lambda m: out.print(m, highlight=False, markup=False)).run()
     secs = time.perf_counter() - t0
     tuned = state["apply"]["result"]["tuned"]
-    out.print(f"adapted {index} in {secs:.0f} s: fusion {tuned['fusion']['method']} "
+    out.print(f"adapted {what} in {secs:.0f} s: fusion {tuned['fusion']['method']} "
               f"{tuned['fusion']['weights']}, dense {'fine-tuned' if 'dense_encoder' in tuned else 'base'}, "
               f"rerank {'on' if 'rerank' in tuned else 'off'}; report {state['report']['result']['summary']}")

@@ -66,10 +66,10 @@ class EvalResult:
 def index_info(col: Collection, *, reused: bool, build_seconds: float | None = None) -> IndexInfo:
     """What a report says about the index it ran on."""
     stats = col.stats()
-    return IndexInfo(
-        path=str(col.path), reused=reused, build_seconds=build_seconds, documents=stats["documents"],
-        channels={n: c["encoder"] for n, c in stats["channels"].items()},
-        lexical_backend=stats["lexical"]["backend"],
+    return IndexInfo(  # the Elasticsearch store has no path, and is its own lexical backend
+        path=str(col.path or col.location), reused=reused, build_seconds=build_seconds,
+        documents=stats["documents"], channels={n: c.get("encoder", n) for n, c in stats["channels"].items()},
+        lexical_backend=stats.get("lexical", stats)["backend"],
     )
 
 

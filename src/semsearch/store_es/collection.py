@@ -55,7 +55,8 @@ class ElasticsearchCollection(StoreSearch):
 
     def __init__(self, settings: Settings, *, encoder: TextEncoder | None = None,
                  writable: bool = True) -> None:
-        self.settings = settings
+        self.base_settings = settings
+        self._effective: tuple[int, Settings] | None = None
         self.es = settings.store.elasticsearch
         self.conn = EsConnection(self.es)
         self.aliased = AliasedIndex(self.conn, self.es.index)
@@ -71,6 +72,7 @@ class ElasticsearchCollection(StoreSearch):
         self._image_init = threading.RLock()  # the CLIP model and the image channels: built once
         self._image_encoding = threading.Lock()  # the channels' shared loader, one batch at a time
         self._manifest: dict[str, Any] | None = None
+        self._manifest_read = 0.0  # time.monotonic() of the last read
         self._meta_lock = threading.Lock()  # this process's threads; replicas: manifest_lock
         self.manifest_lock = ManifestLock(self.conn, self.alias, ttl=self.es.lock_ttl, wait=self.es.lock_wait)
         self._server_fusion: bool | None = None if self.es.fusion == "auto" else self.es.fusion == "server"
@@ -139,18 +141,83 @@ class ElasticsearchCollection(StoreSearch):
         mapping.check_manifest(meta, self.es, self.location)
         if self._encoder is not None:  # an encoder given by the caller is checked too
             mapping.check_encoder(meta, self._encoder.name, self._encoder.dim, self.location)
-        self._manifest = meta
+        self._manifest, self._manifest_read = meta, time.monotonic()
         return meta
 
     @property
     def manifest(self) -> dict[str, Any]:
-        return self._manifest if self._manifest is not None else self.reload_manifest()
+        """The manifest, read again when older than ``manifest_refresh`` seconds: what another
+        replica or ``semsearch adapt`` recorded (channels, search defaults) reaches this one
+        without a restart. A failed re-read keeps the manifest held (the search that follows
+        reports an unreachable cluster itself)."""
+        if self._manifest is None:
+            return self.reload_manifest()
+        if time.monotonic() - self._manifest_read > self.es.manifest_refresh:
+            try:
+                return self.reload_manifest()
+            except BackendUnavailable as e:
+                self._manifest_read = time.monotonic()  # not a re-read per search while it is down
+                logger.warning("%s: keeping the manifest read before (%s)", self.location, e)
+        return self._manifest
+
+    @property
+    def settings(self) -> Settings:
+        """The settings searches use: the configured ones plus the search defaults
+        ``semsearch adapt`` recorded in the manifest (``tuned``) for whatever the user did not
+        set, as the local index's (:func:`semsearch.adapt.tuned.effective_settings`)."""
+        from semsearch.adapt.tuned import effective_settings
+
+        m = self.manifest if self._manifest is not None else {}  # {}: not opened yet
+        if self._effective is None or self._effective[0] != id(m):
+            self._effective = (id(m), effective_settings(self.base_settings, m.get("tuned") or {}, None))
+        return self._effective[1]
 
     def _put_meta(self, properties: dict[str, Any], meta: dict[str, Any]) -> None:
         body = {"_meta": {"semsearch": meta}, "properties": properties}
         self.conn.call(f"update mapping of {self.alias}",
                        lambda c: c.indices.put_mapping(index=self.alias, **body))
-        self._manifest = meta
+        self._manifest, self._manifest_read = meta, time.monotonic()
+
+    def set_tuned(self, tuned: dict[str, Any]) -> None:
+        """Record the search defaults ``semsearch adapt`` chose (fusion) in the manifest, as
+        the local Collection's ``set_tuned``; every replica searches with them once it has read
+        the manifest again (within ``manifest_refresh`` seconds)."""
+        self._check_writable()
+        if set(tuned) - {"fusion", "by", "at"}:
+            raise BadInput(f"{self.location}: only fusion defaults can be recorded in the Elasticsearch "
+                           f"store (got {sorted(set(tuned) - {'fusion', 'by', 'at'})})")
+        with self._changing_manifest() as meta:
+            self._put_meta({}, {**meta, "tuned": tuned})
+
+    def passage_plan(self, channel: str = "dense") -> PassagePlan | None:
+        """How the dense channel splits long documents into passages (None: one vector per
+        document, or no dense channel), as the local Collection's."""
+        if channel != "dense":
+            raise BadInput(f"{self.location}: only the dense channel has passages, not {channel!r}")
+        return PassagePlan.from_record((self.manifest.get("dense") or {}).get("passages"))
+
+    def passage_vectors(self, ids: Sequence[str], channel: str = "dense", *,
+                        chunk: int = 500) -> list[np.ndarray | None]:
+        """Per id, all its stored dense vectors, ``(n_passages, dim)`` (one row without
+        passages); None for an id without one (absent, or not encoded)."""
+        dense = self.manifest.get("dense") if channel == "dense" else None
+        if not dense:
+            raise BadInput(f"{self.location} has no {channel!r} channel with text vectors")
+        field = mapping.PASSAGE_FIELD if mapping.has_passages(dense) else mapping.VECTOR_FIELD
+        out: list[np.ndarray | None] = []
+        for b in range(0, len(ids), chunk):
+            part = list(ids[b : b + chunk])
+            resp = self.conn.call(f"get vectors from {self.alias}", lambda c, part=part: c.mget(
+                index=self.alias, ids=part, source_includes=[field]))
+            for d in resp["docs"]:
+                got = (d.get("_source") or {}).get(field)
+                if not got:
+                    out.append(None)
+                elif field == mapping.PASSAGE_FIELD:
+                    out.append(np.array([p["vector"] for p in got], dtype=np.float32))
+                else:
+                    out.append(np.array([got], dtype=np.float32))
+        return out
 
     @contextmanager
     def _changing_manifest(self) -> Iterator[dict[str, Any]]:
@@ -401,6 +468,7 @@ class ElasticsearchCollection(StoreSearch):
             "health": health.get("status"), "size_bytes": int(prim["store"]["size_in_bytes"]),
             "format_version": meta.get("format_version"),
             "channels": mapping.channels(meta),
+            "tuned": meta.get("tuned") or {},  # the search defaults `semsearch adapt` recorded
             "models": {"text_encoder": getattr(self._encoder, "name", None),
                        "clip": (meta.get("clip") or {}).get("encoder")},
         }

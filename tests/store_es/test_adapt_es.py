@@ -1,0 +1,130 @@
+"""`semsearch adapt` with the Elasticsearch store: fusion chosen on the cluster's documents,
+recorded in the store index's manifest, and searched with by every replica."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from semsearch.collection import Collection
+from semsearch.documents import Document
+from semsearch.errors import BadInput
+from semsearch.store_es import ElasticsearchCollection
+from tests.conftest import HashingEncoder, semsearch_cmd, store_settings, subprocess_env
+
+pytestmark = pytest.mark.integration
+
+RRF_LEXICAL_ONLY = {"method": "rrf", "rrf_k": 7, "weights": {"lexical": 1.0, "dense": 0.0}}
+
+
+def test_every_replica_searches_with_the_recorded_fusion_defaults(es_url, es_names, tiny_docs):
+    s = store_settings(es_url, es_names("tuned"), manifest_refresh=0.5)
+    q = "bees pollinate crops"
+    with Collection.create(None, s, encoder=HashingEncoder()) as col, \
+            ElasticsearchCollection.open(s, encoder=HashingEncoder()) as replica:
+        col.upsert(tiny_docs, wait_for=True)
+        assert replica.settings.fusion.method == s.fusion.method  # nothing recorded yet
+        before = replica.search(q, mode="hybrid", k=5)
+        assert before.hits[0].score != pytest.approx(1.0 / 8)
+        col.set_tuned({"fusion": RRF_LEXICAL_ONLY, "by": "semsearch adapt", "at": time.time()})
+        time.sleep(0.7)  # the replica reads the manifest again after manifest_refresh seconds
+        assert replica.settings.fusion.method == "rrf" and replica.settings.fusion.rrf_k == 7
+        lexical = [h.id for h in replica.search(q, mode="lexical", k=5).hits]
+        hybrid = replica.search(q, mode="hybrid", k=5)
+        assert [h.id for h in hybrid.hits][: len(lexical)] == lexical
+        assert hybrid.hits[0].score == pytest.approx(1.0 / (7 + 1))
+        # a request's own options win over the recorded defaults
+        own = replica.search(q, mode="hybrid", k=5, fusion="convex", weights={"lexical": 0.5, "dense": 0.5})
+        assert own.hits[0].score != pytest.approx(1.0 / 8)
+        assert replica.stats()["tuned"]["fusion"] == RRF_LEXICAL_ONLY
+    # so does a setting the user set explicitly
+    explicit = store_settings(es_url, s.store.elasticsearch.index)
+    explicit.fusion.method = "convex"
+    with ElasticsearchCollection.open(explicit, encoder=HashingEncoder()) as other:
+        assert other.settings.fusion.method == "convex" and other.settings.fusion.rrf_k == 7
+        # only fusion can be recorded in the cluster: a model folder would be on one machine
+        with pytest.raises(BadInput, match="read-only"):
+            other.set_tuned({"fusion": RRF_LEXICAL_ONLY})
+    with ElasticsearchCollection.open(s, writable=True, encoder=HashingEncoder()) as w:
+        with pytest.raises(BadInput, match="only fusion defaults"):
+            w.set_tuned({"fusion": RRF_LEXICAL_ONLY, "dense_encoder": "models/dense-adapted"})
+
+
+def test_passage_vectors_are_read_back_per_document(es_url, es_names):
+    s = store_settings(es_url, es_names("pvec"))
+    s.text_encoder.passages.window = 16
+    s.text_encoder.passages.overlap = 4
+    long = Document(id="long", title="A long one", text=" ".join(f"word{i}" for i in range(60)))
+    short = Document(id="short", title="Short", text="a few words")
+    with Collection.create(None, s, encoder=HashingEncoder()) as col:
+        col.upsert([long, short], wait_for=True)
+        assert col.passage_plan() is not None
+        got = col.passage_vectors(["long", "short", "absent"])
+        assert got[0].shape[0] > 1 and got[1].shape[0] == 1 and got[2] is None
+        assert got[0].shape[1] == col.vectors([], "dense").shape[1] == 64
+        assert got[0][0] == pytest.approx(col.vectors(["long"])[0])  # the first passage's
+
+
+def _topic_env(es_url: str, name: str) -> dict:
+    return subprocess_env(SEMSEARCH_STORE__BACKEND="elasticsearch", SEMSEARCH_STORE__ELASTICSEARCH__URL=es_url,
+                          SEMSEARCH_STORE__ELASTICSEARCH__INDEX=name,
+                          SEMSEARCH_STORE__ELASTICSEARCH__ANALYZER="semsearch_en",
+                          SEMSEARCH_STORE__ELASTICSEARCH__REPLICAS="0", SEMSEARCH_TEXT_ENCODER__DEVICE="cpu")
+
+
+def test_adapt_command_adapts_the_store_index(tmp_path, es_url, es_names):
+    from tests.adapt.conftest import topic_docs
+
+    name = es_names("adapt")
+    env = _topic_env(es_url, name)
+    src = tmp_path / "topics.jsonl"
+    src.write_text("".join(json.dumps(d) + "\n" for d in topic_docs()), encoding="utf-8")
+    r = subprocess.run(semsearch_cmd("index", "--input", str(src)), env=env, capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    # a reranker would stay on this machine: refused before anything runs
+    r = subprocess.run(semsearch_cmd("adapt", "--reranker"), env=env, capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path)
+    assert r.returncode == 2 and "not available with the Elasticsearch store" in r.stderr
+    assert not (tmp_path / f"adapt-{name}").exists()
+    r = subprocess.run(semsearch_cmd("adapt", "--sample", "14", "--dev", "8"), env=env, capture_output=True,
+                       text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "chooses fusion only" in r.stderr
+    assert f"adapted Elasticsearch store index {name!r}" in r.stdout
+    assert "[dense]" in r.stdout and "not fine-tuned on the Elasticsearch store" in r.stdout
+    work = tmp_path / f"adapt-{name}"
+    state = json.loads((work / "state.json").read_text())
+    assert state["baseline"]["result"]["informative"]["hybrid"] <= state["baseline"]["result"]["trivial"]["hybrid"]
+    assert (work / "report" / "adapt.md").exists() and (work / "report" / "pseudo" / "results.json").exists()
+    s = store_settings(es_url, name)
+    with ElasticsearchCollection.open(s) as col:
+        tuned = col.manifest["tuned"]
+    assert tuned["fusion"] == state["fusion"]["result"]["chosen"] and tuned["by"] == "semsearch adapt"
+    assert "dense_encoder" not in tuned and "rerank" not in tuned
+    assert (work / "report" / "adapt.md").read_text().startswith(f"# semsearch adapt: Elasticsearch store index {name!r}")
+    info = subprocess.run(semsearch_cmd("info"), env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert info.returncode == 0, info.stderr[-3000:]
+    assert "search defaults" in info.stdout and "by semsearch adapt" in info.stdout
+    assert "documents" in info.stdout and " 24 " in info.stdout
+    # resumable: a second run skips every step
+    again = subprocess.run(semsearch_cmd("adapt", "--sample", "14", "--dev", "8"), env=env, capture_output=True,
+                           text=True, timeout=600, cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout.count("skipped") == 7, again.stdout[-2000:]
+
+
+def test_adapt_command_arguments_by_store(tmp_path, es_url, es_names):
+    missing = es_names("missing")
+    r = subprocess.run(semsearch_cmd("adapt"), env=_topic_env(es_url, missing), capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    assert not (tmp_path / f"adapt-{missing}").exists()
+    local = subprocess_env()
+    r = subprocess.run(semsearch_cmd("adapt"), env=local, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2 and "--index is required" in r.stderr
+    r = subprocess.run(semsearch_cmd("adapt", "--index", str(tmp_path), "--work", str(tmp_path / "w")), env=local,
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2 and "--work is for the Elasticsearch store" in r.stderr
