@@ -241,14 +241,15 @@ class Collection(BatchedSearch):
              encoder: TextEncoder | None = None, reindex: bool = False) -> Collection:
         """Open an existing index (:class:`~semsearch.errors.IndexNotFound` if there is none);
         the Elasticsearch store when ``settings.store.backend == "elasticsearch"``.
-        ``reindex=True`` (a local writable open) accepts analysis settings that differ from
-        the index's, for :meth:`reindex` to apply; until it does, the recorded ones are used."""
+        ``reindex=True`` (a writable open) accepts analysis settings that differ from the
+        index's, for :meth:`reindex` (the store: ``rebuild``) to apply; until it does, the
+        recorded ones are used."""
         settings = settings or Settings()
         if settings.store.backend == "elasticsearch":
             from semsearch.store_es import ElasticsearchCollection
 
             return ElasticsearchCollection.open(settings, writable=writable,  # type: ignore[return-value]
-                                                encoder=encoder)
+                                                encoder=encoder, rebuild=reindex)
         if path is None:
             raise BadInput("a local index needs a path (or set SEMSEARCH_STORE__BACKEND=elasticsearch)")
         return cls._start(Index.open(path, settings, writable=writable, reindex=reindex), settings, encoder)

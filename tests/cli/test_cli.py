@@ -120,6 +120,25 @@ def test_clear_errors_without_traceback(tmp_path):
     assert p.returncode == 2 and "NotAnIndex" in p.stderr
 
 
+@pytest.mark.parametrize("args, instead", [
+    (["compact", "--index", "ix"], "merges the store index's segments itself"),
+    (["snapshot", "--index", "ix", "--out", "x.tar"], "snapshot API"),
+    (["restore", "--from", "x.tar", "--index", "ix"], "snapshot API"),
+    (["verify", "--index", "ix"], "_cluster/health"),
+    (["train-reranker", "--index", "ix", "--out", "rr", "--stage", "1"], "SEMSEARCH_RERANK__MODEL"),
+    (["eval", "--dataset", "ds", "--out", "rep"], "eval_es_store_scifact.py"),
+])
+def test_local_only_commands_say_what_to_do_with_the_elasticsearch_store(tmp_path, args, instead):
+    # before, compact and eval died on a missing method; snapshot, verify and train-reranker
+    # looked for a local directory of that name and said "no index at ix"
+    env = subprocess_env(SEMSEARCH_STORE__BACKEND="elasticsearch",
+                         SEMSEARCH_STORE__ELASTICSEARCH__URL="http://127.0.0.1:1")  # never contacted
+    p = subprocess.run(semsearch_cmd(*args), env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert f"`semsearch {args[0]}` works on a local index directory" in p.stderr and instead in p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == []
+
+
 def test_killed_run_resumes_and_indexes_every_record_exactly_once(tmp_path):
     n = 400
     src = tmp_path / "many.jsonl"

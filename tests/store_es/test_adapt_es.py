@@ -128,3 +128,47 @@ def test_adapt_command_arguments_by_store(tmp_path, es_url, es_names):
     r = subprocess.run(semsearch_cmd("adapt", "--index", str(tmp_path), "--work", str(tmp_path / "w")), env=local,
                        capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 2 and "--work is for the Elasticsearch store" in r.stderr
+
+
+def test_reindex_rebuilds_the_store_with_a_new_analyzer_and_keeps_its_search_defaults(
+        tmp_path, es_url, es_names, tiny_docs, caplog):
+    import logging
+
+    from semsearch.errors import IndexIncompatible
+
+    name = es_names("reanalyse")
+    old = store_settings(es_url, name, analyzer="standard")
+    with Collection.create(None, old, encoder=HashingEncoder()) as col:
+        col.upsert(tiny_docs, wait_for=True)
+        assert "d11" not in [h.id for h in col.search("flower", mode="lexical", k=5).hits]  # no stemming
+        col.set_tuned({"fusion": RRF_LEXICAL_ONLY, "by": "semsearch adapt", "at": time.time()})
+    new = store_settings(es_url, name)  # the stemming analyzer
+    with pytest.raises(IndexIncompatible, match="semsearch reindex"):
+        ElasticsearchCollection.open(new)
+    # a replica still configured with the old analyzer, serving while the index is rebuilt
+    stale = ElasticsearchCollection.open(store_settings(es_url, name, analyzer="standard", manifest_refresh=0),
+                                         encoder=HashingEncoder())
+    env = {**_topic_env(es_url, name), "SEMSEARCH_TEXT_ENCODER__MODEL": "unused"}
+    r = subprocess.run(semsearch_cmd("reindex", "--factory", "HNSW32"), env=env, capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path)
+    assert r.returncode == 2 and "VECTOR_INDEX" in r.stderr
+    r = subprocess.run(semsearch_cmd("reindex"), env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"rebuilt Elasticsearch index {name!r}" in r.stderr and f"into {name}-v2: 12 documents" in r.stderr
+    with ElasticsearchCollection.open(new, encoder=HashingEncoder()) as col:
+        assert col.manifest["analyzer"] == "semsearch_en"
+        assert col.manifest["tuned"]["fusion"] == RRF_LEXICAL_ONLY  # the rebuild keeps what adapt chose
+        assert "d11" in [h.id for h in col.search("flower", mode="lexical", k=5).hits]
+        assert len(col.passage_vectors(["d11"])[0]) == 1  # vectors copied, not re-encoded
+    # the stale replica goes on searching (the new index, through the alias) and says once why
+    # it keeps the manifest it read before
+    with caplog.at_level(logging.WARNING, logger="semsearch.store_es.collection"):
+        for _ in range(3):
+            assert stale.search("flower", mode="lexical", k=5).hits[0].id == "d11"
+    stale.close()
+    said = [r.getMessage() for r in caplog.records if "keeping the manifest" in r.getMessage()]
+    assert len(said) == 1 and "semsearch reindex" in said[0]
+    # delete works on the store without --index
+    r = subprocess.run(semsearch_cmd("delete", "d11", "nope"), env=env, capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path)
+    assert r.returncode == 0 and "deleted 1 of 2 ids" in r.stderr, r.stderr[-3000:]

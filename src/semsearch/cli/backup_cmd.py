@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from semsearch.cli import app
-from semsearch.cli.common import console, errors_to_exit, out
+from semsearch.cli.common import console, errors_to_exit, load_settings, local_only, out
 
 
 @app.command("snapshot")
@@ -24,6 +24,7 @@ def snapshot_cmd(
     from semsearch.indexer.backup import snapshot
 
     with errors_to_exit():
+        local_only("snapshot", load_settings())
         info = snapshot(index, out_file)
     if json_out:
         out.print_json(json.dumps(info, default=str))
@@ -45,6 +46,7 @@ def restore_cmd(
     from semsearch.indexer.backup import restore
 
     with errors_to_exit():
+        local_only("restore", load_settings())
         info = restore(archive, index, force=force)
     if json_out:
         out.print_json(json.dumps(info, default=str))
@@ -66,6 +68,7 @@ def verify_cmd(
     from semsearch.indexer.backup import verify
 
     with errors_to_exit():
+        local_only("verify", load_settings())
         report = verify(index)
     if json_out:
         out.print_json(json.dumps(report.to_dict(), default=str))

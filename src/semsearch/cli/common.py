@@ -53,6 +53,30 @@ def require_index(index: Any, settings: Any) -> None:
         raise BadInput("--index is required (or set SEMSEARCH_STORE__BACKEND=elasticsearch)")
 
 
+#: what the local-only commands say with the Elasticsearch store, by command
+STORE_INSTEAD = {
+    "compact": "Elasticsearch merges the store index's segments itself",
+    "snapshot": "back the store index up with Elasticsearch's snapshot API (docs/elasticsearch.md)",
+    "restore": "restore the store index with Elasticsearch's snapshot API (docs/elasticsearch.md)",
+    "verify": "check the cluster with `semsearch info` or GET _cluster/health",
+    "train-reranker": "train on a local index of the same documents and set SEMSEARCH_RERANK__MODEL on "
+                      "every replica",
+    "eval": "evaluate a local index of the same documents, or the store with "
+            "benchmarks/eval_es_store_scifact.py",
+}
+
+
+def local_only(command: str, settings: Any) -> None:
+    """Refuse a command that works on a local index directory only when the Elasticsearch
+    store is configured, saying what to do instead (before, some of them ran on whatever
+    --index named, others crashed on a missing method)."""
+    if settings.store.backend == "elasticsearch":
+        from semsearch.errors import BadInput
+
+        raise BadInput(f"`semsearch {command}` works on a local index directory, and "
+                       f"SEMSEARCH_STORE__BACKEND=elasticsearch is set: {STORE_INSTEAD[command]}")
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     raise typer.Exit(code)

@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 
 from semsearch.cli import app
-from semsearch.cli.common import console, errors_to_exit, load_settings, out
+from semsearch.cli.common import console, errors_to_exit, load_settings, local_only, out
 
 
 @app.command("eval")
@@ -40,6 +40,7 @@ def eval_cmd(
                       f"p50 {format_ms(lat['p50'])} ms  p95 {format_ms(lat['p95'])} ms", highlight=False)
 
     with errors_to_exit():
+        local_only("eval", settings)
         outcome = run_eval(dataset, split, out_dir, settings, configs=names, index_dir=index, tune_on=tune_on,
                            reranker=reranker, baseline=baseline, stat_test=stat_test, alpha=alpha,
                            on_config=progress, latency_queries=latency_queries, compare_index=compare_index)

@@ -7,7 +7,15 @@ import typer
 from rich.markup import escape
 
 from semsearch.cli import app
-from semsearch.cli.common import console, errors_to_exit, load_settings, out, progress_enabled
+from semsearch.cli.common import (
+    INDEX_HELP,
+    console,
+    errors_to_exit,
+    load_settings,
+    out,
+    progress_enabled,
+    require_index,
+)
 
 
 def count_records(inputs: list[Path]) -> int | None:
@@ -173,13 +181,14 @@ def _index_store(inputs: list[Path], settings, errors: Path | None, json_out: bo
 @app.command("delete")
 def delete_cmd(
     ids: Annotated[list[str], typer.Argument(help="document ids to delete")],
-    index: Annotated[Path, typer.Option("--index", help="index directory")],
+    index: Annotated[Path | None, typer.Option("--index", help=INDEX_HELP)] = None,
 ) -> None:
     """Delete documents by id."""
     from semsearch.collection import Collection
 
     settings = load_settings()
     with errors_to_exit():
+        require_index(index, settings)
         with Collection.open(index, settings, writable=True) as col:
             present = list(col.get(ids))
             col.delete(present, wait_for=True)

@@ -10,12 +10,20 @@ from typing import Annotated
 import typer
 
 from semsearch.cli import app
-from semsearch.cli.common import console, errors_to_exit, load_settings, out
+from semsearch.cli.common import (
+    INDEX_HELP,
+    console,
+    errors_to_exit,
+    load_settings,
+    local_only,
+    out,
+    require_index,
+)
 
 
 @app.command("reindex")
 def reindex_cmd(
-    index: Annotated[Path, typer.Option("--index", help="index directory")],
+    index: Annotated[Path | None, typer.Option("--index", help=INDEX_HELP)] = None,
     lexical: Annotated[bool, typer.Option("--lexical", help="re-analyse the text with the configured analyzer and BM25 settings")] = False,
     factory: Annotated[str | None, typer.Option(help="rebuild a vector channel's FAISS index with this factory, e.g. HNSW32, IVF{nlist},PQ32")] = None,
     channel: Annotated[str, typer.Option(help="the vector channel --factory applies to")] = "dense",
@@ -23,7 +31,9 @@ def reindex_cmd(
 ) -> None:
     """Rebuild derived data with new settings from stored tokens and vectors (nothing is
     re-encoded), as a new segment that replaces the old ones in one commit; readers of the
-    index keep searching meanwhile. With neither option, an older index format is upgraded."""
+    index keep searching meanwhile. With neither option, an older index format is upgraded.
+    With the Elasticsearch store: a zero-downtime rebuild into a new physical index with the
+    configured analyzer, k1, b and vector index type (writes made meanwhile are kept)."""
     import time
 
     from semsearch.collection import Collection
@@ -31,6 +41,10 @@ def reindex_cmd(
     settings = load_settings()
     t0 = time.perf_counter()
     with errors_to_exit():
+        if settings.store.backend == "elasticsearch":
+            _rebuild_store(settings, factory, json_out)
+            return
+        require_index(index, settings)
         with Collection.open(index, settings, writable=True, reindex=True) as col:
             info = col.reindex(lexical=lexical, factory=factory, channel=channel) if (lexical or factory) else col.refresh()
     info = {**info, "seconds": round(time.perf_counter() - t0, 3)}
@@ -38,6 +52,25 @@ def reindex_cmd(
         out.print_json(json.dumps(info, default=str))
     else:
         console.print(f"reindexed {index} in {info['seconds']:.1f}s", highlight=False)
+
+
+def _rebuild_store(settings: object, factory: str | None, json_out: bool) -> None:
+    from semsearch.collection import Collection
+    from semsearch.errors import BadInput
+
+    if factory is not None:
+        raise BadInput("--factory builds a FAISS index of a local index; the store's vector index type is "
+                       "SEMSEARCH_STORE__ELASTICSEARCH__VECTOR_INDEX, which `semsearch reindex` applies")
+    with Collection.open(None, settings, writable=True, reindex=True) as col:  # type: ignore[arg-type]
+        info = col.rebuild()  # type: ignore[attr-defined]
+        where = col.location  # type: ignore[attr-defined]
+    if json_out:
+        out.print_json(json.dumps(info, default=str))
+    else:
+        caught = info["caught_up"]
+        console.print(f"rebuilt {where} into {info['index']}: {info['documents']} documents in "
+                      f"{info['seconds']:.1f}s ({caught['new']} new, {caught['changed']} changed, {caught['deleted']} "
+                      f"deleted while it ran; writes paused {info['writes_blocked_s']:.2f}s)", highlight=False)
 
 
 @app.command("compact")
@@ -50,6 +83,7 @@ def compact_cmd(
 
     settings = load_settings()
     with errors_to_exit():
+        local_only("compact", settings)
         with Collection.open(index, settings, writable=True) as col:
             merges = col.compact()
             segs = col.stats()["segments"]

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from semsearch.cli import app
-from semsearch.cli.common import console, errors_to_exit, fail, load_settings, out
+from semsearch.cli.common import console, errors_to_exit, fail, load_settings, local_only, out
 from semsearch.rerank.train.stages import STAGE2_EPOCHS, STAGE2_NEGATIVES
 
 
@@ -59,6 +59,7 @@ def train_reranker_cmd(
     )
     t0 = time.perf_counter()
     with errors_to_exit():
+        local_only("train-reranker", settings)
         cards = train_reranker(
             index, out_dir, stage=stage, settings=settings, config=cfg,  # type: ignore[arg-type]
             stage1_sample=stage1_sample, fn_ratio=fn_ratio, stage2_fn_ratio=stage2_fn_ratio,

@@ -54,7 +54,7 @@ class ElasticsearchCollection(StoreSearch):
     ``settings.store.backend == "elasticsearch"``)."""
 
     def __init__(self, settings: Settings, *, encoder: TextEncoder | None = None,
-                 writable: bool = True) -> None:
+                 writable: bool = True, rebuild: bool = False) -> None:
         self.base_settings = settings
         self._effective: tuple[int, Settings] | None = None
         self.es = settings.store.elasticsearch
@@ -62,6 +62,9 @@ class ElasticsearchCollection(StoreSearch):
         self.aliased = AliasedIndex(self.conn, self.es.index)
         self.alias = self.es.index
         self.writable = writable
+        #: opened to rebuild with new index-time settings (analyzer, k1, b, vector index):
+        #: the index's own are accepted until :meth:`rebuild` has moved the alias
+        self._rebuild_open = rebuild
         self.writer = BulkWriter(self.conn, self.es)
         self._encoder = encoder
         self._reranker: Any = None
@@ -73,6 +76,7 @@ class ElasticsearchCollection(StoreSearch):
         self._image_encoding = threading.Lock()  # the channels' shared loader, one batch at a time
         self._manifest: dict[str, Any] | None = None
         self._manifest_read = 0.0  # time.monotonic() of the last read
+        self._reread_error = ""  # the last failed re-read's reason, logged once
         self._meta_lock = threading.Lock()  # this process's threads; replicas: manifest_lock
         self.manifest_lock = ManifestLock(self.conn, self.alias, ttl=self.es.lock_ttl, wait=self.es.lock_wait)
         self._server_fusion: bool | None = None if self.es.fusion == "auto" else self.es.fusion == "server"
@@ -95,9 +99,11 @@ class ElasticsearchCollection(StoreSearch):
 
     @classmethod
     def open(cls, settings: Settings, *, writable: bool = False,
-             encoder: TextEncoder | None = None) -> ElasticsearchCollection:
-        """Open an existing store index (:class:`IndexNotFound` if the alias is missing)."""
-        col = cls(settings, encoder=encoder, writable=writable)
+             encoder: TextEncoder | None = None, rebuild: bool = False) -> ElasticsearchCollection:
+        """Open an existing store index (:class:`IndexNotFound` if the alias is missing).
+        ``rebuild=True`` (writable) accepts index-time settings that differ from the index's,
+        for :meth:`rebuild` to apply (as the local ``Collection.open(reindex=True)``)."""
+        col = cls(settings, encoder=encoder, writable=writable, rebuild=rebuild)
         try:
             col.reload_manifest()
             return col
@@ -138,7 +144,7 @@ class ElasticsearchCollection(StoreSearch):
         got = self.conn.call(f"read mapping of {self.alias}",
                              lambda c: c.indices.get_mapping(index=self.alias))
         meta = mapping.read_manifest(got[target], self.location)
-        mapping.check_manifest(meta, self.es, self.location)
+        mapping.check_manifest(meta, self.es, self.location, settings_too=not self._rebuild_open)
         if self._encoder is not None:  # an encoder given by the caller is checked too
             mapping.check_encoder(meta, self._encoder.name, self._encoder.dim, self.location)
         self._manifest, self._manifest_read = meta, time.monotonic()
@@ -148,16 +154,20 @@ class ElasticsearchCollection(StoreSearch):
     def manifest(self) -> dict[str, Any]:
         """The manifest, read again when older than ``manifest_refresh`` seconds: what another
         replica or ``semsearch adapt`` recorded (channels, search defaults) reaches this one
-        without a restart. A failed re-read keeps the manifest held (the search that follows
-        reports an unreachable cluster itself)."""
+        without a restart. A failed re-read keeps the manifest held: the search that follows
+        reports an unreachable cluster itself, and a replica whose settings no longer match
+        the index (rebuilt with a new analyzer before this replica was restarted with it)
+        goes on searching, as it did before re-reads, and says so once."""
         if self._manifest is None:
             return self.reload_manifest()
         if time.monotonic() - self._manifest_read > self.es.manifest_refresh:
             try:
                 return self.reload_manifest()
-            except BackendUnavailable as e:
-                self._manifest_read = time.monotonic()  # not a re-read per search while it is down
-                logger.warning("%s: keeping the manifest read before (%s)", self.location, e)
+            except (BackendUnavailable, IndexIncompatible) as e:
+                self._manifest_read = time.monotonic()  # not a re-read per search meanwhile
+                if str(e) != self._reread_error:
+                    self._reread_error = str(e)
+                    logger.warning("%s: keeping the manifest read before: %s", self.location, e)
         return self._manifest
 
     @property
@@ -666,7 +676,9 @@ class ElasticsearchCollection(StoreSearch):
         from semsearch.store_es.rebuild import rebuild
 
         self._check_writable()
-        return rebuild(self)
+        info = rebuild(self)
+        self._rebuild_open = False  # the index now has the configured settings
+        return info
 
 
 __all__ = ["ElasticsearchCollection"]

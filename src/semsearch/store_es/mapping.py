@@ -152,9 +152,10 @@ def read_manifest(mapping: dict[str, Any], where: str) -> dict[str, Any]:
     return meta
 
 
-def check_manifest(meta: dict[str, Any], s: StoreElasticsearchSettings, where: str) -> None:
-    """Refuse an index whose format or index-time settings differ from ``s``, saying what
-    differs and which setting would match it."""
+def check_manifest(meta: dict[str, Any], s: StoreElasticsearchSettings, where: str, *,
+                   settings_too: bool = True) -> None:
+    """Refuse an index whose format or (``settings_too``) index-time settings differ from
+    ``s``, saying what differs and which setting would match it."""
     if meta.get("format_version") != FORMAT_VERSION:
         raise IndexIncompatible(
             f"{where} has store format version {meta.get('format_version')!r}; this semsearch "
@@ -162,12 +163,13 @@ def check_manifest(meta: dict[str, Any], s: StoreElasticsearchSettings, where: s
         )
     wanted = {"analyzer": s.analyzer, "k1": s.k1, "b": s.b, "vector_index": s.vector_index}
     diff = {k: (meta.get(k), v) for k, v in wanted.items() if meta.get(k) != v}
-    if diff:
+    if diff and settings_too:
         fix = ", ".join(f"SEMSEARCH_STORE__ELASTICSEARCH__{k.upper()}={have}"
                         for k, (have, _) in diff.items())
         what = "; ".join(f"{k}: index {have!r}, settings {want!r}" for k, (have, want) in diff.items())
-        raise IndexIncompatible(f"{where} was built with other settings ({what}); set {fix} "
-                                "or rebuild the index with the new settings")
+        raise IndexIncompatible(f"{where} was built with other settings ({what}); set {fix}, "
+                                "or run `semsearch reindex` to rebuild it with the new settings "
+                                "(searches and writes go on meanwhile)")
 
 
 def _check_model(entry: dict[str, Any] | None, what: str, name: str, dim: int, where: str, fix: str) -> None:

@@ -85,7 +85,7 @@ def rebuild(col: ElasticsearchCollection) -> dict[str, Any]:
 def put_mapping(col: ElasticsearchCollection, index: str, meta: dict[str, Any]) -> None:
     """``index``'s manifest and channel fields (dense vector, CLIP, hashes) as in ``meta``."""
     meta = {**mapping.manifest(col.es), "dense": meta.get("dense"), "clip": meta.get("clip"),
-            "hashes": meta.get("hashes", [])}
+            "hashes": meta.get("hashes", []), "tuned": meta.get("tuned") or {}}
     props = mapping.channel_properties(meta, col.es)
     col.conn.call(f"update mapping of {index}", lambda c: c.indices.put_mapping(
         index=index, _meta={"semsearch": meta}, properties=props))
