@@ -126,10 +126,9 @@ def test_clear_errors_without_traceback(tmp_path):
     (["restore", "--from", "x.tar", "--index", "ix"], "snapshot API"),
     (["verify", "--index", "ix"], "_cluster/health"),
     (["train-reranker", "--index", "ix", "--out", "rr", "--stage", "1"], "SEMSEARCH_RERANK__MODEL"),
-    (["eval", "--dataset", "ds", "--out", "rep"], "eval_es_store_scifact.py"),
 ])
 def test_local_only_commands_say_what_to_do_with_the_elasticsearch_store(tmp_path, args, instead):
-    # before, compact and eval died on a missing method; snapshot, verify and train-reranker
+    # before, compact died on a missing method; snapshot, verify and train-reranker
     # looked for a local directory of that name and said "no index at ix"
     env = subprocess_env(SEMSEARCH_STORE__BACKEND="elasticsearch",
                          SEMSEARCH_STORE__ELASTICSEARCH__URL="http://127.0.0.1:1")  # never contacted

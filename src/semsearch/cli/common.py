@@ -61,8 +61,6 @@ STORE_INSTEAD = {
     "verify": "check the cluster with `semsearch info` or GET _cluster/health",
     "train-reranker": "train on a local index of the same documents and set SEMSEARCH_RERANK__MODEL on "
                       "every replica",
-    "eval": "evaluate a local index of the same documents, or the store with "
-            "benchmarks/eval_es_store_scifact.py",
 }
 
 

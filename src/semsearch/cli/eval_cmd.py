@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 
 from semsearch.cli import app
-from semsearch.cli.common import console, errors_to_exit, load_settings, local_only, out
+from semsearch.cli.common import console, errors_to_exit, load_settings, out
 
 
 @app.command("eval")
@@ -15,7 +15,9 @@ def eval_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="report directory (results.json, report.md, report.html, runs/)")],
     split: Annotated[str, typer.Option(help="split to report on")] = "test",
     configs: Annotated[str | None, typer.Option(help="comma-separated configs, e.g. lexical,dense,hybrid-rrf,hybrid-convex (default: all that apply)")] = None,
-    index: Annotated[Path | None, typer.Option("--index", help="index to reuse (default OUT/index, built when missing)")] = None,
+    index: Annotated[Path | None, typer.Option("--index", help="index to reuse (default OUT/index, built when missing); with "
+                                                              "SEMSEARCH_STORE__BACKEND=elasticsearch the store index is "
+                                                              "evaluated (built from the corpus when its alias is missing)")] = None,
     tune_on: Annotated[str | None, typer.Option("--tune-on", help="split to choose fusion parameters on (e.g. train); never the reported split")] = None,
     reranker: Annotated[list[str] | None, typer.Option("--reranker", help="trained reranker directory: adds +rerank variants; repeat as NAME=DIR to compare several (+rerank:NAME)")] = None,
     baseline: Annotated[str | None, typer.Option(help="config the others are tested against (default: the first)")] = None,
@@ -40,7 +42,6 @@ def eval_cmd(
                       f"p50 {format_ms(lat['p50'])} ms  p95 {format_ms(lat['p95'])} ms", highlight=False)
 
     with errors_to_exit():
-        local_only("eval", settings)
         outcome = run_eval(dataset, split, out_dir, settings, configs=names, index_dir=index, tune_on=tune_on,
                            reranker=reranker, baseline=baseline, stat_test=stat_test, alpha=alpha,
                            on_config=progress, latency_queries=latency_queries, compare_index=compare_index)

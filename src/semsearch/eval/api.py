@@ -108,6 +108,9 @@ def run_eval(
 ) -> EvalOutcome:
     if tune_on is not None and tune_on == split:
         raise BadInput(f"--tune-on {tune_on!r} is the split being reported: tune on another split (e.g. train)")
+    if settings.store.backend == "elasticsearch" and (tune_on or compare_index):
+        raise BadInput(("--tune-on" if tune_on else "--compare-index") + " works with local indexes; with "
+                       "SEMSEARCH_STORE__BACKEND=elasticsearch eval reports on the store index only")
     dataset = load_dataset(dataset_dir, split)
     names = configs or (DEFAULT_CAPTION_CONFIGS if dataset.kind == "captions" else DEFAULT_TEXT_CONFIGS)
     rr_paths = parse_rerankers(reranker)

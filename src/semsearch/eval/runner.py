@@ -76,7 +76,12 @@ def index_info(col: Collection, *, reused: bool, build_seconds: float | None = N
 def ensure_index(dataset: EvalDataset, path: Path, settings: Settings,
                  encoder: TextEncoder | None = None) -> tuple[Collection, IndexInfo]:
     """Open the index at ``path`` (read-only) if it exists, else build it from the dataset's
-    corpus first. ``encoder`` (or the configured model) also encodes the queries."""
+    corpus first. ``encoder`` (or the configured model) also encodes the queries. With the
+    Elasticsearch store, ``path`` is not used: the store index is evaluated, and created from
+    the corpus first if its alias does not exist."""
+    if settings.store.backend == "elasticsearch":
+        col, info = _ensure_store(dataset, settings, encoder)
+        return col, _check_judged(col, info, dataset, col.location)  # type: ignore[attr-defined]
     path = Path(path)
     build_seconds: float | None = None
     reused = (path / "manifest.json").exists()
@@ -102,12 +107,40 @@ def ensure_index(dataset: EvalDataset, path: Path, settings: Settings,
             logger.warning("%d corpus records were rejected while indexing", len(report.rejected))
     col = open_directory(path, settings, encoder=encoder)
     info = index_info(col, reused=reused, build_seconds=build_seconds)
+    return col, _check_judged(col, info, dataset, f"the index at {path}")
+
+
+def _check_judged(col: Collection, info: IndexInfo, dataset: EvalDataset, where: str) -> IndexInfo:
+    """Count (and warn of) the judged documents the index does not hold."""
     judged = sorted({d for rels in dataset.qrels.values() for d in rels})
-    found = col.get(judged)
-    info.missing_judged = len(judged) - len(found)
+    info.missing_judged = len(judged) - len(col.get(judged))
     if info.missing_judged:
-        logger.warning("%d of %d judged documents are not in the index at %s", info.missing_judged, len(judged), path)
-    return col, info
+        logger.warning("%d of %d judged documents are not in %s", info.missing_judged, len(judged), where)
+    return info
+
+
+def _ensure_store(dataset: EvalDataset, settings: Settings,
+                  encoder: TextEncoder | None) -> tuple[Collection, IndexInfo]:
+    from semsearch.errors import IndexNotFound
+    from semsearch.store_es import ElasticsearchCollection
+    from semsearch.store_es.ingest import ingest
+
+    build_seconds: float | None = None
+    try:
+        col = ElasticsearchCollection.open(settings, encoder=encoder)
+    except IndexNotFound:
+        if dataset.kind != "beir":
+            raise BadInput(f"cannot build the store index for caption set {dataset.path} here: index the images "
+                           "with `semsearch index` first") from None
+        t0 = time.perf_counter()
+        with ElasticsearchCollection.create(settings, encoder=encoder) as w:
+            w.ready()  # an unreachable or red cluster fails before anything is encoded
+            report = ingest(w, dataset.corpus_files, settings)
+        build_seconds = time.perf_counter() - t0
+        if report["rejected"]:
+            logger.warning("%d corpus records were rejected while indexing", len(report["rejected"]))
+        col = ElasticsearchCollection.open(settings, encoder=encoder)
+    return col, index_info(col, reused=build_seconds is None, build_seconds=build_seconds)  # type: ignore[arg-type,return-value]
 
 
 # -- running ------------------------------------------------------------------------------

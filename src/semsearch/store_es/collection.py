@@ -77,6 +77,7 @@ class ElasticsearchCollection(StoreSearch):
         self._manifest: dict[str, Any] | None = None
         self._manifest_read = 0.0  # time.monotonic() of the last read
         self._reread_error = ""  # the last failed re-read's reason, logged once
+        self._view_of: ElasticsearchCollection | None = None  # see with_models
         self._meta_lock = threading.Lock()  # this process's threads; replicas: manifest_lock
         self.manifest_lock = ManifestLock(self.conn, self.alias, ttl=self.es.lock_ttl, wait=self.es.lock_wait)
         self._server_fusion: bool | None = None if self.es.fusion == "auto" else self.es.fusion == "server"
@@ -111,7 +112,23 @@ class ElasticsearchCollection(StoreSearch):
             col.close()
             raise
 
+    def with_models(self, *, encoder: TextEncoder | None = None, reranker: Any = None) -> ElasticsearchCollection:
+        """This collection searching with other models, as the local Collection's
+        ``with_models``: ``encoder`` for queries and/or ``reranker``. The view shares this
+        one's connection and manifest; closing it does nothing."""
+        import copy
+
+        view = copy.copy(self)
+        view._view_of = self
+        if encoder is not None:
+            view._encoder = encoder
+        if reranker is not None:
+            view._reranker = reranker
+        return view
+
     def close(self) -> None:
+        if self._view_of is not None:  # a with_models view: its parent owns the connection
+            return
         if self._image_channels is not None:
             from semsearch.images.channels import close_channels
 
