@@ -56,3 +56,18 @@ def topic_index(tmp_path: Path, minilm, settings):
     with Index.create(path, settings) as idx:
         Pipeline(idx, [TextChannel(minilm)], settings).run([src])
     return path
+
+
+#: recorded search defaults that are easy to recognise in results: RRF with k=7, lexical only
+RRF7_LEXICAL_ONLY = {"method": "rrf", "rrf_k": 7, "weights": {"lexical": 1.0, "dense": 0.0}}
+
+
+def assert_searches_use_rrf7_lexical_only(searcher, query: str) -> None:
+    """``searcher`` (a Searcher or a collection) searches hybrid with :data:`RRF7_LEXICAL_ONLY`
+    recorded as its defaults: the lexical order with RRF scores; a request's own fusion wins."""
+    lexical = [h.id for h in searcher.search(query, mode="lexical", k=5).hits]
+    hybrid = searcher.search(query, mode="hybrid", k=5)
+    assert [h.id for h in hybrid.hits][: len(lexical)] == lexical
+    assert hybrid.hits[0].score == pytest.approx(1.0 / (7 + 1))
+    own = searcher.search(query, mode="hybrid", k=5, fusion="convex", weights={"lexical": 0.5, "dense": 0.5})
+    assert own.hits[0].score != pytest.approx(1.0 / 8)

@@ -10,7 +10,11 @@ from semsearch.adapt import heldout as H
 from semsearch.adapt.dense import DenseTrainConfig
 from semsearch.adapt.fusion import select_fusion
 from semsearch.adapt.runner import Adapter, AdaptOptions
-from tests.adapt.conftest import topic_docs
+from tests.adapt.conftest import (
+    RRF7_LEXICAL_ONLY,
+    assert_searches_use_rrf7_lexical_only,
+    topic_docs,
+)
 from tests.conftest import semsearch_cmd, subprocess_env
 
 
@@ -108,20 +112,13 @@ def test_manifest_tuned_defaults_are_used_unless_a_request_or_setting_overrides(
     path = tiny_index.path
     tiny_index.close()
     with Index.open(path, settings, writable=True) as idx:
-        idx.manifest.tuned = {"fusion": {"method": "rrf", "rrf_k": 7, "weights": {"lexical": 1.0, "dense": 0.0}}}
+        idx.manifest.tuned = {"fusion": RRF7_LEXICAL_ONLY}
         write_manifest(idx.path, idx.manifest)
     assert read_manifest(path).tuned["fusion"]["rrf_k"] == 7
     with Index.open(path, settings) as idx:
         s = Searcher(idx, settings, encoder=minilm)
         assert s.settings.fusion.method == "rrf" and s.settings.fusion.rrf_k == 7
-        q = "plants and sunlight"
-        lex = [h.id for h in s.search(q, mode="lexical", k=5).hits]
-        hyb = s.search(q, mode="hybrid", k=5)
-        assert [h.id for h in hyb.hits][: len(lex)] == lex
-        assert hyb.hits[0].score == pytest.approx(1.0 / (7 + 1))
-        # a request's own options win
-        req = s.search(q, mode="hybrid", k=5, fusion="convex", weights={"lexical": 0.5, "dense": 0.5})
-        assert req.hits[0].score != pytest.approx(1.0 / 8)
+        assert_searches_use_rrf7_lexical_only(s, "plants and sunlight")  # unless a request says otherwise
         # so does a setting the user set explicitly
         explicit = Settings()
         explicit.text_encoder.device = "cpu"

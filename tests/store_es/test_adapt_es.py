@@ -13,11 +13,10 @@ from semsearch.collection import Collection
 from semsearch.documents import Document
 from semsearch.errors import BadInput
 from semsearch.store_es import ElasticsearchCollection
+from tests.adapt.conftest import RRF7_LEXICAL_ONLY, assert_searches_use_rrf7_lexical_only
 from tests.conftest import HashingEncoder, semsearch_cmd, store_settings, subprocess_env
 
 pytestmark = pytest.mark.integration
-
-RRF_LEXICAL_ONLY = {"method": "rrf", "rrf_k": 7, "weights": {"lexical": 1.0, "dense": 0.0}}
 
 
 def test_every_replica_searches_with_the_recorded_fusion_defaults(es_url, es_names, tiny_docs):
@@ -29,17 +28,11 @@ def test_every_replica_searches_with_the_recorded_fusion_defaults(es_url, es_nam
         assert replica.settings.fusion.method == s.fusion.method  # nothing recorded yet
         before = replica.search(q, mode="hybrid", k=5)
         assert before.hits[0].score != pytest.approx(1.0 / 8)
-        col.set_tuned({"fusion": RRF_LEXICAL_ONLY, "by": "semsearch adapt", "at": time.time()})
+        col.set_tuned({"fusion": RRF7_LEXICAL_ONLY, "by": "semsearch adapt", "at": time.time()})
         time.sleep(0.7)  # the replica reads the manifest again after manifest_refresh seconds
         assert replica.settings.fusion.method == "rrf" and replica.settings.fusion.rrf_k == 7
-        lexical = [h.id for h in replica.search(q, mode="lexical", k=5).hits]
-        hybrid = replica.search(q, mode="hybrid", k=5)
-        assert [h.id for h in hybrid.hits][: len(lexical)] == lexical
-        assert hybrid.hits[0].score == pytest.approx(1.0 / (7 + 1))
-        # a request's own options win over the recorded defaults
-        own = replica.search(q, mode="hybrid", k=5, fusion="convex", weights={"lexical": 0.5, "dense": 0.5})
-        assert own.hits[0].score != pytest.approx(1.0 / 8)
-        assert replica.stats()["tuned"]["fusion"] == RRF_LEXICAL_ONLY
+        assert_searches_use_rrf7_lexical_only(replica, q)  # unless a request says otherwise
+        assert replica.stats()["tuned"]["fusion"] == RRF7_LEXICAL_ONLY
     # so does a setting the user set explicitly
     explicit = store_settings(es_url, s.store.elasticsearch.index)
     explicit.fusion.method = "convex"
@@ -47,10 +40,10 @@ def test_every_replica_searches_with_the_recorded_fusion_defaults(es_url, es_nam
         assert other.settings.fusion.method == "convex" and other.settings.fusion.rrf_k == 7
         # only fusion can be recorded in the cluster: a model folder would be on one machine
         with pytest.raises(BadInput, match="read-only"):
-            other.set_tuned({"fusion": RRF_LEXICAL_ONLY})
+            other.set_tuned({"fusion": RRF7_LEXICAL_ONLY})
     with ElasticsearchCollection.open(s, writable=True, encoder=HashingEncoder()) as w:
         with pytest.raises(BadInput, match="only fusion defaults"):
-            w.set_tuned({"fusion": RRF_LEXICAL_ONLY, "dense_encoder": "models/dense-adapted"})
+            w.set_tuned({"fusion": RRF7_LEXICAL_ONLY, "dense_encoder": "models/dense-adapted"})
 
 
 def test_passage_vectors_are_read_back_per_document(es_url, es_names):
@@ -141,7 +134,7 @@ def test_reindex_rebuilds_the_store_with_a_new_analyzer_and_keeps_its_search_def
     with Collection.create(None, old, encoder=HashingEncoder()) as col:
         col.upsert(tiny_docs, wait_for=True)
         assert "d11" not in [h.id for h in col.search("flower", mode="lexical", k=5).hits]  # no stemming
-        col.set_tuned({"fusion": RRF_LEXICAL_ONLY, "by": "semsearch adapt", "at": time.time()})
+        col.set_tuned({"fusion": RRF7_LEXICAL_ONLY, "by": "semsearch adapt", "at": time.time()})
     new = store_settings(es_url, name)  # the stemming analyzer
     with pytest.raises(IndexIncompatible, match="semsearch reindex"):
         ElasticsearchCollection.open(new)
@@ -157,7 +150,7 @@ def test_reindex_rebuilds_the_store_with_a_new_analyzer_and_keeps_its_search_def
     assert f"rebuilt Elasticsearch index {name!r}" in r.stderr and f"into {name}-v2: 12 documents" in r.stderr
     with ElasticsearchCollection.open(new, encoder=HashingEncoder()) as col:
         assert col.manifest["analyzer"] == "semsearch_en"
-        assert col.manifest["tuned"]["fusion"] == RRF_LEXICAL_ONLY  # the rebuild keeps what adapt chose
+        assert col.manifest["tuned"]["fusion"] == RRF7_LEXICAL_ONLY  # the rebuild keeps what adapt chose
         assert "d11" in [h.id for h in col.search("flower", mode="lexical", k=5).hits]
         assert len(col.passage_vectors(["d11"])[0]) == 1  # vectors copied, not re-encoded
     # the stale replica goes on searching (the new index, through the alias) and says once why
