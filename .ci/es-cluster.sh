@@ -107,10 +107,7 @@ launch() {  # $1 = node number; starts it in the background (no waiting)
   if alive "$i"; then log "node-$i already running (pid $(read_pid "$i"))"; return 0; fi
   rm -f "$(pidfile "$i")"
   [[ -f "$dir/config/elasticsearch.yml" ]] || write_node_config "$i"
-  if [[ "$(id -u)" == 0 ]]; then
-    id -u "$ES_USER" >/dev/null 2>&1 || useradd --system --no-create-home --home-dir "$WORK" \
-      --shell "$(command -v nologin || echo /bin/false)" "$ES_USER" 2>/dev/null || id -u "$ES_USER" >/dev/null \
-      || die "could not create user $ES_USER"
+  if [[ "$(id -u)" == 0 ]]; then  # the user exists: made once by prepare, before the parallel launches
     chown -R "$ES_USER:" "$dir"
     chmod 755 "$WORK"
     runner=(runuser -u "$ES_USER" --)
@@ -146,6 +143,14 @@ prepare() {
   ES_HOME="$(ES_WORK="$WORK" bash .ci/elasticsearch.sh unpack)"
   [[ -x "$ES_HOME/bin/elasticsearch" ]] || die "no Elasticsearch in $ES_HOME"
   mkdir -p "$WORK"
+  # Elasticsearch refuses to run as root. The user is made here, once: three launches making
+  # it at the same time raced in useradd on a fresh machine and left node folders owned by a
+  # uid that no longer existed (the nodes could not read their config)
+  if [[ "$(id -u)" == 0 ]]; then
+    id -u "$ES_USER" >/dev/null 2>&1 || useradd --system --no-create-home --home-dir "$WORK" \
+      --shell "$(command -v nologin || echo /bin/false)" "$ES_USER" 2>/dev/null || id -u "$ES_USER" >/dev/null \
+      || die "could not create user $ES_USER"
+  fi
 }
 
 cmd_start() {
