@@ -182,6 +182,11 @@ class StoreElasticsearchSettings(ElasticsearchSettings):
     #: search defaults ``semsearch adapt`` records, and channels another replica declared,
     #: reach every replica within this without a restart
     manifest_refresh: float = Field(5.0, ge=0)
+    #: where a replica keeps the text encoders ``semsearch adapt`` published in the cluster
+    #: (index ``semsearch-models``), fetched once; None = $XDG_CACHE_HOME/semsearch/models
+    model_cache: Path | None = None
+    #: the index holding those encoders (content-addressed: every alias of a cluster may share it)
+    models_index: str = "semsearch-models"
 
 
 class StoreSettings(_Section):

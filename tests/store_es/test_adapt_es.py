@@ -86,11 +86,13 @@ def test_adapt_command_adapts_the_store_index(tmp_path, es_url, es_names):
     r = subprocess.run(semsearch_cmd("adapt", "--sample", "14", "--dev", "8"), env=env, capture_output=True,
                        text=True, timeout=600, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "chooses fusion only" in r.stderr
+    assert "records its choices in the store index" in r.stderr
     assert f"adapted Elasticsearch store index {name!r}" in r.stdout
-    assert "[dense]" in r.stdout and "not fine-tuned on the Elasticsearch store" in r.stdout
     work = tmp_path / f"adapt-{name}"
     state = json.loads((work / "state.json").read_text())
+    # the encoder was fine-tuned on the cluster's documents and judged on the held-out share
+    assert "[dense] step 1/1: loss" in r.stdout and state["dense"]["result"]["on"].startswith("8 held-out")
+    assert f"dense {'fine-tuned' if state['dense']['result']['kept'] else 'base'}," in r.stdout
     assert state["baseline"]["result"]["informative"]["hybrid"] <= state["baseline"]["result"]["trivial"]["hybrid"]
     assert (work / "report" / "adapt.md").exists() and (work / "report" / "pseudo" / "results.json").exists()
     s = store_settings(es_url, name)
@@ -165,3 +167,75 @@ def test_reindex_rebuilds_the_store_with_a_new_analyzer_and_keeps_its_search_def
     r = subprocess.run(semsearch_cmd("delete", "d11", "nope"), env=env, capture_output=True, text=True,
                        timeout=300, cwd=tmp_path)
     assert r.returncode == 0 and "deleted 1 of 2 ids" in r.stderr, r.stderr[-3000:]
+
+
+def test_adapt_fine_tunes_the_store_encoder_and_every_replica_and_writer_follows(
+        tmp_path, es_url, es_names, monkeypatch):
+    """A kept fine-tuned encoder is published in the cluster, the documents are re-encoded with
+    it into a new index behind the alias (writes made meanwhile included), and replicas
+    started before or after fetch it and encode queries and documents with it."""
+    import numpy as np
+
+    from semsearch.adapt.dense import DenseTrainConfig
+    from semsearch.adapt.runner import Adapter, AdaptOptions
+    from semsearch.store_es import models
+    from semsearch.store_es import rebuild as rebuild_mod
+    from tests.adapt.conftest import topic_docs
+
+    name, models_index = es_names("dense"), es_names("models")
+
+    def settings(cache: str, **es: object):
+        s = store_settings(es_url, name, models_index=models_index, model_cache=tmp_path / cache, **es)
+        s.text_encoder.query_backend = "torch"
+        return s
+
+    docs = {d["_id"]: Document(id=d["_id"], title=d["title"], text=d["text"]) for d in topic_docs()}
+    s = settings("adapter")
+    with Collection.create(None, s) as col:
+        col.upsert(list(docs.values()), wait_for=True)
+        base_name = col.manifest["dense"]["encoder"]
+        before = dict(zip(docs, col.passage_vectors(list(docs))))
+    q = "how bees collect pollen in the hive"
+    replica = ElasticsearchCollection.open(settings("replica", manifest_refresh=0.5))
+    stale = ElasticsearchCollection.open(settings("stale", manifest_refresh=3600), writable=True)
+    assert replica.search(q, mode="dense", k=3).hits and stale.search(q, mode="dense", k=1).hits
+    real_block = rebuild_mod.block_writes
+
+    def write_then_block(c, index):  # noqa: ANN001 - a write after the copy: only the catch-up carries it
+        stale.upsert([Document(id="late", title=docs["t03"].title, text=docs["t03"].text)], wait_for=True)
+        real_block(c, index)
+
+    monkeypatch.setattr(rebuild_mod, "block_writes", write_then_block)
+    opts = AdaptOptions(sample=16, dev=6, reranker=False, min_gain=-1.0,  # keep it whatever it scores
+                        dense_config=DenseTrainConfig(batch_size=4, max_steps=2, max_seq_length=64))
+    state = Adapter(tmp_path / "work", s, opts).run()
+    assert state["dense"]["result"]["kept"]
+    info = state["apply"]["result"]["reencode"]
+    assert info["index"] == f"{name}-v2" and info["documents"] == 25
+    # 24 from the dense step's vectors, the late one encoded by the catch-up
+    assert info["reencoded"] == {"from_vectors": 24, "encoded": 1} and info["caught_up"]["new"] == 1
+    with ElasticsearchCollection.open(settings("fresh")) as fresh:  # started now, with an empty cache
+        dense = fresh.manifest["dense"]
+        assert models.is_ref(dense["encoder"]) and dense["model"]["base"] == base_name
+        assert fresh.manifest["tuned"]["fusion"] == state["fusion"]["result"]["chosen"]
+        folder = tmp_path / "fresh" / dense["model"]["sha256"]
+        assert fresh.encoder.name == str(folder) and models.digest_folder(folder) == dense["model"]["sha256"]
+        assert fresh.search(q, mode="dense", k=3).hits[0].id == "t02"
+        after = dict(zip([*docs, "late"], fresh.passage_vectors([*docs, "late"])))
+        assert all(after[i].shape == before[i].shape for i in docs)
+        assert not np.allclose(after["t02"], before["t02"], atol=1e-3)  # re-encoded
+        assert after["late"] == pytest.approx(after["t03"], abs=1e-5)  # the catch-up used the new encoder
+        # the replica opened before adapt switches its query encoder at its next manifest read
+        time.sleep(0.6)
+        assert replica.search(q, mode="dense", k=3).hits[0].id == "t02"
+        assert replica.encoder.name == str(tmp_path / "replica" / dense["model"]["sha256"])
+        # a writer that still holds the old manifest encodes with the base model; the write lands
+        # in the new index, so it finds out after the acknowledgement and writes it again
+        assert stale.encoder.name != str(tmp_path / "stale" / dense["model"]["sha256"])
+        stale.upsert([Document(id="t02-copy", title=docs["t02"].title, text=docs["t02"].text)], wait_for=True)
+        assert fresh.passage_vectors(["t02-copy"])[0] == pytest.approx(after["t02"], abs=1e-5)
+        assert stale.encoder.name == str(tmp_path / "stale" / dense["model"]["sha256"])
+    replica.close()
+    stale.close()
+    with pytest.raises(BadInput, match="already adapted"):
+        Adapter(tmp_path / "again", s, opts).run()

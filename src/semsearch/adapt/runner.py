@@ -9,11 +9,12 @@
 7. ``report``    before/after in the eval report format (``DIR/adapt/report/``)
 
 With the Elasticsearch store (``store.backend = "elasticsearch"``), the cluster's documents
-are the input and fusion is what is adapted: its choice is recorded in the store index's
-manifest, which every replica reads; the steps' files go to a local working directory. The
-dense encoder is not fine-tuned there (that needs the cluster's vectors re-encoded into a new
-index behind the alias), nor is a reranker trained (its model would live on this machine
-only).
+are the input, and the steps' files go to a local working directory. Fusion's choice is
+recorded in the store index's manifest, which every replica reads; a kept fine-tuned encoder
+is published in the cluster and the documents re-encoded with it into a new index behind the
+alias (:meth:`~semsearch.store_es.collection.ElasticsearchCollection.reencode`), so that every
+replica fetches it and encodes queries with it. No reranker is trained there (a model every
+replica can load is built for the encoder only).
 """
 
 from __future__ import annotations
@@ -234,7 +235,6 @@ class Adapter:
 
     # -- steps --------------------------------------------------------------------------
     def step_mine(self) -> dict[str, Any]:
-        from semsearch.indexer.manifest import read_manifest
         from semsearch.rerank.train.mining import (
             NegativeMiner,
             read_qrels,
@@ -245,8 +245,8 @@ class Adapter:
         with self.collection() as col:
             if "dense" not in col.channels:
                 raise BadInput(f"index at {self.path} has no dense channel: adapt needs one")
-            if not self.store_es and read_manifest(self.path).tuned.get("dense_encoder"):
-                raise BadInput(f"index at {self.path} is already adapted; re-index it to adapt again")
+            if self._already_adapted(col):
+                raise BadInput(f"{self.target} is already adapted; re-index it to adapt again")
             train, dev = H.mine_split(self.docs(), sample=self.opt.sample + self.opt.dev, dev=self.opt.dev,
                                       seed=self.opt.seed)
             extra: dict[str, Any] = {}
@@ -260,9 +260,9 @@ class Adapter:
                 judged_train, judged_dev = split_dev(judged, self.opt.judged_dev_fraction, max_dev=len(judged),
                                                      seed=self.opt.seed)
             miner = NegativeMiner(col, fn_ratio=0.95, seed=self.opt.seed)
-            if not self.store_es:  # negatives train the encoder and the reranker, not adapted there
+            if self.opt.dense or not self.store_es:  # they train the encoder and the reranker
                 miner.mine(train, self.opt.negatives)
-            if judged_train and not self.store_es:
+            if judged_train and (self.opt.dense or not self.store_es):
                 NegativeMiner(col, fn_ratio=None, seed=self.opt.seed).mine(
                     judged_train, max(self.opt.negatives, 3))
         H.save_examples(self.work / "train.jsonl", train)
@@ -276,6 +276,15 @@ class Adapter:
                 "judged_dev": len(judged_dev), "false_negatives_dropped": miner.dropped_false_negatives,
                 "title_queries": sum(1 for e in train + dev if not next(iter(e.positive_docs.values())).title)
                 if train else 0, **extra}
+
+    def _already_adapted(self, col: Any) -> bool:
+        if self.store_es:
+            from semsearch.store_es.models import is_ref
+
+            return is_ref((col.manifest.get("dense") or {}).get("encoder"))
+        from semsearch.indexer.manifest import read_manifest
+
+        return bool(read_manifest(self.path).tuned.get("dense_encoder"))
 
     def copy(self, informative: bool, dev: list | None = None) -> H.HeldOutCopy:
         key = ("copy", informative, id(dev))
@@ -324,9 +333,6 @@ class Adapter:
 
         if not self.opt.dense:
             return {"kept": False, "why": "--no-dense"}
-        if self.store_es:
-            return {"kept": False, "why": "not fine-tuned on the Elasticsearch store (re-encoding the cluster's "
-                                          "vectors into a new index behind the alias is not built yet)"}
         out = self.path / ADAPTED_DIR
         train = self.examples("train") + self.examples("judged_train")
         if len(train) < MIN_PAIRS:  # a tiny corpus: nothing to learn from, the rest still runs
@@ -434,7 +440,7 @@ class Adapter:
     def tuned(self) -> dict[str, Any]:
         t: dict[str, Any] = {"fusion": self.state["fusion"]["result"]["chosen"], "by": "semsearch adapt",
                              "at": time.time()}
-        if self._dense_kept():
+        if self._dense_kept() and not self.store_es:  # the store's manifest names it in ``dense``
             t["dense_encoder"] = ADAPTED_DIR
         rr = self.state.get("reranker", {}).get("result", {})
         if rr.get("enabled"):
@@ -460,7 +466,11 @@ class Adapter:
                     self.say(f"[apply] encoding the passages of {len(self.docs())} documents with the fine-tuned encoder")
                     matrix = encode_passages(self.encoder(model), self.docs(), self.template, plan,
                                              self.work / PASSAGES_CACHE, progress=self._progress("apply"))
-                info = col.replace_vectors([d.id for d in self.docs()], matrix, model, tuned=tuned)
+                ids = [d.id for d in self.docs()]
+                if self.store_es:  # into a new index behind the alias, the model into the cluster
+                    info = col.reencode(dict(zip(ids, _per_document(matrix))), model, tuned=tuned)
+                else:
+                    info = col.replace_vectors(ids, matrix, model, tuned=tuned)
             else:
                 col.set_tuned(tuned)
                 info = {}
@@ -475,6 +485,12 @@ class Adapter:
 #: fewer held-out pseudo-queries than this (a small corpus) and ``mine`` says the gates will
 #: rarely let a change through
 FEW_HELD_OUT = 50
+
+
+def _per_document(matrix: Any) -> list[np.ndarray]:
+    """One ``(n_passages, dim)`` matrix per document from an encoding of the corpus: a list
+    of them already, or one row per document."""
+    return list(matrix) if isinstance(matrix, list) else [row[None, :] for row in np.asarray(matrix)]
 
 
 def keep_decision(base: float, adapted: float, p_value: float, *, min_gain: float = 0.0,

@@ -63,9 +63,10 @@ def adapt_cmd(
             alias = settings.store.elasticsearch.index
             where, what = work or Path(f"adapt-{alias}"), f"Elasticsearch store index {alias!r}"
             # said before the run, not after it
-            console.print(f"note: on the Elasticsearch store adapt chooses fusion only (recorded in the store "
-                          f"index, read by every replica); its steps and report go to {where}", highlight=False,
-                          markup=False)
+            console.print(f"note: on the Elasticsearch store adapt records its choices in the store index (a "
+                          f"kept encoder is published in the cluster and the documents re-encoded into a new "
+                          f"index behind the alias); every replica reads them; its steps and report go to "
+                          f"{where}", highlight=False, markup=False)
         else:
             require_index(index, settings)
             if work is not None:
@@ -77,6 +78,7 @@ def adapt_cmd(
         state = Adapter(where, settings, opts, say=lambda m: out.print(m, highlight=False, markup=False)).run()
     secs = time.perf_counter() - t0
     tuned = state["apply"]["result"]["tuned"]
+    fine_tuned = "dense_encoder" in tuned or bool(state["apply"]["result"].get("reencode"))
     out.print(f"adapted {what} in {secs:.0f} s: fusion {tuned['fusion']['method']} "
-              f"{tuned['fusion']['weights']}, dense {'fine-tuned' if 'dense_encoder' in tuned else 'base'}, "
+              f"{tuned['fusion']['weights']}, dense {'fine-tuned' if fine_tuned else 'base'}, "
               f"rerank {'on' if 'rerank' in tuned else 'off'}; report {state['report']['result']['summary']}")

@@ -67,6 +67,9 @@ class ElasticsearchCollection(StoreSearch):
         self._rebuild_open = rebuild
         self.writer = BulkWriter(self.conn, self.es)
         self._encoder = encoder
+        #: the caller gave the encoder (checked against the index, never replaced); else it
+        #: is loaded on first use, and loaded again when the index's encoder changes (adapt)
+        self._given_encoder = encoder is not None
         self._reranker: Any = None
         self._clip: Any = None
         #: whether the first image write declares the CLIP channel (``index --no-clip``: no)
@@ -162,10 +165,30 @@ class ElasticsearchCollection(StoreSearch):
                              lambda c: c.indices.get_mapping(index=self.alias))
         meta = mapping.read_manifest(got[target], self.location)
         mapping.check_manifest(meta, self.es, self.location, settings_too=not self._rebuild_open)
-        if self._encoder is not None:  # an encoder given by the caller is checked too
-            mapping.check_encoder(meta, self._encoder.name, self._encoder.dim, self.location)
+        if self._encoder is not None:
+            if self._given_encoder:  # an encoder given by the caller is checked too
+                self._check_encoder(meta, self._encoder.name, self._encoder.dim)
+            elif _dense_encoder(meta) != _dense_encoder(self._manifest or {}):
+                # re-encoded with another model (adapt): queries are encoded with it from now
+                logger.info("%s: the text encoder is now %s", self.location, _dense_encoder(meta))
+                self._encoder = None
         self._manifest, self._manifest_read = meta, time.monotonic()
         return meta
+
+    def _model_folder(self, name: str) -> str:
+        """A published model's local folder (fetched from the cluster once), else ``name``."""
+        from semsearch.store_es import models
+
+        if not models.is_ref(name):
+            return name
+        return str(models.fetch(self.conn, name, self.es.model_cache, self.es.models_index))
+
+    def _check_encoder(self, meta: dict[str, Any], name: str, dim: int) -> None:
+        """Refuse an encoder other than the index's (a published model: its local folder)."""
+        dense = meta.get("dense")
+        if dense:
+            meta = {**meta, "dense": {**dense, "encoder": self._model_folder(dense["encoder"])}}
+        mapping.check_encoder(meta, name, dim, self.location)
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -196,7 +219,12 @@ class ElasticsearchCollection(StoreSearch):
 
         m = self.manifest if self._manifest is not None else {}  # {}: not opened yet
         if self._effective is None or self._effective[0] != id(m):
-            self._effective = (id(m), effective_settings(self.base_settings, m.get("tuned") or {}, None))
+            tuned = dict(m.get("tuned") or {})
+            from semsearch.store_es import models
+
+            if models.is_ref(enc := _dense_encoder(m)):  # adapt's encoder: the documents' vectors are its
+                tuned["dense_encoder"] = self._model_folder(enc)
+            self._effective = (id(m), effective_settings(self.base_settings, tuned, None))
         return self._effective[1]
 
     def _put_meta(self, properties: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -262,7 +290,7 @@ class ElasticsearchCollection(StoreSearch):
         (``explicit``) that differs from the recorded one is an error (a re-encode)."""
 
         def recorded(meta: dict[str, Any]) -> PassagePlan | None:
-            mapping.check_encoder(meta, name, dim, self.location)
+            self._check_encoder(meta, name, dim)
             have = meta["dense"].get("passages")
             if explicit and have != passages:
                 raise IndexIncompatible(
@@ -321,7 +349,7 @@ class ElasticsearchCollection(StoreSearch):
             from semsearch.encoders import make_text_encoder
 
             enc = make_text_encoder(self.settings.text_encoder, for_queries=True)
-            mapping.check_encoder(self.manifest, enc.name, enc.dim, self.location)
+            self._check_encoder(self.manifest, enc.name, enc.dim)
             self._encoder = enc
         return self._encoder
 
@@ -432,6 +460,25 @@ class ElasticsearchCollection(StoreSearch):
                 raise DocumentNotFound(f"document {ids!r} is not in the index")
             return docs[ids]  # type: ignore[index]
         return docs
+
+    def channel_results(self, queries: Sequence[str], depth: int, mode: str = "hybrid", *,
+                        filters: dict[str, Any] | None = None, boosts: dict[str, float] | None = None,
+                        ) -> tuple[list[dict[str, list[tuple[str, float]]]], dict[str, str]]:
+        """Per query, the top ``depth`` ``(id, score)`` of each text channel of ``mode``
+        (lexical, dense) searched alone, as the local Collection's (mining training pairs);
+        a failed channel raises (there is no partial answer to report)."""
+        from semsearch.collection import SearchRequest
+
+        chans = {"hybrid": ["lexical", "dense"], "lexical": ["lexical"], "dense": ["dense"]}.get(mode)
+        if chans is None:
+            raise BadInput(f"channel_results covers the text channels (lexical, dense, hybrid), not {mode!r}")
+        out: list[dict[str, list[tuple[str, float]]]] = [{} for _ in queries]
+        for ch in chans:
+            reqs = [SearchRequest(query=q, k=depth, mode=ch, filters=filters, boosts=boosts, rerank=False,
+                                  with_documents=False) for q in queries]
+            for row, res in zip(out, self.search_batch(reqs), strict=True):
+                row[ch] = [(h.id, float(h.score)) for h in res.hits]
+        return out, {}
 
     def vectors(self, ids: Sequence[str], channel: str = "dense") -> np.ndarray:
         """The stored vectors of ``ids`` in a channel, one row per id in that order (zeros for
@@ -559,9 +606,11 @@ class ElasticsearchCollection(StoreSearch):
             raise BadInput("a batch repeats a document id")
         extra: dict[str, dict[str, Any]] = {d.id: {} for d in docs}
         with_text = [d for d in docs if d.title.strip() or d.text.strip()]
+        encoded_with = None
         if with_text:  # every text document carries its embedding
             for d, fields in zip(with_text, self._embed(with_text)):
                 extra[d.id].update(fields)
+            encoded_with = _dense_encoder(self.manifest)
         extra_h = self._images(docs)
         for i, h in extra_h.items():
             extra[i].update(h)
@@ -569,17 +618,47 @@ class ElasticsearchCollection(StoreSearch):
                     "_source": {**document_source(d), **extra[d.id]}} for d in docs)
         out = self.writer.write(actions, f"bulk write into {self.alias}",
                                 refresh=self._refresh_arg(wait_for))
+        if encoded_with is not None and out.ok:
+            self._encoded_with(encoded_with, [d for d in with_text if d.id in set(out.ok)], extra, wait_for)
         return self._result(ids, out, wait_for)
 
-    def _embed(self, docs: list[Document]) -> list[dict[str, Any]]:
-        """Per document, its embedding fields in the index's layout (declared on first use)."""
+    def _encoded_with(self, name: str, docs: list[Document], extra: dict[str, dict[str, Any]],
+                      wait_for: bool) -> None:
+        """After a write of ``docs`` encoded with ``name``: if the index embeds with another
+        encoder by now (``semsearch adapt`` re-encoded it and moved the alias while this
+        replica still had the old manifest, so that the write landed in the new index),
+        encode them again with the index's encoder and write them again. Read after the
+        acknowledgement, so that no such write is missed: a write acknowledged by the old
+        index before the move was re-encoded by the rebuild's catch-up."""
+        got = self.conn.call(f"read mapping of {self.alias}", lambda c: c.indices.get_mapping(index=self.alias))
+        now = _dense_encoder(mapping.read_manifest(next(iter(got.body.values())), self.location))
+        if now == name:
+            return
+        logger.warning("%s: %d document(s) were encoded with %s but the index now embeds with %s "
+                       "(re-encoded meanwhile): writing them again", self.location, len(docs), name, now)
+        self.reload_manifest()
+        for d, fields in zip(docs, self._embed(docs), strict=True):
+            extra[d.id].update(fields)
+        actions = ({"_op_type": "index", "_index": self.alias, "_id": d.id,
+                    "_source": {**document_source(d), **extra[d.id]}} for d in docs)
+        out = self.writer.write(actions, f"bulk write again into {self.alias}", refresh=self._refresh_arg(wait_for))
+        if out.failures:
+            raise BulkIndexError(self.location, out.failures)
+
+    def _embed(self, docs: list[Document], encoder: TextEncoder | None = None,
+               dense: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Per document, its embedding fields in the index's layout (declared on first use),
+        or with ``encoder`` in the layout of the manifest entry ``dense`` (a re-encode)."""
         from semsearch.encoders import passages as P
 
-        enc, te = self.encoder, self.settings.text_encoder
-        wanted = P.plan_for(te.passages, enc)
-        plan = self._ensure_dense(enc.name, enc.dim, passages=wanted.record() if wanted else None,
-                                  explicit=P.explicit(te.passages))
-        dense = self.manifest["dense"]
+        enc, te = encoder or self.encoder, self.settings.text_encoder
+        if dense is not None:
+            plan = PassagePlan.from_record(dense.get("passages"))
+        else:
+            wanted = P.plan_for(te.passages, enc)
+            plan = self._ensure_dense(enc.name, enc.dim, passages=wanted.record() if wanted else None,
+                                      explicit=P.explicit(te.passages))
+            dense = self.manifest["dense"]
         if plan is not None:
             cuts, mats = P.encode_split(enc, te.doc_template, docs, plan)
             return [mapping.dense_source(dense, m, c) for m, c in zip(mats, cuts)]
@@ -670,6 +749,41 @@ class ElasticsearchCollection(StoreSearch):
         return True
 
     # -- rebuild ------------------------------------------------------------------------
+    def reencode(self, vectors: dict[str, np.ndarray], model: Any, *,
+                 tuned: dict[str, Any] | None = None, base: str | None = None) -> dict[str, Any]:
+        """Switch the text embedding to the sentence-transformers folder ``model`` (``semsearch
+        adapt``'s fine-tuned encoder), as the local Collection's ``replace_vectors``: the
+        folder is published in the cluster (:mod:`semsearch.store_es.models`), then a
+        :meth:`rebuild` writes every document into a new physical index with its new vectors
+        (``vectors`` by id, ``(n_passages, dim)`` each in the index's passage layout; documents
+        missing there, or written during the rebuild, are encoded with ``model``), records the
+        model (and ``tuned``, the search defaults) in the new index's manifest and moves the
+        alias. Replicas switch their query encoder when they next read the manifest (within
+        ``manifest_refresh`` seconds; their searches meanwhile compare old-model queries with
+        new vectors); their writes encoded with the old model are written again
+        (:meth:`_encoded_with`)."""
+        from pathlib import Path
+
+        from semsearch.encoders.sbert import SentenceTransformerEncoder
+        from semsearch.store_es import models
+        from semsearch.store_es.rebuild import Reencode, rebuild
+
+        self._check_writable()
+        if tuned is not None and set(tuned) - {"fusion", "by", "at"}:
+            raise BadInput(f"{self.location}: only fusion defaults can be recorded in the Elasticsearch store")
+        dense = self.manifest.get("dense")
+        if not dense:
+            raise BadInput(f"{self.location} has no text embedding to re-encode")
+        rec = models.publish(self.conn, Path(model), base=base or dense["encoder"], cache=self.es.model_cache,
+                             index=self.es.models_index)
+        enc = SentenceTransformerEncoder(self.settings.text_encoder.model_copy(update={"model": str(model)}))
+        new_dense = {**dense, "encoder": rec["ref"], "dim": enc.dim,
+                     "model": {k: rec[k] for k in ("sha256", "bytes", "files", "base")}}
+        job = Reencode(dense=new_dense, tuned=tuned, vectors=vectors,
+                       embed=lambda docs: self._embed(docs, enc, new_dense))
+        info = rebuild(self, job)
+        return {**info, "encoder": rec["ref"], "model_bytes": rec["bytes"]}
+
     def rebuild(self) -> dict[str, Any]:
         """Copy every document (with its stored vectors, nothing is re-encoded) into a new
         physical index built with the current settings, then move the alias to it in one
@@ -696,6 +810,11 @@ class ElasticsearchCollection(StoreSearch):
         info = rebuild(self)
         self._rebuild_open = False  # the index now has the configured settings
         return info
+
+
+def _dense_encoder(meta: dict[str, Any]) -> str | None:
+    """The text encoder a manifest records (None: no text embedding yet)."""
+    return (meta.get("dense") or {}).get("encoder")
 
 
 __all__ = ["ElasticsearchCollection"]

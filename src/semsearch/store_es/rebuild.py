@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from semsearch.documents import Document
 from semsearch.errors import BackendUnavailable, BulkIndexError, IndexNotFound
 from semsearch.store_es import mapping
 
@@ -29,7 +33,61 @@ logger = logging.getLogger(__name__)
 Version = tuple[int, int]
 
 
-def rebuild(col: ElasticsearchCollection) -> dict[str, Any]:
+@dataclass
+class Reencode:
+    """A rebuild that also replaces the text embedding (``semsearch adapt``'s fine-tuned
+    encoder): ``dense`` is the new manifest entry (its ``encoder`` the published model),
+    ``tuned`` the search defaults to record with it, ``vectors`` the new vectors computed
+    beforehand by document id (``(n_passages, dim)`` each, in the index's passage layout), and
+    ``embed`` embeds documents with the new encoder into their fields (documents written or
+    changed after ``vectors`` were computed, and any whose passages do not match)."""
+
+    dense: dict[str, Any]
+    tuned: dict[str, Any] | None
+    vectors: dict[str, np.ndarray]
+    embed: Callable[[list[Document]], list[dict[str, Any]]]
+    reused: int = 0
+    encoded: int = 0
+
+    def meta(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """The manifest ``meta`` with the new embedding (and defaults)."""
+        return {**meta, "dense": self.dense, "tuned": meta.get("tuned") if self.tuned is None else self.tuned}
+
+    def actions(self, index: str, hits: list[dict[str, Any]], *, cached: bool = True) -> Iterator[dict[str, Any]]:
+        """Index actions writing ``hits`` (stored documents with their ``_source``) to
+        ``index`` with the new embedding: from :attr:`vectors` (``cached``) when a document's
+        stored passages match them, else encoded now."""
+        out, todo = [], []
+        for h in hits:
+            act = copy_action(index, h)
+            src = act["_source"]
+            for f in (mapping.VECTOR_FIELD, mapping.PASSAGE_FIELD):
+                src.pop(f, None)
+            stored = h["_source"]
+            if mapping.PASSAGE_FIELD in stored:
+                cuts = [(p["start"], p["end"]) for p in stored[mapping.PASSAGE_FIELD]]
+            elif mapping.VECTOR_FIELD in stored:
+                cuts = [(0, len(stored.get("text") or ""))]
+            else:  # no text embedding (an image document): nothing to re-encode
+                out.append(act)
+                continue
+            got = self.vectors.get(h["_id"]) if cached else None
+            if got is not None and len(got) == len(cuts):
+                src.update(mapping.dense_source(self.dense, got, cuts))
+                self.reused += 1
+            else:
+                todo.append((act, stored_document(h["_id"], stored)))
+            out.append(act)
+        if todo:
+            for (act, _), fields in zip(todo, self.embed([d for _, d in todo]), strict=True):
+                act["_source"].update(fields)
+            self.encoded += len(todo)
+        yield from out
+
+
+def rebuild(col: ElasticsearchCollection, reencode: Reencode | None = None) -> dict[str, Any]:
+    """See :meth:`ElasticsearchCollection.rebuild`; with ``reencode``, the new index gets the
+    new text embedding (:meth:`ElasticsearchCollection.reencode`)."""
     t0 = time.perf_counter()
     old_meta = col.reload_manifest()
     old = col.aliased.current()
@@ -37,8 +95,9 @@ def rebuild(col: ElasticsearchCollection) -> dict[str, Any]:
         raise IndexNotFound(f"{col.location} does not exist (no alias {col.alias!r})")
     new = col.aliased.create_next(mapping.index_body(col.es))
     blocked = False
+    fix = reencode.meta if reencode else (lambda m: m)
     try:
-        put_mapping(col, new, old_meta)
+        put_mapping(col, new, fix(old_meta))
         marks = max_seq_nos(col, old)  # before the point in time opens: nothing slips between
         # the point in time sees refreshed writes only: every write up to the marks is made
         # visible to it (those after them move a mark and are caught up)
@@ -50,7 +109,10 @@ def rebuild(col: ElasticsearchCollection) -> dict[str, Any]:
             for batch in col.pit_pages(body, ["_shard_doc"], index=old):
                 for h in batch:
                     seen[h["_id"]] = (h["_seq_no"], h["_primary_term"])
-                    yield copy_action(new, h)
+                if reencode:
+                    yield from reencode.actions(new, batch)
+                else:
+                    yield from (copy_action(new, h) for h in batch)
 
         out = col.writer.write(copy(), f"rebuild into {new}")
         if out.failures:
@@ -63,8 +125,8 @@ def rebuild(col: ElasticsearchCollection) -> dict[str, Any]:
         with col.manifest_lock.held():
             meta = col.reload_manifest()
             if mapping.channels(meta) != mapping.channels(old_meta):
-                put_mapping(col, new, meta)
-            caught = catch_up(col, old, new, seen, marks)
+                put_mapping(col, new, fix(meta))
+            caught = catch_up(col, old, new, seen, marks, reencode)
             refresh(col, new)
             col.aliased.swap(new)
         blocked_s = time.perf_counter() - t_block
@@ -78,8 +140,11 @@ def rebuild(col: ElasticsearchCollection) -> dict[str, Any]:
     logger.info("rebuilt %s into %s: %d documents; during the copy %d new, %d changed, %d "
                 "deleted; writes blocked %.2f s", col.alias, new, docs, caught["new"],
                 caught["changed"], caught["deleted"], blocked_s)
-    return {"index": new, "documents": docs, "caught_up": caught,
-            "writes_blocked_s": round(blocked_s, 3), "seconds": time.perf_counter() - t0}
+    out = {"index": new, "documents": docs, "caught_up": caught,
+           "writes_blocked_s": round(blocked_s, 3), "seconds": time.perf_counter() - t0}
+    if reencode:
+        out["reencoded"] = {"from_vectors": reencode.reused, "encoded": reencode.encoded}
+    return out
 
 
 def put_mapping(col: ElasticsearchCollection, index: str, meta: dict[str, Any]) -> None:
@@ -123,10 +188,12 @@ def unblock_writes(col: ElasticsearchCollection, index: str) -> None:
 
 
 def catch_up(col: ElasticsearchCollection, old: str, new: str, seen: dict[str, Version],
-             marks: dict[str, int]) -> dict[str, int]:
+             marks: dict[str, int], reencode: Reencode | None = None) -> dict[str, int]:
     """With ``old`` write-blocked: copy into ``new`` the documents written to ``old`` since
     the copy's point in time (an id new or with another version) and delete from ``new``
-    those deleted since. Nothing to read when no shard's max ``_seq_no`` moved."""
+    those deleted since. Nothing to read when no shard's max ``_seq_no`` moved. With
+    ``reencode``, the documents copied are encoded with the new encoder (their writers
+    encoded them with the old one)."""
     if max_seq_nos(col, old) == marks:
         return {"new": 0, "changed": 0, "deleted": 0}
     # a point in time sees what was refreshed only: without this, writes acknowledged just
@@ -145,9 +212,11 @@ def catch_up(col: ElasticsearchCollection, old: str, new: str, seen: dict[str, V
             ids = changed[s : s + 500]
             resp = col.conn.call(f"read changed documents of {old}",
                                  lambda c, ids=ids: c.mget(index=old, ids=ids))
-            for d in resp["docs"]:
-                if d.get("found"):
-                    yield copy_action(new, d)
+            found = [d for d in resp["docs"] if d.get("found")]
+            if reencode:
+                yield from reencode.actions(new, found, cached=False)
+            else:
+                yield from (copy_action(new, d) for d in found)
         for i in gone:
             yield {"_op_type": "delete", "_index": new, "_id": i}
 

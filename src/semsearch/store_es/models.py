@@ -1,0 +1,211 @@
+"""Model folders kept in Elasticsearch, so that every replica of a store index searches with
+the model its vectors were made with, and no replica needs a shared disk.
+
+``semsearch adapt`` fine-tunes the text encoder on one machine; the store index's vectors are
+then re-encoded with it, and the manifest's ``dense.encoder`` names the model by content:
+``semsearch-model:<sha256>``. The folder itself is published in an index
+(``store.elasticsearch.models_index``, :data:`MODEL_INDEX` by default; one per cluster,
+shared by every alias: a model is content-addressed, so the same one is stored once): one
+document per 2 MiB part of each file (base64, ``binary``: not indexed), then a last document
+``<sha256>`` listing the files. A publish that stopped half-way leaves no
+listing, so nothing reads its parts, and publishing again completes it.
+
+A replica that reads such a manifest fetches the folder into its model cache
+(``store.elasticsearch.model_cache``) once: parts are written to a temporary folder, the
+digest of what was read is checked, then the folder is renamed into place (never half there).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from semsearch.errors import BadInput, IndexIncompatible
+from semsearch.indexer.es_common import EsConnection
+
+logger = logging.getLogger(__name__)
+
+MODEL_INDEX = "semsearch-models"
+PREFIX = "semsearch-model:"
+PART_BYTES = 2 * 1024 * 1024
+_MAPPING = {"dynamic": False, "properties": {
+    "model": {"type": "keyword"}, "kind": {"type": "keyword"}, "file": {"type": "keyword"},
+    "part": {"type": "integer"}, "data": {"type": "binary"}}}
+_fetching = threading.Lock()
+
+
+def is_ref(name: str | None) -> bool:
+    """Whether an encoder name is a model published here (``semsearch-model:<sha256>``)."""
+    return bool(name) and str(name).startswith(PREFIX)
+
+
+def ref_of(digest: str) -> str:
+    return PREFIX + digest
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """The files of a model folder that a replica needs, sorted (training checkpoints and
+    hidden files left out)."""
+    out = []
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder)
+        if p.is_file() and not any(part.startswith(".") or part.startswith("checkpoint") for part in rel.parts):
+            out.append(p)
+    return out
+
+
+def digest_folder(folder: Path) -> str:
+    """sha256 over every file's relative path, size and bytes: the model's identity."""
+    h = hashlib.sha256()
+    for p in folder_files(folder):
+        _digest_entry(h, p.relative_to(folder).as_posix(), p.read_bytes())
+    return h.hexdigest()
+
+
+def _digest_entry(h: Any, rel: str, data: bytes) -> None:
+    h.update(f"{rel}\0{len(data)}\0".encode())
+    h.update(data)
+
+
+def _ensure_index(conn: EsConnection, index: str) -> None:
+    if not conn.call(f"check index {index}", lambda c: c.indices.exists(index=index)):
+        # 400 resource_already_exists_exception: made by another process meanwhile, as wanted
+        conn.call(f"create index {index}", lambda c: c.options(ignore_status=400).indices.create(
+            index=index, mappings=_MAPPING, settings={"number_of_shards": 1}))
+
+
+def published(conn: EsConnection, digest: str, index: str = MODEL_INDEX) -> dict[str, Any] | None:
+    """The listing of a published model (None: not published, or not completely)."""
+    if not conn.call(f"check index {index}", lambda c: c.indices.exists(index=index)):
+        return None
+    got = conn.call(f"read model {digest[:12]}", lambda c: c.options(ignore_status=404).get(
+        index=index, id=digest).body)
+    return got["_source"] if got.get("found") else None
+
+
+def publish(conn: EsConnection, folder: Path, *, base: str | None = None, cache: Path | None = None,
+            index: str = MODEL_INDEX) -> dict[str, Any]:
+    """Store the model folder in ``index`` (nothing is sent when it is there
+    already) and copy it into this machine's model ``cache`` (no fetch here). Returns the
+    manifest's record of it: ``ref`` (the encoder name), ``sha256``, ``bytes``, ``files`` and
+    ``base`` (the model it was fine-tuned from)."""
+    folder = Path(folder)
+    files = folder_files(folder)
+    if not files:
+        raise BadInput(f"{folder} holds no model files to publish")
+    digest = digest_folder(folder)
+    listing = published(conn, digest, index)
+    if listing is None:
+        _ensure_index(conn, index)
+        entries = []
+        for p in files:
+            rel = p.relative_to(folder).as_posix()
+            data = p.read_bytes()
+            parts = max(1, -(-len(data) // PART_BYTES))
+            for i in range(parts):
+                chunk = data[i * PART_BYTES : (i + 1) * PART_BYTES]
+                body = {"model": digest, "kind": "part", "file": rel, "part": i,
+                        "data": base64.b64encode(chunk).decode("ascii")}
+                conn.call(f"publish model {digest[:12]} ({rel} part {i + 1}/{parts})",
+                          lambda c, body=body, i=i, rel=rel: c.index(
+                              index=index, id=f"{digest}/{rel}/{i}", document=body))
+            entries.append({"file": rel, "bytes": len(data), "parts": parts})
+        conn.call(f"refresh {index}", lambda c: c.indices.refresh(index=index))
+        listing = {"model": digest, "kind": "listing", "files": entries, "base": base}
+        # the listing last: a reader never finds a model whose parts are not all there
+        conn.call(f"publish model {digest[:12]} listing", lambda c: c.index(
+            index=index, id=digest, document=listing, refresh="true"))
+        logger.info("published model %s (%d files, %.0f MB) into %s", digest[:12], len(entries),
+                    sum(e["bytes"] for e in entries) / 1e6, index)
+    _seed(folder, files, digest, Path(cache) if cache is not None else default_cache())
+    return {"ref": ref_of(digest), "sha256": digest, "files": len(listing["files"]),
+            "bytes": sum(int(e["bytes"]) for e in listing["files"]), "base": listing.get("base")}
+
+
+def _seed(folder: Path, files: list[Path], digest: str, cache: Path) -> None:
+    target = cache / digest
+    if target.is_dir():
+        return
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=cache))
+    try:
+        for p in files:
+            dest = tmp / p.relative_to(folder)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(p, dest)
+        _into_place(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _into_place(tmp: Path, target: Path) -> None:
+    """Rename the complete folder ``tmp`` to ``target`` (whole or not at all); another
+    process that put it there first wins."""
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        if not target.is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def default_cache() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "semsearch" / "models"
+
+
+def fetch(conn: EsConnection, ref: str, cache: Path | None = None, index: str = MODEL_INDEX) -> Path:
+    """The local folder of the published model ``ref``, fetched into ``cache`` on first use
+    (:class:`IndexIncompatible` when the cluster does not hold it completely, or what was
+    read does not match its digest)."""
+    if not is_ref(ref):
+        raise BadInput(f"{ref!r} is not a published model name ({PREFIX}<sha256>)")
+    digest = ref[len(PREFIX):]
+    cache = Path(cache) if cache is not None else default_cache()
+    target = cache / digest
+    if target.is_dir():
+        return target
+    with _fetching:  # one download per process (several threads may search at once)
+        if target.is_dir():
+            return target
+        listing = published(conn, digest, index)
+        if listing is None:
+            raise IndexIncompatible(f"the store index's text encoder {ref} is not in the cluster's "
+                                    f"{index} index (deleted, or its publish did not finish): "
+                                    "run `semsearch adapt` again, or re-index the documents")
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=cache))
+        try:
+            h = hashlib.sha256()
+            for entry in sorted(listing["files"], key=lambda e: e["file"]):
+                rel = entry["file"]
+                data = b"".join(_part(conn, index, digest, rel, i) for i in range(int(entry["parts"])))
+                _digest_entry(h, rel, data)
+                dest = tmp / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(data)
+            if h.hexdigest() != digest:
+                raise IndexIncompatible(f"model {digest[:12]} read from {index} does not match its "
+                                        f"digest (got {h.hexdigest()[:12]}): its parts were changed")
+            _into_place(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        logger.info("fetched model %s from %s into %s", digest[:12], index, target)
+        return target
+
+
+def _part(conn: EsConnection, index: str, digest: str, rel: str, i: int) -> bytes:
+    got = conn.call(f"read model {digest[:12]} ({rel} part {i + 1})", lambda c: c.options(
+        ignore_status=404).get(index=index, id=f"{digest}/{rel}/{i}").body)
+    if not got.get("found"):
+        raise IndexIncompatible(f"model {digest[:12]} in {index} lacks part {i + 1} of {rel}")
+    return base64.b64decode(got["_source"]["data"])
