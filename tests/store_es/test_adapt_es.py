@@ -196,7 +196,7 @@ def test_adapt_fine_tunes_the_store_encoder_and_every_replica_and_writer_follows
         base_name = col.manifest["dense"]["encoder"]
         before = dict(zip(docs, col.passage_vectors(list(docs))))
     q = "how bees collect pollen in the hive"
-    replica = ElasticsearchCollection.open(settings("replica", manifest_refresh=0.5))
+    replica = ElasticsearchCollection.open(settings("replica", manifest_refresh=3600))
     stale = ElasticsearchCollection.open(settings("stale", manifest_refresh=3600), writable=True)
     assert replica.search(q, mode="dense", k=3).hits and stale.search(q, mode="dense", k=1).hits
     real_block = rebuild_mod.block_writes
@@ -217,6 +217,7 @@ def test_adapt_fine_tunes_the_store_encoder_and_every_replica_and_writer_follows
     with ElasticsearchCollection.open(settings("fresh")) as fresh:  # started now, with an empty cache
         dense = fresh.manifest["dense"]
         assert models.is_ref(dense["encoder"]) and dense["model"]["base"] == base_name
+        assert fresh.stats()["models"]["text_encoder"] == dense["encoder"]  # `semsearch info` names it
         assert fresh.manifest["tuned"]["fusion"] == state["fusion"]["result"]["chosen"]
         folder = tmp_path / "fresh" / dense["model"]["sha256"]
         assert fresh.encoder.name == str(folder) and models.digest_folder(folder) == dense["model"]["sha256"]
@@ -225,8 +226,9 @@ def test_adapt_fine_tunes_the_store_encoder_and_every_replica_and_writer_follows
         assert all(after[i].shape == before[i].shape for i in docs)
         assert not np.allclose(after["t02"], before["t02"], atol=1e-3)  # re-encoded
         assert after["late"] == pytest.approx(after["t03"], abs=1e-5)  # the catch-up used the new encoder
-        # the replica opened before adapt switches its query encoder at its next manifest read
-        time.sleep(0.6)
+        # a replica opened before adapt (that would not read the manifest again for an hour)
+        # sees its hits come from another physical index: it reads the manifest, switches its
+        # query encoder and searches again
         assert replica.search(q, mode="dense", k=3).hits[0].id == "t02"
         assert replica.encoder.name == str(tmp_path / "replica" / dense["model"]["sha256"])
         # a writer that still holds the old manifest encodes with the base model; the write lands

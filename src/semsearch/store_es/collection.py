@@ -78,6 +78,7 @@ class ElasticsearchCollection(StoreSearch):
         self._image_init = threading.RLock()  # the CLIP model and the image channels: built once
         self._image_encoding = threading.Lock()  # the channels' shared loader, one batch at a time
         self._manifest: dict[str, Any] | None = None
+        self._manifest_index: str | None = None  # the physical index it was read from
         self._manifest_read = 0.0  # time.monotonic() of the last read
         self._reread_error = ""  # the last failed re-read's reason, logged once
         self._view_of: ElasticsearchCollection | None = None  # see with_models
@@ -124,7 +125,7 @@ class ElasticsearchCollection(StoreSearch):
         view = copy.copy(self)
         view._view_of = self
         if encoder is not None:
-            view._encoder = encoder
+            view._encoder, view._given_encoder = encoder, True
         if reranker is not None:
             view._reranker = reranker
         return view
@@ -172,7 +173,7 @@ class ElasticsearchCollection(StoreSearch):
                 # re-encoded with another model (adapt): queries are encoded with it from now
                 logger.info("%s: the text encoder is now %s", self.location, _dense_encoder(meta))
                 self._encoder = None
-        self._manifest, self._manifest_read = meta, time.monotonic()
+        self._manifest, self._manifest_read, self._manifest_index = meta, time.monotonic(), target
         return meta
 
     def _model_folder(self, name: str) -> str:
@@ -543,7 +544,8 @@ class ElasticsearchCollection(StoreSearch):
             "format_version": meta.get("format_version"),
             "channels": mapping.channels(meta),
             "tuned": meta.get("tuned") or {},  # the search defaults `semsearch adapt` recorded
-            "models": {"text_encoder": getattr(self._encoder, "name", None),
+            # the loaded one, else the one the manifest records (adapt's: semsearch-model:<sha256>)
+            "models": {"text_encoder": getattr(self._encoder, "name", None) or _dense_encoder(meta),
                        "clip": (meta.get("clip") or {}).get("encoder")},
         }
 
@@ -758,10 +760,10 @@ class ElasticsearchCollection(StoreSearch):
         (``vectors`` by id, ``(n_passages, dim)`` each in the index's passage layout; documents
         missing there, or written during the rebuild, are encoded with ``model``), records the
         model (and ``tuned``, the search defaults) in the new index's manifest and moves the
-        alias. Replicas switch their query encoder when they next read the manifest (within
-        ``manifest_refresh`` seconds; their searches meanwhile compare old-model queries with
-        new vectors); their writes encoded with the old model are written again
-        (:meth:`_encoded_with`)."""
+        alias. Replicas switch their query encoder when they next read the manifest: after
+        ``manifest_refresh`` seconds, or at once when a search's hits come from the new
+        physical index (that search is run again with the new encoder); their writes encoded
+        with the old model are written again (:meth:`_encoded_with`)."""
         from pathlib import Path
 
         from semsearch.encoders.sbert import SentenceTransformerEncoder

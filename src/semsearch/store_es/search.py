@@ -63,7 +63,7 @@ class StoreSearch(BatchedSearch):
         return normalization == "minmax"
 
     def _search_same(self, queries: list[str], r: SearchRequest, *,
-                     passages: bool = True) -> list[SearchResult]:
+                     passages: bool = True, again: bool = False) -> list[SearchResult]:
         t0 = time.perf_counter()
         fs, rs = self.settings.fusion, self.settings.rerank
         mode = r.mode or self.settings.search.default_mode
@@ -138,6 +138,10 @@ class StoreSearch(BatchedSearch):
             raise
         if server:
             self._server_fusion = True
+        if "dense" in channels and not again and self._reencoded_since(responses):
+            # the alias moved to an index re-encoded with another model since this replica
+            # read the manifest (adapt): the query encoder has followed; search again, once
+            return self._search_same(queries, r, passages=passages, again=True)
 
         results, pages = [], []
         per_query = 1 if server else len(channels)
@@ -180,6 +184,20 @@ class StoreSearch(BatchedSearch):
         for res in results:
             res.took_ms = round(took, 3)
         return results
+
+    def _reencoded_since(self, responses: list[dict[str, Any]]) -> bool:
+        """Whether hits came from a physical index other than the one whose manifest this
+        replica holds (a rebuild moved the alias); if so the manifest is read again, and True
+        when the text encoder changed with it (the query vectors are the old model's)."""
+        seen = {h.get("_index") for resp in responses for h in (resp.get("hits") or {}).get("hits", [])}
+        if not seen or seen == {self._manifest_index}:
+            return False
+        before = (self.manifest.get("dense") or {}).get("encoder")
+        self._manifest_read = float("-inf")  # read again now (a failed read keeps the one held, and says so)
+        after = (self.manifest.get("dense") or {}).get("encoder")
+        if self._manifest_index not in seen:  # not read: not asked again at every search
+            self._manifest_index = sorted(i for i in seen if i)[-1]
+        return after != before
 
     def _reads_passages(self, channels: Sequence[str], passages: bool) -> bool:
         """Whether a search of ``channels`` reads the dense channel's passages itself: the
