@@ -214,6 +214,8 @@ def test_adapt_fine_tunes_the_store_encoder_and_every_replica_and_writer_follows
     assert info["index"] == f"{name}-v2" and info["documents"] == 25
     # 24 from the dense step's vectors, the late one encoded by the catch-up
     assert info["reencoded"] == {"from_vectors": 24, "encoded": 1} and info["caught_up"]["new"] == 1
+    said = (tmp_path / "work" / "report" / "adapt.md").read_text()
+    assert f"Text encoder: `{info['encoder']}`" in said and f"rebuilt into `{name}-v2`" in said
     with ElasticsearchCollection.open(settings("fresh")) as fresh:  # started now, with an empty cache
         dense = fresh.manifest["dense"]
         assert models.is_ref(dense["encoder"]) and dense["model"]["base"] == base_name

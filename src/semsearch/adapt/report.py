@@ -101,8 +101,15 @@ def summary_markdown(ad: Any, written: dict[str, Any]) -> str:
     for step in ("dense", "fusion", "reranker"):
         r = st.get(step, {}).get("result", {})
         lines.append(f"- {step}: {r.get('why', json.dumps(r, default=str)[:300])}")
-    lines += ["", f"Recorded in the index manifest (`tuned`): `{json.dumps(st.get('apply', {}).get('result', {}).get('tuned', {}), default=str)}`",
-              "", "## Step times", "", "| step | seconds |", "|---|---|"]
+    applied = st.get("apply", {}).get("result", {})
+    lines += ["", f"Recorded in the index manifest (`tuned`): `{json.dumps(applied.get('tuned', {}), default=str)}`"]
+    re = applied.get("reencode") or {}
+    if "reencoded" in re:  # the Elasticsearch store: a new physical index behind the alias
+        lines += ["", f"Text encoder: `{re['encoder']}` ({re['model_bytes'] / 1e6:.0f} MB, published in the "
+                      f"cluster); the documents were rebuilt into `{re['index']}` with their new vectors "
+                      f"({re['reencoded']['from_vectors']} from the dense step, {re['reencoded']['encoded']} "
+                      f"encoded during the rebuild; writes blocked {re['writes_blocked_s']:.2f} s) and the alias moved."]
+    lines += ["", "## Step times", "", "| step | seconds |", "|---|---|"]
     lines += [f"| {s} | {st[s]['seconds']:.0f} |" for s in st if isinstance(st[s], dict) and "seconds" in st[s]]
     lines.append("")
     return "\n".join(lines)
