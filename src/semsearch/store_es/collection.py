@@ -169,9 +169,9 @@ class ElasticsearchCollection(StoreSearch):
         if self._encoder is not None:
             if self._given_encoder:  # an encoder given by the caller is checked too
                 self._check_encoder(meta, self._encoder.name, self._encoder.dim)
-            elif _dense_encoder(meta) != _dense_encoder(self._manifest or {}):
+            elif mapping.dense_encoder(meta) != mapping.dense_encoder(self._manifest or {}):
                 # re-encoded with another model (adapt): queries are encoded with it from now
-                logger.info("%s: the text encoder is now %s", self.location, _dense_encoder(meta))
+                logger.info("%s: the text encoder is now %s", self.location, mapping.dense_encoder(meta))
                 self._encoder = None
         self._manifest, self._manifest_read, self._manifest_index = meta, time.monotonic(), target
         return meta
@@ -223,7 +223,7 @@ class ElasticsearchCollection(StoreSearch):
             tuned = dict(m.get("tuned") or {})
             from semsearch.store_es import models
 
-            if models.is_ref(enc := _dense_encoder(m)):  # adapt's encoder: the documents' vectors are its
+            if models.is_ref(enc := mapping.dense_encoder(m)):  # adapt's encoder: the documents' vectors are its
                 tuned["dense_encoder"] = self._model_folder(enc)
             self._effective = (id(m), effective_settings(self.base_settings, tuned, None))
         return self._effective[1]
@@ -239,11 +239,15 @@ class ElasticsearchCollection(StoreSearch):
         the local Collection's ``set_tuned``; every replica searches with them once it has read
         the manifest again (within ``manifest_refresh`` seconds)."""
         self._check_writable()
+        self._check_tuned(tuned)
+        with self._changing_manifest() as meta:
+            self._put_meta({}, {**meta, "tuned": tuned})
+
+    def _check_tuned(self, tuned: dict[str, Any]) -> None:
+        """Only fusion defaults go into the store's manifest (its encoder is ``dense``'s)."""
         if set(tuned) - {"fusion", "by", "at"}:
             raise BadInput(f"{self.location}: only fusion defaults can be recorded in the Elasticsearch "
                            f"store (got {sorted(set(tuned) - {'fusion', 'by', 'at'})})")
-        with self._changing_manifest() as meta:
-            self._put_meta({}, {**meta, "tuned": tuned})
 
     def passage_plan(self, channel: str = "dense") -> PassagePlan | None:
         """How the dense channel splits long documents into passages (None: one vector per
@@ -469,9 +473,10 @@ class ElasticsearchCollection(StoreSearch):
         (lexical, dense) searched alone, as the local Collection's (mining training pairs);
         a failed channel raises (there is no partial answer to report)."""
         from semsearch.collection import SearchRequest
+        from semsearch.search.engine import MODES
 
-        chans = {"hybrid": ["lexical", "dense"], "lexical": ["lexical"], "dense": ["dense"]}.get(mode)
-        if chans is None:
+        chans = MODES.get(mode)
+        if not chans or "image" in chans:
             raise BadInput(f"channel_results covers the text channels (lexical, dense, hybrid), not {mode!r}")
         out: list[dict[str, list[tuple[str, float]]]] = [{} for _ in queries]
         for ch in chans:
@@ -545,7 +550,7 @@ class ElasticsearchCollection(StoreSearch):
             "channels": mapping.channels(meta),
             "tuned": meta.get("tuned") or {},  # the search defaults `semsearch adapt` recorded
             # the loaded one, else the one the manifest records (adapt's: semsearch-model:<sha256>)
-            "models": {"text_encoder": getattr(self._encoder, "name", None) or _dense_encoder(meta),
+            "models": {"text_encoder": getattr(self._encoder, "name", None) or mapping.dense_encoder(meta),
                        "clip": (meta.get("clip") or {}).get("encoder")},
         }
 
@@ -612,7 +617,7 @@ class ElasticsearchCollection(StoreSearch):
         if with_text:  # every text document carries its embedding
             for d, fields in zip(with_text, self._embed(with_text)):
                 extra[d.id].update(fields)
-            encoded_with = _dense_encoder(self.manifest)
+            encoded_with = mapping.dense_encoder(self.manifest)
         extra_h = self._images(docs)
         for i, h in extra_h.items():
             extra[i].update(h)
@@ -633,7 +638,7 @@ class ElasticsearchCollection(StoreSearch):
         acknowledgement, so that no such write is missed: a write acknowledged by the old
         index before the move was re-encoded by the rebuild's catch-up."""
         got = self.conn.call(f"read mapping of {self.alias}", lambda c: c.indices.get_mapping(index=self.alias))
-        now = _dense_encoder(mapping.read_manifest(next(iter(got.body.values())), self.location))
+        now = mapping.dense_encoder(mapping.read_manifest(next(iter(got.body.values())), self.location))
         if now == name:
             return
         logger.warning("%s: %d document(s) were encoded with %s but the index now embeds with %s "
@@ -771,8 +776,8 @@ class ElasticsearchCollection(StoreSearch):
         from semsearch.store_es.rebuild import Reencode, rebuild
 
         self._check_writable()
-        if tuned is not None and set(tuned) - {"fusion", "by", "at"}:
-            raise BadInput(f"{self.location}: only fusion defaults can be recorded in the Elasticsearch store")
+        if tuned is not None:
+            self._check_tuned(tuned)
         dense = self.manifest.get("dense")
         if not dense:
             raise BadInput(f"{self.location} has no text embedding to re-encode")
@@ -812,11 +817,6 @@ class ElasticsearchCollection(StoreSearch):
         info = rebuild(self)
         self._rebuild_open = False  # the index now has the configured settings
         return info
-
-
-def _dense_encoder(meta: dict[str, Any]) -> str | None:
-    """The text encoder a manifest records (None: no text embedding yet)."""
-    return (meta.get("dense") or {}).get("encoder")
 
 
 __all__ = ["ElasticsearchCollection"]

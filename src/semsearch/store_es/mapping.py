@@ -88,6 +88,11 @@ def vector_mapping(dim: int, s: StoreElasticsearchSettings) -> dict[str, Any]:
             "index_options": opts}
 
 
+def dense_encoder(meta: dict[str, Any]) -> str | None:
+    """The text encoder a manifest records (None: no text embedding yet)."""
+    return (meta.get("dense") or {}).get("encoder")
+
+
 def has_passages(dense: dict[str, Any] | None) -> bool:
     """Whether a manifest's ``dense`` entry records the passage layout."""
     return bool(dense and dense.get("passages"))

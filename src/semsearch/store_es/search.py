@@ -192,9 +192,9 @@ class StoreSearch(BatchedSearch):
         seen = {h.get("_index") for resp in responses for h in (resp.get("hits") or {}).get("hits", [])}
         if not seen or seen == {self._manifest_index}:
             return False
-        before = (self.manifest.get("dense") or {}).get("encoder")
+        before = mapping.dense_encoder(self.manifest)
         self._manifest_read = float("-inf")  # read again now (a failed read keeps the one held, and says so)
-        after = (self.manifest.get("dense") or {}).get("encoder")
+        after = mapping.dense_encoder(self.manifest)
         if self._manifest_index not in seen:  # not read: not asked again at every search
             self._manifest_index = sorted(i for i in seen if i)[-1]
         return after != before
