@@ -759,11 +759,13 @@ class Collection(BatchedSearch):
             raise BadInput(f"index at {self.index.path} has no {channel!r} channel")
         return self.index.store.passage_vectors(list(ids), channel, spec.dim)
 
-    def set_tuned(self, tuned: dict[str, Any]) -> None:
+    def set_tuned(self, tuned: dict[str, Any]) -> dict[str, Any]:
         """Record the search defaults ``adapt`` chose (fusion, reranking) in the manifest;
-        searches that do not override them use them from the next search on."""
+        searches that do not override them use them from the next search on. Returns what
+        was recorded."""
         self._check_writable()
         self.index.set_tuned(tuned)
+        return tuned
 
     def compact(self) -> list[dict[str, Any]]:
         """Refresh, then merge every segment into one and purge every deleted row."""

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -413,9 +414,15 @@ def test_adapt_trains_a_reranker_and_records_it_when_the_gate_lets_it_on(topic_i
     tuned = read_manifest(topic_index).tuned
     assert tuned["rerank"] == {"enabled": True, "model": "models/reranker/stage1", "blend": rr["blend"], "depth": 20}
     assert "adapted-hybrid+rerank" in (topic_index / "adapt" / "report" / "pseudo" / "report.md").read_text()
-    with Collection.open(topic_index, settings) as col:
+    with Collection.open(topic_index, settings, writable=True) as col:
         hits = col.search("how bees collect pollen in the hive", mode="hybrid", k=3).hits
         assert hits and all("rerank" in h.extra for h in hits)  # the cross-encoder scored them
+        assert col.searcher.reranker.name == str(topic_index / "models" / "reranker" / "stage1")
+        # defaults that name another reranker: the open collection loads it for its next search
+        shutil.copytree(topic_index / "models" / "reranker" / "stage1", topic_index / "models" / "other")
+        col.set_tuned({**tuned, "rerank": {**tuned["rerank"], "model": "models/other"}})
+        assert all("rerank" in h.extra for h in col.search("bees and pollen", mode="hybrid", k=3).hits)
+        assert col.searcher.reranker.name == str(topic_index / "models" / "other")
 
 
 def test_with_qrels_stage_two_is_trained_as_asked_and_again_when_asked_otherwise(topic_index, settings, tmp_path):

@@ -42,8 +42,12 @@ def test_every_replica_searches_with_the_recorded_fusion_defaults(es_url, es_nam
         with pytest.raises(BadInput, match="read-only"):
             other.set_tuned({"fusion": RRF7_LEXICAL_ONLY})
     with ElasticsearchCollection.open(s, writable=True, encoder=HashingEncoder()) as w:
-        with pytest.raises(BadInput, match="only fusion defaults"):
+        with pytest.raises(BadInput, match="only fusion and reranking defaults"):
             w.set_tuned({"fusion": RRF7_LEXICAL_ONLY, "dense_encoder": "models/dense-adapted"})
+        # a reranker must be a model folder that can be published for every replica
+        with pytest.raises(BadInput, match="not a saved model folder"):
+            w.set_tuned({"rerank": {"enabled": True, "model": "models/reranker/stage1"}})
+        assert "rerank" not in w.manifest["tuned"]
 
 
 def test_passage_vectors_are_read_back_per_document(es_url, es_names):
@@ -78,11 +82,6 @@ def test_adapt_command_adapts_the_store_index(tmp_path, es_url, es_names):
     r = subprocess.run(semsearch_cmd("index", "--input", str(src)), env=env, capture_output=True, text=True,
                        timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    # a reranker would stay on this machine: refused before anything runs
-    r = subprocess.run(semsearch_cmd("adapt", "--reranker"), env=env, capture_output=True, text=True,
-                       timeout=300, cwd=tmp_path)
-    assert r.returncode == 2 and "not available with the Elasticsearch store" in r.stderr
-    assert not (tmp_path / f"adapt-{name}").exists()
     r = subprocess.run(semsearch_cmd("adapt", "--sample", "14", "--dev", "8"), env=env, capture_output=True,
                        text=True, timeout=600, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -243,3 +242,65 @@ def test_adapt_fine_tunes_the_store_encoder_and_every_replica_and_writer_follows
     stale.close()
     with pytest.raises(BadInput, match="already adapted"):
         Adapter(tmp_path / "again", s, opts).run()
+
+
+def test_adapt_trains_a_store_reranker_that_every_replica_fetches_and_reranks_with(tmp_path, es_url, es_names):
+    """``adapt --reranker`` on the store: stage 1 trained on the cluster's documents, the model
+    published in the cluster and named in the manifest's search defaults; a replica started
+    before (its reranker loaded) and one started after (empty model cache) both rerank with
+    it; a newer reranker replaces the loaded one; a reranker the user sets wins."""
+    import shutil
+
+    from semsearch.adapt.runner import Adapter, AdaptOptions
+    from semsearch.store_es import models
+    from tests.adapt.conftest import topic_docs
+
+    name, models_index = es_names("rerank"), es_names("models")
+
+    def settings(cache: str, **es: object):
+        s = store_settings(es_url, name, models_index=models_index, model_cache=tmp_path / cache, **es)
+        s.rerank.backend = "torch"  # the folder as trained (no ONNX export beside it)
+        return s
+
+    s = settings("adapter")
+    with Collection.create(None, s) as col:
+        col.upsert([Document(id=d["_id"], title=d["title"], text=d["text"]) for d in topic_docs()], wait_for=True)
+    q = "how bees collect pollen in the hive"
+    before = ElasticsearchCollection.open(settings("before", manifest_refresh=0))
+    assert not before.search(q, mode="hybrid", k=3).hits[0].extra.get("rerank")  # no reranker yet
+    opts = AdaptOptions(sample=14, dev=8, dense=False, reranker=True, reranker_max_pairs=16,
+                        reranker_max_steps=2, min_gain=-1.0)  # on whatever it scores
+    state = Adapter(tmp_path / "work", s, opts, say=lambda m: None).run()
+    rr = state["reranker"]["result"]
+    assert rr["enabled"] and rr["model"] == "models/reranker/stage1"
+    trained = tmp_path / "work" / rr["model"]
+    digest = models.digest_folder(trained)
+    tuned = state["apply"]["result"]["tuned"]
+    assert tuned["rerank"] == {"enabled": True, "model": models.ref_of(digest), "blend": rr["blend"], "depth": 20}
+    assert f'"model": "{models.ref_of(digest)}"' in (tmp_path / "work" / "report" / "adapt.md").read_text()
+    with ElasticsearchCollection.open(settings("fresh")) as fresh:  # started now, with an empty cache
+        assert fresh.manifest["tuned"]["rerank"] == tuned["rerank"]
+        folder = tmp_path / "fresh" / digest
+        assert fresh.settings.rerank.model == str(folder) and models.digest_folder(folder) == digest
+        hits = fresh.search(q, mode="hybrid", k=3).hits
+        assert hits and all("rerank" in h.extra for h in hits)  # the cross-encoder scored them
+        assert fresh.reranker.name == str(folder)
+    # the replica started before adapt reads the manifest again and reranks too
+    hits = before.search(q, mode="hybrid", k=3).hits
+    assert all("rerank" in h.extra for h in hits) and before.reranker.name == str(tmp_path / "before" / digest)
+    # a newer reranker (another folder: another digest) replaces the loaded one
+    newer = tmp_path / "newer"
+    shutil.copytree(trained, newer)
+    (newer / "README.md").write_text("retrained")
+    with ElasticsearchCollection.open(s, writable=True) as w:
+        recorded = w.set_tuned({**tuned, "rerank": {**tuned["rerank"], "model": str(newer)}})
+    assert recorded["rerank"]["model"] == models.ref_of(models.digest_folder(newer)) != tuned["rerank"]["model"]
+    assert before.search(q, mode="hybrid", k=3).hits[0].extra.get("rerank")
+    assert before.reranker.name == str(tmp_path / "before" / models.digest_folder(newer))
+    before.close()
+    # a reranker the user sets explicitly wins over the recorded one (and nothing is fetched)
+    explicit = settings("explicit")
+    explicit.rerank.model = str(trained)
+    with ElasticsearchCollection.open(explicit) as mine:
+        assert mine.settings.rerank.model == str(trained) and mine.settings.rerank.enabled
+        assert not (tmp_path / "explicit").exists()

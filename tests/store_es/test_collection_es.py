@@ -257,8 +257,9 @@ def test_rerank_fetches_the_candidates_once_and_orders_by_the_cross_encoder(stor
     from semsearch.config import RerankSettings
     from semsearch.rerank.cross_encoder import CrossEncoderReranker
 
-    _, col = store
-    col._reranker = CrossEncoderReranker(RerankSettings(max_length=64, device="cpu"), model=fresh_cross_encoder)
+    _, store_col = store
+    col = store_col.with_models(reranker=CrossEncoderReranker(RerankSettings(max_length=64, device="cpu"),
+                                                             model=fresh_cross_encoder))
     col.settings.rerank.blend = 0.0  # the cross-encoder alone orders the top N
     plain = col.search(SearchRequest(query="sunlight energy", k=12, mode="hybrid"))
     gets = _count_requests(col, "mget")

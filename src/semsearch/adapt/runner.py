@@ -13,8 +13,9 @@ are the input, and the steps' files go to a local working directory. Fusion's ch
 recorded in the store index's manifest, which every replica reads; a kept fine-tuned encoder
 is published in the cluster and the documents re-encoded with it into a new index behind the
 alias (:meth:`~semsearch.store_es.collection.ElasticsearchCollection.reencode`), so that every
-replica fetches it and encodes queries with it. No reranker is trained there (a model every
-replica can load is built for the encoder only).
+replica fetches it and encodes queries with it. A reranker that wins held-out is published
+in the cluster the same way and named in the manifest's search defaults, so that every replica
+fetches and reranks with it.
 """
 
 from __future__ import annotations
@@ -88,11 +89,6 @@ class Adapter:
         self.opt = options
         self.store_es = settings.store.backend == "elasticsearch"
         if self.store_es:
-            if options.reranker:
-                raise BadInput("adapt --reranker is not available with the Elasticsearch store: the trained "
-                               "model would stay on this machine, where the cluster's replicas cannot load it; "
-                               "adapt a local index of the same documents, or train with `semsearch "
-                               "train-reranker` and set SEMSEARCH_RERANK__MODEL on every replica")
             with self.collection():
                 pass  # the store index exists and matches the settings, before anything is written
         else:
@@ -444,7 +440,9 @@ class Adapter:
             t["dense_encoder"] = ADAPTED_DIR
         rr = self.state.get("reranker", {}).get("result", {})
         if rr.get("enabled"):
-            t["rerank"] = {"enabled": True, "model": rr["model"], "blend": rr["blend"], "depth": rr["depth"]}
+            # the store publishes the folder in the cluster (set_tuned, reencode): its path here
+            model = str((self.path / rr["model"]).resolve()) if self.store_es else rr["model"]
+            t["rerank"] = {"enabled": True, "model": model, "blend": rr["blend"], "depth": rr["depth"]}
         return t
 
     def step_apply(self) -> dict[str, Any]:
@@ -467,12 +465,13 @@ class Adapter:
                     matrix = encode_passages(self.encoder(model), self.docs(), self.template, plan,
                                              self.work / PASSAGES_CACHE, progress=self._progress("apply"))
                 ids = [d.id for d in self.docs()]
-                if self.store_es:  # into a new index behind the alias, the model into the cluster
+                if self.store_es:  # into a new index behind the alias, the models into the cluster
                     info = col.reencode(dict(zip(ids, _per_document(matrix))), model, tuned=tuned)
+                    tuned = info.pop("tuned")
                 else:
                     info = col.replace_vectors(ids, matrix, model, tuned=tuned)
             else:
-                col.set_tuned(tuned)
+                tuned = col.set_tuned(tuned)
                 info = {}
         return {"tuned": tuned, "reencode": info}
 

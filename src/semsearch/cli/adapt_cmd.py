@@ -64,8 +64,9 @@ def adapt_cmd(
             where, what = work or Path(f"adapt-{alias}"), f"Elasticsearch store index {alias!r}"
             # said before the run, not after it
             console.print(f"note: on the Elasticsearch store adapt records its choices in the store index (a "
-                          f"kept encoder is published in the cluster and the documents re-encoded into a new "
-                          f"index behind the alias); every replica reads them; its steps and report go to "
+                          f"kept encoder or reranker is published in the cluster, and the documents are "
+                          f"re-encoded into a new index behind the alias for a new encoder); every replica "
+                          f"reads them; its steps and report go to "
                           f"{where}", highlight=False, markup=False)
         else:
             require_index(index, settings)

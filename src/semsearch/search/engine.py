@@ -108,6 +108,9 @@ class Searcher:
         self._encoder = encoder
         self._clip = clip  # an ImageEncoder for the "image" channel, created lazily
         self._reranker = reranker
+        #: the caller gave the reranker (never replaced); else it is loaded on first use, and
+        #: again when the index's defaults name another model (``semsearch adapt``)
+        self._given_reranker = reranker is not None
         self._cuts: Any = None  # a passages.SplitCache, made on first use
 
     def share_models(self, *, encoder: TextEncoder | None = None, clip: Any = None) -> None:
@@ -122,9 +125,11 @@ class Searcher:
                     reranker: Reranker | None = None) -> Searcher:
         """A searcher of the same index and settings with ``encoder`` and/or ``reranker``
         instead of this one's; it shares every model of this one that is not replaced."""
-        return Searcher(self.index, self.base_settings,
+        view = Searcher(self.index, self.base_settings,
                         encoder=encoder if encoder is not None else self._encoder, clip=self._clip,
                         reranker=reranker if reranker is not None else self._reranker)
+        view._given_reranker = reranker is not None or self._given_reranker
+        return view
 
     @property
     def clip(self) -> Any:
@@ -150,16 +155,18 @@ class Searcher:
 
     @property
     def reranker(self) -> Reranker:
-        """The cross-encoder from ``settings.rerank.model``, loaded on the first reranked query."""
-        if self._reranker is None:
-            if not self.settings.rerank.model:
+        """The cross-encoder from ``settings.rerank.model``, loaded on the first reranked query
+        (and again when the index's defaults name another model)."""
+        wanted = self.settings.rerank
+        if self._reranker is None or (not self._given_reranker and self._reranker.name != wanted.model):
+            if not wanted.model:
                 raise BadInput(
                     "reranking needs a trained cross-encoder: run `semsearch train-reranker` and "
                     "set SEMSEARCH_RERANK__MODEL to its output directory"
                 )
             from semsearch.rerank.cross_encoder import CrossEncoderReranker
 
-            self._reranker = CrossEncoderReranker(self.settings.rerank)
+            self._reranker = CrossEncoderReranker(wanted)
         return self._reranker
 
     @property

@@ -71,6 +71,7 @@ class ElasticsearchCollection(StoreSearch):
         #: is loaded on first use, and loaded again when the index's encoder changes (adapt)
         self._given_encoder = encoder is not None
         self._reranker: Any = None
+        self._given_reranker = False  # with_models(reranker=...): never replaced
         self._clip: Any = None
         #: whether the first image write declares the CLIP channel (``index --no-clip``: no)
         self.clip_images = True
@@ -127,7 +128,7 @@ class ElasticsearchCollection(StoreSearch):
         if encoder is not None:
             view._encoder, view._given_encoder = encoder, True
         if reranker is not None:
-            view._reranker = reranker
+            view._reranker, view._given_reranker = reranker, True
         return view
 
     def close(self) -> None:
@@ -225,6 +226,9 @@ class ElasticsearchCollection(StoreSearch):
 
             if models.is_ref(enc := mapping.dense_encoder(m)):  # adapt's encoder: the documents' vectors are its
                 tuned["dense_encoder"] = self._model_folder(enc)
+            rerank = dict(tuned.get("rerank") or {})
+            if models.is_ref(rerank.get("model")) and "model" not in self.base_settings.rerank.model_fields_set:
+                tuned["rerank"] = {**rerank, "model": self._model_folder(rerank["model"])}  # adapt's reranker
             self._effective = (id(m), effective_settings(self.base_settings, tuned, None))
         return self._effective[1]
 
@@ -234,20 +238,42 @@ class ElasticsearchCollection(StoreSearch):
                        lambda c: c.indices.put_mapping(index=self.alias, **body))
         self._manifest, self._manifest_read = meta, time.monotonic()
 
-    def set_tuned(self, tuned: dict[str, Any]) -> None:
-        """Record the search defaults ``semsearch adapt`` chose (fusion) in the manifest, as
-        the local Collection's ``set_tuned``; every replica searches with them once it has read
-        the manifest again (within ``manifest_refresh`` seconds)."""
+    def set_tuned(self, tuned: dict[str, Any]) -> dict[str, Any]:
+        """Record the search defaults ``semsearch adapt`` chose (fusion, reranking) in the
+        manifest, as the local Collection's ``set_tuned``; every replica searches with them
+        once it has read the manifest again (within ``manifest_refresh`` seconds). A reranker
+        folder (``rerank.model``) is published in the cluster first and recorded by its
+        ``semsearch-model:<sha256>`` name, which every replica fetches. Returns what was
+        recorded."""
         self._check_writable()
-        self._check_tuned(tuned)
+        tuned = self._publish_tuned(tuned)
         with self._changing_manifest() as meta:
             self._put_meta({}, {**meta, "tuned": tuned})
+        return tuned
 
-    def _check_tuned(self, tuned: dict[str, Any]) -> None:
-        """Only fusion defaults go into the store's manifest (its encoder is ``dense``'s)."""
-        if set(tuned) - {"fusion", "by", "at"}:
-            raise BadInput(f"{self.location}: only fusion defaults can be recorded in the Elasticsearch "
-                           f"store (got {sorted(set(tuned) - {'fusion', 'by', 'at'})})")
+    _TUNED_KEYS = frozenset({"fusion", "rerank", "by", "at"})
+
+    def _publish_tuned(self, tuned: dict[str, Any]) -> dict[str, Any]:
+        """``tuned`` checked for the store, its reranker folder (if any) published in the
+        cluster and named by its reference. The text encoder is not a tuned default here: the
+        manifest's ``dense`` names it (:meth:`reencode`)."""
+        from pathlib import Path
+
+        from semsearch.store_es import models
+
+        if set(tuned) - self._TUNED_KEYS:
+            raise BadInput(f"{self.location}: only fusion and reranking defaults can be recorded in the "
+                           f"Elasticsearch store (got {sorted(set(tuned) - self._TUNED_KEYS)})")
+        model = (tuned.get("rerank") or {}).get("model")
+        if not model or models.is_ref(model):
+            return tuned
+        folder = Path(model)
+        if not (folder / "config.json").is_file():
+            raise BadInput(f"{self.location}: the reranker {model!r} to record is not a saved model folder "
+                           "(no config.json); every replica must be able to load it")
+        rec = models.publish(self.conn, folder, cache=self.es.model_cache, index=self.es.models_index)
+        logger.info("%s: reranker %s published as %s (%.0f MB)", self.location, folder, rec["ref"], rec["bytes"] / 1e6)
+        return {**tuned, "rerank": {**tuned["rerank"], "model": rec["ref"]}}
 
     def passage_plan(self, channel: str = "dense") -> PassagePlan | None:
         """How the dense channel splits long documents into passages (None: one vector per
@@ -411,12 +437,15 @@ class ElasticsearchCollection(StoreSearch):
 
     @property
     def reranker(self) -> Any:
-        if self._reranker is None:
-            if not self.settings.rerank.model:
+        """The cross-encoder of ``settings.rerank``, loaded on first use, and loaded again when
+        the manifest names another one (``semsearch adapt`` recorded a new reranker)."""
+        wanted = self.settings.rerank
+        if self._reranker is None or (not self._given_reranker and self._reranker.name != wanted.model):
+            if not wanted.model:
                 raise BadInput("reranking needs a trained cross-encoder: set SEMSEARCH_RERANK__MODEL")
             from semsearch.rerank.cross_encoder import CrossEncoderReranker
 
-            self._reranker = CrossEncoderReranker(self.settings.rerank)
+            self._reranker = CrossEncoderReranker(wanted)
         return self._reranker
 
     # -- reads --------------------------------------------------------------------------
@@ -777,7 +806,7 @@ class ElasticsearchCollection(StoreSearch):
 
         self._check_writable()
         if tuned is not None:
-            self._check_tuned(tuned)
+            tuned = self._publish_tuned(tuned)
         dense = self.manifest.get("dense")
         if not dense:
             raise BadInput(f"{self.location} has no text embedding to re-encode")
@@ -789,7 +818,7 @@ class ElasticsearchCollection(StoreSearch):
         job = Reencode(dense=new_dense, tuned=tuned, vectors=vectors,
                        embed=lambda docs: self._embed(docs, enc, new_dense))
         info = rebuild(self, job)
-        return {**info, "encoder": rec["ref"], "model_bytes": rec["bytes"]}
+        return {**info, "encoder": rec["ref"], "model_bytes": rec["bytes"], "tuned": tuned}
 
     def rebuild(self) -> dict[str, Any]:
         """Copy every document (with its stored vectors, nothing is re-encoded) into a new
