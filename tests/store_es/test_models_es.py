@@ -78,3 +78,50 @@ def test_a_publish_that_stopped_half_way_is_not_read_and_is_completed(tmp_path, 
     assert models.publish(conn, src, cache=tmp_path / "c", index=index)["ref"] == ref
     assert (models.fetch(conn, ref, tmp_path / "other", index) / "weights.bin").read_bytes() == b"x" * 2500
     conn.close()
+
+
+def test_prune_deletes_the_models_no_manifest_names_once_past_the_grace_period(tmp_path, es_url, es_names, tiny_docs):
+    import json
+    import subprocess
+
+    from semsearch.collection import Collection
+    from tests.conftest import HashingEncoder, semsearch_cmd, subprocess_env
+
+    name, index = es_names("pruned"), es_names("models")
+    s = store_settings(es_url, name, models_index=index, model_cache=tmp_path / "cache")
+    conn = EsConnection(s.store.elasticsearch)
+    used = _folder(tmp_path / "a", b"the reranker in use")
+    old = models.publish(conn, _folder(tmp_path / "b", b"a reranker replaced since"), cache=tmp_path / "cache",
+                         index=index)
+    with Collection.create(None, s, encoder=HashingEncoder()) as col:
+        col.upsert(tiny_docs[:2], wait_for=True)
+        # a reranker is recorded by the name it is published under; one not published is refused
+        with pytest.raises(BadInput, match="is not published"):
+            col.set_tuned({"rerank": {"enabled": False, "model": models.ref_of("0" * 64)}})
+        ref = col.set_tuned({"rerank": {"enabled": False, "model": str(used)}})["rerank"]["model"]
+        physical = col.aliased.targets()[0]
+    digest = ref[len(models.PREFIX):]
+    assert models.in_use(conn)[digest] == [physical] and old["sha256"] not in models.in_use(conn)
+    # within the grace period nothing goes (an adapt may not have switched its index yet)
+    assert models.prune(conn, index, older_than=3600) == []
+    assert [m["model"] for m in models.listings(conn, index)] == [old["sha256"], digest]
+    env = subprocess_env(SEMSEARCH_STORE__BACKEND="elasticsearch", SEMSEARCH_STORE__ELASTICSEARCH__URL=es_url,
+                         SEMSEARCH_STORE__ELASTICSEARCH__INDEX=name, SEMSEARCH_STORE__ELASTICSEARCH__MODELS_INDEX=index)
+    r = subprocess.run(semsearch_cmd("models"), env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"{ref}  0 MB  published 20" in r.stdout and f"used by: {physical}" in r.stdout
+    assert f"{old['ref']}  0 MB" in r.stdout and "used by: unused" in r.stdout and "2 model(s)" in r.stdout
+    r = subprocess.run(semsearch_cmd("models", "--prune", "--older-than", "0", "--json"), env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    listed = json.loads(r.stdout)["models"]
+    assert [(m["ref"], m["pruned"]) for m in listed] == [(old["ref"], True), (ref, False)]
+    assert [m["model"] for m in models.listings(conn, index)] == [digest]
+    parts = conn.call("count", lambda c: c.count(index=index, query={"term": {"model": old["sha256"]}}).body)
+    assert parts["count"] == 0  # the listing and every part
+    assert models.fetch(conn, ref, tmp_path / "elsewhere", index).is_dir()  # the one in use is whole
+    with pytest.raises(IndexIncompatible, match="not in the cluster"):
+        models.fetch(conn, old["ref"], tmp_path / "elsewhere", index)
+    conn.close()
+    local = subprocess.run(semsearch_cmd("models"), env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert local.returncode == 2 and "SEMSEARCH_STORE__BACKEND=elasticsearch" in local.stderr

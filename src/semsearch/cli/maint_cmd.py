@@ -1,5 +1,6 @@
 """Maintenance: ``semsearch reindex`` (rebuild a channel with new settings from what is
-stored, without re-encoding) and ``semsearch compact`` (merge every segment into one)."""
+stored, without re-encoding), ``semsearch compact`` (merge every segment into one) and
+``semsearch models`` (the models ``adapt`` published in an Elasticsearch cluster)."""
 
 from __future__ import annotations
 
@@ -94,3 +95,56 @@ def compact_cmd(
     else:
         console.print(f"compacted {index}: {info['merges']} merge(s), {info['purged']} deleted rows "
                       f"purged, {info['segments']} segment(s) left", highlight=False)
+
+
+@app.command("models")
+def models_cmd(
+    prune: Annotated[bool, typer.Option("--prune", help="delete the models no store index names any more")] = False,
+    older_than: Annotated[float, typer.Option(
+        help="--prune: only models published more than this many hours ago (an adapt that has published a "
+             "model but not yet switched its index to it keeps it)")] = 24.0,
+    json_out: Annotated[bool, typer.Option("--json", help="print the models as JSON")] = False,
+) -> None:
+    """With the Elasticsearch store: the models `semsearch adapt` published in the cluster
+    (SEMSEARCH_STORE__ELASTICSEARCH__MODELS_INDEX) and the store indexes that use each;
+    --prune deletes those that none uses."""
+    import datetime
+
+    from semsearch.errors import BadInput
+    from semsearch.indexer.es_common import EsConnection
+    from semsearch.store_es import models
+
+    settings = load_settings()
+    with errors_to_exit():
+        if settings.store.backend != "elasticsearch":
+            raise BadInput("`semsearch models` lists the models published in an Elasticsearch cluster: set "
+                           "SEMSEARCH_STORE__BACKEND=elasticsearch (a local index keeps its adapted models in "
+                           "its own folder, deleted with it)")
+        if older_than < 0:
+            raise BadInput(f"--older-than must be >= 0 hours (got {older_than})")
+        es = settings.store.elasticsearch
+        conn = EsConnection(es)
+        try:
+            used = models.in_use(conn)
+            pruned = models.prune(conn, es.models_index, older_than=older_than * 3600, used=used) if prune else []
+            rows = [{"ref": models.ref_of(m["model"]), "pruned": True} for m in pruned]
+            rows += [{"ref": models.ref_of(m["model"]), "bytes": sum(int(f["bytes"]) for f in m["files"]),
+                      "published_at": m.get("published_at"), "base": m.get("base"),
+                      "used_by": used.get(m["model"], []), "pruned": False}
+                     for m in models.listings(conn, es.models_index)]
+        finally:
+            conn.close()
+    if json_out:
+        out.print_json(json.dumps({"models_index": es.models_index, "models": rows}, default=str))
+        return
+    for r in rows:
+        if r["pruned"]:
+            out.print(f"pruned {r['ref']}", highlight=False)
+            continue
+        when = (datetime.datetime.fromtimestamp(r["published_at"], datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+                if r["published_at"] else "unknown")
+        use = ", ".join(r["used_by"]) or "unused"
+        out.print(f"{r['ref']}  {r['bytes'] / 1e6:.0f} MB  published {when}  used by: {use}", highlight=False)
+    kept = sum(not r["pruned"] for r in rows)
+    out.print(f"{kept} model(s) in {es.models_index}" + (f", {len(rows) - kept} pruned" if prune else ""),
+                  highlight=False)

@@ -265,7 +265,12 @@ class ElasticsearchCollection(StoreSearch):
             raise BadInput(f"{self.location}: only fusion and reranking defaults can be recorded in the "
                            f"Elasticsearch store (got {sorted(set(tuned) - self._TUNED_KEYS)})")
         model = (tuned.get("rerank") or {}).get("model")
-        if not model or models.is_ref(model):
+        if not model:
+            return tuned
+        if models.is_ref(model):
+            if models.published(self.conn, model[len(models.PREFIX):], self.es.models_index) is None:
+                raise BadInput(f"{self.location}: the reranker {model} is not published in "
+                               f"{self.es.models_index}; no replica could load it")
             return tuned
         folder = Path(model)
         if not (folder / "config.json").is_file():

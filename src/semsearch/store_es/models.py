@@ -13,6 +13,11 @@ listing, so nothing reads its parts, and publishing again completes it.
 A replica that reads such a manifest fetches the folder into its model cache
 (``store.elasticsearch.model_cache``) once: parts are written to a temporary folder, the
 digest of what was read is checked, then the folder is renamed into place (never half there).
+
+A model that no manifest in the cluster names any more (replaced by a later ``adapt``) is
+kept until :func:`prune` deletes it (``semsearch models --prune``), only when it was
+published longer ago than a grace period, so that an ``adapt`` that has published a model but
+not yet moved its alias keeps it.
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from semsearch.errors import BadInput, IndexIncompatible
+from semsearch.errors import BackendUnavailable, BadInput, IndexIncompatible
 from semsearch.indexer.es_common import EsConnection
 
 logger = logging.getLogger(__name__)
@@ -37,7 +43,7 @@ PREFIX = "semsearch-model:"
 PART_BYTES = 2 * 1024 * 1024
 _MAPPING = {"dynamic": False, "properties": {
     "model": {"type": "keyword"}, "kind": {"type": "keyword"}, "file": {"type": "keyword"},
-    "part": {"type": "integer"}, "data": {"type": "binary"}}}
+    "part": {"type": "integer"}, "data": {"type": "binary"}, "published_at": {"type": "double"}}}
 _fetching = threading.Lock()
 
 
@@ -118,7 +124,8 @@ def publish(conn: EsConnection, folder: Path, *, base: str | None = None, cache:
                               index=index, id=f"{digest}/{rel}/{i}", document=body))
             entries.append({"file": rel, "bytes": len(data), "parts": parts})
         conn.call(f"refresh {index}", lambda c: c.indices.refresh(index=index))
-        listing = {"model": digest, "kind": "listing", "files": entries, "base": base}
+        listing = {"model": digest, "kind": "listing", "files": entries, "base": base,
+                   "published_at": time.time()}
         # the listing last: a reader never finds a model whose parts are not all there
         conn.call(f"publish model {digest[:12]} listing", lambda c: c.index(
             index=index, id=digest, document=listing, refresh="true"))
@@ -209,3 +216,58 @@ def _part(conn: EsConnection, index: str, digest: str, rel: str, i: int) -> byte
     if not got.get("found"):
         raise IndexIncompatible(f"model {digest[:12]} in {index} lacks part {i + 1} of {rel}")
     return base64.b64decode(got["_source"]["data"])
+
+
+def listings(conn: EsConnection, index: str = MODEL_INDEX) -> list[dict[str, Any]]:
+    """Every completely published model in ``index`` (its listing), oldest first."""
+    if not conn.call(f"check index {index}", lambda c: c.indices.exists(index=index)):
+        return []
+    body = {"query": {"term": {"kind": "listing"}}, "size": 10000, "_source": {"excludes": ["data"]}}
+    hits = conn.call(f"list models in {index}", lambda c: c.search(index=index, **body).body)["hits"]["hits"]
+    return sorted((h["_source"] for h in hits), key=lambda m: (m.get("published_at") or 0.0, m["model"]))
+
+
+def in_use(conn: EsConnection) -> dict[str, list[str]]:
+    """The published models the cluster's store indexes name (text encoder, reranker), by
+    digest: the physical indexes whose manifest names each."""
+    from semsearch.store_es.mapping import dense_encoder
+
+    got = conn.call("read the manifests of the cluster's indexes",
+                    lambda c: c.indices.get_mapping(index="*", expand_wildcards="open,closed").body)
+    used: dict[str, list[str]] = {}
+    for name, body in sorted(got.items()):
+        meta = ((body.get("mappings") or {}).get("_meta") or {}).get("semsearch")
+        if not isinstance(meta, dict):
+            continue
+        for ref in (dense_encoder(meta), ((meta.get("tuned") or {}).get("rerank") or {}).get("model")):
+            if is_ref(ref):
+                used.setdefault(str(ref)[len(PREFIX):], []).append(name)
+    return used
+
+
+def prune(conn: EsConnection, index: str = MODEL_INDEX, *, older_than: float = 86400.0,
+          used: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+    """Delete the models of ``index`` that no manifest in the cluster names (``used``: what
+    :func:`in_use` read, read now when None) and that were published more than
+    ``older_than`` seconds ago; returns their listings. Each model's parts go before its
+    listing, so that a prune that stopped half-way leaves the listing for the next one."""
+    used = in_use(conn) if used is None else used
+    cutoff = time.time() - older_than
+    gone = [m for m in listings(conn, index)
+            if m["model"] not in used and (m.get("published_at") or 0.0) <= cutoff]
+    for m in gone:
+        digest = m["model"]
+        # its parts by id (the listing names every one; delete-by-query needs the reindex
+        # module), then the listing: a prune that stopped half-way is finished by the next
+        ids = [f"{digest}/{e['file']}/{i}" for e in m["files"] for i in range(int(e["parts"]))]
+        for start in range(0, len(ids), 500):
+            ops = [{"delete": {"_index": index, "_id": i}} for i in ids[start:start + 500]]
+            got = conn.call(f"delete model {digest[:12]} parts", lambda c, ops=ops: c.bulk(operations=ops, refresh=True).body)
+            failed = [it["delete"] for it in got["items"] if it["delete"].get("status") not in (200, 404)]
+            if failed:
+                raise BackendUnavailable(f"{index}: {len(failed)} parts of model {digest[:12]} were not deleted "
+                                         f"(first: {failed[0].get('error')}); run the prune again")
+        conn.call(f"delete model {digest[:12]} listing", lambda c, d=digest: c.options(ignore_status=404).delete(
+            index=index, id=d, refresh="true"))
+        logger.info("pruned model %s from %s", digest[:12], index)
+    return gone
