@@ -238,6 +238,11 @@ def test_adapt_fine_tunes_the_store_encoder_and_every_replica_and_writer_follows
         stale.upsert([Document(id="t02-copy", title=docs["t02"].title, text=docs["t02"].text)], wait_for=True)
         assert fresh.passage_vectors(["t02-copy"])[0] == pytest.approx(after["t02"], abs=1e-5)
         assert stale.encoder.name == str(tmp_path / "stale" / dense["model"]["sha256"])
+        # adapt run again with the same encoder (to add a reranker): the defaults only, no rebuild
+        with ElasticsearchCollection.open(s, writable=True) as w:
+            again = w.reencode({}, tmp_path / "work" / "models" / "dense-adapted", tuned={"fusion": RRF7_LEXICAL_ONLY})
+            assert again == {"encoder": dense["encoder"], "unchanged": True, "tuned": {"fusion": RRF7_LEXICAL_ONLY}}
+            assert w.aliased.targets() == [f"{name}-v2"] and w.manifest["tuned"] == {"fusion": RRF7_LEXICAL_ONLY}
     replica.close()
     stale.close()
     with pytest.raises(BadInput, match="already adapted"):

@@ -104,6 +104,8 @@ def summary_markdown(ad: Any, written: dict[str, Any]) -> str:
     applied = st.get("apply", {}).get("result", {})
     lines += ["", f"Recorded in the index manifest (`tuned`): `{json.dumps(applied.get('tuned', {}), default=str)}`"]
     re = applied.get("reencode") or {}
+    if re.get("unchanged"):
+        lines += ["", f"Text encoder: `{re['encoder']}`, the index's already (adapt run again): no rebuild."]
     if "reencoded" in re:  # the Elasticsearch store: a new physical index behind the alias
         lines += ["", f"Text encoder: `{re['encoder']}` ({re['model_bytes'] / 1e6:.0f} MB, published in the "
                       f"cluster); the documents were rebuilt into `{re['index']}` with their new vectors "

@@ -802,7 +802,8 @@ class ElasticsearchCollection(StoreSearch):
         alias. Replicas switch their query encoder when they next read the manifest: after
         ``manifest_refresh`` seconds, or at once when a search's hits come from the new
         physical index (that search is run again with the new encoder); their writes encoded
-        with the old model are written again (:meth:`_encoded_with`)."""
+        with the old model are written again (:meth:`_encoded_with`). When the index is
+        already encoded with ``model``, only ``tuned`` is recorded (no rebuild)."""
         from pathlib import Path
 
         from semsearch.encoders.sbert import SentenceTransformerEncoder
@@ -810,11 +811,15 @@ class ElasticsearchCollection(StoreSearch):
         from semsearch.store_es.rebuild import Reencode, rebuild
 
         self._check_writable()
-        if tuned is not None:
-            tuned = self._publish_tuned(tuned)
         dense = self.manifest.get("dense")
         if not dense:
             raise BadInput(f"{self.location} has no text embedding to re-encode")
+        if dense["encoder"] == models.ref_of(models.digest_folder(Path(model))):
+            # already encoded with it (``adapt`` run again, e.g. to add a reranker): no rebuild
+            return {"encoder": dense["encoder"], "unchanged": True,
+                    "tuned": self.set_tuned(tuned) if tuned is not None else None}
+        if tuned is not None:
+            tuned = self._publish_tuned(tuned)
         rec = models.publish(self.conn, Path(model), base=base or dense["encoder"], cache=self.es.model_cache,
                              index=self.es.models_index)
         enc = SentenceTransformerEncoder(self.settings.text_encoder.model_copy(update={"model": str(model)}))
