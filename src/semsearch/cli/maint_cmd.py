@@ -147,4 +147,4 @@ def models_cmd(
         out.print(f"{r['ref']}  {r['bytes'] / 1e6:.0f} MB  published {when}  used by: {use}", highlight=False)
     kept = sum(not r["pruned"] for r in rows)
     out.print(f"{kept} model(s) in {es.models_index}" + (f", {len(rows) - kept} pruned" if prune else ""),
-                  highlight=False)
+              highlight=False)
