@@ -655,9 +655,7 @@ class ElasticsearchCollection(StoreSearch):
         extra_h = self._images(docs)
         for i, h in extra_h.items():
             extra[i].update(h)
-        actions = ({"_op_type": op, "_index": self.alias, "_id": d.id,
-                    "_source": {**document_source(d), **extra[d.id]}} for d in docs)
-        out = self.writer.write(actions, f"bulk write into {self.alias}",
+        out = self.writer.write(self._actions(docs, extra, op), f"bulk write into {self.alias}",
                                 refresh=self._refresh_arg(wait_for))
         if encoded_with is not None and out.ok:
             self._encoded_with(encoded_with, [d for d in with_text if d.id in set(out.ok)], extra, wait_for)
@@ -680,11 +678,15 @@ class ElasticsearchCollection(StoreSearch):
         self.reload_manifest()
         for d, fields in zip(docs, self._embed(docs), strict=True):
             extra[d.id].update(fields)
-        actions = ({"_op_type": "index", "_index": self.alias, "_id": d.id,
-                    "_source": {**document_source(d), **extra[d.id]}} for d in docs)
-        out = self.writer.write(actions, f"bulk write again into {self.alias}", refresh=self._refresh_arg(wait_for))
+        out = self.writer.write(self._actions(docs, extra, "index"), f"bulk write again into {self.alias}",
+                                refresh=self._refresh_arg(wait_for))
         if out.failures:
             raise BulkIndexError(self.location, out.failures)
+
+    def _actions(self, docs: list[Document], extra: dict[str, dict[str, Any]], op: str) -> Iterator[dict[str, Any]]:
+        """The bulk actions writing ``docs`` with their ``extra`` fields (embeddings, hashes)."""
+        return ({"_op_type": op, "_index": self.alias, "_id": d.id,
+                 "_source": {**document_source(d), **extra[d.id]}} for d in docs)
 
     def _embed(self, docs: list[Document], encoder: TextEncoder | None = None,
                dense: dict[str, Any] | None = None) -> list[dict[str, Any]]:

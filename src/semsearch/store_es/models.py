@@ -23,6 +23,7 @@ not yet moved its alias keeps it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import os
@@ -30,6 +31,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,17 +139,24 @@ def publish(conn: EsConnection, folder: Path, *, base: str | None = None, cache:
 
 
 def _seed(folder: Path, files: list[Path], digest: str, cache: Path) -> None:
-    target = cache / digest
-    if target.is_dir():
+    if (cache / digest).is_dir():
         return
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=cache))
-    try:
+    with _staged(cache, digest) as tmp:
         for p in files:
             dest = tmp / p.relative_to(folder)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(p, dest)
-        _into_place(tmp, target)
+
+
+@contextlib.contextmanager
+def _staged(cache: Path, digest: str) -> Iterator[Path]:
+    """A temporary folder in ``cache`` to fill; renamed to ``cache/digest`` when the block
+    ends without error (whole or not at all), deleted otherwise."""
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=cache))
+    try:
+        yield tmp
+        _into_place(tmp, cache / digest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -188,9 +197,7 @@ def fetch(conn: EsConnection, ref: str, cache: Path | None = None, index: str = 
             raise IndexIncompatible(f"the store index's text encoder {ref} is not in the cluster's "
                                     f"{index} index (deleted, or its publish did not finish): "
                                     "run `semsearch adapt` again, or re-index the documents")
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=cache))
-        try:
+        with _staged(cache, digest) as tmp:
             h = hashlib.sha256()
             for entry in sorted(listing["files"], key=lambda e: e["file"]):
                 rel = entry["file"]
@@ -202,10 +209,6 @@ def fetch(conn: EsConnection, ref: str, cache: Path | None = None, index: str = 
             if h.hexdigest() != digest:
                 raise IndexIncompatible(f"model {digest[:12]} read from {index} does not match its "
                                         f"digest (got {h.hexdigest()[:12]}): its parts were changed")
-            _into_place(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         logger.info("fetched model %s from %s into %s", digest[:12], index, target)
         return target
 
