@@ -177,6 +177,16 @@ def test_dense_fine_tune_end_to_end_and_the_index_searches_with_it(topic_index, 
         res = col.search("how bees collect pollen in the hive", mode="dense", k=3)
         assert col.encoder.name == str(adapted)
         assert res.hits and res.hits[0].id == "t02"
+        segments = [(g.name, g.n_deleted) for g in col.index.manifest.segments]
+    # adapt run again to add a reranker: the encoder stays, the documents are not rewritten
+    opts.reranker, opts.reranker_max_pairs, opts.reranker_max_steps = True, 16, 2
+    state = Adapter(topic_index, settings, opts, say=lambda m: None).run()
+    assert state["apply"]["result"]["reencode"] == {"encoder": "models/dense-adapted", "unchanged": True}
+    m = read_manifest(topic_index)
+    assert m.tuned["dense_encoder"] == "models/dense-adapted" and m.tuned["rerank"]["enabled"]
+    with Collection.open(topic_index, settings) as col:
+        assert [(g.name, g.n_deleted) for g in col.index.manifest.segments] == segments
+        assert col.search("how bees collect pollen in the hive", mode="dense", k=3).hits[0].id == "t02"
     moved = topic_index.parent / "moved"
     topic_index.rename(moved)
     with Collection.open(moved, settings) as col:

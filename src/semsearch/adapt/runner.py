@@ -127,6 +127,7 @@ class Adapter:
 
     def run(self) -> dict[str, Any]:
         again = False  # a step ran again: every later step depends on its result
+        self._ran: set[str] = set()  # the steps run by this call (not skipped)
         for step in STEPS:
             wanted = self._step_options(step)
             if step in self.state and not again:
@@ -138,6 +139,7 @@ class Adapter:
             again = again or step in self.state
             self.say(f"[{step}] ...")
             t0 = time.perf_counter()
+            self._ran.add(step)
             result = getattr(self, f"step_{step}")()
             self.state[step] = {"seconds": round(time.perf_counter() - t0, 1), "result": result}
             if wanted is not None:
@@ -452,8 +454,13 @@ class Adapter:
         kept = self._dense_kept()
         plan = self.plan if kept else None  # read before the writable open below
         with self.collection(writable=True) as col:
+            model = str((self.path / ADAPTED_DIR).resolve())
+            if kept and not self.store_es and "dense" not in self._ran \
+                    and col.index.manifest.channels["dense"].encoder == col.index.record_encoder(model):
+                # encoded with this fine-tune by an earlier apply (adapt run again, e.g. to add
+                # a reranker): the defaults only (the store checks the model's digest itself)
+                return {"tuned": col.set_tuned(tuned), "reencode": {"encoder": ADAPTED_DIR, "unchanged": True}}
             if kept:
-                model = str((self.path / ADAPTED_DIR).resolve())
                 if plan is None:  # encoded by the dense step: read from its cache
                     matrix = encode_corpus(self.encoder(model), self.docs(), self.template,
                                            self.work / VECTORS_CACHE)
