@@ -174,6 +174,7 @@ http.port: ${ES_PORT}
 transport.port: ${ES_TRANSPORT_PORT}
 path.data: ${ES_WORK}/data
 path.logs: ${ES_WORK}/logs
+path.repo: ${ES_WORK}/snapshots
 xpack.security.enabled: false
 cluster.routing.allocation.disk.threshold_enabled: false
 action.destructive_requires_name: false
@@ -215,8 +216,8 @@ cmd_start() {
   mkdir -p "$ES_WORK"
   unpack
   write_config
-  if [[ "${ES_KEEP_DATA:-0}" != 1 ]]; then rm -rf "$ES_WORK/data"; fi
-  mkdir -p "$ES_WORK/data" "$ES_WORK/logs" "$ES_WORK/tmp"
+  if [[ "${ES_KEEP_DATA:-0}" != 1 ]]; then rm -rf "$ES_WORK/data" "$ES_WORK/snapshots"; fi
+  mkdir -p "$ES_WORK/data" "$ES_WORK/logs" "$ES_WORK/tmp" "$ES_WORK/snapshots"
   : >"$ES_WORK/logs/stdout.log"
 
   local runner=()

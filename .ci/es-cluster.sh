@@ -87,6 +87,7 @@ discovery.seed_hosts: [${seeds}]
 cluster.initial_master_nodes: [${masters}]
 path.data: ${dir}/data
 path.logs: ${dir}/logs
+path.repo: ${WORK}/snapshots
 xpack.security.enabled: false
 cluster.routing.allocation.disk.threshold_enabled: false
 action.destructive_requires_name: false
@@ -159,7 +160,11 @@ cmd_start() {
   if ! any_alive; then
     if [[ "${ES_KEEP_DATA:-0}" != 1 ]]; then
       for ((i = 1; i <= N; i++)); do rm -rf "$WORK/node$i"; done
+      rm -rf "$WORK/snapshots"
     fi
+    # the nodes' shared snapshot repository folder (path.repo): one machine, one folder
+    mkdir -p "$WORK/snapshots"
+    if [[ "$(id -u)" == 0 ]]; then chown "$ES_USER:" "$WORK/snapshots"; fi
     for ((i = 1; i <= N; i++)); do write_node_config "$i"; done
   fi
   for ((i = 1; i <= N; i++)); do launch "$i" & done

@@ -122,8 +122,6 @@ def test_clear_errors_without_traceback(tmp_path):
 
 @pytest.mark.parametrize("args, instead", [
     (["compact", "--index", "ix"], "merges the store index's segments itself"),
-    (["snapshot", "--index", "ix", "--out", "x.tar"], "snapshot API"),
-    (["restore", "--from", "x.tar", "--index", "ix"], "snapshot API"),
     (["verify", "--index", "ix"], "_cluster/health"),
     (["train-reranker", "--index", "ix", "--out", "rr", "--stage", "1"], "SEMSEARCH_RERANK__MODEL"),
 ])
@@ -136,6 +134,31 @@ def test_local_only_commands_say_what_to_do_with_the_elasticsearch_store(tmp_pat
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
     assert f"`semsearch {args[0]}` works on a local index directory" in p.stderr and instead in p.stderr
     assert sorted(x.name for x in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, said", [
+    (["snapshot", "--index", "ix", "--out", "x.tar"], "--index and --out are for a local index"),
+    (["snapshot"], "`semsearch snapshot` needs --repository"),
+    (["restore", "--from", "x.tar", "--index", "ix"], "--from and --index are for a local index"),
+    (["restore", "--repository", "backups"], "--snapshot is required with --repository"),
+])
+def test_backups_of_the_elasticsearch_store_take_a_snapshot_repository(tmp_path, args, said):
+    env = subprocess_env(SEMSEARCH_STORE__BACKEND="elasticsearch",
+                         SEMSEARCH_STORE__ELASTICSEARCH__URL="http://127.0.0.1:1")  # never contacted
+    p = subprocess.run(semsearch_cmd(*args), env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and said in p.stderr, p.stderr[-2000:]
+    assert sorted(x.name for x in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, said", [
+    (["snapshot", "--index", "ix", "--out", "x.tar", "--repository", "r"], "--repository is for the Elasticsearch store"),
+    (["snapshot", "--index", "ix"], "needs --out"),
+    (["restore", "--index", "ix"], "needs --from"),
+])
+def test_backups_of_a_local_index_take_files(tmp_path, args, said):
+    p = subprocess.run(semsearch_cmd(*args), env=subprocess_env(), capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and said in p.stderr, p.stderr[-2000:]
 
 
 def test_killed_run_resumes_and_indexes_every_record_exactly_once(tmp_path):

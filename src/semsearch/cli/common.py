@@ -56,8 +56,6 @@ def require_index(index: Any, settings: Any) -> None:
 #: what the local-only commands say with the Elasticsearch store, by command
 STORE_INSTEAD = {
     "compact": "Elasticsearch merges the store index's segments itself",
-    "snapshot": "back the store index up with Elasticsearch's snapshot API (docs/elasticsearch.md)",
-    "restore": "restore the store index with Elasticsearch's snapshot API (docs/elasticsearch.md)",
     "verify": "check the cluster with `semsearch info` or GET _cluster/health",
     "train-reranker": "train on a local index of the same documents and set SEMSEARCH_RERANK__MODEL on "
                       "every replica",

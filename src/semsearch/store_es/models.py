@@ -82,7 +82,7 @@ def _digest_entry(h: Any, rel: str, data: bytes) -> None:
     h.update(data)
 
 
-def _ensure_index(conn: EsConnection, index: str) -> None:
+def ensure_index(conn: EsConnection, index: str) -> None:
     if not conn.call(f"check index {index}", lambda c: c.indices.exists(index=index)):
         # 400 resource_already_exists_exception: made by another process meanwhile, as wanted
         conn.call(f"create index {index}", lambda c: c.options(ignore_status=400).indices.create(
@@ -111,7 +111,7 @@ def publish(conn: EsConnection, folder: Path, *, base: str | None = None, cache:
     digest = digest_folder(folder)
     listing = published(conn, digest, index)
     if listing is None:
-        _ensure_index(conn, index)
+        ensure_index(conn, index)
         entries = []
         for p in files:
             rel = p.relative_to(folder).as_posix()
