@@ -49,7 +49,7 @@ def test_a_store_snapshot_brings_back_the_index_and_the_models_it_names(tmp_path
     assert r.returncode == 0, r.stderr[-2000:]
     snap = json.loads(r.stdout)
     assert snap["indices"] == [f"{name}-v1", models_index] and snap["documents"] == len(tiny_docs)
-    assert snap["models"] == [ref[len(models.PREFIX):]]
+    assert snap["models"] == [models.digest_of(ref)]
     # the cluster loses the documents and the model (a new cluster, or an operator's mistake)
     with ElasticsearchCollection.open(s, writable=True, encoder=HashingEncoder()) as col:
         col.delete([d.id for d in tiny_docs[:3]], wait_for=True)
@@ -72,7 +72,7 @@ def test_a_store_snapshot_brings_back_the_index_and_the_models_it_names(tmp_path
         assert col.search("vaccines immune system", mode="lexical", k=1).hits[0].id == "d1"
         assert col.manifest["tuned"]["rerank"]["model"] == ref
         # a replica with an empty cache fetches the restored model whole (its digest checked)
-        assert col.settings.rerank.model == str(tmp_path / "replica" / ref[len(models.PREFIX):])
+        assert col.settings.rerank.model == str(tmp_path / "replica" / models.digest_of(ref))
     # a restore into another index name (a copy beside the live one): the models are there
     # already, nothing is copied
     other = es_names("copy")

@@ -72,7 +72,7 @@ def test_a_publish_that_stopped_half_way_is_not_read_and_is_completed(tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         models.publish(conn, src, cache=tmp_path / "c", index=index)
     monkeypatch.setattr(conn, "call", real)
-    assert models.published(conn, ref[len(models.PREFIX):], index) is None
+    assert models.published(conn, models.digest_of(ref), index) is None
     with pytest.raises(IndexIncompatible, match="not in the cluster"):
         models.fetch(conn, ref, tmp_path / "other", index)
     assert models.publish(conn, src, cache=tmp_path / "c", index=index)["ref"] == ref
@@ -100,7 +100,7 @@ def test_prune_deletes_the_models_no_manifest_names_once_past_the_grace_period(t
             col.set_tuned({"rerank": {"enabled": False, "model": models.ref_of("0" * 64)}})
         ref = col.set_tuned({"rerank": {"enabled": False, "model": str(used)}})["rerank"]["model"]
         physical = col.aliased.targets()[0]
-    digest = ref[len(models.PREFIX):]
+    digest = models.digest_of(ref)
     assert models.in_use(conn)[digest] == [physical] and old["sha256"] not in models.in_use(conn)
     # within the grace period nothing goes (an adapt may not have switched its index yet)
     assert models.prune(conn, index, older_than=3600) == []

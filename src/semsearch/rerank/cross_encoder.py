@@ -57,6 +57,18 @@ def load_cross_encoder(
     return model
 
 
+def current_reranker(wanted: RerankSettings, loaded: Any, *, given: bool, missing: str) -> Any:
+    """The reranker a searcher uses for the settings ``wanted``: ``loaded`` while the caller
+    gave it or it is the model ``wanted`` names, else a new :class:`CrossEncoderReranker` (the
+    index's defaults name another model: ``semsearch adapt`` recorded a new one).
+    ``missing``: the error when no model is named."""
+    if loaded is not None and (given or loaded.name == wanted.model):
+        return loaded
+    if not wanted.model:
+        raise BadInput(missing)
+    return CrossEncoderReranker(wanted)
+
+
 class CrossEncoderReranker:
     """Scores documents for a query with a cross-encoder; the model loads lazily, once."""
 

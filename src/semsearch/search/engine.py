@@ -157,16 +157,12 @@ class Searcher:
     def reranker(self) -> Reranker:
         """The cross-encoder from ``settings.rerank.model``, loaded on the first reranked query
         (and again when the index's defaults name another model)."""
-        wanted = self.settings.rerank
-        if self._reranker is None or (not self._given_reranker and self._reranker.name != wanted.model):
-            if not wanted.model:
-                raise BadInput(
-                    "reranking needs a trained cross-encoder: run `semsearch train-reranker` and "
-                    "set SEMSEARCH_RERANK__MODEL to its output directory"
-                )
-            from semsearch.rerank.cross_encoder import CrossEncoderReranker
+        from semsearch.rerank.cross_encoder import current_reranker
 
-            self._reranker = CrossEncoderReranker(wanted)
+        self._reranker = current_reranker(
+            self.settings.rerank, self._reranker, given=self._given_reranker,
+            missing="reranking needs a trained cross-encoder: run `semsearch train-reranker` and "
+                    "set SEMSEARCH_RERANK__MODEL to its output directory")
         return self._reranker
 
     @property

@@ -23,7 +23,7 @@ from typing import Any
 
 from semsearch.errors import BackendUnavailable, BadInput
 from semsearch.indexer.es_common import AliasedIndex, EsConnection
-from semsearch.store_es import mapping, models
+from semsearch.store_es import models
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +37,6 @@ def _repository(conn: EsConnection, repository: str) -> None:
                        "(an fs location must be under path.repo on every node)")
 
 
-def manifest_models(meta: dict[str, Any]) -> list[str]:
-    """The digests of the published models a manifest names (text encoder, reranker)."""
-    refs = [mapping.dense_encoder(meta), ((meta.get("tuned") or {}).get("rerank") or {}).get("model")]
-    return sorted({str(r)[len(models.PREFIX):] for r in refs if models.is_ref(r)})
-
-
 def snapshot(col: Any, repository: str, name: str | None = None) -> dict[str, Any]:
     """Snapshot the store index ``col`` (an ElasticsearchCollection) and the models its
     manifest names into ``repository``; waits until it is complete."""
@@ -52,7 +46,7 @@ def snapshot(col: Any, repository: str, name: str | None = None) -> dict[str, An
     if physical is None:
         raise BadInput(f"{col.location} does not exist: nothing to snapshot")
     meta = col.reload_manifest()
-    digests = manifest_models(meta)
+    digests = models.manifest_digests(meta)
     indices = [physical] + ([es.models_index] if digests else [])
     name = name or f"{col.alias}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}".lower()
     docs = conn.call(f"count {physical}", lambda c: c.count(index=physical).body)["count"]
@@ -127,11 +121,9 @@ def _copy_models(conn: EsConnection, repository: str, name: str, source: str, ta
             listing = models.published(conn, digest, tmp)
             if listing is None:
                 raise BadInput(f"snapshot {name!r} does not hold model {digest[:12]} completely")
-            for e in listing["files"]:
-                for i in range(int(e["parts"])):
-                    pid = f"{digest}/{e['file']}/{i}"
-                    doc = conn.call(f"read {pid}", lambda c, pid=pid: c.get(index=tmp, id=pid).body)["_source"]
-                    conn.call(f"copy {pid}", lambda c, pid=pid, doc=doc: c.index(index=target, id=pid, document=doc))
+            for pid in models.part_ids(listing):
+                doc = conn.call(f"read {pid}", lambda c, pid=pid: c.get(index=tmp, id=pid).body)["_source"]
+                conn.call(f"copy {pid}", lambda c, pid=pid, doc=doc: c.index(index=target, id=pid, document=doc))
             conn.call(f"copy model {digest[:12]} listing", lambda c, d=digest, doc=listing: c.index(
                 index=target, id=d, document=doc, refresh="true"))
     finally:

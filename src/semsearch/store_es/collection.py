@@ -268,7 +268,7 @@ class ElasticsearchCollection(StoreSearch):
         if not model:
             return tuned
         if models.is_ref(model):
-            if models.published(self.conn, model[len(models.PREFIX):], self.es.models_index) is None:
+            if models.published(self.conn, models.digest_of(model), self.es.models_index) is None:
                 raise BadInput(f"{self.location}: the reranker {model} is not published in "
                                f"{self.es.models_index}; no replica could load it")
             return tuned
@@ -444,13 +444,10 @@ class ElasticsearchCollection(StoreSearch):
     def reranker(self) -> Any:
         """The cross-encoder of ``settings.rerank``, loaded on first use, and loaded again when
         the manifest names another one (``semsearch adapt`` recorded a new reranker)."""
-        wanted = self.settings.rerank
-        if self._reranker is None or (not self._given_reranker and self._reranker.name != wanted.model):
-            if not wanted.model:
-                raise BadInput("reranking needs a trained cross-encoder: set SEMSEARCH_RERANK__MODEL")
-            from semsearch.rerank.cross_encoder import CrossEncoderReranker
+        from semsearch.rerank.cross_encoder import current_reranker
 
-            self._reranker = CrossEncoderReranker(wanted)
+        self._reranker = current_reranker(self.settings.rerank, self._reranker, given=self._given_reranker,
+                                          missing="reranking needs a trained cross-encoder: set SEMSEARCH_RERANK__MODEL")
         return self._reranker
 
     # -- reads --------------------------------------------------------------------------
@@ -816,14 +813,14 @@ class ElasticsearchCollection(StoreSearch):
         dense = self.manifest.get("dense")
         if not dense:
             raise BadInput(f"{self.location} has no text embedding to re-encode")
-        if dense["encoder"] == models.ref_of(models.digest_folder(Path(model))):
-            # already encoded with it (``adapt`` run again, e.g. to add a reranker): no rebuild
-            return {"encoder": dense["encoder"], "unchanged": True,
-                    "tuned": self.set_tuned(tuned) if tuned is not None else None}
         if tuned is not None:
             tuned = self._publish_tuned(tuned)
         rec = models.publish(self.conn, Path(model), base=base or dense["encoder"], cache=self.es.model_cache,
-                             index=self.es.models_index)
+                             index=self.es.models_index)  # nothing sent when it is there already
+        if dense["encoder"] == rec["ref"]:
+            # already encoded with it (``adapt`` run again, e.g. to add a reranker): no rebuild
+            return {"encoder": rec["ref"], "unchanged": True,
+                    "tuned": self.set_tuned(tuned) if tuned is not None else None}
         enc = SentenceTransformerEncoder(self.settings.text_encoder.model_copy(update={"model": str(model)}))
         new_dense = {**dense, "encoder": rec["ref"], "dim": enc.dim,
                      "model": {k: rec[k] for k in ("sha256", "bytes", "files", "base")}}

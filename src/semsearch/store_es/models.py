@@ -37,6 +37,7 @@ from typing import Any
 
 from semsearch.errors import BackendUnavailable, BadInput, IndexIncompatible
 from semsearch.indexer.es_common import EsConnection
+from semsearch.store_es.mapping import dense_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,28 @@ def is_ref(name: str | None) -> bool:
 
 def ref_of(digest: str) -> str:
     return PREFIX + digest
+
+
+def digest_of(ref: str) -> str:
+    """The sha256 a published model's name (``semsearch-model:<sha256>``) carries."""
+    return str(ref)[len(PREFIX):]
+
+
+def manifest_digests(meta: dict[str, Any]) -> list[str]:
+    """The digests of the published models a store manifest names (its text encoder, its
+    recorded reranker), sorted."""
+    refs = (dense_encoder(meta), ((meta.get("tuned") or {}).get("rerank") or {}).get("model"))
+    return sorted({digest_of(r) for r in refs if is_ref(r)})
+
+
+def part_id(digest: str, rel: str, i: int) -> str:
+    """The id of part ``i`` of file ``rel`` of a published model."""
+    return f"{digest}/{rel}/{i}"
+
+
+def part_ids(listing: dict[str, Any]) -> list[str]:
+    """The ids of every part a model's listing names."""
+    return [part_id(listing["model"], e["file"], i) for e in listing["files"] for i in range(int(e["parts"]))]
 
 
 def folder_files(folder: Path) -> list[Path]:
@@ -123,7 +146,7 @@ def publish(conn: EsConnection, folder: Path, *, base: str | None = None, cache:
                         "data": base64.b64encode(chunk).decode("ascii")}
                 conn.call(f"publish model {digest[:12]} ({rel} part {i + 1}/{parts})",
                           lambda c, body=body, i=i, rel=rel: c.index(
-                              index=index, id=f"{digest}/{rel}/{i}", document=body))
+                              index=index, id=part_id(digest, rel, i), document=body))
             entries.append({"file": rel, "bytes": len(data), "parts": parts})
         conn.call(f"refresh {index}", lambda c: c.indices.refresh(index=index))
         listing = {"model": digest, "kind": "listing", "files": entries, "base": base,
@@ -184,7 +207,7 @@ def fetch(conn: EsConnection, ref: str, cache: Path | None = None, index: str = 
     read does not match its digest)."""
     if not is_ref(ref):
         raise BadInput(f"{ref!r} is not a published model name ({PREFIX}<sha256>)")
-    digest = ref[len(PREFIX):]
+    digest = digest_of(ref)
     cache = Path(cache) if cache is not None else default_cache()
     target = cache / digest
     if target.is_dir():
@@ -215,7 +238,7 @@ def fetch(conn: EsConnection, ref: str, cache: Path | None = None, index: str = 
 
 def _part(conn: EsConnection, index: str, digest: str, rel: str, i: int) -> bytes:
     got = conn.call(f"read model {digest[:12]} ({rel} part {i + 1})", lambda c: c.options(
-        ignore_status=404).get(index=index, id=f"{digest}/{rel}/{i}").body)
+        ignore_status=404).get(index=index, id=part_id(digest, rel, i)).body)
     if not got.get("found"):
         raise IndexIncompatible(f"model {digest[:12]} in {index} lacks part {i + 1} of {rel}")
     return base64.b64decode(got["_source"]["data"])
@@ -233,8 +256,6 @@ def listings(conn: EsConnection, index: str = MODEL_INDEX) -> list[dict[str, Any
 def in_use(conn: EsConnection) -> dict[str, list[str]]:
     """The published models the cluster's store indexes name (text encoder, reranker), by
     digest: the physical indexes whose manifest names each."""
-    from semsearch.store_es.mapping import dense_encoder
-
     got = conn.call("read the manifests of the cluster's indexes",
                     lambda c: c.indices.get_mapping(index="*", expand_wildcards="open,closed").body)
     used: dict[str, list[str]] = {}
@@ -242,9 +263,8 @@ def in_use(conn: EsConnection) -> dict[str, list[str]]:
         meta = ((body.get("mappings") or {}).get("_meta") or {}).get("semsearch")
         if not isinstance(meta, dict):
             continue
-        for ref in (dense_encoder(meta), ((meta.get("tuned") or {}).get("rerank") or {}).get("model")):
-            if is_ref(ref):
-                used.setdefault(str(ref)[len(PREFIX):], []).append(name)
+        for digest in manifest_digests(meta):
+            used.setdefault(digest, []).append(name)
     return used
 
 
@@ -262,7 +282,7 @@ def prune(conn: EsConnection, index: str = MODEL_INDEX, *, older_than: float = 8
         digest = m["model"]
         # its parts by id (the listing names every one; delete-by-query needs the reindex
         # module), then the listing: a prune that stopped half-way is finished by the next
-        ids = [f"{digest}/{e['file']}/{i}" for e in m["files"] for i in range(int(e["parts"]))]
+        ids = part_ids(m)
         for start in range(0, len(ids), 500):
             ops = [{"delete": {"_index": index, "_id": i}} for i in ids[start:start + 500]]
             got = conn.call(f"delete model {digest[:12]} parts", lambda c, ops=ops: c.bulk(operations=ops, refresh=True).body)
