@@ -22,6 +22,12 @@ def _folder(root, body: bytes):
     return f
 
 
+def _onnx_exports(f):
+    (f / "onnx").mkdir()
+    (f / "onnx" / "model.onnx").write_bytes(b"fp32" * 100)
+    (f / "onnx" / "model_int8.onnx").write_bytes(b"int8" * 25)
+
+
 def test_a_published_model_is_fetched_whole_and_checked(tmp_path, es_url, es_names, monkeypatch):
     monkeypatch.setattr(models, "PART_BYTES", 1000)  # several parts per file
     s = store_settings(es_url, es_names("m"))
@@ -29,9 +35,11 @@ def test_a_published_model_is_fetched_whole_and_checked(tmp_path, es_url, es_nam
     conn = EsConnection(s.store.elasticsearch)
     body = bytes(range(256)) * 13  # 3,328 bytes: 4 parts
     src = _folder(tmp_path, body)
+    _onnx_exports(src)  # a reranker's: the int8 export travels, the fp32 one is made again where asked
     rec = models.publish(conn, src, base="all-MiniLM-L6-v2", cache=tmp_path / "here", index=index)
     assert rec["ref"] == models.ref_of(models.digest_folder(src)) and models.is_ref(rec["ref"])
-    assert rec["files"] == 3 and rec["bytes"] == len(body) + len('{"dim": 4}') + len('{"mean": true}') and rec["base"] == "all-MiniLM-L6-v2"
+    assert rec["files"] == 4 and rec["base"] == "all-MiniLM-L6-v2"
+    assert rec["bytes"] == len(body) + len('{"dim": 4}') + len('{"mean": true}') + 100
     assert (tmp_path / "here" / rec["sha256"] / "weights.bin").read_bytes() == body  # no fetch on this machine
     # publishing again sends nothing: the same content has the same name
     assert models.publish(conn, src, cache=tmp_path / "here", index=index)["ref"] == rec["ref"]
@@ -40,6 +48,7 @@ def test_a_published_model_is_fetched_whole_and_checked(tmp_path, es_url, es_nam
     assert got == tmp_path / "there" / rec["sha256"]
     assert (got / "weights.bin").read_bytes() == body and (got / "1_Pooling" / "config.json").exists()
     assert not (got / ".hidden").exists() and models.digest_folder(got) == rec["sha256"]
+    assert (got / "onnx" / "model_int8.onnx").exists() and not (got / "onnx" / "model.onnx").exists()
     assert [p.name for p in (tmp_path / "there").iterdir()] == [rec["sha256"]]  # no temporary folder left
     # a part changed in the cluster: refused, and nothing is left in the cache
     conn.call("tamper", lambda c: c.update(index=index, id=f"{rec['sha256']}/weights.bin/1",

@@ -81,13 +81,22 @@ def part_ids(listing: dict[str, Any]) -> list[str]:
     return [part_id(listing["model"], e["file"], i) for e in listing["files"] for i in range(int(e["parts"]))]
 
 
+#: files a replica makes again from the weights when it needs them, left out when the file
+#: named beside them is there: a reranker's fp32 ONNX export (90 of a MiniLM reranker's
+#: 206 MB) when its int8 export, the one reranking loads by default, is published
+_REMADE = {"onnx/model.onnx": "onnx/model_int8.onnx"}
+
+
 def folder_files(folder: Path) -> list[Path]:
-    """The files of a model folder that a replica needs, sorted (training checkpoints and
-    hidden files left out)."""
+    """The files of a model folder that a replica needs, sorted (training checkpoints,
+    hidden files and :data:`_REMADE` exports left out)."""
     out = []
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder)
-        if p.is_file() and not any(part.startswith(".") or part.startswith("checkpoint") for part in rel.parts):
+        if not p.is_file() or any(part.startswith(".") or part.startswith("checkpoint") for part in rel.parts):
+            continue
+        instead = _REMADE.get(rel.as_posix())
+        if instead is None or not (folder / instead).is_file():
             out.append(p)
     return out
 
