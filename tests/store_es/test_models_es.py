@@ -113,6 +113,7 @@ def test_prune_deletes_the_models_no_manifest_names_once_past_the_grace_period(t
     assert models.in_use(conn)[digest] == [physical] and old["sha256"] not in models.in_use(conn)
     # within the grace period nothing goes (an adapt may not have switched its index yet)
     assert models.prune(conn, index, older_than=3600) == []
+    assert models.prune_cache(tmp_path / "cache", models.in_use(conn), older_than=3600) == []
     assert [m["model"] for m in models.listings(conn, index)] == [old["sha256"], digest]
     env = subprocess_env(SEMSEARCH_STORE__BACKEND="elasticsearch", SEMSEARCH_STORE__ELASTICSEARCH__URL=es_url,
                          SEMSEARCH_STORE__ELASTICSEARCH__INDEX=name, SEMSEARCH_STORE__ELASTICSEARCH__MODELS_INDEX=index)
@@ -120,11 +121,18 @@ def test_prune_deletes_the_models_no_manifest_names_once_past_the_grace_period(t
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"{ref}  0 MB  published 20" in r.stdout and f"used by: {physical}" in r.stdout
     assert f"{old['ref']}  0 MB" in r.stdout and "used by: unused" in r.stdout and "2 model(s)" in r.stdout
-    r = subprocess.run(semsearch_cmd("models", "--prune", "--older-than", "0", "--json"), env=env,
-                       capture_output=True, text=True, timeout=120)
+    # this machine's copies: the publisher's of both, and a fetch that died long ago
+    cache = tmp_path / "cache"
+    assert {p.name for p in cache.iterdir()} == {old["sha256"], digest}
+    (cache / f".{digest[:12]}-dead").mkdir()
+    (cache / "notes").mkdir()  # not semsearch's: left alone
+    r = subprocess.run(semsearch_cmd("models", "--prune", "--older-than", "0", "--json"), env={
+        **env, "SEMSEARCH_STORE__ELASTICSEARCH__MODEL_CACHE": str(cache)}, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     listed = json.loads(r.stdout)["models"]
     assert [(m["ref"], m["pruned"]) for m in listed] == [(old["ref"], True), (ref, False)]
+    assert sorted(json.loads(r.stdout)["cache_removed"]) == [str(cache / f".{digest[:12]}-dead"), str(cache / old["sha256"])]
+    assert {p.name for p in cache.iterdir()} == {digest, "notes"}
     assert [m["model"] for m in models.listings(conn, index)] == [digest]
     parts = conn.call("count", lambda c: c.count(index=index, query={"term": {"model": old["sha256"]}}).body)
     assert parts["count"] == 0  # the listing and every part

@@ -99,7 +99,8 @@ def compact_cmd(
 
 @app.command("models")
 def models_cmd(
-    prune: Annotated[bool, typer.Option("--prune", help="delete the models no store index names any more")] = False,
+    prune: Annotated[bool, typer.Option("--prune", help="delete the models no store index names any more, in the "
+                                                        "cluster and in this machine's MODEL_CACHE")] = False,
     older_than: Annotated[float, typer.Option(
         help="--prune: only models published more than this many hours ago (an adapt that has published a "
              "model but not yet switched its index to it keeps it)")] = 24.0,
@@ -107,7 +108,8 @@ def models_cmd(
 ) -> None:
     """With the Elasticsearch store: the models `semsearch adapt` published in the cluster
     (SEMSEARCH_STORE__ELASTICSEARCH__MODELS_INDEX) and the store indexes that use each;
-    --prune deletes those that none uses."""
+    --prune deletes those that none uses, and this machine's copies of them (run it on each
+    replica's machine to clean its cache too)."""
     import datetime
 
     from semsearch.errors import BadInput
@@ -127,6 +129,7 @@ def models_cmd(
         try:
             used = models.in_use(conn)
             pruned = models.prune(conn, es.models_index, older_than=older_than * 3600, used=used) if prune else []
+            local = models.prune_cache(es.model_cache, used, older_than=older_than * 3600) if prune else []
             rows = [{"ref": models.ref_of(m["model"]), "pruned": True} for m in pruned]
             rows += [{"ref": models.ref_of(m["model"]), "bytes": sum(int(f["bytes"]) for f in m["files"]),
                       "published_at": m.get("published_at"), "base": m.get("base"),
@@ -135,7 +138,8 @@ def models_cmd(
         finally:
             conn.close()
     if json_out:
-        out.print_json(json.dumps({"models_index": es.models_index, "models": rows}, default=str))
+        out.print_json(json.dumps({"models_index": es.models_index, "models": rows,
+                                   "cache_removed": [str(p) for p in local]}, default=str))
         return
     for r in rows:
         if r["pruned"]:
@@ -148,3 +152,6 @@ def models_cmd(
     kept = sum(not r["pruned"] for r in rows)
     out.print(f"{kept} model(s) in {es.models_index}" + (f", {len(rows) - kept} pruned" if prune else ""),
               highlight=False)
+    if prune:
+        out.print(f"{len(local)} local cop{'y' if len(local) == 1 else 'ies'} removed from "
+                  f"{es.model_cache or models.default_cache()}", highlight=False)

@@ -27,11 +27,12 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +244,29 @@ def fetch(conn: EsConnection, ref: str, cache: Path | None = None, index: str = 
                                         f"digest (got {h.hexdigest()[:12]}): its parts were changed")
         logger.info("fetched model %s from %s into %s", digest[:12], index, target)
         return target
+
+
+#: what :func:`fetch` leaves in a cache: a model's folder, or a fetch's temporary one
+_CACHED = re.compile(r"[0-9a-f]{64}|\.[0-9a-f]{12}-\S+")
+
+
+def prune_cache(cache: Path | None, used: Iterable[str], *, older_than: float = 86400.0) -> list[Path]:
+    """Delete this machine's copies (``cache``) of the models no manifest names any more
+    (``used``: digests, what :func:`in_use` read) fetched or published more than
+    ``older_than`` seconds ago, and the temporary folders of fetches that died as long ago;
+    returns what went. A replica loads a model whole, so a copy deleted under a running
+    process that still uses an older manifest is fetched again when it is next needed."""
+    cache = Path(cache) if cache is not None else default_cache()
+    if not cache.is_dir():
+        return []
+    keep, cutoff, gone = set(used), time.time() - older_than, []
+    for p in sorted(cache.iterdir()):
+        if not p.is_dir() or not _CACHED.fullmatch(p.name) or p.name in keep or p.stat().st_mtime > cutoff:
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        logger.info("removed the local copy %s", p)
+        gone.append(p)
+    return gone
 
 
 def _part(conn: EsConnection, index: str, digest: str, rel: str, i: int) -> bytes:
