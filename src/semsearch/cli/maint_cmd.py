@@ -127,9 +127,9 @@ def models_cmd(
         es = settings.store.elasticsearch
         conn = EsConnection(es)
         try:
-            used = models.in_use(conn)
-            pruned = models.prune(conn, es.models_index, older_than=older_than * 3600, used=used) if prune else []
-            local = models.prune_cache(es.model_cache, used, older_than=older_than * 3600) if prune else []
+            used, grace = models.in_use(conn), older_than * 3600
+            pruned = models.prune(conn, es.models_index, older_than=grace, used=used) if prune else []
+            local = models.prune_cache(es.model_cache, used, older_than=grace) if prune else []
             rows = [{"ref": models.ref_of(m["model"]), "pruned": True} for m in pruned]
             rows += [{"ref": models.ref_of(m["model"]), "bytes": sum(int(f["bytes"]) for f in m["files"]),
                       "published_at": m.get("published_at"), "base": m.get("base"),

@@ -246,7 +246,8 @@ def fetch(conn: EsConnection, ref: str, cache: Path | None = None, index: str = 
         return target
 
 
-#: what :func:`fetch` leaves in a cache: a model's folder, or a fetch's temporary one
+#: what :func:`fetch` and :func:`publish` leave in a cache: a model's folder (its digest), or
+#: the temporary folder of one that died (:func:`_staged`'s prefix)
 _CACHED = re.compile(r"[0-9a-f]{64}|\.[0-9a-f]{12}-\S+")
 
 
@@ -254,8 +255,8 @@ def prune_cache(cache: Path | None, used: Iterable[str], *, older_than: float = 
     """Delete this machine's copies (``cache``) of the models no manifest names any more
     (``used``: digests, what :func:`in_use` read) fetched or published more than
     ``older_than`` seconds ago, and the temporary folders of fetches that died as long ago;
-    returns what went. A replica loads a model whole, so a copy deleted under a running
-    process that still uses an older manifest is fetched again when it is next needed."""
+    returns what went. A process that loaded a model holds it in memory; it reads a model's
+    folder again only when a manifest names that model, which a removed one's does not."""
     cache = Path(cache) if cache is not None else default_cache()
     if not cache.is_dir():
         return []
