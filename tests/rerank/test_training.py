@@ -152,6 +152,28 @@ def test_onnx_backend_exports_on_first_use_and_leaves_no_partial_files(trained, 
                        atol=1e-5)
 
 
+def test_fp32_onnx_is_exported_beside_a_published_int8_file_which_stays_as_it_is(trained, tmp_path) -> None:
+    """A reranker fetched from the cluster has its int8 export but not the fp32 one
+    (store_es.models leaves it out): asking for fp32 exports it and leaves the int8 file alone."""
+    pytest.importorskip("onnxruntime")
+    import shutil
+
+    from semsearch.rerank.onnx import export_onnx
+
+    card, out, docs = trained
+    export_onnx(out)
+    copy = tmp_path / "fetched"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("model.onnx", "checkpoints"))
+    int8 = copy / "onnx" / "model_int8.onnx"
+    before = (int8.read_bytes(), int8.stat().st_ino)
+    base = dict(fields=["text"], device="cpu", max_length=48, backend="onnx")
+    got = CrossEncoderReranker(RerankSettings(model=str(copy), onnx_file="model.onnx", **base)).score("honeybees", docs)
+    assert (copy / "onnx" / "model.onnx").is_file()
+    assert (int8.read_bytes(), int8.stat().st_ino) == before  # not quantised and replaced again
+    want = CrossEncoderReranker(RerankSettings(model=str(out), onnx_file="model.onnx", **base)).score("honeybees", docs)
+    assert np.allclose(got, want, atol=1e-5)
+
+
 def test_auto_backend_falls_back_to_torch_when_export_fails(trained, tmp_path, caplog) -> None:
     import shutil
 

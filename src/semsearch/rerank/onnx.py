@@ -73,8 +73,10 @@ class OnnxCrossEncoder:
         path = Path(model_dir) / "onnx" / file_name
         if not path.exists() and file_name in ("model.onnx", "model_int8.onnx"):
             logger.info("exporting %s to ONNX (first use of the onnx rerank backend)", model_dir)
-            try:  # both files, so a later fp32 or int8 use finds its own
-                export_onnx(model_dir)
+            # both files, so a later fp32 or int8 use finds its own; an int8 file already there
+            # (a published reranker comes without its fp32 source) is kept as it is
+            try:
+                export_onnx(model_dir, quantize=not (path.parent / "model_int8.onnx").exists())
             except OSError as e:
                 raise BadInput(f"cannot export {model_dir} to ONNX: {e}") from e
         if not path.exists():
